@@ -1,0 +1,3 @@
+from geocloud.cli import main
+
+main()

@@ -1,0 +1,163 @@
+"""Typed models of the layer catalog (``layers/*.yml``) and the agency registry (``agencies.yml``).
+
+Unknown keys are refused (``extra="forbid"``) so that a misspelt key is an error, not a silently
+ignored setting.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pyproj import CRS
+from pyproj.exceptions import CRSError
+
+OGDL_TW = "政府資料開放授權條款－第1版"
+OGDL_TW_URL = "https://data.gov.tw/license"
+
+FieldType = Literal["text", "integer", "bigint", "double", "boolean", "date", "timestamp"]
+GeometryType = Literal["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"]
+Frequency = Literal["daily", "weekly", "monthly", "quarterly", "yearly", "irregular"]
+
+SQL_TYPES: dict[str, str] = {
+    "text": "text",
+    "integer": "integer",
+    "bigint": "bigint",
+    "double": "double precision",
+    "boolean": "boolean",
+    "date": "date",
+    "timestamp": "timestamptz",
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class I18n(Strict):
+    """A text in Traditional Chinese (zh-TW, the primary language) and English."""
+
+    zh_TW: str = Field(alias="zh-TW", min_length=1)
+    en: str = Field(min_length=1)
+
+    def get(self, lang: str | None) -> str:
+        return self.en if lang and lang.lower().startswith("en") else self.zh_TW
+
+
+class LayerField(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    type: FieldType
+    title: I18n
+    description: I18n | None = None
+    required: bool = False
+
+
+class Grant(Strict):
+    agency: str
+    roles: list[str] = Field(default_factory=list, description="empty: every role of the agency")
+
+
+class Access(Strict):
+    level: Literal["public", "internal", "restricted"]
+    grants: list[Grant] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _grants_match_level(self):
+        if self.level == "restricted" and not self.grants:
+            raise ValueError("a restricted layer needs at least one grant (agency and roles)")
+        if self.level != "restricted" and self.grants:
+            raise ValueError(f"grants only apply to restricted layers, not to {self.level!r}")
+        return self
+
+
+class Contact(Strict):
+    organization: I18n
+    name: str
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    phone: str
+
+
+class Publishing(Strict):
+    tgos_file_identifier: str | None = Field(default=None, pattern=r"^TW-\d{2}-[0-9A-Z]{10}-\d{6}$")
+    datagov_identifier: str | None = Field(default=None, pattern=r"^[0-9A-Z]+-\d{6}$")
+    datagov_category: str | None = None
+
+
+class Zooms(Strict):
+    min: int = Field(default=0, ge=0, le=24)
+    max: int = Field(default=22, ge=0, le=24)
+
+
+class Layer(Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")
+    title: I18n
+    description: I18n
+    kind: Literal["vector", "raster"]
+    geometry: GeometryType | None = None
+    crs: str = "EPSG:3826"
+    key: str | None = Field(default=None, description="natural key field: diffs and item ids use it")
+    time_field: str | None = None
+    fields: list[LayerField] = Field(default_factory=list)
+    access: Access
+    update_frequency: Frequency
+    license: str = OGDL_TW
+    license_url: str = OGDL_TW_URL
+    keywords: list[str] = Field(default_factory=list)
+    topic_category: str | None = None
+    scale_denominator: int | None = None
+    contact: Contact
+    style: str | None = None
+    zooms: Zooms = Field(default_factory=Zooms)
+    publishing: Publishing = Field(default_factory=Publishing)
+
+    @field_validator("crs")
+    @classmethod
+    def _known_crs(cls, value: str) -> str:
+        try:
+            crs = CRS.from_user_input(value)
+        except CRSError:
+            raise ValueError(f"unknown CRS {value!r}; write it as EPSG:<code>, e.g. EPSG:3826") from None
+        code = crs.to_epsg()
+        if code is None:
+            raise ValueError(f"CRS {value!r} has no EPSG code; write it as EPSG:<code>")
+        return f"EPSG:{code}"
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        names = [f.name for f in self.fields]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"field names must be unique; repeated: {', '.join(dupes)}")
+        if self.kind == "vector":
+            if self.geometry is None:
+                raise ValueError("a vector layer needs 'geometry' (Point, LineString, Polygon, Multi...)")
+            if self.key is None:
+                raise ValueError("a vector layer needs 'key', the natural key field used for diffs and ids")
+            for attr in ("key", "time_field"):
+                value = getattr(self, attr)
+                if value is not None and value not in names:
+                    raise ValueError(f"{attr} {value!r} is not one of the layer's fields: {', '.join(names)}")
+        elif self.geometry is not None or self.fields:
+            raise ValueError("a raster layer has no 'geometry' or 'fields'")
+        if self.zooms.min > self.zooms.max:
+            raise ValueError("zooms.min must not exceed zooms.max")
+        return self
+
+    @property
+    def srid(self) -> int:
+        return int(self.crs.split(":")[1])
+
+    @property
+    def is_public(self) -> bool:
+        return self.access.level == "public"
+
+    def field(self, name: str) -> LayerField:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+class Agency(Strict):
+    code: str = Field(pattern=r"^[0-9A-Za-z_-]{2,20}$")
+    name: I18n
+    city_agency: bool = True
+

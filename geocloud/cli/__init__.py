@@ -1,0 +1,34 @@
+"""The ``geocloud`` command. Each concern has its own sub-command module.
+
+Exit codes: 0 success; 1 unexpected failure; 2 wrong command-line usage; 3 bad configuration
+(catalog, pipeline or settings); 4 database unreachable or misconfigured; 5 a source file that
+cannot be loaded as it is; 6 unknown layer, pipeline, run or version.
+"""
+
+import sys
+
+import typer
+
+from geocloud.cli import db, layers, sample
+from geocloud.cli.output import err_console
+from geocloud.errors import GeocloudError
+
+app = typer.Typer(
+    name="geocloud",
+    help="臺中市圖資雲 geocloud: load the city's base maps into PostGIS and share them.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+app.add_typer(layers.app, name="layers")
+app.add_typer(db.app, name="db")
+app.add_typer(sample.app, name="sample")
+
+
+def main() -> None:
+    try:
+        app()
+    except GeocloudError as exc:
+        err_console.print("[bold red]error:[/] ", end="")
+        err_console.print(str(exc), markup=False, highlight=False)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,50 @@
+"""Settings, read from ``GEOCLOUD_*`` environment variables.
+
+Every server worker and CLI process reads the same variables, so several processes on several
+machines agree on the database, the data directory and the catalog without sharing memory.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def _default_project_dir() -> Path:
+    """The folder holding ``layers/`` and ``etl/``: the checkout for an editable install, else cwd."""
+    return _CHECKOUT if (_CHECKOUT / "layers").is_dir() else Path.cwd()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GEOCLOUD_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL of the PostGIS database, e.g. postgresql://u:p@host/db"
+    )
+    project_dir: Path = Field(default_factory=_default_project_dir)
+    data_dir: Path | None = Field(default=None, description="Shared data directory (COGs, tile cache)")
+    operator: str | None = Field(default=None, description="Who runs ETL commands; defaults to $USER")
+
+    @property
+    def layers_dir(self) -> Path:
+        return self.project_dir / "layers"
+
+    @property
+    def etl_dir(self) -> Path:
+        return self.project_dir / "etl"
+
+    @property
+    def agencies_file(self) -> Path:
+        return self.project_dir / "agencies.yml"
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir or self.project_dir / ".geocloud" / "data"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

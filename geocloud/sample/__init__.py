@@ -1,0 +1,68 @@
+"""A deterministic, Taichung-like sample city in the formats agencies really deliver.
+
+``generate(folder, scale)`` writes every source the ETL pipelines load, plus ``manifest.json``
+naming the source path for each pipeline, so a full load can be scripted.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+from geocloud.sample import addresses, rasters, vectors
+from geocloud.sample.city import City
+
+ADDRESSES_PER_BUILDING = 1.3
+
+
+def generate(folder: Path, scale: float = 1.0, seed: int = 7, progress=lambda step: None) -> dict:
+    """Write the sample city into ``folder`` and return the manifest."""
+    if scale <= 0:
+        raise ValueError("scale must be positive")
+    city = City(seed)
+    n_buildings = max(int(vectors.BUILDINGS_PER_SCALE * scale), 10)
+    folder.mkdir(parents=True, exist_ok=True)
+    sub = {name: folder / name for name in
+           ("addresses", "roads", "buildings", "districts", "zoning", "landmarks", "topo", "satellite", "topo-sheets")}
+    for path in sub.values():
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir()
+    counts = {}
+    progress("districts")
+    counts["districts"] = vectors.districts(sub["districts"] / "districts.shp", city)
+    progress("roads")
+    counts["roads"] = vectors.roads(sub["roads"] / "roads.shp", city)
+    progress("buildings")
+    counts["buildings"] = vectors.buildings(sub["buildings"] / "buildings.shp", city, n_buildings)
+    progress("addresses")
+    addr = sub["addresses"] / "taichung-addresses.csv"
+    counts["addresses"] = addresses.write(addr, city, int(n_buildings * ADDRESSES_PER_BUILDING))
+    progress("zoning")
+    counts["zoning"] = vectors.zoning(sub["zoning"] / "zoning.geojson", city)
+    progress("landmarks")
+    counts["landmarks"] = vectors.landmarks(sub["landmarks"] / "landmarks.csv", city, extra=int(40 * scale ** 0.5))
+    progress("topo")
+    counts["topo"] = vectors.topo(sub["topo"] / "topo-1000.gpkg", city)
+    progress("rasters")
+    rasters.satellite(sub["satellite"] / "satellite.tif", city)
+    rasters.scanned_sheets(sub["topo-sheets"], city)
+    manifest = {
+        "generator": "geocloud sample generate",
+        "seed": seed,
+        "scale": scale,
+        "crs": "EPSG:3826",
+        "pipelines": {
+            "districts": "districts/districts.shp",
+            "roads": "roads/roads.shp",
+            "buildings": "buildings/buildings.shp",
+            "addresses": "addresses/taichung-addresses.csv",
+            "zoning": "zoning/zoning.geojson",
+            "landmarks": "landmarks/landmarks.csv",
+            "topo": "topo/topo-1000.gpkg",
+            "satellite": "satellite/satellite.tif",
+            "topo-sheets": "topo-sheets",
+        },
+        "counts": counts,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+    return manifest

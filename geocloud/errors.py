@@ -42,3 +42,9 @@ class NotFound(GeocloudError):
     """A named layer, pipeline, run or version does not exist."""
 
     exit_code = 6
+
+
+class Conflict(GeocloudError):
+    """Another run holds the layer, or the requested change conflicts with the current state."""
+
+    exit_code = 7

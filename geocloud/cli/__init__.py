@@ -2,14 +2,14 @@
 
 Exit codes: 0 success; 1 unexpected failure; 2 wrong command-line usage; 3 bad configuration
 (catalog, pipeline or settings); 4 database unreachable or misconfigured; 5 a source file that
-cannot be loaded as it is; 6 unknown layer, pipeline, run or version.
+cannot be loaded as it is; 6 unknown layer, pipeline, run or version; 7 another run holds the layer.
 """
 
 import sys
 
 import typer
 
-from geocloud.cli import db, layers, sample
+from geocloud.cli import db, etl, layers, sample
 from geocloud.cli.output import err_console
 from geocloud.errors import GeocloudError
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.add_typer(layers.app, name="layers")
 app.add_typer(db.app, name="db")
 app.add_typer(sample.app, name="sample")
+app.add_typer(etl.app, name="etl")
 
 
 def main() -> None:

@@ -1,0 +1,147 @@
+"""Which text encoding a source uses: UTF-8 or Big5 (CP950), told apart from evidence, not guessed.
+
+Shapefiles: the ``.cpg`` file first, then the DBF language-driver byte (0x4F / 0x78 mean Big5),
+then a strict decode of every DBF record. CSV: a BOM, then a strict decode of the whole file.
+A decode failure names the row and field, so the operator knows where the file goes wrong.
+"""
+
+import codecs
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from geocloud.errors import InputError
+
+BIG5_LDIDS = {0x4F: "Big5 (LDID 79)", 0x78: "Big5 (LDID 120)"}
+CPG_NAMES = {"950": "cp950", "cp950": "cp950", "big5": "cp950", "utf-8": "utf-8", "utf8": "utf-8",
+             "65001": "utf-8"}
+ENCODING_LABEL = {"utf-8": "UTF-8", "cp950": "Big5 (CP950)"}
+
+
+@dataclass(frozen=True)
+class Encoding:
+    codec: str      # "utf-8" or "cp950"
+    evidence: str   # how it was decided, for the run report
+
+    @property
+    def label(self) -> str:
+        return ENCODING_LABEL.get(self.codec, self.codec)
+
+
+@dataclass(frozen=True)
+class DbfLayout:
+    records: int
+    header_len: int
+    record_len: int
+    ldid: int
+    fields: list[tuple[str, str, int]]  # (raw name bytes decoded leniently, type, length)
+
+
+def dbf_layout(dbf: bytes, where: str) -> DbfLayout:
+    if len(dbf) < 32:
+        raise InputError("the .dbf file is truncated (shorter than its 32-byte header)", where=where,
+                         fix="deliver the complete shapefile (.shp, .shx, .dbf, .prj)")
+    records, header_len, record_len = struct.unpack("<IHH", dbf[4:12])
+    fields, pos = [], 32
+    while pos + 32 <= header_len and dbf[pos] != 0x0D:
+        raw = dbf[pos:pos + 11].split(b"\0", 1)[0]
+        fields.append((raw.decode("utf-8", "replace"), chr(dbf[pos + 11]), dbf[pos + 16]))
+        pos += 32
+    expected = header_len + records * record_len
+    if len(dbf) < expected:
+        raise InputError(
+            f"the .dbf file is truncated: its header promises {records} records ({expected} bytes) "
+            f"but the file has {len(dbf)} bytes", where=where, fix="deliver the complete, uncorrupted file")
+    return DbfLayout(records, header_len, record_len, dbf[29], fields)
+
+
+def _dbf_position(layout: DbfLayout, offset: int) -> tuple[int, str]:
+    """(1-based row, field name) of a byte offset inside the DBF record area."""
+    row, within = divmod(offset, layout.record_len)
+    within -= 1  # deletion flag
+    for name, _, length in layout.fields:
+        if within < length:
+            return row + 1, name
+        within -= length
+    return row + 1, "?"
+
+
+def decode_error(layout: DbfLayout, records: bytes, codec: str) -> tuple[int, str, bytes] | None:
+    """The first (row, field, bad bytes) that ``codec`` cannot decode, or None."""
+    try:
+        records.decode(codec)
+        return None
+    except UnicodeDecodeError as exc:
+        row, field = _dbf_position(layout, exc.start)
+        return row, field, records[exc.start:exc.start + 4]
+
+
+def shapefile_encoding(dbf: bytes, cpg: str | None, forced: str, where: str) -> Encoding:
+    layout = dbf_layout(dbf, where)
+    records = dbf[layout.header_len:layout.header_len + layout.records * layout.record_len]
+    if forced != "auto":
+        bad = decode_error(layout, records, forced)
+        if bad:
+            row, field, raw = bad
+            other = "cp950" if forced == "utf-8" else "utf-8"
+            looks = f"; it decodes as {ENCODING_LABEL[other]}" if decode_error(layout, records, other) is None else ""
+            raise InputError(
+                f"row {row}, field {field!r}: bytes {raw!r} are not valid {ENCODING_LABEL[forced]}{looks}",
+                where=where,
+                fix=f"set source.encoding to {other!r} (or 'auto') in the pipeline file, or fix the .cpg",
+            )
+        return Encoding(forced, "set by the pipeline")
+    if cpg is not None:
+        codec = CPG_NAMES.get(cpg.strip().lower())
+        if codec:
+            return Encoding(codec, f".cpg says {cpg.strip()!r}")
+    if layout.ldid in BIG5_LDIDS:
+        return Encoding("cp950", f"DBF language driver {BIG5_LDIDS[layout.ldid]}")
+    if decode_error(layout, records, "utf-8") is None:
+        return Encoding("utf-8", "detected: every record is valid UTF-8")
+    bad = decode_error(layout, records, "cp950")
+    if bad is None:
+        return Encoding("cp950", "detected: not UTF-8, every record is valid Big5 (CP950)")
+    row, field, raw = bad
+    raise InputError(f"row {row}, field {field!r}: bytes {raw!r} are neither UTF-8 nor Big5", where=where,
+                     fix="re-export the file as UTF-8 with a .cpg file")
+
+
+def text_encoding(path: Path, forced: str) -> Encoding:
+    """Encoding of a CSV file, checked over the whole file in chunks (bounded memory)."""
+    with path.open("rb") as fh:
+        head = fh.read(3)
+    if forced == "auto" and head == codecs.BOM_UTF8:
+        candidates, evidence = ["utf-8"], "UTF-8 byte-order mark"
+    elif forced == "auto":
+        candidates, evidence = ["utf-8", "cp950"], "detected"
+    else:
+        candidates, evidence = [forced], "set by the pipeline"
+    failure = None
+    for codec in candidates:
+        failure = _first_bad_line(path, codec)
+        if failure is None:
+            return Encoding(codec, evidence if evidence != "detected" else f"detected: valid {ENCODING_LABEL[codec]}")
+    line, raw = failure
+    if forced != "auto":
+        raise InputError(f"line {line}: bytes {raw!r} are not valid {ENCODING_LABEL[forced]}", where=str(path),
+                         fix="set source.encoding to 'auto' in the pipeline file, or re-save the file as UTF-8")
+    raise InputError(f"line {line}: bytes {raw!r} are neither UTF-8 nor Big5", where=str(path),
+                     fix="re-save the file as UTF-8")
+
+
+def _first_bad_line(path: Path, codec: str) -> tuple[int, bytes] | None:
+    decoder = codecs.getincrementaldecoder(codec)()
+    lines = 1
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return lines + chunk.count(b"\n", 0, max(exc.start, 0)), chunk[max(exc.start, 0):exc.start + 4]
+            lines += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return lines, b""
+    return None

@@ -1,0 +1,127 @@
+"""ETL pipeline definitions: one ``etl/<name>.yml`` per pipeline.
+
+A pipeline says how to read one kind of source (format, encoding, CRS, CSV coordinate columns),
+how its fields map onto the catalog layer's fields, which named transform enriches them, how a
+multi-layer source splits by feature code, and which validation rules apply.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from geocloud.catalog import Catalog
+from geocloud.catalog.models import Layer
+from geocloud.errors import ConfigError, NotFound
+from geocloud.yamlfile import load_model
+
+SourceFormat = Literal["shapefile", "geopackage", "geojson", "csv", "kml", "geotiff"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(Strict):
+    format: SourceFormat
+    encoding: Literal["auto", "utf-8", "cp950"] = "auto"
+    crs: str | None = Field(default=None, description="CRS when the source declares none, e.g. EPSG:3826")
+    layers: list[str] | None = Field(default=None, description="layers of a multi-layer source to read")
+    x: list[str] | None = Field(default=None, description="CSV: accepted names of the X (easting) column")
+    y: list[str] | None = Field(default=None, description="CSV: accepted names of the Y (northing) column")
+
+    @model_validator(mode="after")
+    def _csv_needs_xy(self):
+        if self.format == "csv" and not (self.x and self.y):
+            raise ValueError("a CSV source needs 'x' and 'y': the accepted names of its coordinate columns")
+        return self
+
+
+class Split(Strict):
+    """Route each feature to an output layer by a code field (1/1000 topographic feature codes)."""
+
+    field: str
+    codes: dict[str, str] = Field(description="feature code -> output layer id")
+
+
+class Output(Strict):
+    layer: str
+    fields: dict[str, str | list[str]] = Field(
+        description="catalog field -> source field (or a list of accepted source names)")
+    transform: Literal["addresses", "zoning"] | None = None
+
+
+class Rules(Strict):
+    extent: Literal["city", "taiwan"] = "city"
+    on_invalid_geometry: Literal["repair", "reject"] = "repair"
+    on_duplicate_key: Literal["reject", "keep-first"] = "reject"
+    max_rejected_rows: int = Field(default=0, ge=0, description="more rejected rows than this fail the run")
+
+
+class Pipeline(Strict):
+    pipeline: str
+    description: str
+    source: Source
+    outputs: list[Output] = Field(default_factory=list)
+    split: Split | None = None
+    raster_layer: str | None = Field(default=None, description="raster pipelines: the catalog layer")
+    mosaic: bool = Field(default=False, description="raster pipelines: merge every GeoTIFF of a folder")
+    rules: Rules = Field(default_factory=Rules)
+    zone_codes: str | None = Field(default=None, description="zoning: path of a full national code table")
+
+    @field_validator("pipeline")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.replace("-", "").isalnum():
+            raise ValueError("a pipeline name holds only letters, digits and '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if self.source.format == "geotiff":
+            if not self.raster_layer or self.outputs:
+                raise ValueError("a GeoTIFF pipeline names 'raster_layer' and has no 'outputs'")
+        elif not self.outputs:
+            raise ValueError("a vector pipeline needs at least one entry in 'outputs'")
+        if len(self.outputs) > 1 and self.split is None:
+            raise ValueError("several outputs need 'split' to say which features go where")
+        return self
+
+    @property
+    def layer_ids(self) -> list[str]:
+        return [self.raster_layer] if self.raster_layer else [o.layer for o in self.outputs]
+
+    def check_against(self, catalog: Catalog, where: str) -> None:
+        """Every output layer and mapped field must exist in the catalog."""
+        for i, layer_id in enumerate(self.layer_ids):
+            if layer_id not in catalog.layers:
+                raise ConfigError(f"layer {layer_id!r} is not in the catalog", where=where,
+                                  fix=f"use one of: {', '.join(sorted(catalog.layers))}")
+            layer: Layer = catalog.layers[layer_id]
+            expected = "raster" if self.raster_layer else "vector"
+            if layer.kind != expected:
+                raise ConfigError(f"layer {layer_id!r} is a {layer.kind} layer, not {expected}", where=where)
+        for i, output in enumerate(self.outputs):
+            layer = catalog.layers[output.layer]
+            names = {f.name for f in layer.fields}
+            for target in output.fields:
+                if target not in names:
+                    raise ConfigError(f"outputs[{i}].fields: {target!r} is not a field of layer {layer.id!r}",
+                                      where=where, fix=f"use one of: {', '.join(sorted(names))}")
+        if self.split:
+            for code, layer_id in self.split.codes.items():
+                if layer_id not in {o.layer for o in self.outputs}:
+                    raise ConfigError(f"split.codes[{code}] routes to {layer_id!r}, which is not an output",
+                                      where=where)
+
+
+def load_pipeline(name: str, etl_dir: Path, catalog: Catalog) -> Pipeline:
+    path = etl_dir / f"{name}.yml"
+    if not path.exists():
+        known = sorted(p.stem for p in etl_dir.glob("*.yml"))
+        raise NotFound(f"unknown pipeline {name!r}", fix=f"use one of: {', '.join(known)}")
+    pipeline = load_model(path, Pipeline)
+    if pipeline.pipeline != name:
+        raise ConfigError(f"pipeline name {pipeline.pipeline!r} differs from the file name", where=str(path))
+    pipeline.check_against(catalog, str(path))
+    return pipeline

@@ -1,0 +1,241 @@
+"""Turn one batch of source rows into rows of a catalog layer, ready for COPY.
+
+Fields are mapped from the source's (often DBF-truncated) names, coerced to the catalog's types
+(numbers stored as text become numbers), enriched by the pipeline's named transform, and checked;
+geometries are reprojected, repaired, promoted to the layer's type and checked against the
+extent. Everything is vectorized over the batch (shapely 2, pyarrow compute).
+"""
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import shapely
+
+from geocloud.catalog.models import Layer
+from geocloud.etl.crs import Reprojection, extent_problem
+from geocloud.etl.pipeline import Output, Rules
+from geocloud.etl.quality import Quality
+from geocloud.etl.sources import Batch, OpenedSource
+from geocloud.errors import InputError
+
+ARROW_TYPES = {"text": pa.string(), "integer": pa.int32(), "bigint": pa.int64(), "double": pa.float64(),
+               "boolean": pa.bool_(), "date": pa.date32(), "timestamp": pa.timestamp("s")}
+NUMBER = {"integer": r"^[+-]?\d+(\.0*)?$", "bigint": r"^[+-]?\d+(\.0*)?$",
+          "double": r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"}
+BASE_TYPE = {"Point": 1, "MultiPoint": 1, "LineString": 2, "MultiLineString": 2, "Polygon": 3, "MultiPolygon": 3}
+SHAPELY_IDS = {0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "MultiPoint",
+               5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
+BIG5_GAP_CHARS = r"[■□∮�]|\?"
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """catalog field -> the source column found for it (None: absent), and the named transform."""
+
+    columns: dict[str, str | None]
+    transform: Callable | None = None
+
+
+def resolve_fields(output: Output, layer: Layer, src: OpenedSource, quality: Quality,
+                   transform: Callable | None = None) -> FieldMap:
+    found: dict[str, str | None] = {}
+    for target, names in output.fields.items():
+        names = [names] if isinstance(names, str) else names
+        hit = next((n for n in names if n in src.columns), None)
+        if hit is None:
+            close = difflib.get_close_matches(names[0], src.columns, n=1, cutoff=0.5)
+            hint = f"; the file has {close[0]!r} (misspelt?)" if close else ""
+            required = layer.field(target).required and output.transform is None
+            if required or (output.transform == "addresses" and target in {"number", "road", "district_code"}):
+                raise InputError(
+                    f"missing required field {target!r}: no column {' / '.join(names)} in the file{hint}",
+                    where=str(src.path),
+                    fix=f"rename the column, or map the file's name to {target!r} under outputs.fields in the pipeline")
+            quality.note_file("warning", f"column {' / '.join(names)} absent: field {target!r} left empty")
+        found[target] = hit
+    return FieldMap(found, transform)
+
+
+def check_geometry_type(src: OpenedSource, layer: Layer, split: bool) -> None:
+    """Refuse a whole file whose declared geometry type cannot go into the layer."""
+    if split:
+        return
+    for source_layer, gtype in src.geometry_types.items():
+        base = (gtype or "").replace(" Z", "").replace("25D", "")
+        if base in BASE_TYPE and BASE_TYPE[base] != BASE_TYPE[layer.geometry]:
+            raise InputError(
+                f"wrong geometry type: the file holds {base} features but layer {layer.id!r} holds {layer.geometry}",
+                where=str(src.path), fix="check that the right file is given to the right pipeline")
+
+
+def coerce(arr: pa.Array, ftype: str) -> tuple[pa.Array, np.ndarray]:
+    """Cast to the catalog type; returns the values and a mask of cells that could not be cast."""
+    target = ARROW_TYPES[ftype]
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if ftype == "text":
+        if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+            if pa.types.is_floating(arr.type):  # 146246.0 -> "146246"
+                as_int = pc.cast(arr, pa.int64(), safe=False)
+                whole = pc.fill_null(pc.equal(pc.cast(as_int, pa.float64()), arr), False)
+                arr = pc.if_else(whole, pc.cast(as_int, pa.string()), pc.cast(arr, pa.string()))
+            else:
+                arr = pc.cast(arr, pa.string())
+        arr = pc.utf8_trim_whitespace(arr)
+        arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
+        return arr, np.zeros(len(arr), dtype=bool)
+    if ftype in NUMBER and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        text = pc.utf8_trim_whitespace(arr)
+        empty = pc.fill_null(pc.equal(text, ""), True)
+        ok = pc.fill_null(pc.match_substring_regex(text, NUMBER[ftype]), False)
+        bad = ~(ok.to_numpy(zero_copy_only=False) | empty.to_numpy(zero_copy_only=False))
+        clean = pc.if_else(ok, text, pa.scalar(None, pa.string()))
+        as_float = pc.cast(clean, pa.float64())
+        return pc.cast(as_float, target, safe=False), bad
+    try:
+        return pc.cast(arr, target), np.zeros(len(arr), dtype=bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        as_text = pc.cast(arr, pa.string())
+        return coerce(as_text, ftype)
+
+
+def _attributes(batch: Batch, fmap: FieldMap, output: Output, layer: Layer, quality: Quality,
+                reject: np.ndarray) -> dict[str, pa.Array]:
+    n = len(batch.rows)
+    mapped = {t: (batch.columns[s] if s else pa.nulls(n, pa.string())) for t, s in fmap.columns.items()}
+    if fmap.transform:
+        mapped = fmap.transform(mapped, batch.rows, quality, reject)
+    out = {}
+    for f in layer.fields:
+        arr = mapped.get(f.name, pa.nulls(n, pa.string()))
+        values, bad = coerce(arr, f.type)
+        src_name = fmap.columns.get(f.name) or f.name
+        if bad.any():
+            samples = ", ".join(sorted({str(v) for v in pc.filter(arr, pa.array(bad)).to_pylist()[:3]}))
+            severity = "error" if f.required else "warning"
+            quality.note(severity, f"field {f.name!r} (column {src_name}): not a {f.type} ({samples}); "
+                                   + ("row rejected" if f.required else "left empty"), batch.rows[bad])
+            if f.required:
+                reject |= bad
+        if f.required:
+            missing = pc.is_null(values).to_numpy(zero_copy_only=False) & ~bad
+            quality.note("error", f"required field {f.name!r} (column {src_name}) is empty; row rejected",
+                         batch.rows[missing])
+            reject |= missing
+        if f.type == "text" and len(values):
+            gaps = pc.fill_null(pc.match_substring_regex(values, BIG5_GAP_CHARS), False).to_numpy(
+                zero_copy_only=False)
+            quality.note("warning", f"field {f.name!r}: placeholder for a character missing from Big5 "
+                                    "(■ or ?); fix the source text", batch.rows[gaps])
+        out[f.name] = values
+    return out
+
+
+def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rules, src: OpenedSource,
+                quality: Quality, reject: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    geoms = batch.geometry
+    empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    if batch.raw_xy is not None:  # CSV: say which coordinate cells were not numbers
+        bad_xy = ~np.isfinite(batch.raw_xy[0]) | ~np.isfinite(batch.raw_xy[1])
+        quality.note("error", f"coordinate columns {src.xy[0]}/{src.xy[1]} are empty or not numbers; row rejected",
+                     batch.rows[bad_xy])
+        reject |= bad_xy
+        empty &= ~bad_xy
+    quality.note("warning", "empty geometry dropped", batch.rows[empty])
+    quality.dropped_empty += int(empty.sum())
+    drop |= empty
+    live = ~(reject | drop)
+    type_ids = shapely.get_type_id(geoms)
+    wanted = BASE_TYPE[layer.geometry]
+    base_of = {0: 1, 4: 1, 1: 2, 5: 2, 3: 3, 6: 3}
+    wrong = live & np.array([base_of.get(int(t), 0) != wanted for t in type_ids], dtype=bool)
+    for tid in np.unique(type_ids[wrong]):
+        quality.note("error", f"wrong geometry type {SHAPELY_IDS.get(int(tid), tid)} for layer {layer.id!r} "
+                              f"({layer.geometry}); row rejected", batch.rows[wrong & (type_ids == tid)])
+    reject |= wrong
+    live = ~(reject | drop)
+
+    raw_bounds = shapely.bounds(geoms[live])
+    geoms = geoms.copy()
+    geoms[live] = reproject.geometries(geoms[live])
+    bounds = shapely.bounds(geoms[live])
+    for corner in ((0, 1), (2, 3)):
+        problem = extent_problem(raw_bounds[:, corner[0]], raw_bounds[:, corner[1]],
+                                 bounds[:, corner[0]], bounds[:, corner[1]], src.crs, rules.extent)
+        if problem:
+            mask, why = problem
+            rows = batch.rows[live][mask][:5]
+            raise InputError(f"{why} (rows {', '.join(map(str, rows))}{' …' if mask.sum() > 5 else ''})",
+                             where=str(src.path), fix="declare the right CRS in the source or in the pipeline")
+
+    if wanted == 3:
+        invalid = live & ~shapely.is_valid(geoms)
+        if invalid.any():
+            if rules.on_invalid_geometry == "reject":
+                quality.note("error", "invalid geometry; row rejected", batch.rows[invalid])
+                reject |= invalid
+            else:
+                fixed = shapely.make_valid(geoms[invalid])
+                polys = [shapely.multipolygons([p for p in shapely.get_parts(g) if shapely.get_type_id(p) == 3])
+                         for g in fixed]
+                geoms[invalid] = polys
+                quality.repaired += int(invalid.sum())
+                quality.note("warning", "invalid geometry repaired (make_valid)", batch.rows[invalid])
+                emptied = invalid & shapely.is_empty(geoms)
+                quality.note("error", "geometry empty after repair; row rejected", batch.rows[emptied])
+                reject |= emptied
+    live = ~(reject | drop)
+    type_ids = shapely.get_type_id(geoms)
+    if layer.geometry.startswith("Multi"):
+        single = live & np.isin(type_ids, [0, 1, 3])
+        if single.any():
+            maker = {1: shapely.multipoints, 2: shapely.multilinestrings, 3: shapely.multipolygons}[wanted]
+            geoms[single] = maker(geoms[single][:, None].tolist())
+    else:
+        multi = live & np.isin(type_ids, [4, 5, 6])
+        several = multi & (shapely.get_num_geometries(geoms) > 1)
+        quality.note("error", f"multi-part geometry where layer {layer.id!r} holds single {layer.geometry}; "
+                              "row rejected", batch.rows[several])
+        reject |= several
+        one = multi & ~several
+        geoms[one] = shapely.get_geometry(geoms[one], 0)
+    return geoms
+
+
+def prepare(batch: Batch, output: Output, fmap: FieldMap, layer: Layer, reproject: Reprojection, rules: Rules,
+            src: OpenedSource, quality: Quality, seen_keys: set) -> pa.Table:
+    """The batch's accepted rows as a table of the layer's fields plus ``geom`` (hex EWKB)."""
+    n = len(batch.rows)
+    reject, drop = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    attrs = _attributes(batch, fmap, output, layer, quality, reject)
+    geoms = _geometries(batch, layer, reproject, rules, src, quality, reject, drop)
+
+    keys = attrs[layer.key].to_pylist()
+    dup = np.zeros(n, dtype=bool)
+    for i in np.flatnonzero(~(reject | drop)):
+        k = keys[i]
+        if k in seen_keys:
+            dup[i] = True
+        else:
+            seen_keys.add(k)
+    if dup.any():
+        quality.duplicates += int(dup.sum())
+        if rules.on_duplicate_key == "keep-first":
+            quality.note("warning", f"duplicate {layer.key!r}: later row skipped, first kept", batch.rows[dup])
+            drop |= dup
+        else:
+            quality.note("error", f"duplicate natural key {layer.key!r}; row rejected", batch.rows[dup])
+            reject |= dup
+
+    quality.rejected += int(reject.sum())
+    keep = ~(reject | drop)
+    mask = pa.array(keep)
+    out = {name: pc.filter(values, mask) for name, values in attrs.items()}
+    out["geom"] = pa.array(shapely.to_wkb(shapely.set_srid(geoms[keep], layer.srid), hex=True, include_srid=True),
+                           pa.string())
+    quality.loaded[layer.id] += int(keep.sum())
+    return pa.table(out)

@@ -1,0 +1,267 @@
+"""One ETL run: read -> validate -> stage -> diff -> publish, recorded from start to end.
+
+The run record is written before anything else, so that a run killed at any moment is visible
+(and marked interrupted by the next run). The live layer changes only in ``publish``'s single
+transaction; every failure before it leaves the live layer exactly as it was.
+"""
+
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pyarrow as pa
+from psycopg import sql
+from pyproj import CRS
+
+from geocloud import db
+from geocloud.catalog import get_catalog
+from geocloud.config import get_settings
+from geocloud.errors import InputError
+from geocloud.etl import raster, runs, stage
+from geocloud.etl.crs import check_proj_database, reprojection
+from geocloud.etl.pipeline import Pipeline, load_pipeline
+from geocloud.etl.prepare import check_geometry_type, prepare, resolve_fields
+from geocloud.etl.publish import Staged, live_version, publish, raster_diff, rollback
+from geocloud.etl.quality import Quality
+from geocloud.etl.sources import Batch, open_source, read_batches, sha256
+from geocloud.etl.transforms import TRANSFORMS
+
+
+class Progress:
+    """What a run reports while it works; the CLI shows it as rich progress bars."""
+
+    def stage(self, name: str, total: int | None = None) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+
+@dataclass
+class Report:
+    run_id: int
+    pipeline: str
+    source: str
+    dry_run: bool
+    status: str = "running"
+    sha256: str | None = None
+    operator: str = ""
+    encoding: str | None = None
+    crs: str | None = None
+    transformation: str | None = None
+    counts: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    diff: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    quality: dict = field(default_factory=dict)
+    report_path: str | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return vars(self).copy()
+
+
+class _Timer:
+    def __init__(self, report: Report, progress: Progress):
+        self.report, self.progress = report, progress
+
+    @contextmanager
+    def __call__(self, name: str, total: int | None = None):
+        self.progress.stage(name, total)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.report.timings[name] = round(time.perf_counter() - t0, 3)
+
+
+def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = False,
+                 progress: Progress | None = None) -> Report:
+    progress = progress or Progress()
+    settings, catalog = get_settings(), get_catalog()
+    pipeline = load_pipeline(name, settings.etl_dir, catalog)
+    check_proj_database()
+    with db.connect(autocommit=True) as conn:
+        run_id = runs.start(conn, pipeline.pipeline, pipeline.layer_ids, path, dry_run)
+        report = Report(run_id, pipeline.pipeline, str(path), dry_run, operator=runs.operator())
+        quality = Quality()
+        try:
+            stage.lock_layers(conn, pipeline.layer_ids)
+            stage.clear_leftovers(conn, pipeline.layer_ids, run_id)
+            if pipeline.raster_layer:
+                raster.clear_leftovers(settings.data_path, pipeline.raster_layer)
+                _raster_run(conn, pipeline, path, report, force, _Timer(report, progress))
+            else:
+                _vector_run(conn, pipeline, path, report, quality, force, _Timer(report, progress), progress)
+        except BaseException as exc:  # noqa: BLE001 - record every failure, then let it propagate
+            report.status, report.error = "failed", str(exc) or type(exc).__name__
+            report.quality = quality.as_dict()
+            _finish(conn, report, settings.data_path, quality)
+            raise
+        report.quality = quality.as_dict()
+        _finish(conn, report, settings.data_path, quality)
+    return report
+
+
+def _finish(conn: psycopg.Connection, report: Report, data_dir: Path, quality: Quality) -> None:
+    if conn.closed:
+        return
+    report.report_path = str(runs.write_report(data_dir, report.run_id, report.as_dict()))
+    runs.finish(conn, report.run_id, report.status, counts=report.counts, timings=report.timings,
+                warnings=[vars(i) for i in quality.warnings], diff=report.diff, quality=report.quality,
+                error=report.error)
+
+
+def _transform_for(pipeline: Pipeline, output) -> callable:
+    if output.transform == "zoning":
+        categories = str(get_settings().etl_dir / "zoning-categories.csv")
+        return partial(TRANSFORMS["zoning"], categories=categories, code_table=pipeline.zone_codes)
+    return TRANSFORMS.get(output.transform) if output.transform else None
+
+
+def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Quality, force: bool,
+                timed: _Timer, progress: Progress) -> None:
+    catalog = get_catalog()
+    with timed("checksum"):
+        report.sha256 = sha256(path)
+        runs.set_checksum(conn, report.run_id, report.sha256)
+    src = open_source(path, pipeline.source)
+    report.encoding = f"{src.encoding.label} ({src.encoding.evidence})" if src.encoding else None
+    report.crs = f"{src.crs.to_string()} ({src.crs_evidence})"
+    layers = {o.layer: catalog.layers[o.layer] for o in pipeline.outputs}
+    outputs = {o.layer: o for o in pipeline.outputs}
+    fmaps = {lid: resolve_fields(o, layers[lid], src, quality, _transform_for(pipeline, o)) for lid, o in outputs.items()}
+    if not pipeline.split:
+        check_geometry_type(src, layers[pipeline.outputs[0].layer], split=False)
+    reproject = {lid: reprojection(src.crs.to_wkt(), CRS.from_user_input(layer.crs).to_wkt())
+                 for lid, layer in layers.items()}
+    report.transformation = "; ".join(sorted({r.description for r in reproject.values()}))
+    seen = {lid: set() for lid in layers}
+    tables: dict[str, str] = {}
+    with conn.transaction():
+        for lid, layer in layers.items():
+            tables[lid] = stage.create_staging(conn, layer, report.run_id)
+        with timed("read, validate and copy", src.feature_count):
+            for batch in read_batches(src):
+                quality.read += len(batch.rows)
+                for lid, sub in _route(batch, pipeline, quality):
+                    table = prepare(sub, outputs[lid], fmaps[lid], layers[lid], reproject[lid], pipeline.rules,
+                                    src, quality, seen[lid])
+                    if table.num_rows:
+                        with conn.cursor().copy(stage.copy_statement(layers[lid], tables[lid])) as copy:
+                            copy.write(stage.csv_bytes(table))
+                progress.advance(len(batch.rows))
+        _check_quality(quality, pipeline, src.path)
+        with timed("index"):
+            for lid, layer in layers.items():
+                stage.build_indexes(conn, layer, tables[lid])
+    report.counts = {"read": quality.read, "loaded": dict(quality.loaded), "rejected": quality.rejected,
+                     "repaired": quality.repaired, "dropped_empty": quality.dropped_empty,
+                     "duplicates": quality.duplicates}
+    staged = []
+    with timed("diff"):
+        for lid, layer in layers.items():
+            live = live_version(conn, lid)
+            old = sql.SQL("live.{}").format(sql.Identifier(lid)) if live else None
+            new = sql.SQL("staging.{}").format(sql.Identifier(tables[lid]))
+            change = stage.diff(conn, layer, old, new)
+            report.diff[lid] = change.as_dict()
+            staged.append(Staged(layer, tables[lid], quality.loaded[lid], change))
+    if dry_run_or_unchanged(report, staged, force):
+        for lid in layers:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS staging.{}").format(sql.Identifier(tables[lid])))
+        return
+    with timed("publish"):
+        report.versions = publish(conn, report.run_id, staged, report.operator, get_settings().data_path)
+    report.status = "published"
+
+
+def dry_run_or_unchanged(report: Report, staged: list[Staged], force: bool) -> bool:
+    if report.dry_run:
+        report.status = "planned"
+        return True
+    if not force and not any(s.diff.any for s in staged):
+        report.status = "unchanged"
+        return True
+    return False
+
+
+def _route(batch, pipeline: Pipeline, quality: Quality):
+    """(layer, sub-batch) pairs: the whole batch, or its parts by feature code."""
+    if not pipeline.split:
+        yield pipeline.outputs[0].layer, batch
+        return
+    codes = batch.columns.get(pipeline.split.field)
+    if codes is None:
+        raise InputError(f"split field {pipeline.split.field!r} not found in layer {batch.source_layer!r}",
+                         fix="fix split.field in the pipeline file")
+    codes = np.array([None if c is None else str(c) for c in codes.to_pylist()], dtype=object)
+    targets = np.array([pipeline.split.codes.get(c) for c in codes], dtype=object)
+    unknown = targets == None  # noqa: E711 - elementwise
+    for code in set(codes[unknown]):
+        n = int((codes[unknown] == code).sum())
+        quality.skipped_codes[str(code)] += n
+        quality.note("warning", f"feature code {code} is not in the pipeline's code table; skipped",
+                     batch.rows[unknown & (codes == code)])
+    for lid in dict.fromkeys(t for t in targets if t is not None):
+        mask = targets == lid
+        pm = pa.array(mask)
+        yield lid, Batch({k: v.filter(pm) for k, v in batch.columns.items()}, batch.geometry[mask],
+                         None, batch.rows[mask], batch.source_layer)
+
+
+def _check_quality(quality: Quality, pipeline: Pipeline, path: Path) -> None:
+    if quality.rejected > pipeline.rules.max_rejected_rows:
+        lines = [f"{i.message} ({i.count} row(s): {', '.join(map(str, i.rows[:8]))}{' …' if i.count > 8 else ''})"
+                 for i in quality.errors]
+        raise InputError(
+            f"{quality.rejected} row(s) rejected (the pipeline allows {pipeline.rules.max_rejected_rows}):\n  - "
+            + "\n  - ".join(lines), where=str(path),
+            fix="correct those rows in the source and run again; nothing was published")
+    if sum(quality.loaded.values()) == 0:
+        raise InputError("no feature could be loaded", where=str(path), fix="see the quality report")
+
+
+def _raster_run(conn, pipeline: Pipeline, path: Path, report: Report, force: bool, timed: _Timer) -> None:
+    settings, layer = get_settings(), get_catalog().layers[pipeline.raster_layer]
+    with timed("checksum"):
+        report.sha256 = sha256(path)
+        runs.set_checksum(conn, report.run_id, report.sha256)
+    with timed("read and validate"):
+        info = raster.inspect(raster.source_files(path), pipeline)
+    report.crs = info.crs
+    report.counts = {"files": len(info.files), "bands": info.bands, "dtype": info.dtype}
+    live = live_version(conn, layer.id)
+    if live and not force and not report.dry_run:
+        live_sha = conn.execute("SELECT r.source_sha256 FROM geocloud.layer_versions v JOIN geocloud.etl_runs r "
+                                "ON r.id = v.run_id WHERE v.layer = %s AND v.state = 'live'", (layer.id,)).fetchone()
+        if live_sha and live_sha[0] == report.sha256:
+            report.status = "unchanged"
+            return
+    version = conn.execute("SELECT coalesce(max(version), 0) + 1 FROM geocloud.layer_versions WHERE layer = %s",
+                           (layer.id,)).fetchone()[0]
+    version_dir = f"rasters/{layer.id}/v{version}"
+    with timed("convert to COG"):
+        report.counts["bytes"] = raster.build_cogs(info, layer, settings.data_path, version_dir, report.run_id)
+    change = raster_diff(conn, layer.id, info.bounds_3826, 3826)
+    report.diff[layer.id] = change.as_dict()
+    staged = [Staged(layer, version_dir, 1, change)]
+    if dry_run_or_unchanged(report, staged, True):
+        shutil.rmtree(settings.data_path / version_dir, ignore_errors=True)
+        return
+    with timed("publish"):
+        report.versions = publish(conn, report.run_id, staged, report.operator, settings.data_path)
+    report.status = "published"
+
+
+
+def rollback_layer(layer_id: str, to_version: int | None = None) -> dict:
+    """Make a kept version of a layer live again (the newest kept one by default)."""
+    layer = get_catalog().layer(layer_id)
+    with db.connect(autocommit=True) as conn:
+        stage.lock_layers(conn, [layer_id])
+        old, new, change = rollback(conn, layer, to_version, runs.operator())
+    return {"layer": layer_id, "from_version": old, "to_version": new, "diff": change.as_dict()}

@@ -1,0 +1,230 @@
+"""Open a vector source and stream it in batches of attributes, geometries and row numbers.
+
+Formats: Shapefile (loose or zipped), GeoPackage, GeoJSON (the legacy ``crs`` member is honoured
+by GDAL), KML, all through pyogrio's Arrow stream; CSV with X/Y columns through pyarrow's
+streaming CSV reader. Memory stays bounded by the batch size whatever the file size.
+"""
+
+import difflib
+import hashlib
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyogrio
+import shapely
+from pyogrio.errors import DataLayerError, DataSourceError
+from pyproj import CRS
+
+from geocloud.etl.crs import identify
+from geocloud.etl.encoding import Encoding, shapefile_encoding, text_encoding
+from geocloud.etl.pipeline import Source
+from geocloud.errors import InputError
+
+BATCH = 65_536
+SUFFIXES = {"shapefile": {".shp", ".zip"}, "geopackage": {".gpkg"}, "geojson": {".geojson", ".json"},
+            "csv": {".csv", ".txt"}, "kml": {".kml"}}
+
+
+@dataclass
+class Batch:
+    columns: dict[str, pa.Array]
+    geometry: np.ndarray        # shapely geometries (None where missing)
+    raw_xy: tuple[np.ndarray, np.ndarray] | None  # CSV: coordinates as read, for extent hints
+    rows: np.ndarray            # 1-based row (feature) numbers in the source
+    source_layer: str | None = None
+
+
+@dataclass
+class OpenedSource:
+    path: Path
+    format: str
+    encoding: Encoding | None
+    crs: CRS
+    crs_evidence: str
+    columns: list[str]
+    layers: list[str | None]
+    feature_count: int | None
+    geometry_types: dict[str | None, str] = field(default_factory=dict)
+    xy: tuple[str, str] | None = None
+
+
+def sha256(path: Path) -> str:
+    """Checksum of a source: every file of a shapefile or a folder, in name order."""
+    digest = hashlib.sha256()
+    files = sorted(path.iterdir()) if path.is_dir() else (
+        sorted(p for p in path.parent.glob(path.stem + ".*") if p.suffix.lower() in
+               {".shp", ".shx", ".dbf", ".prj", ".cpg"}) if path.suffix.lower() == ".shp" else [path])
+    for f in files:
+        with f.open("rb") as fh:
+            while chunk := fh.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_path(path: Path, fmt: str) -> None:
+    if not path.exists():
+        raise InputError("file not found", where=str(path), fix="check the path")
+    if path.is_dir():
+        raise InputError(f"a folder, not a {fmt} file", where=str(path), fix="name the file to load")
+    if path.stat().st_size == 0:
+        raise InputError("the file is empty (0 bytes)", where=str(path), fix="deliver the complete file")
+    if path.suffix.lower() not in SUFFIXES[fmt]:
+        raise InputError(f"expected a {fmt} file ({', '.join(sorted(SUFFIXES[fmt]))}), got {path.suffix!r}",
+                         where=str(path), fix="check the pipeline and the file")
+
+
+def _shapefile_sidecars(path: Path) -> tuple[bytes, str | None, bool]:
+    """(.dbf bytes, .cpg text, has .prj) of a loose or zipped shapefile."""
+    if path.suffix.lower() == ".zip":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = {Path(n).suffix.lower(): n for n in zf.namelist()}
+                if ".shp" not in names or ".dbf" not in names:
+                    raise InputError("the zip holds no complete shapefile (.shp and .dbf)", where=str(path))
+                cpg = zf.read(names[".cpg"]).decode("ascii", "replace") if ".cpg" in names else None
+                return zf.read(names[".dbf"]), cpg, ".prj" in names
+        except zipfile.BadZipFile:
+            raise InputError("not a readable zip file", where=str(path), fix="deliver the complete file") from None
+    sidecar = {p.suffix.lower(): p for p in path.parent.glob(path.stem + ".*")}
+    for needed in (".shx", ".dbf"):
+        if needed not in sidecar:
+            raise InputError(f"the shapefile's {needed} file is missing", where=str(path),
+                             fix="deliver all of .shp, .shx, .dbf and .prj together")
+    cpg = sidecar[".cpg"].read_text("ascii", "replace") if ".cpg" in sidecar else None
+    return sidecar[".dbf"].read_bytes(), cpg, ".prj" in sidecar
+
+
+def _gdal_error(exc: Exception, path: Path) -> InputError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InputError(f"GDAL cannot read this file: {text}", where=str(path),
+                      fix="check that the file is complete and not corrupt (re-export or re-download it)")
+
+
+def open_source(path: Path, source: Source) -> OpenedSource:
+    fmt = source.format
+    _check_path(path, fmt)
+    if fmt == "csv":
+        return _open_csv(path, source)
+    encoding, has_prj = None, True
+    if fmt == "shapefile":
+        dbf, cpg, has_prj = _shapefile_sidecars(path)
+        encoding = shapefile_encoding(dbf, cpg, source.encoding, str(path))
+    elif source.encoding != "auto":
+        encoding = Encoding(source.encoding, "set by the pipeline")
+    try:
+        available = [name for name, _ in pyogrio.list_layers(path)]
+    except (DataSourceError, DataLayerError, OSError) as exc:
+        raise _gdal_error(exc, path) from None
+    layers: list[str | None] = list(source.layers) if source.layers else [None]
+    for name in layers:
+        if name is not None and name not in available:
+            raise InputError(f"layer {name!r} not found; the file has: {', '.join(available)}", where=str(path),
+                             fix="fix source.layers in the pipeline file")
+    infos = {}
+    for name in layers:
+        try:
+            infos[name] = pyogrio.read_info(path, layer=name, encoding=encoding.codec if encoding else None)
+        except (DataSourceError, DataLayerError, OSError) as exc:
+            raise _gdal_error(exc, path) from None
+    first = infos[layers[0]]
+    if first["crs"] and has_prj:
+        crs, evidence = identify(first["crs"], str(path)), ".prj" if fmt == "shapefile" else "the file"
+    elif source.crs:
+        crs, evidence = identify(source.crs, str(path)), "the pipeline (source.crs)"
+    else:
+        raise InputError("the source declares no CRS (no .prj / crs member) and the pipeline sets none",
+                         where=str(path), fix="add the .prj file, or set source.crs (e.g. EPSG:3826) in the pipeline")
+    columns = sorted({c for info in infos.values() for c in info["fields"]})
+    total = sum(max(info["features"], 0) for info in infos.values())
+    if total == 0:
+        raise InputError("the file holds no features", where=str(path), fix="check that the export is complete")
+    return OpenedSource(path, fmt, encoding, crs, evidence, columns, layers, total,
+                        {k: v["geometry_type"] for k, v in infos.items()})
+
+
+def _open_csv(path: Path, source: Source) -> OpenedSource:
+    encoding = text_encoding(path, source.encoding)
+    with path.open(encoding=encoding.codec) as fh:
+        header_line = fh.readline().lstrip("\ufeff").strip()
+        if not fh.readline().strip():
+            raise InputError("the CSV has a header but no data rows", where=str(path),
+                             fix="check that the export is complete")
+    header = [h.strip() for h in header_line.split(",")]
+    xy = []
+    for axis, names in (("x", source.x), ("y", source.y)):
+        found = next((n for n in names if n in header), None)
+        if found is None:
+            close = difflib.get_close_matches(names[0], header, n=1, cutoff=0.5)
+            hint = f" (the file has {close[0]!r}: a misspelt header?)" if close else ""
+            raise InputError(f"coordinate column {' / '.join(names)} not found in the header{hint}",
+                             where=f"{path}: line 1",
+                             fix=f"rename the column to {names[0]!r}, or list the file's name in source.{axis}")
+        xy.append(found)
+    crs = identify(source.crs, str(path)) if source.crs else None
+    if crs is None:
+        raise InputError("a CSV carries no CRS and the pipeline sets none", where=str(path),
+                         fix="set source.crs (e.g. EPSG:3826) in the pipeline")
+    return OpenedSource(path, "csv", encoding, crs, "the pipeline (source.crs)", header, [None], None,
+                        {None: "Point"}, xy=(xy[0], xy[1]))
+
+
+def read_batches(src: OpenedSource) -> Iterator[Batch]:
+    if src.format == "csv":
+        yield from _csv_batches(src)
+        return
+    for layer in src.layers:
+        offset = 0
+        try:
+            with pyogrio.open_arrow(src.path, layer=layer, batch_size=BATCH, use_pyarrow=True,
+                                    encoding=src.encoding.codec if src.encoding else None) as (meta, reader):
+                geom_col = meta["geometry_name"] or "wkb_geometry"
+                for rb in reader:
+                    cols = {name: rb.column(i) for i, name in enumerate(rb.schema.names) if name != geom_col}
+                    wkb = rb.column(rb.schema.get_field_index(geom_col)).to_numpy(zero_copy_only=False)
+                    geoms = shapely.from_wkb(wkb, on_invalid="ignore")
+                    rows = np.arange(offset + 1, offset + rb.num_rows + 1)
+                    offset += rb.num_rows
+                    yield Batch(cols, geoms, None, rows, layer)
+        except (DataSourceError, DataLayerError) as exc:
+            raise _gdal_error(exc, src.path) from None
+        except Exception as exc:  # GDAL read errors surface as assorted exception types
+            if "pyogrio" in type(exc).__module__ or "GDAL" in str(exc) or "ogr" in str(exc).lower():
+                raise _gdal_error(exc, src.path) from None
+            raise
+
+
+def _csv_batches(src: OpenedSource) -> Iterator[Batch]:
+    read = pacsv.ReadOptions(block_size=8 << 20, encoding="utf8" if src.encoding.codec == "utf-8" else "cp950")
+    convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in src.columns}, strings_can_be_null=False)
+    parse = pacsv.ParseOptions(newlines_in_values=False)
+    x_col, y_col = src.xy
+    offset = 1  # the header is line 1; data rows count from 2
+    try:
+        reader = pacsv.open_csv(src.path, read_options=read, convert_options=convert, parse_options=parse)
+        for rb in reader:
+            cols = {name: rb.column(i) for i, name in enumerate(rb.schema.names)}
+            rows = np.arange(offset + 1, offset + rb.num_rows + 1)
+            offset += rb.num_rows
+            x, x_bad = _numbers(cols[x_col])
+            y, y_bad = _numbers(cols[y_col])
+            geoms = shapely.points(x, y)
+            geoms[x_bad | y_bad] = None
+            yield Batch(cols, geoms, (x, y), rows)
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"the CSV cannot be parsed: {exc}", where=str(src.path),
+                         fix="check the delimiter (comma) and that every row has the header's number of columns") from None
+
+
+def _numbers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Text to float; returns values (NaN where bad) and a mask of non-numeric cells."""
+    text = pc.utf8_trim_whitespace(arr)
+    ok = pc.match_substring_regex(text, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+    ok = pc.fill_null(ok, False)
+    values = pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
+    return values.to_numpy(zero_copy_only=False), ~ok.to_numpy(zero_copy_only=False)

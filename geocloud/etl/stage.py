@@ -1,0 +1,153 @@
+"""Staging in PostGIS: COPY into ``staging.<layer>__r<run>``, build its indexes, diff it with live.
+
+The staging table is created, filled and indexed in one transaction, so a run killed before that
+commit leaves nothing behind; one killed after it leaves a table that the next run for the layer
+drops (it holds the layer's advisory lock, so no other run can be using it).
+"""
+
+import io
+from dataclasses import dataclass, field
+
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from psycopg import sql
+
+from geocloud.catalog.models import SQL_TYPES, Layer
+from geocloud.errors import Conflict
+
+SAMPLE_KEYS = 20
+
+
+def staging_name(layer_id: str, run_id: int) -> str:
+    return f"{layer_id}__r{run_id}"
+
+
+def _lock_key(layer_id: str) -> sql.Composable:
+    return sql.SQL("hashtextextended({}, 0)").format(sql.Literal(f"geocloud.layer:{layer_id}"))
+
+
+def lock_layers(conn: psycopg.Connection, layer_ids: list[str]) -> None:
+    """Take each layer's session advisory lock, or fail at once naming the run that holds it.
+
+    The lock dies with the connection, so a killed run never leaves a layer locked."""
+    for layer_id in layer_ids:
+        got = conn.execute(sql.SQL("SELECT pg_try_advisory_lock({})").format(_lock_key(layer_id))).fetchone()[0]
+        if not got:
+            row = conn.execute(
+                "SELECT id, operator, started_at FROM geocloud.etl_runs WHERE status = 'running' "
+                "AND %s = ANY(layers) ORDER BY id DESC LIMIT 1", (layer_id,)).fetchone()
+            who = f" (run {row[0]} by {row[1]} since {row[2]:%Y-%m-%d %H:%M})" if row else ""
+            raise Conflict(f"layer {layer_id!r} is being updated by another run{who}",
+                           fix="wait for that run to finish, then try again")
+
+
+def clear_leftovers(conn: psycopg.Connection, layer_ids: list[str], current_run: int) -> list[int]:
+    """Mark earlier runs that died mid-way as interrupted and drop their staging tables."""
+    stale = [r[0] for r in conn.execute(
+        "UPDATE geocloud.etl_runs SET status = 'interrupted', finished_at = now(), "
+        "error = 'the process stopped before finishing (killed or crashed)' "
+        "WHERE status = 'running' AND id <> %s AND layers && %s RETURNING id", (current_run, layer_ids))]
+    for (name,) in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'staging' AND tablename LIKE ANY(%s)",
+            ([f"{lid}\\_\\_r%" for lid in layer_ids],)).fetchall():
+        if name != staging_name(name.rsplit("__r", 1)[0], current_run):
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS staging.{}").format(sql.Identifier(name)))
+    return stale
+
+
+def create_staging(conn: psycopg.Connection, layer: Layer, run_id: int) -> str:
+    name = staging_name(layer.id, run_id)
+    columns = [sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(SQL_TYPES[f.type])) for f in layer.fields]
+    columns.append(sql.SQL("geom geometry({}, {}) NOT NULL").format(sql.SQL(layer.geometry), sql.Literal(layer.srid)))
+    conn.execute(sql.SQL("CREATE TABLE staging.{} ({})").format(sql.Identifier(name), sql.SQL(", ").join(columns)))
+    return name
+
+
+def copy_statement(layer: Layer, table: str) -> sql.Composed:
+    cols = [sql.Identifier(f.name) for f in layer.fields] + [sql.Identifier("geom")]
+    return sql.SQL("COPY staging.{} ({}) FROM STDIN (FORMAT csv)").format(
+        sql.Identifier(table), sql.SQL(", ").join(cols))
+
+
+def csv_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False))
+    return buf.getvalue()
+
+
+def build_indexes(conn: psycopg.Connection, layer: Layer, table: str) -> None:
+    ident = sql.Identifier(table)
+    conn.execute(sql.SQL("CREATE UNIQUE INDEX {} ON staging.{} ({})").format(
+        sql.Identifier(f"{table}_key"), ident, sql.Identifier(layer.key)))
+    conn.execute(sql.SQL("CREATE INDEX {} ON staging.{} USING gist (geom)").format(
+        sql.Identifier(f"{table}_geom"), ident))
+    conn.execute(sql.SQL("ANALYZE staging.{}").format(ident))
+
+
+@dataclass
+class Diff:
+    added: int = 0
+    removed: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    bbox: list[float] | None = None          # changed area in the layer's CRS
+    bbox_crs84: list[float] | None = None    # the same, lon/lat
+    samples: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+    def as_dict(self) -> dict:
+        return vars(self).copy()
+
+
+def diff(conn: psycopg.Connection, layer: Layer, old: sql.Composable | None, new: sql.Composable) -> Diff:
+    """Added, removed and changed features by natural key between two tables, and the changed area."""
+    key = sql.Identifier(layer.key)
+    if old is None:
+        row = conn.execute(sql.SQL(
+            "SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+            "(SELECT count(*) AS n, ST_Extent(geom) AS e FROM {}) s").format(new)).fetchone()
+        result = Diff(added=row[0], bbox=list(row[1:]) if row[0] else None)
+        keys = conn.execute(sql.SQL("SELECT {}::text FROM {} ORDER BY 1 LIMIT %s").format(key, new),
+                            (SAMPLE_KEYS,)).fetchall()
+        result.samples = {"added": [k[0] for k in keys]}
+    else:
+        attrs = sql.SQL(", ").join(sql.SQL("o.{}").format(sql.Identifier(f.name)) for f in layer.fields)
+        attrs_n = sql.SQL(", ").join(sql.SQL("n.{}").format(sql.Identifier(f.name)) for f in layer.fields)
+        q = sql.SQL("""
+            WITH d AS (
+                SELECT o.{key} AS okey, n.{key} AS nkey, o.geom AS ogeom, n.geom AS ngeom,
+                       (o.{key} IS NOT NULL AND n.{key} IS NOT NULL AND
+                        (ROW({attrs}) IS DISTINCT FROM ROW({attrs_n}) OR NOT ST_OrderingEquals(o.geom, n.geom)))
+                       AS changed
+                FROM {old} o FULL JOIN {new} n ON o.{key} = n.{key})
+            SELECT count(*) FILTER (WHERE okey IS NULL),
+                   count(*) FILTER (WHERE nkey IS NULL),
+                   count(*) FILTER (WHERE changed),
+                   count(*) FILTER (WHERE okey IS NOT NULL AND nkey IS NOT NULL AND NOT changed),
+                   ST_Extent(ogeom) FILTER (WHERE nkey IS NULL OR changed)::geometry,
+                   ST_Extent(ngeom) FILTER (WHERE okey IS NULL OR changed)::geometry,
+                   (array_agg(nkey::text ORDER BY nkey) FILTER (WHERE okey IS NULL))[1:{n}],
+                   (array_agg(okey::text ORDER BY okey) FILTER (WHERE nkey IS NULL))[1:{n}],
+                   (array_agg(nkey::text ORDER BY nkey) FILTER (WHERE changed))[1:{n}]
+            FROM d""").format(key=key, attrs=attrs, attrs_n=attrs_n, old=old, new=new, n=sql.Literal(SAMPLE_KEYS))
+        a, r, c, u, e_old, e_new, s_a, s_r, s_c = conn.execute(q).fetchone()
+        result = Diff(a, r, c, u, samples={"added": s_a or [], "removed": s_r or [], "changed": s_c or []})
+        extent = conn.execute(
+            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+            "(SELECT ST_Extent(g) AS e FROM unnest(ARRAY[%s::geometry, %s::geometry]) g) s",
+            (e_old, e_new)).fetchone() if (e_old or e_new) else None
+        result.bbox = list(extent) if extent and extent[0] is not None else None
+    if result.bbox:
+        result.bbox_crs84 = bbox_crs84(conn, result.bbox, layer.srid)
+    return result
+
+
+def bbox_crs84(conn: psycopg.Connection, bbox: list[float], srid: int) -> list[float]:
+    row = conn.execute(
+        "SELECT ST_XMin(g), ST_YMin(g), ST_XMax(g), ST_YMax(g) FROM "
+        "(SELECT ST_Transform(ST_MakeEnvelope(%s, %s, %s, %s, %s), 4326) AS g) s", (*bbox, srid)).fetchone()
+    return [round(v, 7) for v in row]

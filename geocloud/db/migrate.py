@@ -52,11 +52,11 @@ CREATE TABLE IF NOT EXISTS geocloud.schema_migrations (
 """
 
 
-def _check_postgis(conn: psycopg.Connection) -> None:
-    row = conn.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'postgis'").fetchone()
+def _check_postgis(conn: psycopg.Connection, extension: str = "postgis") -> None:
+    row = conn.execute("SELECT default_version FROM pg_available_extensions WHERE name = %s", (extension,)).fetchone()
     if row is None:
         raise DatabaseError(
-            "the PostGIS extension is not installed on the database server",
+            f"the {extension} extension is not installed on the database server",
             fix="install it on the server (Debian: apt-get install postgresql-15-postgis-3), "
                 "then run `geocloud db upgrade` again",
         )

@@ -58,9 +58,10 @@ def _promote(conn: psycopg.Connection, layer: Layer, schema: str, table: str) ->
     return f"live.{layer.id}"
 
 
-def publish(conn: psycopg.Connection, run_id: int, staged: list[Staged], operator: str, data_dir: Path) -> dict:
+def publish(conn: psycopg.Connection, run_id: int, staged: list[Staged], operator: str, data_dir: Path,
+            before_commit=lambda: None) -> dict:
     """Make every staged layer of a run live at once; return {layer: new version}."""
-    versions = {}
+    versions, doomed = {}, []
     with conn.transaction():
         conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         for item in staged:
@@ -81,14 +82,19 @@ def publish(conn: psycopg.Connection, run_id: int, staged: list[Staged], operato
                 "changed_extent) VALUES (%s, 'publish', %s, %s, %s, %s, " + _EXTENT_SQL + ")",
                 (layer.id, current[0] if current else None, version, run_id, operator, *box))
             versions[layer.id] = version
-            _retire(conn, layer, data_dir)
+            doomed += _retire(conn, layer)
+        before_commit()
+    for folder in doomed:  # raster files go only once the switch is committed
+        shutil.rmtree(data_dir / folder, ignore_errors=True)
     return versions
 
 
 _EXTENT_SQL = "CASE WHEN %s::float8 IS NULL THEN NULL ELSE ST_MakeEnvelope(%s, %s, %s, %s, 4326) END"
 
 
-def _retire(conn: psycopg.Connection, layer: Layer, data_dir: Path) -> None:
+def _retire(conn: psycopg.Connection, layer: Layer) -> list[str]:
+    """Retire versions beyond KEEP_VERSIONS: drop their tables; return raster folders to delete."""
+    folders = []
     old = conn.execute(
         "SELECT version, storage FROM geocloud.layer_versions WHERE layer = %s AND state = 'history' "
         "ORDER BY version DESC OFFSET %s", (layer.id, KEEP_VERSIONS)).fetchall()
@@ -97,9 +103,10 @@ def _retire(conn: psycopg.Connection, layer: Layer, data_dir: Path) -> None:
             schema, table = storage.split(".", 1)
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
         else:
-            shutil.rmtree(data_dir / storage, ignore_errors=True)
+            folders.append(storage)
         conn.execute("UPDATE geocloud.layer_versions SET state = 'retired' WHERE layer = %s AND version = %s",
                      (layer.id, version))
+    return folders
 
 
 def _table_of(storage: str) -> sql.Composable:

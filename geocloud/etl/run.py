@@ -5,7 +5,9 @@ The run record is written before anything else, so that a run killed at any mome
 transaction; every failure before it leaves the live layer exactly as it was.
 """
 
+import os
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +32,18 @@ from geocloud.etl.publish import Staged, live_version, publish, raster_diff, rol
 from geocloud.etl.quality import Quality
 from geocloud.etl.sources import Batch, open_source, read_batches, sha256
 from geocloud.etl.transforms import TRANSFORMS
+
+
+PAUSE_ENV = "GEOCLOUD_ETL_PAUSE_AT"
+
+
+def checkpoint(name: str) -> None:
+    """Failure drills: with GEOCLOUD_ETL_PAUSE_AT=read|copy|index|publish a run stops at that point
+    (inside its transaction) so that an operator or a test can kill it and check that the live
+    layer is untouched and the next run works."""
+    if os.environ.get(PAUSE_ENV) == name:
+        print(f"geocloud: paused at {name}", file=sys.stderr, flush=True)
+        time.sleep(600)
 
 
 class Progress:
@@ -133,9 +147,10 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
     report.crs = f"{src.crs.to_string()} ({src.crs_evidence})"
     layers = {o.layer: catalog.layers[o.layer] for o in pipeline.outputs}
     outputs = {o.layer: o for o in pipeline.outputs}
-    fmaps = {lid: resolve_fields(o, layers[lid], src, quality, _transform_for(pipeline, o)) for lid, o in outputs.items()}
     if not pipeline.split:
         check_geometry_type(src, layers[pipeline.outputs[0].layer], split=False)
+    fmaps = {lid: resolve_fields(o, layers[lid], src, quality, _transform_for(pipeline, o)) for lid, o in outputs.items()}
+    checkpoint("read")
     reproject = {lid: reprojection(src.crs.to_wkt(), CRS.from_user_input(layer.crs).to_wkt())
                  for lid, layer in layers.items()}
     report.transformation = "; ".join(sorted({r.description for r in reproject.values()}))
@@ -154,10 +169,12 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
                         with conn.cursor().copy(stage.copy_statement(layers[lid], tables[lid])) as copy:
                             copy.write(stage.csv_bytes(table))
                 progress.advance(len(batch.rows))
+                checkpoint("copy")
         _check_quality(quality, pipeline, src.path)
         with timed("index"):
             for lid, layer in layers.items():
                 stage.build_indexes(conn, layer, tables[lid])
+            checkpoint("index")
     report.counts = {"read": quality.read, "loaded": dict(quality.loaded), "rejected": quality.rejected,
                      "repaired": quality.repaired, "dropped_empty": quality.dropped_empty,
                      "duplicates": quality.duplicates}
@@ -175,7 +192,8 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
             conn.execute(sql.SQL("DROP TABLE IF EXISTS staging.{}").format(sql.Identifier(tables[lid])))
         return
     with timed("publish"):
-        report.versions = publish(conn, report.run_id, staged, report.operator, get_settings().data_path)
+        report.versions = publish(conn, report.run_id, staged, report.operator, get_settings().data_path,
+                                  before_commit=lambda: checkpoint("publish"))
     report.status = "published"
 
 
@@ -253,7 +271,8 @@ def _raster_run(conn, pipeline: Pipeline, path: Path, report: Report, force: boo
         shutil.rmtree(settings.data_path / version_dir, ignore_errors=True)
         return
     with timed("publish"):
-        report.versions = publish(conn, report.run_id, staged, report.operator, settings.data_path)
+        report.versions = publish(conn, report.run_id, staged, report.operator, settings.data_path,
+                                  before_commit=lambda: checkpoint("publish"))
     report.status = "published"
 
 

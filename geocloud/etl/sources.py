@@ -160,7 +160,8 @@ def _open_csv(path: Path, source: Source) -> OpenedSource:
     for axis, names in (("x", source.x), ("y", source.y)):
         found = next((n for n in names if n in header), None)
         if found is None:
-            close = difflib.get_close_matches(names[0], header, n=1, cutoff=0.5)
+            others = [h for h in header if h not in (source.x or []) + (source.y or [])]
+            close = difflib.get_close_matches(names[0], others, n=1, cutoff=0.5)
             hint = f" (the file has {close[0]!r}: a misspelt header?)" if close else ""
             raise InputError(f"coordinate column {' / '.join(names)} not found in the header{hint}",
                              where=f"{path}: line 1",

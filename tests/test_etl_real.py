@@ -41,7 +41,10 @@ def test_real_boundaries_in_wgs84_load_as_districts(database, project):
         "outputs:\n  - layer: districts\n    fields: {district_code: name, name: name}\n", encoding="utf-8")
     report = run_pipeline("towns", src)
     assert report.status == "published" and report.crs.startswith("EPSG:4326")
-    assert report.counts["read"] == 31 and report.counts["loaded"] == {"districts": 31}
+    # 31 features: one with an unclosed ring (repaired), two with empty geometries (dropped, counted)
+    assert report.counts["read"] == 31 and report.counts["loaded"] == {"districts": 29}
+    assert report.counts["dropped_empty"] == 2 and report.counts["repaired"] >= 1
+    assert any("unclosed ring" in i["message"] for i in report.quality["issues"])
     with psycopg.connect(database) as conn:
         x, y = conn.execute("SELECT ST_X(ST_Centroid(geom)), ST_Y(ST_Centroid(geom)) FROM live.districts "
                             "WHERE name = '台中縣豐原市'").fetchone()

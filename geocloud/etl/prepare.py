@@ -138,6 +138,10 @@ def _attributes(batch: Batch, fmap: FieldMap, output: Output, layer: Layer, qual
 def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rules, src: OpenedSource,
                 quality: Quality, reject: np.ndarray, drop: np.ndarray) -> np.ndarray:
     geoms = batch.geometry
+    if batch.unreadable is not None and batch.unreadable.any():
+        fixed = batch.unreadable & ~shapely.is_missing(geoms)
+        quality.repaired += int(fixed.sum())
+        quality.note("warning", "malformed geometry (e.g. an unclosed ring) repaired", batch.rows[fixed])
     empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     if batch.raw_xy is not None:  # CSV: say which coordinate cells were not numbers
         bad_xy = ~np.isfinite(batch.raw_xy[0]) | ~np.isfinite(batch.raw_xy[1])

@@ -227,8 +227,9 @@ def _route(batch, pipeline: Pipeline, quality: Quality):
     for lid in dict.fromkeys(t for t in targets if t is not None):
         mask = targets == lid
         pm = pa.array(mask)
-        yield lid, Batch({k: v.filter(pm) for k, v in batch.columns.items()}, batch.geometry[mask],
-                         None, batch.rows[mask], batch.source_layer)
+        yield lid, Batch({k: v.filter(pm) for k, v in batch.columns.items()}, batch.geometry[mask], None,
+                         batch.rows[mask], batch.source_layer,
+                         None if batch.unreadable is None else batch.unreadable[mask])
 
 
 def _check_quality(quality: Quality, pipeline: Pipeline, path: Path) -> None:

@@ -38,6 +38,7 @@ class Batch:
     raw_xy: tuple[np.ndarray, np.ndarray] | None  # CSV: coordinates as read, for extent hints
     rows: np.ndarray            # 1-based row (feature) numbers in the source
     source_layer: str | None = None
+    unreadable: np.ndarray | None = None  # geometries GDAL could not parse as written (then fixed)
 
 
 @dataclass
@@ -191,7 +192,10 @@ def read_batches(src: OpenedSource) -> Iterator[Batch]:
                     geoms = shapely.from_wkb(wkb, on_invalid="ignore")
                     rows = np.arange(offset + 1, offset + rb.num_rows + 1)
                     offset += rb.num_rows
-                    yield Batch(cols, geoms, None, rows, layer)
+                    broken = shapely.is_missing(geoms) & np.array([w is not None for w in wkb], dtype=bool)
+                    if broken.any():  # e.g. unclosed rings, common in hand-simplified files: close them
+                        geoms[broken] = shapely.from_wkb(wkb[broken], on_invalid="fix")
+                    yield Batch(cols, geoms, None, rows, layer, unreadable=broken)
         except (DataSourceError, DataLayerError) as exc:
             raise _gdal_error(exc, src.path) from None
         except Exception as exc:  # GDAL read errors surface as assorted exception types

@@ -37,8 +37,9 @@ class DbfLayout:
     fields: list[tuple[str, str, int]]  # (raw name bytes decoded leniently, type, length)
 
 
-def dbf_layout(dbf: bytes, where: str) -> DbfLayout:
-    if len(dbf) < 32:
+def dbf_layout(dbf: bytes, size: int, where: str) -> DbfLayout:
+    """The header of a DBF (``dbf`` holds its first bytes, ``size`` is the whole file's size)."""
+    if size < 32:
         raise InputError("the .dbf file is truncated (shorter than its 32-byte header)", where=where,
                          fix="deliver the complete shapefile (.shp, .shx, .dbf, .prj)")
     records, header_len, record_len = struct.unpack("<IHH", dbf[4:12])
@@ -48,10 +49,10 @@ def dbf_layout(dbf: bytes, where: str) -> DbfLayout:
         fields.append((raw.decode("utf-8", "replace"), chr(dbf[pos + 11]), dbf[pos + 16]))
         pos += 32
     expected = header_len + records * record_len
-    if len(dbf) < expected:
+    if size < expected:
         raise InputError(
             f"the .dbf file is truncated: its header promises {records} records ({expected} bytes) "
-            f"but the file has {len(dbf)} bytes", where=where, fix="deliver the complete, uncorrupted file")
+            f"but the file has {size} bytes", where=where, fix="deliver the complete, uncorrupted file")
     return DbfLayout(records, header_len, record_len, dbf[29], fields)
 
 
@@ -66,25 +67,34 @@ def _dbf_position(layout: DbfLayout, offset: int) -> tuple[int, str]:
     return row + 1, "?"
 
 
-def decode_error(layout: DbfLayout, records: bytes, codec: str) -> tuple[int, str, bytes] | None:
+def _records(dbf, layout: DbfLayout, chunk_records: int = 65_536):
+    """(first record offset in bytes, record bytes) chunks of the record area, record-aligned."""
+    step = chunk_records * layout.record_len
+    total = layout.records * layout.record_len
+    for start in range(0, total, step):
+        yield start, dbf(layout.header_len + start, min(step, total - start))
+
+
+def decode_error(layout: DbfLayout, dbf, codec: str) -> tuple[int, str, bytes] | None:
     """The first (row, field, bad bytes) that ``codec`` cannot decode, or None."""
-    try:
-        records.decode(codec)
-        return None
-    except UnicodeDecodeError as exc:
-        row, field = _dbf_position(layout, exc.start)
-        return row, field, records[exc.start:exc.start + 4]
+    for start, chunk in _records(dbf, layout):
+        try:
+            chunk.decode(codec)
+        except UnicodeDecodeError as exc:
+            row, field = _dbf_position(layout, start + exc.start)
+            return row, field, chunk[exc.start:exc.start + 4]
+    return None
 
 
-def shapefile_encoding(dbf: bytes, cpg: str | None, forced: str, where: str) -> Encoding:
-    layout = dbf_layout(dbf, where)
-    records = dbf[layout.header_len:layout.header_len + layout.records * layout.record_len]
+def shapefile_encoding(dbf, cpg: str | None, forced: str, where: str) -> Encoding:
+    """``dbf(offset, size)`` reads bytes of the .dbf file, so that big files are checked in chunks."""
+    layout = dbf_layout(dbf(0, 32 * 256 + 34), dbf.size, where)
     if forced != "auto":
-        bad = decode_error(layout, records, forced)
+        bad = decode_error(layout, dbf, forced)
         if bad:
             row, field, raw = bad
             other = "cp950" if forced == "utf-8" else "utf-8"
-            looks = f"; it decodes as {ENCODING_LABEL[other]}" if decode_error(layout, records, other) is None else ""
+            looks = f"; it decodes as {ENCODING_LABEL[other]}" if decode_error(layout, dbf, other) is None else ""
             raise InputError(
                 f"row {row}, field {field!r}: bytes {raw!r} are not valid {ENCODING_LABEL[forced]}{looks}",
                 where=where,
@@ -97,9 +107,9 @@ def shapefile_encoding(dbf: bytes, cpg: str | None, forced: str, where: str) -> 
             return Encoding(codec, f".cpg says {cpg.strip()!r}")
     if layout.ldid in BIG5_LDIDS:
         return Encoding("cp950", f"DBF language driver {BIG5_LDIDS[layout.ldid]}")
-    if decode_error(layout, records, "utf-8") is None:
+    if decode_error(layout, dbf, "utf-8") is None:
         return Encoding("utf-8", "detected: every record is valid UTF-8")
-    bad = decode_error(layout, records, "cp950")
+    bad = decode_error(layout, dbf, "cp950")
     if bad is None:
         return Encoding("cp950", "detected: not UTF-8, every record is valid Big5 (CP950)")
     row, field, raw = bad

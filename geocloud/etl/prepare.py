@@ -20,6 +20,7 @@ from geocloud.etl.crs import Reprojection, extent_problem
 from geocloud.etl.pipeline import Output, Rules
 from geocloud.etl.quality import Quality
 from geocloud.etl.sources import Batch, OpenedSource
+from geocloud.etl.wkb import MULTI_OF, ewkb_hex, header_types
 from geocloud.errors import InputError
 
 ARROW_TYPES = {"text": pa.string(), "integer": pa.int32(), "bigint": pa.int64(), "double": pa.float64(),
@@ -136,8 +137,13 @@ def _attributes(batch: Batch, fmap: FieldMap, output: Output, layer: Layer, qual
 
 
 def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rules, src: OpenedSource,
-                quality: Quality, reject: np.ndarray, drop: np.ndarray) -> np.ndarray:
+                quality: Quality, reject: np.ndarray, drop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Checked geometries, and a mask of those changed here (the rest keep the source's WKB)."""
     geoms = batch.geometry
+    rewritten = np.ones(len(geoms), dtype=bool) if batch.wkb is None or reproject.steps else \
+        header_types(batch.wkb) == 0
+    if batch.unreadable is not None:
+        rewritten |= batch.unreadable
     if batch.unreadable is not None and batch.unreadable.any():
         fixed = batch.unreadable & ~shapely.is_missing(geoms)
         quality.repaired += int(fixed.sum())
@@ -187,6 +193,7 @@ def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rule
                 polys = [shapely.multipolygons([p for p in shapely.get_parts(g) if shapely.get_type_id(p) == 3])
                          for g in fixed]
                 geoms[invalid] = polys
+                rewritten |= invalid
                 quality.repaired += int(invalid.sum())
                 quality.note("warning", "invalid geometry repaired (make_valid)", batch.rows[invalid])
                 emptied = invalid & shapely.is_empty(geoms)
@@ -194,8 +201,8 @@ def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rule
                 reject |= emptied
     live = ~(reject | drop)
     type_ids = shapely.get_type_id(geoms)
-    if layer.geometry.startswith("Multi"):
-        single = live & np.isin(type_ids, [0, 1, 3])
+    if layer.geometry.startswith("Multi"):  # the source's WKB is wrapped on output; changed ones here
+        single = live & rewritten & np.isin(type_ids, [0, 1, 3])
         if single.any():
             maker = {1: shapely.multipoints, 2: shapely.multilinestrings, 3: shapely.multipolygons}[wanted]
             geoms[single] = maker(geoms[single][:, None].tolist())
@@ -207,7 +214,24 @@ def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rule
         reject |= several
         one = multi & ~several
         geoms[one] = shapely.get_geometry(geoms[one], 0)
-    return geoms
+        rewritten |= one
+    return geoms, rewritten
+
+
+def _geometry_column(batch: Batch, geoms: np.ndarray, rewritten: np.ndarray, keep: np.ndarray,
+                     layer: Layer) -> pa.Array:
+    """EWKB hex of the kept geometries: the source's WKB with a new header where it is unchanged."""
+    changed = rewritten[keep]
+    flat = shapely.force_2d(geoms[keep][changed])
+    encoded = shapely.to_wkb(shapely.set_srid(flat, layer.srid), hex=True, include_srid=True)
+    if batch.wkb is None or changed.all():
+        return pa.array(encoded, pa.string())
+    target = {"Point": 1, "LineString": 2, "Polygon": 3}.get(layer.geometry) or MULTI_OF[BASE_TYPE[layer.geometry]]
+    kept_wkb = batch.wkb.filter(pa.array(keep))
+    column = ewkb_hex(kept_wkb, header_types(kept_wkb), target, layer.srid)
+    if changed.any():
+        column = pc.replace_with_mask(column, pa.array(changed), pa.array(encoded, pa.string()))
+    return column
 
 
 def prepare(batch: Batch, output: Output, fmap: FieldMap, layer: Layer, reproject: Reprojection, rules: Rules,
@@ -216,7 +240,7 @@ def prepare(batch: Batch, output: Output, fmap: FieldMap, layer: Layer, reprojec
     n = len(batch.rows)
     reject, drop = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     attrs = _attributes(batch, fmap, output, layer, quality, reject)
-    geoms = _geometries(batch, layer, reproject, rules, src, quality, reject, drop)
+    geoms, rewritten = _geometries(batch, layer, reproject, rules, src, quality, reject, drop)
 
     keys = attrs[layer.key].to_pylist()
     dup = np.zeros(n, dtype=bool)
@@ -239,7 +263,6 @@ def prepare(batch: Batch, output: Output, fmap: FieldMap, layer: Layer, reprojec
     keep = ~(reject | drop)
     mask = pa.array(keep)
     out = {name: pc.filter(values, mask) for name, values in attrs.items()}
-    out["geom"] = pa.array(shapely.to_wkb(shapely.set_srid(geoms[keep], layer.srid), hex=True, include_srid=True),
-                           pa.string())
+    out["geom"] = _geometry_column(batch, geoms, rewritten, keep, layer)
     quality.loaded[layer.id] += int(keep.sum())
     return pa.table(out)

@@ -160,16 +160,21 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
         for lid, layer in layers.items():
             tables[lid] = stage.create_staging(conn, layer, report.run_id)
         with timed("read, validate and copy", src.feature_count):
-            for batch in read_batches(src):
-                quality.read += len(batch.rows)
-                for lid, sub in _route(batch, pipeline, quality):
-                    table = prepare(sub, outputs[lid], fmaps[lid], layers[lid], reproject[lid], pipeline.rules,
-                                    src, quality, seen[lid])
-                    if table.num_rows:
-                        with conn.cursor().copy(stage.copy_statement(layers[lid], tables[lid])) as copy:
-                            copy.write(stage.csv_bytes(table))
-                progress.advance(len(batch.rows))
-                checkpoint("copy")
+            writer = stage.CopyWriter(conn)
+            try:
+                for number, batch in enumerate(read_batches(src)):
+                    quality.read += len(batch.rows)
+                    for lid, sub in _route(batch, pipeline, quality):
+                        table = prepare(sub, outputs[lid], fmaps[lid], layers[lid], reproject[lid], pipeline.rules,
+                                        src, quality, seen[lid])
+                        if table.num_rows:
+                            writer.write(stage.copy_statement(layers[lid], tables[lid]), stage.csv_bytes(table))
+                    progress.advance(len(batch.rows))
+                    if number == 0:
+                        writer.drain()
+                        checkpoint("copy")
+            finally:
+                writer.close()
         _check_quality(quality, pipeline, src.path)
         with timed("index"):
             for lid, layer in layers.items():
@@ -229,7 +234,8 @@ def _route(batch, pipeline: Pipeline, quality: Quality):
         pm = pa.array(mask)
         yield lid, Batch({k: v.filter(pm) for k, v in batch.columns.items()}, batch.geometry[mask], None,
                          batch.rows[mask], batch.source_layer,
-                         None if batch.unreadable is None else batch.unreadable[mask])
+                         None if batch.unreadable is None else batch.unreadable[mask],
+                         None if batch.wkb is None else batch.wkb.filter(pm))
 
 
 def _check_quality(quality: Quality, pipeline: Pipeline, path: Path) -> None:

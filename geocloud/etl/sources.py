@@ -7,6 +7,9 @@ streaming CSV reader. Memory stays bounded by the batch size whatever the file s
 
 import difflib
 import hashlib
+import io
+import queue
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +42,7 @@ class Batch:
     rows: np.ndarray            # 1-based row (feature) numbers in the source
     source_layer: str | None = None
     unreadable: np.ndarray | None = None  # geometries GDAL could not parse as written (then fixed)
+    wkb: pa.Array | None = None           # the source's WKB, reused when a geometry needs no change
 
 
 @dataclass
@@ -80,8 +84,20 @@ def _check_path(path: Path, fmt: str) -> None:
                          where=str(path), fix="check the pipeline and the file")
 
 
-def _shapefile_sidecars(path: Path) -> tuple[bytes, str | None, bool]:
-    """(.dbf bytes, .cpg text, has .prj) of a loose or zipped shapefile."""
+class _DbfReader:
+    """Random access to a .dbf, loose or inside a zip, without loading it whole."""
+
+    def __init__(self, open_file, size: int):
+        self._open, self.size = open_file, size
+
+    def __call__(self, offset: int, length: int) -> bytes:
+        with self._open() as fh:
+            fh.seek(offset)
+            return fh.read(length)
+
+
+def _shapefile_sidecars(path: Path) -> tuple[_DbfReader, str | None, bool]:
+    """(.dbf reader, .cpg text, has .prj) of a loose or zipped shapefile."""
     if path.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(path) as zf:
@@ -89,7 +105,8 @@ def _shapefile_sidecars(path: Path) -> tuple[bytes, str | None, bool]:
                 if ".shp" not in names or ".dbf" not in names:
                     raise InputError("the zip holds no complete shapefile (.shp and .dbf)", where=str(path))
                 cpg = zf.read(names[".cpg"]).decode("ascii", "replace") if ".cpg" in names else None
-                return zf.read(names[".dbf"]), cpg, ".prj" in names
+                dbf = zf.read(names[".dbf"])
+                return _DbfReader(lambda: io.BytesIO(dbf), len(dbf)), cpg, ".prj" in names
         except zipfile.BadZipFile:
             raise InputError("not a readable zip file", where=str(path), fix="deliver the complete file") from None
     sidecar = {p.suffix.lower(): p for p in path.parent.glob(path.stem + ".*")}
@@ -98,7 +115,8 @@ def _shapefile_sidecars(path: Path) -> tuple[bytes, str | None, bool]:
             raise InputError(f"the shapefile's {needed} file is missing", where=str(path),
                              fix="deliver all of .shp, .shx, .dbf and .prj together")
     cpg = sidecar[".cpg"].read_text("ascii", "replace") if ".cpg" in sidecar else None
-    return sidecar[".dbf"].read_bytes(), cpg, ".prj" in sidecar
+    dbf = sidecar[".dbf"]
+    return _DbfReader(lambda: dbf.open("rb"), dbf.stat().st_size), cpg, ".prj" in sidecar
 
 
 def _gdal_error(exc: Exception, path: Path) -> InputError:
@@ -177,6 +195,43 @@ def _open_csv(path: Path, source: Source) -> OpenedSource:
 
 
 def read_batches(src: OpenedSource) -> Iterator[Batch]:
+    """Batches in source order, read ahead on a thread of their own: GDAL parses the next batch
+    while the caller validates this one."""
+    return _read_ahead(_batches(src))
+
+
+def _read_ahead(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def pump():
+        try:
+            for batch in batches:
+                if stop.is_set():
+                    return
+                buffer.put(batch)
+            buffer.put(done)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            buffer.put(exc)
+
+    thread = threading.Thread(target=pump, name="geocloud-read", daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # let the reader finish its current batch and see the stop flag
+            try:
+                buffer.get(timeout=0.1)
+            except queue.Empty:
+                pass
+
+
+def _batches(src: OpenedSource) -> Iterator[Batch]:
     if src.format == "csv":
         yield from _csv_batches(src)
         return
@@ -188,14 +243,15 @@ def read_batches(src: OpenedSource) -> Iterator[Batch]:
                 geom_col = meta["geometry_name"] or "wkb_geometry"
                 for rb in reader:
                     cols = {name: rb.column(i) for i, name in enumerate(rb.schema.names) if name != geom_col}
-                    wkb = rb.column(rb.schema.get_field_index(geom_col)).to_numpy(zero_copy_only=False)
+                    wkb_arrow = rb.column(rb.schema.get_field_index(geom_col))
+                    wkb = wkb_arrow.to_numpy(zero_copy_only=False)
                     geoms = shapely.from_wkb(wkb, on_invalid="ignore")
                     rows = np.arange(offset + 1, offset + rb.num_rows + 1)
                     offset += rb.num_rows
                     broken = shapely.is_missing(geoms) & np.array([w is not None for w in wkb], dtype=bool)
                     if broken.any():  # e.g. unclosed rings, common in hand-simplified files: close them
                         geoms[broken] = shapely.from_wkb(wkb[broken], on_invalid="fix")
-                    yield Batch(cols, geoms, None, rows, layer, unreadable=broken)
+                    yield Batch(cols, geoms, None, rows, layer, unreadable=broken, wkb=wkb_arrow)
         except (DataSourceError, DataLayerError) as exc:
             raise _gdal_error(exc, src.path) from None
         except Exception as exc:  # GDAL read errors surface as assorted exception types

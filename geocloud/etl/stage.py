@@ -6,6 +6,8 @@ drops (it holds the layer's advisory lock, so no other run can be using it).
 """
 
 import io
+import queue
+import threading
 from dataclasses import dataclass, field
 
 import psycopg
@@ -74,6 +76,56 @@ def csv_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
     pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False))
     return buf.getvalue()
+
+
+class CopyWriter:
+    """Streams COPY data from a thread of its own, so that PostgreSQL parses and stores one batch
+    while the next is read and validated (two cores both busy). Tables are written one after the
+    other on the one connection, keeping everything in the caller's staging transaction."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn, self.error = conn, None
+        self.queue: queue.Queue = queue.Queue(maxsize=3)
+        self.thread = threading.Thread(target=self._run, name="geocloud-copy", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        current, copy, ctx = None, None, None
+        try:
+            while (item := self.queue.get()) is not None:
+                statement, data = item
+                if statement != current:
+                    if ctx is not None:
+                        ctx.__exit__(None, None, None)
+                    ctx = self.conn.cursor().copy(statement)
+                    copy, current = ctx.__enter__(), statement
+                copy.write(data)
+                self.queue.task_done()
+            if ctx is not None:
+                ctx.__exit__(None, None, None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller in close()
+            self.error = exc
+            while self.queue.get() is not None:  # unblock the producer
+                self.queue.task_done()
+        finally:
+            self.queue.task_done()
+
+    def write(self, statement: sql.Composed, data: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((statement.as_string(self.conn), data))
+
+    def drain(self) -> None:
+        """Wait until everything written so far has reached the server."""
+        self.queue.join()
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def build_indexes(conn: psycopg.Connection, layer: Layer, table: str) -> None:

@@ -52,17 +52,17 @@ def write(path: Path, city: City, count: int) -> int:
     roads = city.roads
     lengths = np.array([r.length for r in roads])
     base = max(count - len(FIXED_ROWS), 0)
-    n = int(base / 1.15) + 1  # floors add about 15 % more rows
+    target = int(base / 1.2) + 1  # distinct locations; floors add about 20 % more rows
+    n = int(target * 1.6) + 10     # over-draw, then keep the first `target` distinct identities
     road_idx = rng.choice(len(roads), size=n, p=lengths / lengths.sum())
     side = rng.integers(0, 2, n)
     slot = (rng.random(n) * (lengths[road_idx] - 50.0) // SPACING).astype(np.int64) + 2
-    in_lane = rng.random(n) < 0.3
-    lane_pos = rng.integers(0, 30, n)
+    in_lane = rng.random(n) < 0.6
+    lane_pos = rng.integers(0, 40, n)
     lane_side = rng.integers(0, 2, n)
-    # De-duplicate whole address identities; the first draw of each wins.
     ident = np.stack([road_idx, side, slot, np.where(in_lane, lane_pos * 2 + lane_side + 1, 0)], axis=1)
     _, first = np.unique(ident, axis=0, return_index=True)
-    keep = np.sort(first)
+    keep = np.sort(first)[:target]
     road_idx, side, slot, in_lane, lane_pos, lane_side = (
         a[keep] for a in (road_idx, side, slot, in_lane, lane_pos, lane_side))
 
@@ -122,6 +122,8 @@ def write(path: Path, city: City, count: int) -> int:
             code = DISTRICTS[district[i]][0]
             floors = [""] + (list(rng.choice(FLOORS, size=int(rng.integers(1, 4)), replace=False))
                              if rng.random() < 0.1 else [])
+            if written + len(floors) > count:
+                floors = floors[:max(count - written, 0)]
             for floor in floors:
                 out.writerow(["66", code, vil, nb, road_text, "", lane, alley,
                               _number_text(house, subs, floor, rng),

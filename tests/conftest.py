@@ -137,3 +137,77 @@ def live_state(url: str, layer: str) -> tuple:
             "SELECT count(*), md5(string_agg(md5(t::text), '' ORDER BY md5(t::text))) FROM live.{} t").format(
             sql.Identifier(layer))).fetchone()
     return row[0], count, digest
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """A real geocloud server (uvicorn, in a subprocess) over a database of its own."""
+
+    def __init__(self, url: str, db_url: str, data_dir: Path, proc):
+        self.url, self.db_url, self.data_dir, self.proc = url, db_url, data_dir, proc
+
+    def get(self, path: str, **kwargs):
+        import httpx
+
+        return httpx.get(self.url + path, timeout=60, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def served(template_db, tmp_path_factory):
+    """The sample city loaded through the real ETL and served on a free port (one per test module)."""
+    import time
+
+    import httpx
+
+    from geocloud.etl import run_pipeline
+
+    name = f"geocloud_srv_{uuid.uuid4().hex[:8]}"
+    with _admin() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
+    db_url = _url_for(name)
+    data_dir = tmp_path_factory.mktemp("served-data")
+    city_dir = tmp_path_factory.mktemp("served-city")
+    generate(city_dir)
+    env = {"GEOCLOUD_DATABASE_URL": db_url, "GEOCLOUD_DATA_DIR": str(data_dir), "GEOCLOUD_OPERATOR": "tester"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    get_catalog.cache_clear()
+    try:
+        for pipeline in MANIFEST_PIPELINES:
+            run_pipeline(pipeline, source_of(city_dir, pipeline))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        get_settings.cache_clear()
+        get_catalog.cache_clear()
+    port = free_port()
+    log = (data_dir / "server.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "geocloud", "serve", "--port", str(port)],
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/conformance", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server did not start: {(data_dir / 'server.log').read_text()[-3000:]}")
+        time.sleep(0.2)
+    yield Served(url, db_url, data_dir, proc)
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+    _drop(name)

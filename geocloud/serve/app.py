@@ -1,0 +1,44 @@
+"""The one ASGI application: OGC API Features (pygeoapi) and downloads, sharing one error policy."""
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from geocloud.errors import DatabaseError, GeocloudError
+from geocloud.serve import downloads, features
+from geocloud.serve.http import HTTPError, error_response
+
+LOG = logging.getLogger("geocloud.serve")
+
+
+async def _client_error(request: Request, exc: HTTPError):
+    return error_response(exc)
+
+
+async def _starlette_error(request: Request, exc: HTTPException):
+    return error_response(HTTPError(exc.status_code, "NotFound" if exc.status_code == 404 else "HTTPError",
+                                    str(exc.detail)))
+
+
+async def _geocloud_error(request: Request, exc: GeocloudError):
+    if isinstance(exc, DatabaseError):
+        LOG.error("database unavailable: %s", exc)
+        return error_response(HTTPError(503, "ServiceUnavailable", "the database is unavailable; try again shortly",
+                                        {"Retry-After": "5"}))
+    return error_response(HTTPError(400, "InvalidParameterValue", str(exc)))
+
+
+async def _unexpected(request: Request, exc: Exception):
+    LOG.exception("unexpected error on %s", request.url.path)
+    return JSONResponse({"code": "ServerError", "description": "internal error (logged)"}, status_code=500)
+
+
+def create_app() -> Starlette:
+    return Starlette(
+        routes=[*features.routes, *downloads.routes],
+        exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,
+                            GeocloudError: _geocloud_error, Exception: _unexpected},
+    )

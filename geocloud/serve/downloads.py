@@ -1,0 +1,176 @@
+"""Downloads of a vector layer, whole or filtered (bbox, CQL2), streamed in bounded memory.
+
+``GET /collections/{id}/download?f=geojson|csv|csv-bom|shp|gpkg|kml[&bbox=…][&filter=…]``
+
+GeoJSON and CSV stream straight from a server-side cursor. Shapefile, GeoPackage and KML are
+written batch by batch into a temporary file by GDAL (pyogrio), then streamed and deleted. File
+names carry the layer and its live version, e.g. ``buildings-v3.gpkg``.
+"""
+
+import csv
+import io
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pyarrow as pa
+from psycopg import sql
+from pygeoapi.util import transform_bbox
+from pyogrio import write_arrow
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from geocloud.catalog import Layer
+from geocloud.serve import params
+from geocloud.serve.features import _live_layer
+from geocloud.serve.http import bad_parameter, not_modified, validators
+from geocloud.serve.pool import get_pool
+from geocloud.serve.provider import where
+from geocloud.serve.pygeoapi_config import CRS84, EPSG_URI
+
+BATCH = 5_000
+FORMATS = {
+    "geojson": ("application/geo+json", "geojson"),
+    "csv": ("text/csv; charset=utf-8", "csv"),
+    "csv-bom": ("text/csv; charset=utf-8", "csv"),
+    "shp": ("application/zip", "shp.zip"),
+    "gpkg": ("application/geopackage+sqlite3", "gpkg"),
+    "kml": ("application/vnd.google-earth.kml+xml", "kml"),
+}
+OGR = {"shp": ("ESRI Shapefile", 3826), "gpkg": ("GPKG", 3826), "kml": ("KML", 4326)}
+
+
+def csv_columns(layer: Layer) -> list[str]:
+    """The CSV header: the catalog's fields in order, then the geometry (lon/lat and TWD97 X/Y for
+    points, WKT in the storage CRS otherwise). The open-data field description uses the same list."""
+    geometry = ["lon", "lat", "x_twd97", "y_twd97"] if layer.geometry == "Point" else ["wkt"]
+    return [f.name for f in layer.fields] + geometry
+
+
+def _query(layer: Layer, request: Request, select: sql.Composable) -> tuple[sql.Composable, list]:
+    extra = params.items(request.query_params, layer)
+    bbox = request.query_params.get("bbox")
+    box = []
+    if bbox:
+        box = transform_bbox([float(v) for v in bbox.split(",")][:4],
+                             request.query_params.get("bbox-crs") or CRS84, EPSG_URI.format(layer.srid))
+    clauses, args = where(layer, box, (), None, extra)
+    cond = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
+    return sql.SQL("SELECT {} FROM live.{} t {} ORDER BY t.{}").format(
+        select, sql.Identifier(layer.id), cond, sql.Identifier(layer.key)), args
+
+
+def _rows(query: sql.Composable, args: list):
+    """Rows from a server-side cursor, BATCH at a time, holding one pooled connection."""
+    with get_pool().connection() as conn, conn.transaction():
+        with conn.cursor(name="geocloud_download") as cur:
+            cur.itersize = BATCH
+            cur.execute(query, args)
+            while rows := cur.fetchmany(BATCH):
+                yield rows
+
+
+def _geojson(layer: Layer, request: Request):
+    props = sql.SQL(", ").join(sql.SQL("{}, t.{}").format(sql.Literal(f.name), sql.Identifier(f.name))
+                               for f in layer.fields)
+    select = sql.SQL("json_build_object('type', 'Feature', 'id', t.{}, 'geometry', "
+                     "ST_AsGeoJSON(ST_Transform(t.geom, 4326), 8)::json, 'properties', json_build_object({}))::text"
+                     ).format(sql.Identifier(layer.key), props)
+    query, args = _query(layer, request, select)
+
+    def body():
+        yield '{"type": "FeatureCollection", "features": [\n'
+        first = True
+        for rows in _rows(query, args):
+            chunk = ",\n".join(r[0] for r in rows)
+            yield chunk if first else ",\n" + chunk
+            first = False
+        yield "\n]}\n"
+    return body()
+
+
+def _csv(layer: Layer, request: Request, bom: bool):
+    cols = [sql.SQL("t.{}").format(sql.Identifier(f.name)) for f in layer.fields]
+    if layer.geometry == "Point":
+        cols += [sql.SQL("ST_X(ST_Transform(t.geom, 4326))"), sql.SQL("ST_Y(ST_Transform(t.geom, 4326))"),
+                 sql.SQL("ST_X(t.geom)"), sql.SQL("ST_Y(t.geom)")]
+    else:
+        cols.append(sql.SQL("ST_AsText(t.geom, 3)"))
+    query, args = _query(layer, request, sql.SQL(", ").join(cols))
+
+    def body():
+        buf = io.StringIO()
+        out = csv.writer(buf, lineterminator="\r\n")
+        out.writerow(csv_columns(layer))
+        yield ("\ufeff" if bom else "") + buf.getvalue()
+        for rows in _rows(query, args):
+            buf.seek(0)
+            buf.truncate()
+            out.writerows(rows)
+            yield buf.getvalue()
+    return body()
+
+
+def _ogr_file(layer: Layer, request: Request, fmt: str, folder: Path) -> Path:
+    driver, srid = OGR[fmt]
+    geom = sql.SQL("ST_AsBinary(t.geom)") if srid == layer.srid else \
+        sql.SQL("ST_AsBinary(ST_Transform(t.geom, {}))").format(sql.Literal(srid))
+    cols = [sql.SQL("t.{}").format(sql.Identifier(f.name)) for f in layer.fields] + [geom]
+    query, args = _query(layer, request, sql.SQL(", ").join(cols))
+    target = folder / f"{layer.id}.{'shp' if fmt == 'shp' else fmt}"
+    names = [f.name for f in layer.fields]
+    written = False
+    options = {"encoding": "UTF-8"} if fmt == "shp" else {}
+    for rows in _rows(query, args):
+        columns = list(zip(*rows))
+        table = pa.table({**{n: pa.array(columns[i]) for i, n in enumerate(names)},
+                          "geometry": pa.array(columns[-1], pa.binary())})
+        write_arrow(table, target, driver=driver, layer=layer.id, geometry_type=layer.geometry,
+                    crs=f"EPSG:{srid}", geometry_name="geometry", append=written, **options)
+        written = True
+    if not written:  # an empty selection still gives a valid, empty file
+        table = pa.table({**{n: pa.array([], pa.string()) for n in names}, "geometry": pa.array([], pa.binary())})
+        write_arrow(table, target, driver=driver, layer=layer.id, geometry_type=layer.geometry,
+                    crs=f"EPSG:{srid}", geometry_name="geometry", **options)
+    if fmt != "shp":
+        return target
+    archive = folder / f"{layer.id}.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for part in sorted(folder.glob(f"{layer.id}.*")):
+            if part.suffix in (".shp", ".shx", ".dbf", ".prj", ".cpg"):
+                zf.write(part, part.name)
+    return archive
+
+
+async def download(request: Request) -> Response:
+    cid = request.path_params["collection_id"]
+    layer, live = _live_layer(cid)
+    fmt = request.query_params.get("f", "geojson")
+    if fmt not in FORMATS:
+        raise bad_parameter("f", f"unknown download format {fmt!r}; use one of {', '.join(FORMATS)}")
+    params.items(request.query_params, layer)  # validate before anything streams
+    media, ext = FORMATS[fmt]
+    hdrs = validators(request, f"{cid}:{live.version}", live.published_at)
+    if (cached := not_modified(request, hdrs)) is not None:
+        return cached
+    name = f"{layer.id}-v{live.version}{'-bom' if fmt == 'csv-bom' else ''}.{ext}"
+    hdrs["Content-Disposition"] = f'attachment; filename="{name}"'
+    if fmt == "geojson":
+        return StreamingResponse(_geojson(layer, request), media_type=media, headers=hdrs)
+    if fmt in ("csv", "csv-bom"):
+        return StreamingResponse(_csv(layer, request, fmt == "csv-bom"), media_type=media, headers=hdrs)
+    folder = Path(tempfile.mkdtemp(prefix="geocloud-download-"))
+    try:
+        path = await run_in_threadpool(_ogr_file, layer, request, fmt, folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return FileResponse(path, media_type=media, headers=hdrs,
+                        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
+
+
+routes = [Route("/collections/{collection_id}/download", download, methods=["GET"])]

@@ -1,0 +1,215 @@
+"""OGC API Features: pygeoapi's own handlers, driven by a configuration derived from the catalog.
+
+geocloud keeps the parts pygeoapi leaves to the application: the URL the client reached, request
+validation with precise messages, CQL2 (text and JSON) parsed once and handed to the provider as
+SQL, next links only where a next page exists, ETag/Last-Modified from the live version, and the
+exact conformance list.
+"""
+
+import asyncio
+import json
+import urllib.parse
+from collections import OrderedDict
+from threading import Lock
+
+from pygeoapi import api as core_api
+from pygeoapi.api import API, APIRequest
+from pygeoapi.api import itemtypes as items_api
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from geocloud.catalog import get_catalog
+from geocloud.serve import params, pygeoapi_config
+from geocloud.serve.http import base_url, not_found, not_modified, validators
+from geocloud.serve.provider import extras
+from geocloud.serve.state import snapshot
+
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/landing-page",
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/json",
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/html",
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-common-2/1.0/conf/collections",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/case-insensitive-comparison",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
+    "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
+]
+FILTER_PARAMS = ("filter", "filter-lang", "filter-crs")
+
+_apis: "OrderedDict[tuple, API]" = OrderedDict()
+_apis_lock = Lock()
+
+
+def api_for(request: Request) -> API:
+    """pygeoapi's API for this base URL and the current live versions (a few kept per process)."""
+    snap, base = snapshot(), base_url(request)
+    key = (base, snap.token)
+    with _apis_lock:
+        api = _apis.get(key)
+        if api is not None:
+            _apis.move_to_end(key)
+            return api
+    config = pygeoapi_config.build(get_catalog(), snap, base)
+    api = API(config, pygeoapi_config.openapi(config))
+    with _apis_lock:
+        _apis[key] = api
+        while len(_apis) > 16:
+            _apis.popitem(last=False)
+    return api
+
+
+def _run_in_thread(loop, fn, *args):
+    asyncio.set_event_loop(loop)  # some pygeoapi handlers expect an event loop in their thread
+    return fn(*args)
+
+
+async def call(request: Request, fn, *args, query_string: str | None = None) -> tuple[dict, int, object]:
+    api = api_for(request)
+    if query_string is not None:
+        scope = dict(request.scope, query_string=query_string.encode())
+        request = Request(scope, request.receive)
+    api_request = await APIRequest.from_starlette(request, api.locales)
+    if not api_request.is_valid():
+        return api.get_format_exception(api_request)
+    return await asyncio.to_thread(_run_in_thread, asyncio.get_running_loop(), fn, api, api_request, *args)
+
+
+def to_response(headers: dict, status: int, content, extra: dict | None = None) -> Response:
+    headers = {**(headers or {}), **(extra or {})}
+    media = headers.get("Content-Type", "application/json")
+    if media == "text/html":
+        return HTMLResponse(content, status_code=status, headers=headers)
+    if isinstance(content, dict):
+        return JSONResponse(content, status_code=status, headers=headers)
+    return Response(content, status_code=status, headers=headers, media_type=media)
+
+
+def _live_layer(collection_id: str):
+    layer = get_catalog().layers.get(collection_id)
+    live = snapshot().layers.get(collection_id)
+    if layer is None or layer.kind != "vector" or live is None:
+        raise not_found(f"collection {collection_id!r} not found")
+    return layer, live
+
+
+def _catalog_validators(request: Request) -> dict:
+    snap = snapshot()
+    newest = max((layer.published_at for layer in snap.layers.values()), default=None)
+    return validators(request, f"catalog:{snap.token}", newest)
+
+
+async def landing(request: Request) -> Response:
+    return to_response(*await call(request, core_api.landing_page))
+
+
+async def openapi(request: Request) -> Response:
+    return to_response(*await call(request, core_api.openapi_))
+
+
+async def conformance(request: Request) -> Response:
+    body = {"conformsTo": CONFORMANCE}
+    if request.query_params.get("f") == "html" or (
+            "text/html" in request.headers.get("accept", "") and request.query_params.get("f") != "json"):
+        items = "".join(f"<li>{c}</li>" for c in CONFORMANCE)
+        return HTMLResponse(f"<!doctype html><title>Conformance</title><h1>Conformance</h1><ul>{items}</ul>")
+    return JSONResponse(body)
+
+
+async def collections(request: Request) -> Response:
+    hdrs = _catalog_validators(request)
+    return not_modified(request, hdrs) or to_response(*await call(request, core_api.describe_collections), hdrs)
+
+
+async def collection(request: Request) -> Response:
+    cid = request.path_params["collection_id"]
+    _, live = _live_layer(cid)
+    hdrs = validators(request, f"{cid}:{live.version}", live.published_at)
+    return not_modified(request, hdrs) or to_response(*await call(request, core_api.describe_collections, cid), hdrs)
+
+
+async def queryables(request: Request) -> Response:
+    cid = request.path_params["collection_id"]
+    _live_layer(cid)
+    return to_response(*await call(request, items_api.get_collection_queryables, cid))
+
+
+def _with_filter(href: str, filter_params: list[tuple[str, str]]) -> str:
+    if not filter_params:
+        return href
+    return href + "&" + urllib.parse.urlencode(filter_params, quote_via=urllib.parse.quote)
+
+
+async def items(request: Request) -> Response:
+    cid = request.path_params["collection_id"]
+    layer, live = _live_layer(cid)
+    query = params.items(request.query_params, layer)
+    hdrs = validators(request, f"{cid}:{live.version}", live.published_at)
+    if (cached := not_modified(request, hdrs)) is not None:
+        return cached
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in FILTER_PARAMS]
+    filter_params = [(k, v) for k, v in request.query_params.multi_items() if k in FILTER_PARAMS]
+    token = extras.set(query)
+    try:
+        headers, status, content = await call(request, items_api.get_collection_items, cid,
+                                              query_string=urllib.parse.urlencode(kept))
+    finally:
+        extras.reset(token)
+    if status == 200 and isinstance(content, str) and headers.get("Content-Type", "").endswith("json"):
+        data = json.loads(content)
+        links = []
+        for link in data.get("links", []):
+            if link.get("rel") == "next" and not query.has_more:
+                continue
+            if "/items" in link.get("href", ""):
+                link["href"] = _with_filter(link["href"], filter_params)
+            links.append(link)
+        data["links"] = links
+        if query.estimated:
+            data["numberMatchedIsEstimate"] = True
+        content = json.dumps(data, ensure_ascii=False)
+    return to_response(headers, status, content, hdrs if status == 200 else None)
+
+
+async def item(request: Request) -> Response:
+    cid, iid = request.path_params["collection_id"], request.path_params["item_id"]
+    _, live = _live_layer(cid)
+    params._crs("crs", request.query_params.get("crs"))
+    hdrs = validators(request, f"{cid}:{live.version}", live.published_at)
+    return not_modified(request, hdrs) or to_response(
+        *await call(request, items_api.get_collection_item, cid, iid), hdrs)
+
+
+async def options(request: Request) -> Response:
+    """Read-only collections: QGIS reads editing rights from the Allow header."""
+    _live_layer(request.path_params["collection_id"])
+    return Response(status_code=204, headers={"Allow": "GET, HEAD, OPTIONS"})
+
+
+routes = [
+    Route("/", landing, methods=["GET"]),
+    Route("/openapi", openapi, methods=["GET"]),
+    Route("/conformance", conformance, methods=["GET"]),
+    Route("/collections", collections, methods=["GET"]),
+    Route("/collections/{collection_id}", collection, methods=["GET"]),
+    Route("/collections/{collection_id}/queryables", queryables, methods=["GET"]),
+    Route("/collections/{collection_id}/items", items, methods=["GET"]),
+    Route("/collections/{collection_id}/items", options, methods=["OPTIONS"]),
+    Route("/collections/{collection_id}/items/{item_id}", item, methods=["GET"]),
+    Route("/collections/{collection_id}/items/{item_id}", options, methods=["OPTIONS"]),
+]

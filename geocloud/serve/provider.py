@@ -1,0 +1,170 @@
+"""geocloud's pygeoapi feature provider: reads ``live.<layer>`` through a psycopg 3 pool.
+
+GeoJSON is built by PostGIS (``ST_AsGeoJSON``, reprojected with ``ST_Transform`` and put in the
+axis order the requested CRS defines), so Python only joins strings. Paging fetches one row more
+than asked, which tells exactly whether a next page exists. ``numberMatched`` is exact where it is
+cheap (no filter: the live version's count; a filter the planner expects to match at most
+EXACT_COUNT_LIMIT rows: a real count) and otherwise the planner's estimate, marked by
+``numberMatchedIsEstimate: true``.
+"""
+
+import contextvars
+import json
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import ClientCursor, sql
+from pygeoapi.provider.base import BaseProvider, ProviderInvalidQueryError, ProviderItemNotFoundError
+from pyproj import CRS
+
+from geocloud.catalog import get_catalog
+from geocloud.catalog.models import SQL_TYPES
+from geocloud.serve.pool import get_pool
+from geocloud.serve.state import snapshot
+
+EXACT_COUNT_LIMIT = 50_000
+JSON_TYPES = {"text": ("string", None), "integer": ("integer", None), "bigint": ("integer", None),
+              "double": ("number", None), "boolean": ("boolean", None), "date": ("string", "date"),
+              "timestamp": ("string", "date-time")}
+
+
+@dataclass
+class QueryExtras:
+    """What geocloud's items route hands the provider beside pygeoapi's arguments."""
+
+    where: sql.Composable | None = None
+    params: list = field(default_factory=list)
+    has_more: bool | None = None          # set by the provider: is there a next page?
+    estimated: bool = False
+
+
+extras: contextvars.ContextVar[QueryExtras | None] = contextvars.ContextVar("geocloud_query_extras", default=None)
+
+
+def where(layer, bbox, properties=(), datetime_=None, extra: QueryExtras | None = None) -> tuple[list, list]:
+    """WHERE clauses over ``live.<layer> t`` and their parameters: bbox (storage CRS), property
+    equality, datetime, and the route's CQL2 filter."""
+    clauses, params = [], []
+    if bbox:
+        clauses.append(sql.SQL("ST_Intersects(t.geom, ST_MakeEnvelope(%s, %s, %s, %s, {}))").format(
+            sql.Literal(layer.srid)))
+        params.extend(float(v) for v in bbox[:4])
+    for name, value in properties or []:
+        ftype = layer.field(name).type
+        clauses.append(sql.SQL("t.{} = %s::{}").format(sql.Identifier(name), sql.SQL(SQL_TYPES[ftype])))
+        params.append(value)
+    if datetime_ and layer.time_field:
+        col = sql.Identifier(layer.time_field)
+        if "/" in datetime_:
+            start, end = datetime_.split("/", 1)
+            if start not in ("", ".."):
+                clauses.append(sql.SQL("t.{} >= %s::timestamptz").format(col))
+                params.append(start)
+            if end not in ("", ".."):
+                clauses.append(sql.SQL("t.{} <= %s::timestamptz").format(col))
+                params.append(end)
+        else:
+            clauses.append(sql.SQL("t.{} = %s::timestamptz").format(col))
+            params.append(datetime_)
+    if extra is not None and extra.where is not None:
+        clauses.append(extra.where)
+        params.extend(extra.params)
+    return clauses, params
+
+
+def _srid_and_flip(uri: str | None, storage_srid: int) -> tuple[int, bool]:
+    """EPSG code for ST_Transform, and whether the CRS puts latitude (northing) first. pygeoapi
+    passes no transformation (None) when the requested CRS is the storage CRS."""
+    if uri is None:
+        return storage_srid, False
+    if uri.endswith("/CRS84"):
+        return 4326, False
+    crs = CRS.from_user_input(uri)
+    first = crs.axis_info[0].direction.lower() if crs.axis_info else "east"
+    return crs.to_epsg(), first in ("north", "south")
+
+
+class GeocloudProvider(BaseProvider):
+    def __init__(self, provider_def):
+        super().__init__(provider_def)
+        self.layer = get_catalog().layer(provider_def["data"])
+        self.id_field = self.layer.key
+        self.table = sql.SQL("live.{}").format(sql.Identifier(self.layer.id))
+        self._fields = {}
+        for f in self.layer.fields:
+            jtype, fmt = JSON_TYPES[f.type]
+            self._fields[f.name] = {"type": jtype, "title": f.title.en, "x-title-zh-TW": f.title.zh_TW,
+                                    **({"format": fmt} if fmt else {})}
+
+    def get_fields(self):
+        return self._fields
+
+    # -- SQL pieces ---------------------------------------------------------
+    def _geometry(self, crs_transform_spec, skip: bool) -> sql.Composable:
+        if skip:
+            return sql.SQL("NULL::json")
+        srid, flip = _srid_and_flip(crs_transform_spec.target_crs_uri if crs_transform_spec else None, self.layer.srid)
+        geom = sql.SQL("t.geom") if srid == self.layer.srid else sql.SQL("ST_Transform(t.geom, {})").format(sql.Literal(srid))
+        if flip:
+            geom = sql.SQL("ST_FlipCoordinates({})").format(geom)
+        digits = 3 if CRS.from_epsg(srid).is_projected else 8
+        return sql.SQL("ST_AsGeoJSON({}, {})::json").format(geom, sql.Literal(digits))
+
+    def _feature(self, crs_transform_spec, select_properties, skip_geometry) -> sql.Composable:
+        names = [f.name for f in self.layer.fields if not select_properties or f.name in select_properties]
+        props = sql.SQL(", ").join(sql.SQL("{}, t.{}").format(sql.Literal(n), sql.Identifier(n)) for n in names)
+        return sql.SQL("json_build_object('type', 'Feature', 'id', t.{}, 'geometry', {}, 'properties', "
+                       "json_build_object({}))::text").format(
+            sql.Identifier(self.layer.key), self._geometry(crs_transform_spec, skip_geometry), props)
+
+    def _count(self, conn, where: sql.Composable, params: list, filtered: bool) -> tuple[int, bool]:
+        if not filtered:
+            live = snapshot().layers.get(self.layer.id)
+            if live and live.feature_count is not None:
+                return live.feature_count, False
+        count_sql = sql.SQL("SELECT count(*) FROM {} t {}").format(self.table, where)
+        with ClientCursor(conn) as cur:  # client-side binding: EXPLAIN takes no server-side parameters
+            plan = cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + count_sql, params).fetchone()[0]
+        estimate = int(plan[0]["Plan"].get("Plans", [plan[0]["Plan"]])[0].get("Plan Rows", 0))
+        if estimate > EXACT_COUNT_LIMIT:
+            return estimate, True
+        return conn.execute(count_sql, params).fetchone()[0], False
+
+    # -- pygeoapi interface -------------------------------------------------
+    def query(self, offset=0, limit=10, resulttype="results", bbox=[], datetime_=None, properties=[], sortby=[],
+              select_properties=[], skip_geometry=False, q=None, filterq=None, crs_transform_spec=None, **kwargs):
+        clauses, params = where(self.layer, bbox, properties, datetime_, extras.get())
+        condition = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
+        order = [sql.SQL("t.{} {}").format(sql.Identifier(s["property"]), sql.SQL("DESC" if s["order"] == "-" else "ASC"))
+                 for s in sortby or []]
+        order.append(sql.SQL("t.{}").format(sql.Identifier(self.layer.key)))
+        try:
+            with get_pool().connection() as conn:
+                matched, estimated = self._count(conn, condition, params, bool(clauses))
+                features: list[str] = []
+                if resulttype != "hits":
+                    query = sql.SQL("SELECT {} FROM {} t {} ORDER BY {} LIMIT %s OFFSET %s").format(
+                        self._feature(crs_transform_spec, select_properties, skip_geometry), self.table, condition,
+                        sql.SQL(", ").join(order))
+                    features = [r[0] for r in conn.execute(query, [*params, limit + 1, offset]).fetchall()]
+        except psycopg.errors.DataException as exc:  # e.g. an invalid geometry literal in a filter
+            raise ProviderInvalidQueryError(f"filter: {str(exc).strip().splitlines()[0]}") from None
+        ext = extras.get()
+        if ext is not None:
+            ext.has_more = len(features) > limit
+            ext.estimated = estimated
+        features = features[:limit]
+        result = json.loads('{"type": "FeatureCollection", "features": [' + ",".join(features) + "]}")
+        result["numberMatched"] = matched
+        result["numberReturned"] = len(features)
+        return result
+
+    def get(self, identifier, crs_transform_spec=None, **kwargs):
+        query = sql.SQL("SELECT {} FROM {} t WHERE t.{} = %s::text").format(
+            self._feature(crs_transform_spec, [], False), self.table, sql.Identifier(self.layer.key))
+        with get_pool().connection() as conn:
+            row = conn.execute(query, [str(identifier)]).fetchone()
+        if row is None:
+            raise ProviderItemNotFoundError(f"no item {identifier!r} in collection {self.layer.id!r}")
+        return json.loads(row[0])
+

@@ -1,0 +1,214 @@
+"""OGC API Features over a real HTTP server: Part 1 paging, Part 2 CRS, Part 3 CQL2, caching."""
+
+import json
+
+import httpx
+import psycopg
+import pytest
+
+QGIS_CLASSES = {
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+}
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+EPSG = "http://www.opengis.net/def/crs/EPSG/0/{}"
+
+
+def sql_one(served, query, *args):
+    with psycopg.connect(served.db_url) as conn:
+        return conn.execute(query, args).fetchone()
+
+
+def test_landing_page_links_and_html(served):
+    r = served.get("/", params={"f": "json"})
+    assert r.status_code == 200
+    rels = {link["rel"]: link["href"] for link in r.json()["links"]}
+    assert rels["service-desc"].startswith(served.url + "/openapi")
+    assert rels["conformance"] == served.url + "/conformance"
+    assert rels["data"] == served.url + "/collections"
+    html = served.get("/", headers={"Accept": "text/html"})
+    assert html.status_code == 200 and "text/html" in html.headers["content-type"] and "圖資雲" in html.text
+
+
+def test_conformance_declares_what_qgis_needs_and_nothing_unimplemented(served):
+    classes = set(served.get("/conformance").json()["conformsTo"])
+    assert QGIS_CLASSES <= classes
+    assert "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs" in classes
+    assert not any("create-replace-delete" in c for c in classes)
+
+
+def test_openapi_declares_limit_default_and_maximum(served):
+    doc = served.get("/openapi", params={"f": "json"}).json()
+    params = doc["paths"]["/collections/buildings/items"]["get"]["parameters"]
+    limit = next(p for p in params if isinstance(p, dict) and p.get("name") == "limit")
+    assert limit["schema"]["default"] == 100 and limit["schema"]["maximum"] == 10000
+
+
+def test_collections_in_both_languages(served):
+    zh = {c["id"]: c for c in served.get("/collections").json()["collections"]}
+    assert {"addresses", "roads", "buildings", "zoning", "landmarks", "districts", "topo_contours"} <= set(zh)
+    assert "satellite" not in zh  # rasters are not feature collections
+    assert zh["buildings"]["title"] == "建物輪廓"
+    en = {c["id"]: c for c in served.get("/collections", params={"lang": "en"}).json()["collections"]}
+    assert en["buildings"]["title"] == "Building footprints"
+    accept = served.get("/collections/zoning", headers={"Accept-Language": "en-US,en;q=0.9"}).json()
+    assert accept["title"] == "Urban planning zoning"
+
+
+def test_collection_crs_and_extent(served):
+    c = served.get("/collections/buildings").json()
+    assert c["storageCrs"] == EPSG.format(3826)
+    assert {CRS84, EPSG.format(4326), EPSG.format(3826), EPSG.format(3857)} <= set(c["crs"])
+    xmin, ymin, xmax, ymax = c["extent"]["spatial"]["bbox"][0]
+    assert 120.4 < xmin < xmax < 121.0 and 23.9 < ymin < ymax < 24.4
+
+
+def _page_all(served, collection, limit, **params):
+    seen, url, pages, matched = [], f"/collections/{collection}/items", 0, None
+    query = {"limit": limit, **params}
+    while True:
+        r = served.get(url, params=query) if query is not None else served.get(url)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        matched = body["numberMatched"] if matched is None else matched
+        seen += [f["id"] for f in body["features"]]
+        pages += 1
+        nxt = [link["href"] for link in body["links"] if link["rel"] == "next"]
+        if not nxt:
+            return seen, matched, pages, body
+        url, query = nxt[0].removeprefix(served.url), None
+
+
+@pytest.mark.parametrize("limit", [500, 333])
+def test_paging_returns_every_feature_once_and_stops(served, limit):
+    ids, matched, pages, last = _page_all(served, "buildings", limit)
+    assert matched == 2000 and len(ids) == 2000 and len(set(ids)) == 2000
+    assert pages == -(-2000 // limit)  # no empty trailing page, even when 2000 % limit == 0
+    assert last["numberReturned"] == 2000 - (pages - 1) * limit
+
+
+def test_item_by_id_and_properties_selection(served):
+    item = served.get("/collections/addresses/items/臺中市西屯區臺灣大道三段99號").json()
+    assert item["properties"]["village"] == "惠來里"
+    lon, lat = item["geometry"]["coordinates"]
+    assert lon == pytest.approx(120.647296502, abs=1e-7) and lat == pytest.approx(24.1619892378, abs=1e-7)
+    body = served.get("/collections/buildings/items", params={"limit": 3, "properties": "floors"}).json()
+    assert all(set(f["properties"]) == {"floors"} for f in body["features"])
+
+
+def test_output_crs_axis_order_and_content_crs(served):
+    key = "臺中市西屯區臺灣大道三段99號"
+    x, y = sql_one(served, "SELECT ST_X(geom), ST_Y(geom) FROM live.addresses WHERE address_key = %s", key)
+    r = served.get(f"/collections/addresses/items/{key}", params={"crs": EPSG.format(3826)})
+    assert r.headers["content-crs"] == f"<{EPSG.format(3826)}>"
+    assert r.json()["geometry"]["coordinates"] == [pytest.approx(x, abs=0.01), pytest.approx(y, abs=0.01)]
+    lat_lon = served.get(f"/collections/addresses/items/{key}", params={"crs": EPSG.format(4326)}).json()
+    assert lat_lon["geometry"]["coordinates"] == [pytest.approx(24.1619892, abs=1e-6), pytest.approx(120.6472965, abs=1e-6)]
+    merc = served.get(f"/collections/addresses/items/{key}", params={"crs": EPSG.format(3857)}).json()
+    assert merc["geometry"]["coordinates"][0] == pytest.approx(13430340, abs=200)
+
+
+def test_bbox_in_each_crs_selects_the_same_features(served):
+    x0, y0, x1, y1 = 213000, 2672000, 215500, 2674500
+    expected = sql_one(served, "SELECT count(*) FROM live.addresses WHERE geom && ST_MakeEnvelope(%s,%s,%s,%s,3826)",
+                       x0, y0, x1, y1)[0]
+    assert expected > 0
+    b3826 = served.get("/collections/addresses/items", params={
+        "bbox": f"{x0},{y0},{x1},{y1}", "bbox-crs": EPSG.format(3826), "limit": 1}).json()["numberMatched"]
+    assert b3826 == expected
+    lon_lat = sql_one(served, "SELECT ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b) FROM (SELECT "
+                              "ST_Transform(ST_MakeEnvelope(%s,%s,%s,%s,3826), 4326)::box2d b) s", x0, y0, x1, y1)
+    crs84 = served.get("/collections/addresses/items", params={
+        "bbox": ",".join(map(str, lon_lat)), "limit": 1}).json()["numberMatched"]
+    e4326 = served.get("/collections/addresses/items", params={
+        "bbox": f"{lon_lat[1]},{lon_lat[0]},{lon_lat[3]},{lon_lat[2]}", "bbox-crs": EPSG.format(4326),
+        "limit": 1}).json()["numberMatched"]
+    assert crs84 == e4326 and abs(crs84 - expected) <= max(3, expected // 50)
+
+
+@pytest.mark.parametrize("cql, sql_where", [
+    ("floors > 4", "floors > 4"),
+    ("structure = '鋼骨造' AND floors <= 3", "structure = '鋼骨造' AND floors <= 3"),
+    ("structure LIKE '鋼%'", "structure LIKE '鋼%%'"),
+    ("usage IN ('住宅', '商業')", "usage IN ('住宅', '商業')"),
+    ("floors BETWEEN 2 AND 4", "floors BETWEEN 2 AND 4"),
+    ("NOT (usage = '住宅') OR floors = 1", "NOT (usage = '住宅') OR floors = 1"),
+    ("S_INTERSECTS(geometry, BBOX(120.6, 24.1, 120.7, 24.2))",
+     "ST_Intersects(geom, ST_Transform(ST_MakeEnvelope(120.6, 24.1, 120.7, 24.2, 4326), 3826))"),
+    ("CASEI(usage) = CASEI('住宅')", "usage = '住宅'"),
+])
+def test_cql2_text_filters_match_sql(served, cql, sql_where):
+    expected = sql_one(served, f"SELECT count(*) FROM live.buildings WHERE {sql_where}")[0]
+    body = served.get("/collections/buildings/items", params={"filter": cql, "limit": 10000}).json()
+    assert body["numberMatched"] == expected == len(body["features"])
+
+
+def test_cql2_json_filter_and_next_links_keep_the_filter(served):
+    cql = json.dumps({"op": "and", "args": [{"op": ">=", "args": [{"property": "floors"}, 3]},
+                                             {"op": "in", "args": [{"property": "usage"}, ["住宅", "商業"]]}]})
+    expected = sql_one(served, "SELECT count(*) FROM live.buildings WHERE floors >= 3 AND usage IN ('住宅', '商業')")[0]
+    ids, matched, pages, _ = _page_all(served, "buildings", 50, filter=cql, **{"filter-lang": "cql2-json"})
+    assert matched == expected == len(ids) == len(set(ids)) and pages > 1
+
+
+def test_queryables_and_sortby(served):
+    q = served.get("/collections/buildings/queryables").json()
+    assert {"building_id", "floors", "structure", "usage", "district_code"} <= set(q["properties"])
+    desc = served.get("/collections/buildings/items", params={"sortby": "-floors", "limit": 5}).json()
+    top = sql_one(served, "SELECT max(floors) FROM live.buildings")[0]
+    assert desc["features"][0]["properties"]["floors"] == top
+
+
+@pytest.mark.parametrize("path, params, name", [
+    ("/collections/buildings/items", {"bbox": "1,2,3"}, "bbox"),
+    ("/collections/buildings/items", {"bbox": "120.7,24.2,120.6,24.1"}, "bbox"),
+    ("/collections/buildings/items", {"bbox": "a,b,c,d"}, "bbox"),
+    ("/collections/buildings/items", {"bbox": "0,100,1,101"}, "bbox"),
+    ("/collections/buildings/items", {"crs": "EPSG:9999"}, "crs"),
+    ("/collections/buildings/items", {"bbox": "1,2,3,4", "bbox-crs": "http://www.opengis.net/def/crs/EPSG/0/2000"}, "bbox-crs"),
+    ("/collections/buildings/items", {"filter": "floors >"}, "filter"),
+    ("/collections/buildings/items", {"filter": "nope = 1"}, "filter"),
+    ("/collections/buildings/items", {"filter": "floors = 'many'"}, "filter"),
+    ("/collections/buildings/items", {"filter": "x", "filter-lang": "sql"}, "filter"),
+    ("/collections/buildings/items", {"properties": "floors,nope"}, "properties"),
+    ("/collections/buildings/items", {"sortby": "nope"}, "sortby"),
+    ("/collections/buildings/items", {"limit": "100000"}, "limit"),
+    ("/collections/buildings/items", {"limit": "0"}, "limit"),
+    ("/collections/buildings/items", {"offset": "-1"}, "offset"),
+    ("/collections/buildings/download", {"f": "xls"}, "f"),
+])
+def test_bad_parameters_answer_400_naming_the_parameter(served, path, params, name):
+    r = served.get(path, params=params)
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["code"] == "InvalidParameterValue" and body["description"].startswith(name + ":")
+
+
+def test_unknown_collection_and_item_are_404(served):
+    assert served.get("/collections/nope").status_code == 404
+    assert served.get("/collections/nope/items").status_code == 404
+    r = served.get("/collections/buildings/items/NOPE")
+    assert r.status_code == 404 and r.json()["code"] == "NotFound"
+
+
+def test_invalid_geometry_literal_is_400_not_500(served):
+    r = served.get("/collections/buildings/items", params={"filter": "S_INTERSECTS(geometry, POLYGON((1 1, 2 2, 1 1)))"})
+    assert r.status_code in (200, 400) and r.status_code != 500
+
+
+def test_etag_and_last_modified(served):
+    r = served.get("/collections/landmarks/items", params={"limit": 5})
+    etag, modified = r.headers["etag"], r.headers["last-modified"]
+    assert r.headers["cache-control"] == "no-cache"
+    again = served.get("/collections/landmarks/items", params={"limit": 5}, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    other = served.get("/collections/landmarks/items", params={"limit": 6}, headers={"If-None-Match": etag})
+    assert other.status_code == 200 and other.headers["etag"] != etag
+    assert modified.endswith("GMT")
+
+
+def test_options_says_read_only(served):
+    opt = httpx.options(served.url + "/collections/buildings/items")
+    assert opt.status_code == 204 and opt.headers["allow"] == "GET, HEAD, OPTIONS"

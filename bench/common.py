@@ -23,9 +23,12 @@ def server_url() -> str:
 
 
 def url_for(dbname: str) -> str:
+    """A postgresql:// URL (tipg accepts no other form) for ``dbname`` on the configured server."""
+    from urllib.parse import quote
+
     info = psycopg.conninfo.conninfo_to_dict(server_url())
-    info["dbname"] = dbname
-    return psycopg.conninfo.make_conninfo(**info)
+    auth = quote(info.get("user", ""), safe="") + (":" + quote(info["password"], safe="") if info.get("password") else "")
+    return f"postgresql://{auth}@{info.get('host', '127.0.0.1')}:{info.get('port', 5432)}/{quote(dbname)}"
 
 
 @contextmanager
@@ -61,3 +64,111 @@ def sample_city(scale: float) -> Path:
         subprocess.run([sys.executable, "-m", "geocloud", "sample", "generate", str(folder), "--scale", str(scale)],
                        check=True, stdout=subprocess.DEVNULL)
     return folder
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def server(cmd: list[str], port: int, ready_path: str, env: dict | None = None, log_name: str = "server"):
+    """Start a server process, wait until ``ready_path`` answers 200, stop it afterwards."""
+    import http.client
+
+    log = open(ROOT / ".geocloud" / "bench" / f"{log_name}.log", "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", ready_path)
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"{log_name} did not start; see {log.name}")
+            time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def load(base: str, paths: list[str], requests: int, concurrency: int = 4) -> dict:
+    """Send ``requests`` GETs (cycling through ``paths``) from ``concurrency`` keep-alive clients;
+    return requests per second and latency percentiles in milliseconds."""
+    import http.client
+    import threading
+    import urllib.parse
+
+    host = urllib.parse.urlsplit(base)
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(requests))
+
+    def worker():
+        conn = http.client.HTTPConnection(host.hostname, host.port, timeout=120)
+        mine = []
+        for i in counter:
+            path = paths[i % len(paths)]
+            t0 = time.perf_counter()
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read()
+            mine.append(time.perf_counter() - t0)
+            if resp.status != 200:
+                errors.append(f"{resp.status} {path}: {body[:200]!r}")
+        with lock:
+            latencies.extend(mine)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        sys.exit(f"errors from {base}: {errors[:3]}")
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+    return {"rps": requests / wall, "p50": pick(0.50), "p95": pick(0.95)}
+
+
+def page_all(base: str, first_path: str) -> tuple[float, int]:
+    """Follow next links from ``first_path`` to the end; return (seconds, features)."""
+    import http.client
+    import urllib.parse
+
+    host = urllib.parse.urlsplit(base)
+    conn = http.client.HTTPConnection(host.hostname, host.port, timeout=300)
+    path, count, t0 = first_path, 0, time.perf_counter()
+    while path:
+        conn.request("GET", path, headers={"Accept": "application/geo+json"})
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+        if resp.status != 200:
+            sys.exit(f"{resp.status} from {base}{path}: {body}")
+        count += len(body["features"])
+        nxt = [link["href"] for link in body.get("links", []) if link.get("rel") == "next"]
+        path = None
+        if nxt and body["features"]:
+            parts = urllib.parse.urlsplit(nxt[0])
+            path = parts.path + ("?" + parts.query if parts.query else "")
+    return time.perf_counter() - t0, count
+
+
+def load_city(url: str, city: Path, pipelines: list[str]) -> None:
+    env = {"GEOCLOUD_DATABASE_URL": url, "GEOCLOUD_DATA_DIR": str(ROOT / ".geocloud" / "bench" / "data")}
+    for name in pipelines:
+        rel = json.loads((city / "manifest.json").read_text())["pipelines"][name]
+        subprocess.run([sys.executable, "-m", "geocloud", "etl", "run", name, str(city / rel)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pyarrow as pa
 from psycopg import sql
-from pygeoapi.util import transform_bbox
 from pyogrio import write_arrow
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -30,7 +29,6 @@ from geocloud.serve.features import _live_layer
 from geocloud.serve.http import bad_parameter, not_modified, validators
 from geocloud.serve.pool import get_pool
 from geocloud.serve.provider import where
-from geocloud.serve.pygeoapi_config import CRS84, EPSG_URI
 
 BATCH = 5_000
 FORMATS = {
@@ -53,12 +51,7 @@ def csv_columns(layer: Layer) -> list[str]:
 
 def _query(layer: Layer, request: Request, select: sql.Composable) -> tuple[sql.Composable, list]:
     extra = params.items(request.query_params, layer)
-    bbox = request.query_params.get("bbox")
-    box = []
-    if bbox:
-        box = transform_bbox([float(v) for v in bbox.split(",")][:4],
-                             request.query_params.get("bbox-crs") or CRS84, EPSG_URI.format(layer.srid))
-    clauses, args = where(layer, box, (), None, extra)
+    clauses, args = where(layer, None, (), None, extra)
     cond = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
     return sql.SQL("SELECT {} FROM live.{} t {} ORDER BY t.{}").format(
         select, sql.Identifier(layer.id), cond, sql.Identifier(layer.key)), args

@@ -50,7 +50,10 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
 ]
-FILTER_PARAMS = ("filter", "filter-lang", "filter-crs")
+# Parameters geocloud handles itself (parsed once, CRS work cached) and hides from pygeoapi; they
+# are put back on the links pygeoapi builds.
+PASSED_ON = ("filter", "filter-lang", "filter-crs", "bbox", "bbox-crs")
+ROUTE_PARAMS = (*PASSED_ON, "cursor")
 
 _apis: "OrderedDict[tuple, API]" = OrderedDict()
 _apis_lock = Lock()
@@ -162,8 +165,8 @@ async def items(request: Request) -> Response:
     hdrs = validators(request, f"{cid}:{live.version}", live.published_at)
     if (cached := not_modified(request, hdrs)) is not None:
         return cached
-    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in FILTER_PARAMS]
-    filter_params = [(k, v) for k, v in request.query_params.multi_items() if k in FILTER_PARAMS]
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ROUTE_PARAMS]
+    filter_params = [(k, v) for k, v in request.query_params.multi_items() if k in PASSED_ON]
     token = extras.set(query)
     try:
         headers, status, content = await call(request, items_api.get_collection_items, cid,
@@ -177,7 +180,12 @@ async def items(request: Request) -> Response:
             if link.get("rel") == "next" and not query.has_more:
                 continue
             if "/items" in link.get("href", ""):
-                link["href"] = _with_filter(link["href"], filter_params)
+                extra = list(filter_params)
+                if link.get("rel") == "next" and query.last_key is not None:
+                    extra.append(("cursor", params.encode_cursor(query.last_key)))
+                elif link.get("rel") in ("self", "alternate") and "cursor" in request.query_params:
+                    extra.append(("cursor", request.query_params["cursor"]))
+                link["href"] = _with_filter(link["href"], extra)
             links.append(link)
         data["links"] = links
         if query.estimated:

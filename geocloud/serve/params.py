@@ -4,10 +4,13 @@ pygeoapi checks some of these too, but with terse messages ("Bad CQL text") and,
 inputs, a 500; checking here gives every client mistake a clear 400.
 """
 
+import base64
+import binascii
 import math
+from functools import lru_cache
 
 from pygeoapi.util import modify_pygeofilter
-from pyproj import CRS
+from pyproj import CRS, Transformer
 
 from geocloud.catalog import Layer
 from geocloud.serve import cql
@@ -60,6 +63,22 @@ def _bbox(value: str | None, crs_uri: str) -> None:
             raise bad_parameter("bbox", "boxes crossing the antimeridian are not supported")
 
 
+@lru_cache(maxsize=32)
+def _transformer(src_uri: str, dst_uri: str) -> Transformer:
+    return Transformer.from_crs(CRS.from_user_input(src_uri), CRS.from_user_input(dst_uri))
+
+
+def bbox_in(layer: Layer, value: str, crs_uri: str) -> list[float]:
+    """A checked bbox moved into the layer's storage CRS (edges densified, authority axis order)."""
+    numbers = [float(v) for v in value.split(",")]
+    half = len(numbers) // 2
+    box = [numbers[0], numbers[1], numbers[half], numbers[half + 1]]
+    target = EPSG_URI.format(layer.srid)
+    if crs_uri == target:
+        return box
+    return list(_transformer(crs_uri, target).transform_bounds(*box, densify_pts=21))
+
+
 def _names(name: str, value: str | None, layer: Layer, signed: bool = False) -> None:
     if value is None:
         return
@@ -84,6 +103,10 @@ def items(params, layer: Layer) -> QueryExtras:
     if params.get("q") is not None:
         raise bad_parameter("q", "free-text search is not supported; use filter (CQL2)")
     extras = QueryExtras()
+    if params.get("bbox") is not None:
+        extras.bbox = bbox_in(layer, params["bbox"], bbox_crs or CRS84)
+    if (cursor := params.get("cursor")) is not None:
+        extras.after = decode_cursor(cursor)
     text = params.get("filter")
     if text is not None:
         filter_crs = _crs("filter-crs", params.get("filter-crs")) or CRS84
@@ -94,3 +117,15 @@ def items(params, layer: Layer) -> QueryExtras:
         except cql.FilterError as exc:
             raise bad_parameter("filter", str(exc).removeprefix("filter: ").removeprefix("filter ")) from None
     return extras
+
+
+def encode_cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> str:
+    """The key a ``cursor`` parameter (from a next link) carries."""
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise bad_parameter("cursor", "not a cursor from a next link; follow the links as given") from None

@@ -22,8 +22,11 @@ def get_pool() -> ConnectionPool:
             pool = _pools.get(url)
             if pool is None:
                 connect(url).close()  # a clear DatabaseError now rather than a pool timeout later
-                pool = ConnectionPool(url, min_size=1, max_size=8, kwargs={"autocommit": True},
-                                      name="geocloud", open=True)
+                # Short, indexed API queries: JIT compilation and parallel workers cost more time than
+                # they save, and a runaway query is stopped after a minute.
+                options = "-c jit=off -c max_parallel_workers_per_gather=0 -c statement_timeout=60000"
+                pool = ConnectionPool(url, min_size=1, max_size=8, name="geocloud", open=True,
+                                      kwargs={"autocommit": True, "options": options})
                 _pools[url] = pool
     return pool
 

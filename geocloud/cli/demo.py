@@ -1,4 +1,4 @@
-"""``geocloud demo``: generate the sample city and load it through the real ETL."""
+"""``geocloud demo``: generate the sample city, load it through the real ETL, and serve it."""
 
 from pathlib import Path
 
@@ -7,6 +7,7 @@ from rich.table import Table
 
 from geocloud import db
 from geocloud.cli.output import console, err_console
+from geocloud.cli.serve import serve
 from geocloud.config import get_settings
 from geocloud.etl import run_pipeline
 from geocloud.sample import generate
@@ -17,8 +18,11 @@ PIPELINES = ["districts", "roads", "buildings", "addresses", "zoning", "landmark
 def demo(
     folder: Path = typer.Option(None, "--dir", help="Where to write the sample city (default: <data dir>/sample)"),
     scale: float = typer.Option(1.0, "--scale", help="Sample size multiplier (1 = 2,000 buildings)"),
+    host: str = typer.Option("127.0.0.1", help="Address to serve on"),
+    port: int = typer.Option(8000, help="Port to serve on"),
+    no_serve: bool = typer.Option(False, "--no-serve", help="Load the sample city, then stop"),
 ):
-    """Generate the sample city, load every pipeline through the real ETL, and show what is live."""
+    """Generate the sample city, load every pipeline through the real ETL, and serve it."""
     folder = folder or get_settings().data_path / "sample"
     db.upgrade()
     with err_console.status("generating the sample city"):
@@ -32,4 +36,15 @@ def demo(
         loaded = report.counts.get("loaded", report.counts.get("files"))
         table.add_row(name, report.status, str(loaded), ", ".join(f"{k} v{v}" for k, v in report.versions.items()))
     console.print(table)
-    console.print("history of a layer: [bold]geocloud etl history buildings[/]")
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    console.print(f"""
+[bold]geocloud is serving the sample city[/]
+  OGC API landing page   {base}/
+  QGIS connection URL    {base}   (Layer > Add Layer > Add WFS / OGC API - Features Layer)
+  GDAL                   ogrinfo OAPIF:{base} buildings
+  collections            {base}/collections?f=html
+  a download             {base}/collections/zoning/download?f=gpkg
+  history of a layer     geocloud etl history buildings
+""")
+    if not no_serve:
+        serve(host=host, port=port, workers=1)

@@ -212,3 +212,17 @@ def test_etag_and_last_modified(served):
 def test_options_says_read_only(served):
     opt = httpx.options(served.url + "/collections/buildings/items")
     assert opt.status_code == 204 and opt.headers["allow"] == "GET, HEAD, OPTIONS"
+
+
+def test_html_pages_and_hits(served):
+    page = served.get("/collections/landmarks/items", params={"f": "html", "limit": 5})
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"] and "LM00001" in page.text
+    item = served.get("/collections/landmarks/items/LM00001", params={"f": "html"})
+    assert item.status_code == 200 and "臺中市政府" in item.text
+    hits = served.get("/collections/buildings/items", params={"resulttype": "hits"}).json()
+    assert hits["numberMatched"] == 2000 and hits["features"] == []
+
+
+def test_cursor_from_another_source_is_refused(served):
+    r = served.get("/collections/buildings/items", params={"cursor": "%%%"})
+    assert r.status_code == 400 and r.json()["description"].startswith("cursor:")

@@ -126,6 +126,9 @@ def encode_cursor(key: str) -> str:
 def decode_cursor(value: str) -> str:
     """The key a ``cursor`` parameter (from a next link) carries."""
     try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        key = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise bad_parameter("cursor", "not a cursor from a next link; follow the links as given") from None
+        key = ""
+    if not key:
+        raise bad_parameter("cursor", "not a cursor from a next link; follow the links as given")
+    return key

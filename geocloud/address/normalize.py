@@ -143,3 +143,9 @@ def full_address(county: str, district: str, road: str, section: str, lane: str,
         f"{alley}弄" if alley else "",
         f"{number}號" if number else "",
     ])
+
+
+def number_value(number: str) -> int | None:
+    """The numeric main part of a house number (2之3之2 -> 2), used for nearest-number matching."""
+    head = number.split("之", 1)[0] if number else ""
+    return int(head) if head.isdigit() else None

@@ -96,6 +96,7 @@ class Layer(Strict):
     key: str | None = Field(default=None, description="natural key field: diffs and item ids use it")
     time_field: str | None = None
     fields: list[LayerField] = Field(default_factory=list)
+    indexes: list[list[str]] = Field(default_factory=list, description="extra b-tree indexes, by field names")
     access: Access
     update_frequency: Frequency
     license: str = OGDL_TW
@@ -131,6 +132,10 @@ class Layer(Strict):
                 raise ValueError("a vector layer needs 'geometry' (Point, LineString, Polygon, Multi...)")
             if self.key is None:
                 raise ValueError("a vector layer needs 'key', the natural key field used for diffs and ids")
+            for i, index in enumerate(self.indexes):
+                unknown = [n for n in index if n not in names]
+                if unknown or not index:
+                    raise ValueError(f"indexes[{i}] names unknown fields: {', '.join(unknown) or '(none)'}")
             for attr in ("key", "time_field"):
                 value = getattr(self, attr)
                 if value is not None and value not in names:

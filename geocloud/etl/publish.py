@@ -109,11 +109,6 @@ def _retire(conn: psycopg.Connection, layer: Layer) -> list[str]:
     return folders
 
 
-def _table_of(storage: str) -> sql.Composable:
-    schema, table = storage.split(".", 1)
-    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-
-
 def rollback(conn: psycopg.Connection, layer: Layer, to_version: int | None, operator: str) -> tuple[int, int, Diff]:
     """Make a kept version live again; the current one is kept, so a rollback can itself be undone."""
     with conn.transaction():
@@ -132,7 +127,7 @@ def rollback(conn: psycopg.Connection, layer: Layer, to_version: int | None, ope
             raise NotFound(f"version {to_version} of {layer.id!r} is not kept",
                            fix=f"kept versions: {', '.join(str(k[0]) for k in kept)} (see `geocloud etl history {layer.id}`)")
         if layer.kind == "vector":
-            change = diff(conn, layer, _table_of(current[1]), _table_of(target[1]))
+            change = diff(conn, layer, current[1], target[1])
         else:
             change = _raster_change(conn, layer.id, current[0], target[0])
         _demote_live(conn, layer, current[0])

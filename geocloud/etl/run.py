@@ -187,9 +187,7 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
     with timed("diff"):
         for lid, layer in layers.items():
             live = live_version(conn, lid)
-            old = sql.SQL("live.{}").format(sql.Identifier(lid)) if live else None
-            new = sql.SQL("staging.{}").format(sql.Identifier(tables[lid]))
-            change = stage.diff(conn, layer, old, new)
+            change = stage.diff(conn, layer, f"live.{lid}" if live else None, f"staging.{tables[lid]}")
             report.diff[lid] = change.as_dict()
             staged.append(Staged(layer, tables[lid], quality.loaded[lid], change))
     if dry_run_or_unchanged(report, staged, force):

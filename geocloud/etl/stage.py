@@ -134,6 +134,9 @@ def build_indexes(conn: psycopg.Connection, layer: Layer, table: str) -> None:
         sql.Identifier(f"{table}_key"), ident, sql.Identifier(layer.key)))
     conn.execute(sql.SQL("CREATE INDEX {} ON staging.{} USING gist (geom)").format(
         sql.Identifier(f"{table}_geom"), ident))
+    for i, columns in enumerate(layer.indexes):  # the catalog's extra indexes (lookups by parts)
+        conn.execute(sql.SQL("CREATE INDEX {} ON staging.{} ({})").format(
+            sql.Identifier(f"{table}_i{i}"), ident, sql.SQL(", ").join(map(sql.Identifier, columns))))
     conn.execute(sql.SQL("ANALYZE staging.{}").format(ident))
 
 
@@ -155,9 +158,25 @@ class Diff:
         return vars(self).copy()
 
 
-def diff(conn: psycopg.Connection, layer: Layer, old: sql.Composable | None, new: sql.Composable) -> Diff:
-    """Added, removed and changed features by natural key between two tables, and the changed area."""
+def table_columns(conn: psycopg.Connection, qualified: str) -> list[str]:
+    schema, table = qualified.split(".", 1)
+    return [r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+        "ORDER BY ordinal_position", (schema, table)).fetchall()]
+
+
+def _table(qualified: str) -> sql.Composable:
+    schema, table = qualified.split(".", 1)
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+
+
+def diff(conn: psycopg.Connection, layer: Layer, old_name: str | None, new_name: str) -> Diff:
+    """Added, removed and changed features by natural key between two tables (``schema.table``),
+    and the changed area. When the catalog gained or lost fields between the two, every feature
+    present in both counts as changed: its published form differs."""
     key = sql.Identifier(layer.key)
+    old = _table(old_name) if old_name else None
+    new = _table(new_name)
     if old is None:
         row = conn.execute(sql.SQL(
             "SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
@@ -167,13 +186,17 @@ def diff(conn: psycopg.Connection, layer: Layer, old: sql.Composable | None, new
                             (SAMPLE_KEYS,)).fetchall()
         result.samples = {"added": [k[0] for k in keys]}
     else:
-        attrs = sql.SQL(", ").join(sql.SQL("o.{}").format(sql.Identifier(f.name)) for f in layer.fields)
-        attrs_n = sql.SQL(", ").join(sql.SQL("n.{}").format(sql.Identifier(f.name)) for f in layer.fields)
+        old_cols, new_cols = table_columns(conn, old_name), table_columns(conn, new_name)
+        common = [c for c in new_cols if c in old_cols and c != "geom"]
+        reshaped = sql.SQL("true") if old_cols != new_cols else sql.SQL("false")
+        attrs = sql.SQL(", ").join(sql.SQL("o.{}").format(sql.Identifier(c)) for c in common)
+        attrs_n = sql.SQL(", ").join(sql.SQL("n.{}").format(sql.Identifier(c)) for c in common)
         q = sql.SQL("""
             WITH d AS (
                 SELECT o.{key} AS okey, n.{key} AS nkey, o.geom AS ogeom, n.geom AS ngeom,
                        (o.{key} IS NOT NULL AND n.{key} IS NOT NULL AND
-                        (ROW({attrs}) IS DISTINCT FROM ROW({attrs_n}) OR NOT ST_OrderingEquals(o.geom, n.geom)))
+                        ({reshaped} OR ROW({attrs}) IS DISTINCT FROM ROW({attrs_n})
+                        OR NOT ST_OrderingEquals(o.geom, n.geom)))
                        AS changed
                 FROM {old} o FULL JOIN {new} n ON o.{key} = n.{key})
             SELECT count(*) FILTER (WHERE okey IS NULL),
@@ -185,7 +208,8 @@ def diff(conn: psycopg.Connection, layer: Layer, old: sql.Composable | None, new
                    (array_agg(nkey::text ORDER BY nkey) FILTER (WHERE okey IS NULL))[1:{n}],
                    (array_agg(okey::text ORDER BY okey) FILTER (WHERE nkey IS NULL))[1:{n}],
                    (array_agg(nkey::text ORDER BY nkey) FILTER (WHERE changed))[1:{n}]
-            FROM d""").format(key=key, attrs=attrs, attrs_n=attrs_n, old=old, new=new, n=sql.Literal(SAMPLE_KEYS))
+            FROM d""").format(key=key, attrs=attrs, attrs_n=attrs_n, old=old, new=new, n=sql.Literal(SAMPLE_KEYS),
+                         reshaped=reshaped)
         a, r, c, u, e_old, e_new, s_a, s_r, s_c = conn.execute(q).fetchone()
         result = Diff(a, r, c, u, samples={"added": s_a or [], "removed": s_r or [], "changed": s_c or []})
         extent = conn.execute(

@@ -27,7 +27,7 @@ def addresses(cols: dict[str, pa.Array], rows: np.ndarray, quality: Quality, rej
                                   "number"))
     out = {k: [None] * n for k in ("address_key", "full_address", "raw_address", "county", "district_code",
                                    "district", "village", "neighborhood", "road", "section", "area", "lane",
-                                   "alley", "number", "floor")}
+                                   "alley", "number", "number_value", "floor")}
     unknown_district, unparsed = [], []
     for i in range(n):
         code = dist[i].strip()
@@ -50,13 +50,14 @@ def addresses(cols: dict[str, pa.Array], rows: np.ndarray, quality: Quality, rej
                            ("village", village or None), ("neighborhood", neighborhood),
                            ("road", road_name or None), ("section", section or None), ("area", area_ or None),
                            ("lane", lane_ or None), ("alley", alley_ or None), ("number", number or None),
-                           ("floor", floor or None)):
+                           ("number_value", address.number_value(number)), ("floor", floor or None)):
             out[key][i] = value
     bad = np.array(unknown_district, dtype=int)
     quality.note("error", "鄉鎮市區代碼 is not a Taichung district code (6600100-6602900); row rejected", rows[bad])
     reject[bad] = True
     quality.note("warning", "house number (號) could not be parsed; kept as written", rows[np.array(unparsed, dtype=int)])
-    return {k: pa.array(v, pa.int32() if k == "neighborhood" else pa.string()) for k, v in out.items()}
+    ints = {"neighborhood", "number_value"}
+    return {k: pa.array(v, pa.int32() if k in ints else pa.string()) for k, v in out.items()}
 
 
 @lru_cache

@@ -28,7 +28,7 @@ from geocloud.serve import params
 from geocloud.serve.features import _live_layer
 from geocloud.serve.http import bad_parameter, not_modified, validators
 from geocloud.serve.pool import get_pool
-from geocloud.serve.provider import where
+from geocloud.serve.provider import column, where
 
 BATCH = 5_000
 FORMATS = {
@@ -68,7 +68,7 @@ def _rows(query: sql.Composable, args: list):
 
 
 def _geojson(layer: Layer, request: Request):
-    props = sql.SQL(", ").join(sql.SQL("{}, t.{}").format(sql.Literal(f.name), sql.Identifier(f.name))
+    props = sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(f.name), column(layer, f.name))
                                for f in layer.fields)
     select = sql.SQL("json_build_object('type', 'Feature', 'id', t.{}, 'geometry', "
                      "ST_AsGeoJSON(ST_Transform(t.geom, 4326), 8)::json, 'properties', json_build_object({}))::text"
@@ -87,7 +87,7 @@ def _geojson(layer: Layer, request: Request):
 
 
 def _csv(layer: Layer, request: Request, bom: bool):
-    cols = [sql.SQL("t.{}").format(sql.Identifier(f.name)) for f in layer.fields]
+    cols = [column(layer, f.name) for f in layer.fields]
     if layer.geometry == "Point":
         cols += [sql.SQL("ST_X(ST_Transform(t.geom, 4326))"), sql.SQL("ST_Y(ST_Transform(t.geom, 4326))"),
                  sql.SQL("ST_X(t.geom)"), sql.SQL("ST_Y(t.geom)")]
@@ -112,7 +112,7 @@ def _ogr_file(layer: Layer, request: Request, fmt: str, folder: Path) -> Path:
     driver, srid = OGR[fmt]
     geom = sql.SQL("ST_AsBinary(t.geom)") if srid == layer.srid else \
         sql.SQL("ST_AsBinary(ST_Transform(t.geom, {}))").format(sql.Literal(srid))
-    cols = [sql.SQL("t.{}").format(sql.Identifier(f.name)) for f in layer.fields] + [geom]
+    cols = [column(layer, f.name) for f in layer.fields] + [geom]
     query, args = _query(layer, request, sql.SQL(", ").join(cols))
     target = folder / f"{layer.id}.{'shp' if fmt == 'shp' else fmt}"
     names = [f.name for f in layer.fields]

@@ -45,6 +45,14 @@ class QueryExtras:
 extras: contextvars.ContextVar[QueryExtras | None] = contextvars.ContextVar("geocloud_query_extras", default=None)
 
 
+def column(layer, name: str) -> sql.Composable:
+    """``t.<name>``, or NULL when the live table predates the field (after a rollback)."""
+    live = snapshot().layers.get(layer.id)
+    if live is not None and live.columns and name not in live.columns:
+        return sql.SQL("NULL")
+    return sql.SQL("t.{}").format(sql.Identifier(name))
+
+
 def where(layer, bbox, properties=(), datetime_=None, extra: QueryExtras | None = None) -> tuple[list, list]:
     """WHERE clauses over ``live.<layer> t`` and their parameters: bbox (storage CRS), property
     equality, datetime, and the route's CQL2 filter."""
@@ -79,7 +87,7 @@ def where(layer, bbox, properties=(), datetime_=None, extra: QueryExtras | None 
 
 
 @lru_cache(maxsize=64)
-def _srid_and_flip(uri: str | None, storage_srid: int) -> tuple[int, bool]:
+def srid_and_flip(uri: str | None, storage_srid: int) -> tuple[int, bool]:
     """EPSG code for ST_Transform, and whether the CRS puts latitude (northing) first. pygeoapi
     passes no transformation (None) when the requested CRS is the storage CRS."""
     if uri is None:
@@ -115,7 +123,7 @@ class GeocloudProvider(BaseProvider):
     def _geometry(self, crs_transform_spec, skip: bool) -> sql.Composable:
         if skip:
             return sql.SQL("NULL::json")
-        srid, flip = _srid_and_flip(crs_transform_spec.target_crs_uri if crs_transform_spec else None, self.layer.srid)
+        srid, flip = srid_and_flip(crs_transform_spec.target_crs_uri if crs_transform_spec else None, self.layer.srid)
         geom = sql.SQL("t.geom") if srid == self.layer.srid else sql.SQL("ST_Transform(t.geom, {})").format(sql.Literal(srid))
         if flip:
             geom = sql.SQL("ST_FlipCoordinates({})").format(geom)
@@ -124,7 +132,7 @@ class GeocloudProvider(BaseProvider):
 
     def _feature(self, crs_transform_spec, select_properties, skip_geometry) -> sql.Composable:
         names = [f.name for f in self.layer.fields if not select_properties or f.name in select_properties]
-        props = sql.SQL(", ").join(sql.SQL("{}, t.{}").format(sql.Literal(n), sql.Identifier(n)) for n in names)
+        props = sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(n), column(self.layer, n)) for n in names)
         return sql.SQL("json_build_object('type', 'Feature', 'id', t.{}, 'geometry', {}, 'properties', "
                        "json_build_object({}))::text").format(
             sql.Identifier(self.layer.key), self._geometry(crs_transform_spec, skip_geometry), props)

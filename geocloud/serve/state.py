@@ -22,6 +22,7 @@ class LiveLayer:
     feature_count: int | None
     extent: tuple[float, float, float, float] | None  # CRS84
     storage: str
+    columns: frozenset[str] = frozenset()  # of live.<layer>: a rollback may bring back an older schema
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,13 @@ def _read() -> Snapshot:
             "ST_XMax(v.extent), ST_YMax(v.extent), v.storage FROM geocloud.layer_versions v "
             "JOIN LATERAL (SELECT max(at) AS at FROM geocloud.layer_events e WHERE e.layer = v.layer "
             "AND e.to_version = v.version) e ON true WHERE v.state = 'live'").fetchall()
+        columns = dict(conn.execute(
+            "SELECT table_name, array_agg(column_name::text) FROM information_schema.columns "
+            "WHERE table_schema = 'live' GROUP BY table_name").fetchall())
     layers = {}
     for layer, version, at, count, *box, storage in rows:
-        layers[layer] = LiveLayer(layer, version, at, count, tuple(box) if box[0] is not None else None, storage)
+        layers[layer] = LiveLayer(layer, version, at, count, tuple(box) if box[0] is not None else None, storage,
+                                  frozenset(columns.get(layer, ())))
     return Snapshot(token, layers)
 
 

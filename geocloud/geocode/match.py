@@ -1,0 +1,159 @@
+"""Match parsed addresses against the live 門牌 layer, many at a time.
+
+Each step is one SQL statement for a whole batch (``unnest`` of the queries, ``LATERAL`` lookups
+on the ``(road, number_value)`` index), and only the rows it leaves unmatched go to the next:
+
+1. ``exact``: road, section, lane, alley and number equal (floors ignored for the point);
+2. ``fuzzy:nearest-number``: same road, section, lane and alley, the nearest house number within
+   ``max_distance``, same parity (side of the street) first unless ``same_parity`` is off;
+3. ``road``: no house number matched: the centre of the address points of the road and section
+   (and of the lane, when locked).
+
+No step ever leaves the query's road and section. Locks keep every step inside the query's
+``county`` or ``district`` too; ``lane`` keeps the road-level step inside the lane; ``road`` is
+what every step does anyway.
+"""
+
+from dataclasses import dataclass, field
+
+from psycopg import sql
+
+from geocloud.geocode.query import Parts
+
+LOCKS = ("county", "district", "road", "lane")
+PART_COLUMNS = ["address_key", "full_address", "county", "district", "village", "neighborhood", "road", "section",
+                "lane", "alley", "number", "floor"]
+
+
+@dataclass(frozen=True)
+class Options:
+    candidates: int = 1
+    max_distance: int = 30
+    same_parity: bool = True
+    locks: frozenset = frozenset()
+    srid: int = 4326
+    flip: bool = False  # EPSG:4326 answers in lat/lon order
+
+
+@dataclass
+class Candidate:
+    match_type: str
+    score: float
+    parts: dict
+    x: float
+    y: float
+
+
+@dataclass
+class Result:
+    candidates: list[Candidate] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def match_type(self) -> str:
+        return self.candidates[0].match_type if self.candidates else ("error" if self.error else "none")
+
+
+def xy_columns(options: Options, alias: str = "a.geom") -> sql.Composable:
+    geom = sql.SQL(alias)
+    if options.srid != 3826:
+        geom = sql.SQL("ST_Transform({}, {})").format(geom, sql.Literal(options.srid))
+    first, second = ("ST_Y", "ST_X") if options.flip else ("ST_X", "ST_Y")
+    return sql.SQL("{}({}), {}({})").format(sql.SQL(first), geom, sql.SQL(second), geom)
+
+
+def _queries(rows: list[tuple[int, Parts]]) -> tuple[sql.Composable, list]:
+    cols = ["i", "road", "section", "lane", "alley", "number", "nv", "district", "county"]
+    arrays = [[i for i, _ in rows], [p.road_pattern or p.road for _, p in rows], [p.section for _, p in rows],
+              [p.lane for _, p in rows], [p.alley for _, p in rows], [p.number for _, p in rows],
+              [p.number_value for _, p in rows], [p.district for _, p in rows], [p.county for _, p in rows]]
+    types = ["int[]", "text[]", "text[]", "text[]", "text[]", "text[]", "int[]", "text[]", "text[]"]
+    source = sql.SQL("unnest({}) AS q({})").format(
+        sql.SQL(", ").join(sql.SQL("%s::" + t) for t in types), sql.SQL(", ").join(map(sql.Identifier, cols)))
+    return source, arrays
+
+
+def _road_match(pattern: bool) -> sql.Composable:
+    return sql.SQL("a.road LIKE q.road") if pattern else sql.SQL("a.road = q.road")
+
+
+def _lock_conditions(options: Options) -> sql.Composable:
+    out = []
+    if "county" in options.locks:
+        out.append(sql.SQL("(q.county = '' OR a.county = q.county)"))
+    if "district" in options.locks:
+        out.append(sql.SQL("(q.district = '' OR a.district = q.district)"))
+    return sql.SQL("").join(sql.SQL(" AND ") + c for c in out)
+
+
+_SAME_PLACE = sql.SQL("coalesce(a.section, '') = q.section AND coalesce(a.lane, '') = q.lane "
+                      "AND coalesce(a.alley, '') = q.alley")
+
+
+def _step(conn, name: str, rows: list[tuple[int, Parts]], options: Options, pattern: bool) -> dict[int, list]:
+    source, arrays = _queries(rows)
+    parts = sql.SQL(", ").join(sql.SQL("a.{}").format(sql.Identifier(c)) for c in PART_COLUMNS)
+    road = _road_match(pattern)
+    locks = _lock_conditions(options)
+    k = sql.Literal(options.candidates)
+    if name == "exact":
+        inner = sql.SQL("""SELECT {parts}, 100.0 AS score, {xy} FROM live.addresses a
+            WHERE {road} AND a.number_value = q.nv AND a.number = q.number AND {same}{locks}
+            ORDER BY (a.district = q.district) DESC, (a.floor IS NULL) DESC, a.address_key LIMIT {k}""")
+    elif name == "fuzzy":
+        inner = sql.SQL("""SELECT {parts},
+                greatest(50.0, 95.0 - 1.5 * abs(a.number_value - q.nv)
+                         - CASE WHEN a.number_value %% 2 <> q.nv %% 2 THEN 10 ELSE 0 END) AS score, {xy}
+            FROM live.addresses a
+            WHERE {road} AND a.number_value BETWEEN q.nv - {d} AND q.nv + {d} AND {same}{locks}
+            ORDER BY (a.district = q.district) DESC, {parity}abs(a.number_value - q.nv), a.number_value,
+                     (a.floor IS NULL) DESC, a.address_key LIMIT {k}""")
+    else:  # road level: the centre of the road's (or lane's) address points
+        lane = sql.SQL(" AND coalesce(a.lane, '') = q.lane") if "lane" in options.locks else sql.SQL("")
+        inner = sql.SQL("""SELECT min(a.county) AS county, CASE WHEN count(DISTINCT a.district) = 1
+                THEN min(a.district) END AS district, min(a.road) AS road, q.section AS section,
+                CASE WHEN q.lane <> '' AND {lane_locked} THEN q.lane END AS lane,
+                40.0 AS score, {xy} FROM live.addresses a
+            WHERE {road} AND coalesce(a.section, '') = q.section{lane}{locks}
+            HAVING count(*) > 0""").format(
+            xy=xy_columns(options, "ST_Centroid(ST_Collect(a.geom))"), road=road, lane=lane,
+            locks=locks, lane_locked=sql.Literal("lane" in options.locks))
+        query = sql.SQL("SELECT q.i, m.* FROM {} CROSS JOIN LATERAL ({}) m").format(source, inner)
+        out: dict[int, list] = {}
+        for row in conn.execute(query, arrays).fetchall():
+            i, county, district, road_name, section_, lane_, score, x, y = row
+            parts_ = {"county": county, "district": district, "road": road_name, "section": section_ or None,
+                      "lane": lane_}
+            out.setdefault(i, []).append(Candidate("road", float(score), parts_, x, y))
+        return out
+    parity = sql.SQL("(a.number_value %% 2 <> q.nv %% 2), ") if options.same_parity else sql.SQL("")
+    inner = inner.format(parts=parts, xy=xy_columns(options), road=road, same=_SAME_PLACE, locks=locks, k=k,
+                         d=sql.Literal(options.max_distance), parity=parity)
+    query = sql.SQL("SELECT q.i, m.* FROM {} CROSS JOIN LATERAL ({}) m").format(source, inner)
+    out = {}
+    for row in conn.execute(query, arrays).fetchall():
+        i, values, score, x, y = row[0], row[1:-3], row[-3], row[-2], row[-1]
+        parts_ = dict(zip(PART_COLUMNS, values))
+        kind = "exact" if name == "exact" else "fuzzy:nearest-number" + (
+            ":same-parity" if options.same_parity else "")
+        out.setdefault(i, []).append(Candidate(kind, float(score), parts_, x, y))
+    return out
+
+
+def match(conn, queries: list[Parts], options: Options) -> list[list[Candidate]]:
+    """Candidates for every query, best first (empty when nothing matched)."""
+    results: list[list[Candidate]] = [[] for _ in queries]
+    pending = list(enumerate(queries))
+    for name in ("exact", "fuzzy", "road"):
+        for pattern in (False, True):
+            rows = [(i, p) for i, p in pending if bool(p.road_pattern) == pattern
+                    and (name == "road" or p.number_value is not None)]
+            if not rows:
+                continue
+            found = _step(conn, name, rows, options, pattern)
+            for i, candidates in found.items():
+                results[i] = candidates
+        pending = [(i, p) for i, p in pending if not results[i]]
+        if not pending:
+            break
+    return results

@@ -1,0 +1,115 @@
+"""Geocoding routes: ``/geocode``, ``/geocode/batch`` and ``/reverse`` over the live 門牌 layer."""
+
+from collections import Counter
+
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from geocloud import geocode
+from geocloud.serve.http import HTTPError, bad_parameter
+from geocloud.serve.pool import get_pool
+from geocloud.serve.provider import srid_and_flip
+from geocloud.serve.pygeoapi_config import CRS84, EPSG_URI
+from geocloud.serve.state import snapshot
+
+CRS_CHOICES = {"CRS84": CRS84, CRS84: CRS84, "EPSG:4326": EPSG_URI.format(4326), EPSG_URI.format(4326): EPSG_URI.format(4326),
+               "EPSG:3826": EPSG_URI.format(3826), EPSG_URI.format(3826): EPSG_URI.format(3826)}
+MAX_UPLOAD = 64 * 2**20
+
+
+def _crs(value: str | None, name: str = "crs") -> str:
+    uri = CRS_CHOICES.get(value or "CRS84")
+    if uri is None:
+        raise bad_parameter(name, f"unsupported CRS {value!r}; use CRS84, EPSG:4326 or EPSG:3826 (or their URIs)")
+    return uri
+
+
+def _options(request: Request) -> tuple[geocode.Options, str]:
+    uri = _crs(request.query_params.get("crs"))
+    srid, flip = srid_and_flip(uri, 3826)
+    try:
+        return geocode.service.options_from(request.query_params, srid, flip), uri
+    except geocode.BadRequest as exc:
+        name, _, problem = str(exc).partition(": ")
+        raise bad_parameter(name, problem) from None
+
+
+def _require_addresses() -> None:
+    if "addresses" not in snapshot().layers:
+        raise HTTPError(503, "ServiceUnavailable", "the 門牌 address layer is not loaded yet", {"Retry-After": "60"})
+
+
+async def geocode_address(request: Request):
+    _require_addresses()
+    options, uri = _options(request)
+    text = request.query_params.get("address")
+    fmt = request.query_params.get("format", "json")
+    if fmt not in ("json", "tgos"):
+        raise bad_parameter("format", f"use json or tgos, got {fmt!r}")
+
+    def run():
+        with get_pool().connection() as conn:
+            return geocode.geocode_one(conn, text, options, uri)
+    try:
+        result = await run_in_threadpool(run)
+    except geocode.BadRequest as exc:
+        name, _, problem = str(exc).partition(": ")
+        raise bad_parameter(name, problem) from None
+    return JSONResponse(geocode.as_tgos(result, uri) if fmt == "tgos" else result)
+
+
+async def geocode_batch(request: Request):
+    _require_addresses()
+    options, _ = _options(request)
+    column = request.query_params.get("column")
+    if not column:
+        raise bad_parameter("column", "name the CSV column holding the addresses, e.g. column=地址")
+    body = await request.body()
+    if len(body) > MAX_UPLOAD:
+        raise HTTPError(413, "PayloadTooLarge", f"the CSV is larger than {MAX_UPLOAD // 2**20} MB; split it")
+    try:
+        header, rows = geocode.read_csv(body, column, "body")
+    except geocode.BadRequest as exc:
+        raise bad_parameter("body", str(exc).removeprefix("body: ")) from None
+    counts: Counter = Counter()
+
+    def lines():
+        with get_pool().connection() as conn:
+            yield from geocode.write_csv(header, geocode.geocode_rows(conn, rows, column, options), counts)
+    return StreamingResponse(iterate_in_threadpool(lines()), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="geocoded.csv"'})
+
+
+async def reverse_lookup(request: Request):
+    q = request.query_params
+    if q.get("lon") is not None or q.get("lat") is not None:
+        names, uri = ("lon", "lat"), CRS84
+    else:
+        names, uri = ("x", "y"), _crs(q.get("crs"))
+    values = []
+    for name in names:
+        try:
+            values.append(float(q[name]))
+        except KeyError:
+            raise bad_parameter(name, "missing; give lon and lat, or x and y with crs") from None
+        except ValueError:
+            raise bad_parameter(name, f"must be a number, got {q[name]!r}") from None
+    srid_in = 4326 if uri == CRS84 or uri.endswith("/4326") else 3826
+    if srid_in == 4326 and not (-180 <= values[0] <= 180 and -90 <= values[1] <= 90):
+        raise bad_parameter(names[0], "longitude/latitude out of range (x and y are east and north)")
+    options, _ = _options(request)
+    live = set(snapshot().layers)
+
+    def run():
+        with get_pool().connection() as conn:
+            return geocode.reverse(conn, values[0], values[1], srid_in, options, live)
+    return JSONResponse(await run_in_threadpool(run))
+
+
+routes = [
+    Route("/geocode", geocode_address, methods=["GET"]),
+    Route("/geocode/batch", geocode_batch, methods=["POST"]),
+    Route("/reverse", reverse_lookup, methods=["GET"]),
+]

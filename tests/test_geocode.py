@@ -1,0 +1,185 @@
+"""門牌 geocoding against the loaded sample city: the reference cases, fuzzy rules, locks, batches."""
+
+import csv
+import io
+
+import httpx
+import psycopg
+import pytest
+
+from conftest import geocloud_cli
+
+HALL = (120.647296502, 24.1619892378)
+
+
+def one(served, sql, *args):
+    with psycopg.connect(served.db_url) as conn:
+        return conn.execute(sql, args).fetchone()
+
+
+def geocode(served, address, **params):
+    r = served.get("/geocode", params={"address": address, **params})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.mark.parametrize("query, raw", [
+    ("臺中市西屯區台灣大道三段99號", "臺灣大道三段９９號"),
+    ("台中市西屯區臺灣大道3段９９號", "臺灣大道三段９９號"),
+    ("臺中市西屯區惠來里045鄰臺灣大道三段99號", "臺灣大道三段９９號"),
+    ("西屯區文心路二段２之３之２號", "文心路二段２之３之２號"),
+    ("臺中市西屯區市政路50號之7", "市政路50號之7"),
+    ("臺中市西屯區中興路67巷28弄21號四樓之5", "中興路67巷28弄21號四樓之5"),
+    ("惠中路一段４９６一５號", "惠中路一段４９６一５號"),
+    ("西屯區瓦■路12號", "瓦磘路１２號"),
+])
+def test_reference_cases_resolve_to_the_right_point(served, query, raw):
+    lon, lat = one(served, "SELECT ST_X(ST_Transform(geom, 4326)), ST_Y(ST_Transform(geom, 4326)) FROM live.addresses "
+                           "WHERE raw_address = %s", raw)
+    body = geocode(served, query)
+    assert body["match_type"] == "exact", body
+    c = body["candidates"][0]
+    assert (c["x"], c["y"]) == (pytest.approx(lon, abs=1e-7), pytest.approx(lat, abs=1e-7))
+
+
+def test_old_county_names_and_floors(served):
+    road, section, number, district, key = one(
+        served, "SELECT road, section, number, district, address_key FROM live.addresses WHERE district = '豐原區' "
+                "AND lane IS NULL AND floor IS NULL AND number ~ '^[0-9]+$' ORDER BY address_key LIMIT 1")
+    query = f"台中縣豐原市{road}{(section or '') and section + '段'}{number}號五樓"
+    c = geocode(served, query)["candidates"][0]
+    assert c["match_type"] == "exact" and c["matched_address"] == key
+
+
+def test_fuzzy_nearest_number_same_parity_first(served):
+    road, section, n = one(served, """
+        SELECT a.road, coalesce(a.section, ''), a.number_value FROM live.addresses a
+        WHERE a.lane IS NULL AND a.number_value > 10 AND NOT EXISTS (
+            SELECT 1 FROM live.addresses b WHERE b.road = a.road AND coalesce(b.section, '') = coalesce(a.section, '')
+            AND b.lane IS NULL AND b.number_value BETWEEN a.number_value + 1 AND a.number_value + 2)
+        ORDER BY a.address_key LIMIT 1""")
+    query = f"{road}{section + '段' if section else ''}{n + 2}號"
+    body = geocode(served, query)
+    c = body["candidates"][0]
+    assert c["match_type"] == "fuzzy:nearest-number:same-parity"
+    assert int(c["parts"]["number"].split("之")[0]) % 2 == n % 2
+    assert abs(int(c["parts"]["number"].split("之")[0]) - (n + 2)) <= 30 and c["score"] < 100
+
+
+def test_a_fuzzy_match_never_crosses_a_locked_district(served):
+    road, section, district, n = one(served, """
+        SELECT road, coalesce(section, ''), district, number_value FROM live.addresses WHERE lane IS NULL
+        AND number_value IS NOT NULL ORDER BY address_key LIMIT 1""")
+    other = one(served, """SELECT d.name FROM live.districts d WHERE NOT EXISTS (
+        SELECT 1 FROM live.addresses a WHERE a.district = d.name AND a.road = %s) ORDER BY 1 LIMIT 1""", road)[0]
+    query = f"臺中市{other}{road}{section + '段' if section else ''}{n}號"
+    free = geocode(served, query)
+    assert free["candidates"] and free["candidates"][0]["parts"]["district"] == district
+    locked = geocode(served, query, lock="district")
+    assert locked["match_type"] == "none" and locked["candidates"] == []
+
+
+def test_road_level_when_no_number_matches(served):
+    body = geocode(served, "臺中市西屯區臺灣大道三段")
+    assert body["match_type"] == "road" and body["candidates"][0]["score"] == 40.0
+    far = geocode(served, "臺灣大道三段99999號", max_distance=5)
+    assert far["match_type"] == "road"
+
+
+def test_crs_and_tgos_format(served):
+    body = geocode(served, "臺中市西屯區臺灣大道三段99號", crs="EPSG:3826")
+    c = body["candidates"][0]
+    assert (c["x"], c["y"]) == (pytest.approx(214160.2912, abs=0.001), pytest.approx(2673008.3139, abs=0.001))
+    lat_lon = geocode(served, "臺中市西屯區臺灣大道三段99號", crs="EPSG:4326")["candidates"][0]
+    assert lat_lon["x"] == pytest.approx(HALL[1], abs=1e-7)
+    tgos = served.get("/geocode", params={"address": "台中市西屯區台灣大道三段99號", "format": "tgos",
+                                          "crs": "EPSG:3826"}).json()
+    row = tgos["AddressList"][0]
+    assert row["COUNTY"] == "臺中市" and row["TOWN"] == "西屯區" and row["VILLAGE"] == "惠來里"
+    assert row["NEIGHBORHOOD"] == "45鄰" and row["ROAD"] == "臺灣大道" and row["SECTION"] == "3"
+    assert row["NUMBER"] == "99號" and row["FULL_ADDR"] == "臺中市西屯區惠來里45鄰臺灣大道三段99號"
+    assert tgos["Info"][0]["OutMatchType"] == "完全比對" and row["X"] == pytest.approx(214160.2912)
+
+
+def test_reverse_lookup(served):
+    body = served.get("/reverse", params={"lon": HALL[0], "lat": HALL[1]}).json()
+    assert body["nearest_address"]["matched_address"] == "臺中市西屯區臺灣大道三段99號"
+    assert body["nearest_address"]["distance_m"] < 0.5
+    assert body["district"] == {"code": "6600600", "name": "西屯區"} and body["village"] == "惠來里"
+    zone = body["zoning"]
+    expected = one(served, "SELECT zone_name, coverage_ratio, floor_area_ratio FROM live.zoning WHERE "
+                           "ST_Contains(geom, ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4326), 3826))", *HALL)
+    assert (zone["使用分區"], zone["建蔽率"], zone["容積率"]) == expected
+    metres = served.get("/reverse", params={"x": 214160.2912, "y": 2673008.3139, "crs": "EPSG:3826"}).json()
+    assert metres["nearest_address"]["matched_address"] == "臺中市西屯區臺灣大道三段99號"
+
+
+def _batch(served, content: bytes, **params):
+    return httpx.post(served.url + "/geocode/batch", params=params, content=content,
+                      headers={"Content-Type": "text/csv"}, timeout=120)
+
+
+def test_batch_keeps_every_row_in_order_and_reports_bad_ones(served):
+    keys = [r[0] for r in psycopg.connect(served.db_url).execute(
+        "SELECT full_address FROM live.addresses WHERE floor IS NULL ORDER BY address_key LIMIT 300").fetchall()]
+    rows = [("id", "地址", "note")] + [(str(i), k, f"n{i}") for i, k in enumerate(keys)]
+    rows.insert(50, ("bad", "not an address", "x"))
+    rows.insert(120, ("empty", "", "y"))
+    text = "\n".join(",".join(r) for r in rows) + "\n"
+    r = _batch(served, text.encode("utf-8"), column="地址", crs="EPSG:3826")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    out = list(csv.DictReader(io.StringIO(r.text)))
+    assert [o["id"] for o in out] == [row[0] for row in rows[1:]]
+    assert [o["note"] for o in out] == [row[2] for row in rows[1:]]
+    good = [o for o in out if o["id"] not in ("bad", "empty")]
+    assert all(o["match_type"] == "exact" and o["matched_address"] == o["地址"] for o in good)
+    bad = {o["id"]: o for o in out if o["id"] in ("bad", "empty")}
+    assert bad["bad"]["match_type"] == "error" and "no road" in bad["bad"]["error"]
+    assert bad["empty"]["match_type"] == "error" and "empty" in bad["empty"]["error"]
+
+
+def test_batch_bad_uploads(served):
+    big5 = "編號,地址\n1,臺中市西屯區臺灣大道三段99號\n".encode("cp950")
+    r = _batch(served, big5, column="地址")
+    assert r.status_code == 400 and "Big5" in r.json()["description"] and r.json()["description"].startswith("body:")
+    r = _batch(served, "編號,住址\n1,x\n".encode(), column="地址")
+    assert r.status_code == 400 and "no column '地址'" in r.json()["description"]
+    assert _batch(served, b"a\n1\n").status_code == 400
+
+
+@pytest.mark.parametrize("params, name", [
+    ({"address": ""}, "address"),
+    ({"address": "臺" * 500}, "address"),
+    ({"address": "hello world"}, "address"),
+    ({"address": "臺灣大道三段99號", "crs": "EPSG:9999"}, "crs"),
+    ({"address": "臺灣大道三段99號", "lock": "planet"}, "lock"),
+    ({"address": "臺灣大道三段99號", "candidates": "50"}, "candidates"),
+    ({"address": "臺灣大道三段99號", "format": "xml"}, "format"),
+])
+def test_bad_queries_are_400_naming_the_parameter(served, params, name):
+    r = served.get("/geocode", params=params)
+    assert r.status_code == 400 and r.json()["description"].startswith(name + ":")
+
+
+def test_reverse_bad_input(served):
+    assert served.get("/reverse", params={"lon": "abc", "lat": 24}).json()["description"].startswith("lon:")
+    assert served.get("/reverse", params={"lon": 500, "lat": 24}).status_code == 400
+    assert served.get("/reverse", params={"x": 1}).json()["description"].startswith("y:")
+
+
+def test_cli_batch_and_its_errors(served, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("編號,地址\n1,臺中市西屯區台灣大道三段99號\n2,???\n3,惠中路一段４９６一５號\n", encoding="utf-8")
+    out = tmp_path / "out.csv"
+    env = {"GEOCLOUD_DATABASE_URL": served.db_url}
+    r = geocloud_cli("geocode", src, "--column", "地址", "--out", out, env=env)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [row["match_type"] for row in rows] == ["exact", "error", "exact"]
+    assert "3 rows geocoded" in r.stderr and "exact" in r.stderr
+    big5 = tmp_path / "big5.csv"
+    big5.write_bytes("編號,地址\n1,臺中市\n".encode("cp950"))
+    r = geocloud_cli("geocode", big5, "--column", "地址", env=env)
+    assert r.returncode == 5 and "Big5" in r.stderr and "Traceback" not in r.stderr
+    r = geocloud_cli("geocode", src, "--column", "住址", env=env)
+    assert r.returncode == 5 and "no column '住址'" in r.stderr

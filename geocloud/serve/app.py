@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from geocloud.errors import DatabaseError, GeocloudError
-from geocloud.serve import downloads, features, geocoding
+from geocloud.serve import downloads, features, geocoding, tiles
 from geocloud.serve.http import HTTPError, error_response
 
 LOG = logging.getLogger("geocloud.serve")
@@ -38,7 +38,7 @@ async def _unexpected(request: Request, exc: Exception):
 
 def create_app() -> Starlette:
     return Starlette(
-        routes=[*features.routes, *downloads.routes, *geocoding.routes],
+        routes=[*features.routes, *downloads.routes, *geocoding.routes, *tiles.routes],
         exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,
                             GeocloudError: _geocloud_error, Exception: _unexpected},
     )

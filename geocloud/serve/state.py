@@ -12,6 +12,7 @@ from datetime import datetime
 from geocloud.serve.pool import get_pool
 
 REFRESH = 2.0
+EVENTS_KEPT = 5_000
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,33 @@ class LiveLayer:
 
 
 @dataclass(frozen=True)
+class Event:
+    id: int
+    layer: str
+    bbox: tuple[float, float, float, float] | None  # changed area, CRS84; None: the whole layer
+
+
+@dataclass(frozen=True)
 class Snapshot:
     token: int                     # the newest publish/rollback event id: changes with any switch
     layers: dict[str, LiveLayer]
+    events: tuple[Event, ...] = ()  # the most recent switches, oldest first
+    oldest_event: int = 0          # events before this one are no longer listed
+
+    def layer_token(self, layer: str) -> int:
+        """The id of the newest switch of ``layer`` (0 if it never switched)."""
+        return max((e.id for e in self.events if e.layer == layer), default=self.oldest_event)
+
+    def changed_since(self, token: int, layers, bounds: tuple[float, float, float, float]) -> bool:
+        """Did any of ``layers`` switch after event ``token`` in a way that touches ``bounds`` (CRS84)?"""
+        if token < self.oldest_event:
+            return True
+        for e in self.events:
+            if e.id > token and e.layer in layers:
+                if e.bbox is None or not (e.bbox[2] < bounds[0] or e.bbox[0] > bounds[2] or
+                                          e.bbox[3] < bounds[1] or e.bbox[1] > bounds[3]):
+                    return True
+        return False
 
 
 _lock = threading.Lock()
@@ -43,6 +68,9 @@ def _read() -> Snapshot:
             "ST_XMax(v.extent), ST_YMax(v.extent), v.storage FROM geocloud.layer_versions v "
             "JOIN LATERAL (SELECT max(at) AS at FROM geocloud.layer_events e WHERE e.layer = v.layer "
             "AND e.to_version = v.version) e ON true WHERE v.state = 'live'").fetchall()
+        events = conn.execute(
+            "SELECT id, layer, ST_XMin(changed_extent), ST_YMin(changed_extent), ST_XMax(changed_extent), "
+            "ST_YMax(changed_extent) FROM geocloud.layer_events ORDER BY id DESC LIMIT %s", (EVENTS_KEPT,)).fetchall()
         columns = dict(conn.execute(
             "SELECT table_name, array_agg(column_name::text) FROM information_schema.columns "
             "WHERE table_schema = 'live' GROUP BY table_name").fetchall())
@@ -50,7 +78,10 @@ def _read() -> Snapshot:
     for layer, version, at, count, *box, storage in rows:
         layers[layer] = LiveLayer(layer, version, at, count, tuple(box) if box[0] is not None else None, storage,
                                   frozenset(columns.get(layer, ())))
-    return Snapshot(token, layers)
+    listed = tuple(Event(i, layer, tuple(box) if box[0] is not None else None)
+                   for i, layer, *box in reversed(events))
+    oldest = listed[0].id if len(listed) == EVENTS_KEPT else 0
+    return Snapshot(token, layers, listed, oldest)
 
 
 def snapshot() -> Snapshot:

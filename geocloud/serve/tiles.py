@@ -1,0 +1,231 @@
+"""OGC API Tiles for vector layers and the multi-layer base map, with TileJSON 3.0 documents.
+
+Discovery: ``/collections/{id}/tiles`` (tilesets) -> ``/collections/{id}/tiles/{tms}`` (tileset,
+with the templated tile link) -> ``/collections/{id}/tiles/{tms}/{z}/{y}/{x}`` (MVT); the base map
+is the dataset-level ``/tiles`` with the same shape. Tiles come from the shared disk cache when it
+still holds them for the live data; otherwise PostGIS renders them and they are cached.
+"""
+
+import morecantile
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from geocloud.catalog import Layer, get_catalog
+from geocloud.serve import tilecache, vectortiles
+from geocloud.serve.http import HTTPError, base_url, bad_parameter, not_found
+from geocloud.serve.state import snapshot
+from geocloud.serve.tms import SERVED, zoom_range
+
+MVT = "application/vnd.mapbox-vector-tile"
+BASEMAP = ["districts", "zoning", "topo_water", "topo_contours", "roads", "buildings", "landmarks"]
+TILING_SCHEME = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
+JSON_TYPES = {"text": "String", "integer": "Number", "bigint": "Number", "double": "Number", "boolean": "Boolean",
+              "date": "String", "timestamp": "String"}
+
+
+def tms_or_404(name: str) -> morecantile.TileMatrixSet:
+    tms = SERVED.get(name)
+    if tms is None:
+        raise not_found(f"unknown tile matrix set {name!r}; use {' or '.join(SERVED)}")
+    return tms
+
+
+def vector_layer(collection_id: str) -> Layer:
+    layer = get_catalog().layers.get(collection_id)
+    if layer is None or collection_id not in snapshot().layers:
+        raise not_found(f"collection {collection_id!r} not found")
+    if layer.kind != "vector":
+        raise HTTPError(400, "InvalidParameterValue",
+                        f"collection: {collection_id!r} is a raster layer; its tiles are at /rasters/{collection_id}/tiles")
+    return layer
+
+
+def tile_or_404(tms: morecantile.TileMatrixSet, z: int, y: int, x: int) -> morecantile.Tile:
+    if not tms.minzoom <= z <= tms.maxzoom:
+        raise not_found(f"tileMatrix {z} is outside {tms.id} (zoom {tms.minzoom}-{tms.maxzoom})")
+    matrix = tms.matrix(z)
+    if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
+        raise not_found(f"tile {z}/{y}/{x} is outside the {tms.id} matrix {z} "
+                        f"({matrix.matrixHeight} rows x {matrix.matrixWidth} columns)")
+    return morecantile.Tile(x, y, z)
+
+
+async def _tile_response(request: Request, name: str, layers: list[Layer], tms: morecantile.TileMatrixSet,
+                         tile: morecantile.Tile) -> Response:
+    snap = snapshot()
+    ids = [layer.id for layer in layers]
+    bounds = tuple(tms.bounds(tile))
+    path = tilecache.tile_path("vector", name, tms.id, tile.z, tile.x, f"{tile.y}.mvt")
+    cached = await run_in_threadpool(tilecache.read, path, snap, ids, bounds)
+    if cached is None:
+        token = max(snap.layer_token(i) for i in ids)
+        data = await run_in_threadpool(vectortiles.render, layers, tms, tile)
+        await run_in_threadpool(tilecache.write, path, token, data)
+        state = "miss"
+    else:
+        data, token = cached
+        state = "hit"
+    etag = f'W/"{name}-{tms.id}-{tile.z}-{tile.x}-{tile.y}-{token}"'
+    headers = {"ETag": etag, "Cache-Control": "public, no-cache", "X-Tile-Cache": state}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    if not data:
+        return Response(status_code=204, headers=headers)
+    return Response(data, media_type=MVT, headers=headers)
+
+
+async def collection_tile(request: Request) -> Response:
+    p = request.path_params
+    layer = vector_layer(p["collection_id"])
+    tms = tms_or_404(p["tms"])
+    tile = tile_or_404(tms, p["z"], p["y"], p["x"])
+    low, high = zoom_range(layer.zooms, tms)
+    if not low <= tile.z <= high:
+        raise not_found(f"layer {layer.id!r} has {tms.id} tiles from tileMatrix {low} to {high}")
+    return await _tile_response(request, layer.id, [layer], tms, tile)
+
+
+def basemap_layers(tms: morecantile.TileMatrixSet | None = None, z: int | None = None) -> list[Layer]:
+    catalog, live = get_catalog(), snapshot().layers
+    layers = [catalog.layers[i] for i in BASEMAP if i in catalog.layers and i in live]
+    if z is None:
+        return layers
+    return [layer for layer in layers if zoom_range(layer.zooms, tms)[0] <= z <= zoom_range(layer.zooms, tms)[1]]
+
+
+async def basemap_tile(request: Request) -> Response:
+    p = request.path_params
+    tms = tms_or_404(p["tms"])
+    tile = tile_or_404(tms, p["z"], p["y"], p["x"])
+    layers = basemap_layers(tms, tile.z)
+    if not layers:
+        return Response(status_code=204)
+    return await _tile_response(request, "basemap", layers, tms, tile)
+
+
+def _links_for(request: Request, prefix: str, tms: morecantile.TileMatrixSet, f: str = "mvt") -> list[dict]:
+    base = base_url(request)
+    return [
+        {"rel": "self", "type": "application/json", "href": f"{base}{prefix}/{tms.id}"},
+        {"rel": TILING_SCHEME, "type": "application/json", "href": f"{base}/tileMatrixSets/{tms.id}"},
+        {"rel": "item", "type": MVT, "templated": True,
+         "href": f"{base}{prefix}/{tms.id}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}"},
+        {"rel": "describedby", "type": "application/json", "title": "TileJSON",
+         "href": f"{base}{prefix}/{tms.id}/tilejson.json"},
+    ]
+
+
+def _vector_layer_json(layer: Layer, tms: morecantile.TileMatrixSet) -> dict:
+    low, high = zoom_range(layer.zooms, tms)
+    return {"id": layer.id, "description": layer.title.en, "minzoom": low, "maxzoom": high,
+            "fields": {f.name: f"{f.title.zh_TW} / {f.title.en} ({JSON_TYPES[f.type]})" for f in layer.fields}}
+
+
+def _tileset(request: Request, prefix: str, title: str, layers: list[Layer], tms: morecantile.TileMatrixSet) -> dict:
+    return {"title": title, "dataType": "vector", "crs": tms.crs.srs, "tileMatrixSetURI": tms.uri,
+            "links": _links_for(request, prefix, tms),
+            "layers": [{"id": layer.id, "dataType": "vector", "geometryDimension": _dimension(layer),
+                        "minTileMatrix": str(zoom_range(layer.zooms, tms)[0]),
+                        "maxTileMatrix": str(zoom_range(layer.zooms, tms)[1])} for layer in layers]}
+
+
+def _dimension(layer: Layer) -> int:
+    return 0 if layer.geometry.endswith("Point") else 1 if "Line" in layer.geometry else 2
+
+
+def _tilejson(request: Request, prefix: str, name: str, description: str, layers: list[Layer],
+              tms: morecantile.TileMatrixSet) -> dict:
+    live = snapshot().layers
+    boxes = [live[layer.id].extent for layer in layers if live.get(layer.id) and live[layer.id].extent]
+    bounds = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+              max(b[3] for b in boxes)] if boxes else [120.45, 23.99, 121.46, 24.45]
+    minzoom = min((zoom_range(layer.zooms, tms)[0] for layer in layers), default=0)
+    maxzoom = max((zoom_range(layer.zooms, tms)[1] for layer in layers), default=22)
+    return {"tilejson": "3.0.0", "name": name, "description": description, "version": "1.0.0",
+            "scheme": "xyz", "tiles": [f"{base_url(request)}{prefix}/{tms.id}/{{z}}/{{y}}/{{x}}"],
+            "minzoom": minzoom, "maxzoom": maxzoom, "bounds": bounds,
+            "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, max(minzoom, 12)],
+            "attribution": "© 臺中市政府 Taichung City Government (政府資料開放授權條款－第1版)",
+            "vector_layers": [_vector_layer_json(layer, tms) for layer in layers]}
+
+
+async def tile_matrix_sets(request: Request) -> JSONResponse:
+    base = base_url(request)
+    return JSONResponse({"tileMatrixSets": [
+        {"id": t.id, "title": t.title, "uri": t.uri,
+         "links": [{"rel": "self", "type": "application/json", "href": f"{base}/tileMatrixSets/{t.id}"}]}
+        for t in SERVED.values()]})
+
+
+async def tile_matrix_set(request: Request) -> JSONResponse:
+    return JSONResponse(tms_or_404(request.path_params["tms"]).model_dump(mode="json", exclude_none=True))
+
+
+async def collection_tilesets(request: Request) -> JSONResponse:
+    layer = vector_layer(request.path_params["collection_id"])
+    prefix = f"/collections/{layer.id}/tiles"
+    return JSONResponse({"links": [{"rel": "self", "href": f"{base_url(request)}{prefix}"}],
+                         "tilesets": [_tileset(request, prefix, layer.title.en, [layer], t) for t in SERVED.values()]})
+
+
+async def collection_tileset(request: Request) -> JSONResponse:
+    layer = vector_layer(request.path_params["collection_id"])
+    tms = tms_or_404(request.path_params["tms"])
+    return JSONResponse(_tileset(request, f"/collections/{layer.id}/tiles", layer.title.en, [layer], tms))
+
+
+async def collection_tilejson(request: Request) -> JSONResponse:
+    layer = vector_layer(request.path_params["collection_id"])
+    tms = tms_or_404(request.path_params["tms"])
+    lang = request.query_params.get("lang")
+    return JSONResponse(_tilejson(request, f"/collections/{layer.id}/tiles", layer.id,
+                                  layer.description.get(lang), [layer], tms))
+
+
+async def basemap_tilesets(request: Request) -> JSONResponse:
+    layers = basemap_layers()
+    return JSONResponse({"links": [{"rel": "self", "href": f"{base_url(request)}/tiles"}],
+                         "tilesets": [_tileset(request, "/tiles", "Taichung base map", layers, t)
+                                      for t in SERVED.values()]})
+
+
+async def basemap_tileset(request: Request) -> JSONResponse:
+    tms = tms_or_404(request.path_params["tms"])
+    return JSONResponse(_tileset(request, "/tiles", "Taichung base map", basemap_layers(), tms))
+
+
+async def basemap_tilejson(request: Request) -> JSONResponse:
+    tms = tms_or_404(request.path_params["tms"])
+    return JSONResponse(_tilejson(request, "/tiles", "basemap", "臺中市底圖 Taichung base map", basemap_layers(), tms))
+
+
+def _format_check(request: Request) -> None:
+    f = request.query_params.get("f")
+    if f not in (None, "mvt", "pbf"):
+        raise bad_parameter("f", f"vector tiles are Mapbox Vector Tiles (f=mvt), not {f!r}")
+
+
+async def checked_collection_tile(request: Request) -> Response:
+    _format_check(request)
+    return await collection_tile(request)
+
+
+async def checked_basemap_tile(request: Request) -> Response:
+    _format_check(request)
+    return await basemap_tile(request)
+
+
+routes = [
+    Route("/tileMatrixSets", tile_matrix_sets, methods=["GET"]),
+    Route("/tileMatrixSets/{tms}", tile_matrix_set, methods=["GET"]),
+    Route("/collections/{collection_id}/tiles", collection_tilesets, methods=["GET"]),
+    Route("/collections/{collection_id}/tiles/{tms}", collection_tileset, methods=["GET"]),
+    Route("/collections/{collection_id}/tiles/{tms}/tilejson.json", collection_tilejson, methods=["GET"]),
+    Route("/collections/{collection_id}/tiles/{tms}/{z:int}/{y:int}/{x:int}", checked_collection_tile, methods=["GET"]),
+    Route("/tiles", basemap_tilesets, methods=["GET"]),
+    Route("/tiles/{tms}", basemap_tileset, methods=["GET"]),
+    Route("/tiles/{tms}/tilejson.json", basemap_tilejson, methods=["GET"]),
+    Route("/tiles/{tms}/{z:int}/{y:int}/{x:int}", checked_basemap_tile, methods=["GET"]),
+]

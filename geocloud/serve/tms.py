@@ -1,0 +1,32 @@
+"""The tile matrix sets geocloud serves: WebMercatorQuad and a TWD97 (EPSG:3826) quadtree.
+
+TWD97TM2Quad covers Taiwan's main island in EPSG:3826 metres with a 420 km square at zoom 0, so
+tiles line up with the city's 1/1000 maps; it is registered with morecantile, which titiler uses
+for raster tiles too.
+"""
+
+import morecantile
+from pyproj import CRS
+
+TWD97 = morecantile.TileMatrixSet.custom(
+    [94_000.0, 2_400_000.0, 514_000.0, 2_820_000.0], CRS.from_epsg(3826), id="TWD97TM2Quad",
+    title="TWD97 / TM2 zone 121 (EPSG:3826) quadtree", maxzoom=22)
+TMS = morecantile.tms.register({"TWD97TM2Quad": TWD97})
+SERVED = {"WebMercatorQuad": TMS.get("WebMercatorQuad"), "TWD97TM2Quad": TWD97}
+
+
+def srid(tms: morecantile.TileMatrixSet) -> int:
+    return tms.rasterio_crs.to_epsg()
+
+
+def zoom_range(zooms, tms: morecantile.TileMatrixSet) -> tuple[int, int]:
+    """A catalog zoom range (WebMercatorQuad levels) as the levels of ``tms`` with the same ground
+    resolution in Taichung (TWD97TM2Quad level 9 is about WebMercatorQuad level 15 there)."""
+    if tms.id == "WebMercatorQuad":
+        return zooms.min, zooms.max
+    web = SERVED["WebMercatorQuad"]
+    ground = 0.9135  # cos(24°): Web Mercator metres to ground metres at Taichung
+
+    def level(z: int) -> int:
+        return max(tms.minzoom, min(tms.maxzoom, tms.zoom_for_res(web.matrix(z).cellSize * ground)))
+    return level(zooms.min), level(zooms.max)

@@ -1,0 +1,70 @@
+"""Mapbox Vector Tiles built by PostGIS (``ST_AsMVT``) for every vector layer, and a base map.
+
+Generalization depends on the zoom, never on a feature count: lines and polygons are simplified
+to half a pixel and polygons smaller than a pixel are left out; points are thinned to one per
+pixel. Attributes are the catalog's fields; a layer answers only within its catalog zoom range.
+"""
+
+import morecantile
+from psycopg import sql
+
+from geocloud.catalog import Layer
+from geocloud.serve.pool import get_pool
+from geocloud.serve.provider import column
+from geocloud.serve.tms import srid
+
+EXTENT = 4096
+BUFFER = 64
+
+
+def layer_sql(layer: Layer, tms: morecantile.TileMatrixSet, tile: morecantile.Tile) -> tuple[sql.Composable, list]:
+    box = tms.xy_bounds(tile)
+    tms_srid = srid(tms)
+    pixel = (box.right - box.left) / 256.0
+    margin = (box.right - box.left) * BUFFER / EXTENT
+    if tms_srid != layer.srid:  # a tolerance in the layer's units, measured at the tile's centre
+        pixel *= 1.0 if tms_srid != 3857 else 0.91  # Web Mercator stretches ~1/cos(24°) at Taichung
+    env = sql.SQL("ST_MakeEnvelope(%s, %s, %s, %s, {})").format(sql.Literal(tms_srid))
+    query_env = env if tms_srid == layer.srid else sql.SQL("ST_Transform({}, {})").format(env, sql.Literal(layer.srid))
+    attrs = sql.SQL("").join(sql.SQL(", {} AS {}").format(column(layer, f.name), sql.Identifier(f.name))
+                             for f in layer.fields)
+    if layer.geometry.endswith("Point"):
+        geom = sql.SQL("t.geom")
+        grid = sql.Literal(round(pixel, 6))  # a literal: DISTINCT ON must repeat ORDER BY's expression exactly
+        thin = sql.SQL("DISTINCT ON (ST_SnapToGrid(t.geom, {}))").format(grid)
+        order = sql.SQL("ORDER BY ST_SnapToGrid(t.geom, {}), t.{}").format(grid, sql.Identifier(layer.key))
+        thin_args, order_args, size_filter, size_args = [], [], sql.SQL(""), []
+    else:
+        geom = sql.SQL("ST_SimplifyPreserveTopology(t.geom, %s)")
+        thin, order, thin_args, order_args = sql.SQL(""), sql.SQL(""), [], []
+        size_filter = sql.SQL(" AND (ST_XMax(t.geom) - ST_XMin(t.geom) >= %s OR ST_YMax(t.geom) - ST_YMin(t.geom) >= %s)") \
+            if layer.geometry.endswith("Polygon") else sql.SQL("")
+        size_args = [pixel, pixel] if layer.geometry.endswith("Polygon") else []
+    if tms_srid != layer.srid:
+        geom = sql.SQL("ST_Transform({}, {})").format(geom, sql.Literal(tms_srid))
+    geom_args = [] if layer.geometry.endswith("Point") else [pixel / 2]
+    query = sql.SQL("""
+        SELECT ST_AsMVT(q, {name}, {extent}, 'geom') FROM (
+            SELECT {thin} ST_AsMVTGeom({geom}, {env}, {extent}, {buffer}, true) AS geom{attrs}
+            FROM live.{table} t
+            WHERE t.geom && ST_Expand({query_env}, %s){size_filter}
+            {order}) q
+        WHERE q.geom IS NOT NULL""").format(
+        name=sql.Literal(layer.id), extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER), thin=thin, geom=geom,
+        env=env, attrs=attrs, table=sql.Identifier(layer.id), query_env=query_env, size_filter=size_filter,
+        order=order)
+    bounds = [box.left, box.bottom, box.right, box.top]
+    args = [*thin_args, *geom_args, *bounds, *bounds, margin, *size_args, *order_args]
+    return query, args
+
+
+def render(layers: list[Layer], tms: morecantile.TileMatrixSet, tile: morecantile.Tile) -> bytes:
+    """One tile holding each of ``layers`` as an MVT layer (an empty result is b"")."""
+    parts = []
+    with get_pool().connection() as conn:
+        for layer in layers:
+            query, args = layer_sql(layer, tms, tile)
+            data = conn.execute(query, args).fetchone()[0]
+            if data:
+                parts.append(bytes(data))
+    return b"".join(parts)  # MVT layers are protobuf messages: concatenation makes a multi-layer tile

@@ -6,9 +6,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Mount
 
 from geocloud.errors import DatabaseError, GeocloudError
-from geocloud.serve import downloads, features, geocoding, tiles
+from geocloud.serve import downloads, features, geocoding, tiles, wmts
+from geocloud.serve.rasters import create_raster_app
 from geocloud.serve.http import HTTPError, error_response
 
 LOG = logging.getLogger("geocloud.serve")
@@ -38,7 +40,8 @@ async def _unexpected(request: Request, exc: Exception):
 
 def create_app() -> Starlette:
     return Starlette(
-        routes=[*features.routes, *downloads.routes, *geocoding.routes, *tiles.routes],
+        routes=[*features.routes, *downloads.routes, *geocoding.routes, *tiles.routes, *wmts.routes,
+                Mount("", app=create_raster_app())],
         exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,
                             GeocloudError: _geocloud_error, Exception: _unexpected},
     )

@@ -1,0 +1,83 @@
+"""Raster tiles for every raster layer: titiler.core's endpoint factory, mounted in the same app.
+
+The dataset is resolved from the catalog id in the path to the live COG under the data
+directory; no parameter names a file or URL (titiler's ``url=`` is not offered), so the server
+never reads a path a caller chooses. Tiles in PNG, JPEG and WebP, WebMercatorQuad and the TWD97
+quadtree, TileJSON and WMTS capabilities come from titiler; low zooms read the COG overviews.
+Tiles are cached on disk like vector tiles and invalidated by the same publish/rollback events.
+"""
+
+import morecantile
+from fastapi import FastAPI, HTTPException, Path
+from starlette.requests import Request
+from starlette.responses import Response
+from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+from titiler.core.factory import TilerFactory
+
+from geocloud.catalog import get_catalog
+from geocloud.config import get_settings
+from geocloud.serve import tilecache
+from geocloud.serve.state import snapshot
+from geocloud.serve.tms import SERVED, TMS
+
+
+def live_cog(layer_id: str = Path(description="Raster layer id from the catalog")) -> str:
+    """The path of the live COG of a raster layer; 404 for anything else."""
+    layer = get_catalog().layers.get(layer_id)
+    live = snapshot().layers.get(layer_id)
+    if layer is None or live is None:
+        raise HTTPException(404, f"raster layer {layer_id!r} not found")
+    if layer.kind != "raster":
+        raise HTTPException(400, f"layer: {layer_id!r} is a vector layer; its tiles are at /collections/{layer_id}/tiles")
+    return str(get_settings().data_path / live.storage / f"{layer_id}.tif")
+
+
+tiler = TilerFactory(path_dependency=live_cog, supported_tms=TMS, router_prefix="/rasters/{layer_id}",
+                     add_part=False, add_preview=True, add_viewer=False)
+
+
+def create_raster_app() -> FastAPI:
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.include_router(tiler.router, prefix="/rasters/{layer_id}")
+    add_exception_handlers(app, DEFAULT_STATUS_CODES)
+    app.middleware("http")(_tile_cache)
+    return app
+
+
+async def _tile_cache(request: Request, call_next):
+    """Serve repeated raster tiles from the shared disk cache while the live COG is unchanged there."""
+    parts = request.url.path.strip("/").split("/")
+    # /rasters/{layer}/tiles/{tms}/{z}/{x}/{y}[.fmt]
+    if request.method != "GET" or len(parts) != 7 or parts[2] != "tiles" or parts[3] not in SERVED:
+        return await call_next(request)
+    layer_id, tms_id, z, x, y_fmt = parts[1], parts[3], parts[4], parts[5], parts[6]
+    if not (z.isdigit() and x.isdigit() and y_fmt.split(".")[0].split("@")[0].isdigit()) or \
+            get_catalog().layers.get(layer_id) is None or layer_id not in snapshot().layers:
+        return await call_next(request)
+    snap = snapshot()
+    tms = SERVED[tms_id]
+    tile = morecantile.Tile(int(x), int(y_fmt.split(".")[0].split("@")[0]), int(z))
+    try:
+        bounds = tuple(tms.bounds(tile))
+    except Exception:  # noqa: BLE001 - out-of-matrix tiles are titiler's to refuse
+        return await call_next(request)
+    key = tilecache.tile_path("raster", layer_id, tms_id, z, x, f"{y_fmt}{'?' + request.url.query if request.url.query else ''}"
+                              .replace("?", "_q_").replace("&", "_").replace("=", "-").replace("/", "_"))
+    cached = tilecache.read(key, snap, [layer_id], bounds)
+    token = snap.layer_token(layer_id)
+    etag = f'W/"{layer_id}-{tms_id}-{z}-{x}-{y_fmt}-{cached[1] if cached else token}"'
+    if cached is not None:
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        media = "image/" + {"jpg": "jpeg"}.get(y_fmt.rsplit(".", 1)[-1], y_fmt.rsplit(".", 1)[-1]) if "." in y_fmt \
+            else "image/png"
+        return Response(cached[0], media_type=media, headers={"ETag": etag, "Cache-Control": "public, no-cache",
+                                                               "X-Tile-Cache": "hit"})
+    response = await call_next(request)
+    if response.status_code != 200:
+        return response
+    body = b"".join([chunk async for chunk in response.body_iterator])
+    tilecache.write(key, token, body)
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "etag")}
+    headers.update({"ETag": etag, "Cache-Control": "public, no-cache", "X-Tile-Cache": "miss"})
+    return Response(body, status_code=200, headers=headers, media_type=response.media_type)

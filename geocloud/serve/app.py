@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount
 
 from geocloud.errors import DatabaseError, GeocloudError
-from geocloud.serve import downloads, features, geocoding, tiles, wmts
+from geocloud.serve import downloads, features, geocoding, tiles, viewer, wmts
 from geocloud.serve.rasters import create_raster_app
 from geocloud.serve.http import HTTPError, error_response
 
@@ -40,7 +40,7 @@ async def _unexpected(request: Request, exc: Exception):
 
 def create_app() -> Starlette:
     return Starlette(
-        routes=[*features.routes, *downloads.routes, *geocoding.routes, *tiles.routes, *wmts.routes,
+        routes=[*features.routes, *downloads.routes, *geocoding.routes, *tiles.routes, *wmts.routes, *viewer.routes,
                 Mount("", app=create_raster_app())],
         exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,
                             GeocloudError: _geocloud_error, Exception: _unexpected},

@@ -1,0 +1,81 @@
+// geocloud map viewer: the base map style, a toggle per layer the caller may see, attributes on
+// click with the catalog's zh-TW / English field titles, downloads and the QGIS connection URL.
+(async function () {
+  const base = window.location.href.split("#")[0].replace(/\/map\/?[^/]*$/, "");
+  let lang = "zh";
+  const collections = (await (await fetch(`${base}/collections?f=json`)).json()).collections;
+  const titles = {};
+  for (const c of collections) {
+    const q = await (await fetch(`${base}/collections/${c.id}/queryables?f=json`)).json();
+    titles[c.id] = { zh: c.title, fields: q.properties || {} };
+  }
+  const en = (await (await fetch(`${base}/collections?f=json&lang=en`)).json()).collections;
+  for (const c of en) { if (titles[c.id]) titles[c.id].en = c.title; }
+  const style = await (await fetch(`${base}/styles/basemap.json`)).json();
+  const map = new maplibregl.Map({ container: "map", style, center: [120.6473, 24.162], zoom: 14, hash: true });
+  window.geocloudMap = map;
+  map.addControl(new maplibregl.NavigationControl());
+  document.getElementById("qgis-url").value = base;
+
+  const list = document.getElementById("layers");
+  const groups = {};
+  for (const l of style.layers) {
+    const key = l["source-layer"] || (l.source === "satellite" ? "satellite" : null);
+    if (key) (groups[key] = groups[key] || []).push(l.id);
+  }
+  function label(id) {
+    const t = titles[id];
+    if (id === "satellite") return lang === "zh" ? "衛星影像" : "Satellite imagery";
+    return t ? (lang === "zh" ? t.zh : (t.en || t.zh)) : id;
+  }
+  function render() {
+    list.innerHTML = "";
+    for (const [id, styleLayers] of Object.entries(groups)) {
+      if (id !== "satellite" && !titles[id]) continue;
+      const li = document.createElement("li");
+      li.dataset.layer = id;
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.id = `toggle-${id}`;
+      box.checked = map.getLayoutProperty(styleLayers[0], "visibility") !== "none";
+      box.addEventListener("change", () => {
+        for (const s of styleLayers) map.setLayoutProperty(s, "visibility", box.checked ? "visible" : "none");
+      });
+      const text = document.createElement("label");
+      text.htmlFor = box.id;
+      text.textContent = " " + label(id);
+      li.append(box, text);
+      if (id !== "satellite") {
+        const dl = document.createElement("span");
+        dl.className = "downloads";
+        for (const f of ["geojson", "csv", "shp", "gpkg", "kml"]) {
+          const a = document.createElement("a");
+          a.href = `${base}/collections/${id}/download?f=${f}`;
+          a.textContent = f.toUpperCase();
+          dl.append(a);
+        }
+        li.append(dl);
+      }
+      list.append(li);
+    }
+    for (const el of document.querySelectorAll("[data-zh]")) el.textContent = el.dataset[lang];
+    document.getElementById("lang").textContent = lang === "zh" ? "English" : "中文";
+    document.documentElement.lang = lang === "zh" ? "zh-Hant-TW" : "en";
+  }
+  document.getElementById("lang").addEventListener("click", () => { lang = lang === "zh" ? "en" : "zh"; render(); });
+  map.on("load", render);
+
+  map.on("click", (e) => {
+    const features = map.queryRenderedFeatures(e.point).filter((f) => f.sourceLayer && titles[f.sourceLayer]);
+    if (!features.length) return;
+    const f = features[0];
+    const fields = titles[f.sourceLayer].fields;
+    const rows = Object.entries(f.properties).map(([k, v]) => {
+      const meta = fields[k] || {};
+      const name = lang === "zh" ? (meta["x-title-zh-TW"] || k) : (meta.title || k);
+      return `<tr><th>${name}</th><td>${v}</td></tr>`;
+    }).join("");
+    new maplibregl.Popup().setLngLat(e.lngLat)
+      .setHTML(`<strong class="popup-title">${label(f.sourceLayer)}</strong><table>${rows}</table>`).addTo(map);
+  });
+})();

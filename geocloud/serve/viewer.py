@@ -1,0 +1,78 @@
+"""The map viewer (``/map``) and the styles (``/styles``), with tile URLs for the host reached.
+
+MapLibre GL JS comes from the project's npm packages (``node_modules``), never from a CDN.
+"""
+
+import json
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from geocloud.config import get_settings
+from geocloud.serve.http import base_url, not_found
+
+STATIC = Path(__file__).parent / "static"
+
+
+def styles_dir() -> Path:
+    return get_settings().project_dir / "styles"
+
+
+def _fill(value, base: str):
+    if isinstance(value, str):
+        return value.replace("{base}", base)
+    if isinstance(value, list):
+        return [_fill(v, base) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, base) for k, v in value.items()}
+    return value
+
+
+async def style(request: Request) -> Response:
+    name = request.path_params["name"]
+    path = styles_dir() / f"{name}.json"
+    if not name.replace("_", "").isalnum() or not path.is_file():
+        raise not_found(f"style {name!r} not found; see /styles")
+    return JSONResponse(_fill(json.loads(path.read_text(encoding="utf-8")), base_url(request)))
+
+
+async def qml(request: Request) -> Response:
+    name = request.path_params["name"]
+    path = styles_dir() / f"{name}.qml"
+    if not name.replace("_", "").isalnum() or not path.is_file():
+        raise not_found(f"QGIS style {name!r} not found; see /styles")
+    return FileResponse(path, media_type="application/xml", filename=f"{name}.qml")
+
+
+async def styles(request: Request) -> JSONResponse:
+    base = base_url(request)
+    names = sorted(p.stem for p in styles_dir().glob("*.json"))
+    return JSONResponse({"styles": [
+        {"id": n, "links": [{"rel": "stylesheet", "type": "application/vnd.mapbox.style+json",
+                             "href": f"{base}/styles/{n}.json"}]
+         + ([{"rel": "stylesheet", "type": "application/vnd.qgis.qml", "href": f"{base}/styles/{n}.qml"}]
+            if (styles_dir() / f"{n}.qml").exists() else [])} for n in names]})
+
+
+async def viewer(request: Request) -> Response:
+    if not request.url.path.endswith("/"):
+        return RedirectResponse(request.url.path + "/")
+    return FileResponse(STATIC / "map.html", media_type="text/html")
+
+
+def _maplibre() -> Path:
+    return get_settings().project_dir / "node_modules" / "maplibre-gl" / "dist"
+
+
+routes = [
+    Route("/styles", styles, methods=["GET"]),
+    Route("/styles/{name}.json", style, methods=["GET"]),
+    Route("/styles/{name}.qml", qml, methods=["GET"]),
+    Route("/map", viewer, methods=["GET"]),
+    Route("/map/", viewer, methods=["GET"]),
+    Mount("/map/static/maplibre-gl", app=StaticFiles(directory=_maplibre(), check_dir=False), name="maplibre"),
+    Mount("/map/static", app=StaticFiles(directory=STATIC), name="viewer-static"),
+]

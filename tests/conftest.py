@@ -173,7 +173,8 @@ def served(template_db, tmp_path_factory):
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
     db_url = _url_for(name)
     data_dir = tmp_path_factory.mktemp("served-data")
-    city_dir = tmp_path_factory.mktemp("served-city")
+    city_dir = data_dir.parent / "served-city0"
+    city_dir.mkdir()
     generate(city_dir)
     env = {"GEOCLOUD_DATABASE_URL": db_url, "GEOCLOUD_DATA_DIR": str(data_dir), "GEOCLOUD_OPERATOR": "tester"}
     saved = {k: os.environ.get(k) for k in env}

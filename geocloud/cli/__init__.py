@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from geocloud.cli import db, demo, etl, geocode, layers, sample, serve
+from geocloud.cli import db, demo, etl, geocode, layers, sample, serve, tiles
 from geocloud.cli.output import err_console
 from geocloud.errors import GeocloudError
 
@@ -24,6 +24,7 @@ app.add_typer(layers.app, name="layers")
 app.add_typer(db.app, name="db")
 app.add_typer(sample.app, name="sample")
 app.add_typer(etl.app, name="etl")
+app.add_typer(tiles.app, name="tiles")
 app.command(name="demo")(demo.demo)
 app.command(name="serve")(serve.serve)
 app.command(name="geocode")(geocode.geocode_csv)

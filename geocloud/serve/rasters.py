@@ -69,15 +69,20 @@ async def _tile_cache(request: Request, call_next):
     if cached is not None:
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
-        media = "image/" + {"jpg": "jpeg"}.get(y_fmt.rsplit(".", 1)[-1], y_fmt.rsplit(".", 1)[-1]) if "." in y_fmt \
-            else "image/png"
-        return Response(cached[0], media_type=media, headers={"ETag": etag, "Cache-Control": "public, no-cache",
+        return Response(cached[0], media_type=_media(y_fmt), headers={"ETag": etag, "Cache-Control": "public, no-cache",
                                                                "X-Tile-Cache": "hit"})
     response = await call_next(request)
     if response.status_code != 200:
         return response
     body = b"".join([chunk async for chunk in response.body_iterator])
     tilecache.write(key, token, body)
-    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "etag")}
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "etag", "content-type")}
     headers.update({"ETag": etag, "Cache-Control": "public, no-cache", "X-Tile-Cache": "miss"})
-    return Response(body, status_code=200, headers=headers, media_type=response.media_type)
+    return Response(body, status_code=200, headers=headers, media_type=_media(y_fmt))
+
+
+def _media(name: str) -> str:
+    """The registered media type of a tile format (titiler answers image/jpg for .jpg)."""
+    ext = name.rsplit(".", 1)[-1] if "." in name else "png"
+    return {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "tif": "image/tiff",
+            "tiff": "image/tiff", "jp2": "image/jp2", "npy": "application/x-binary", "pngraw": "image/png"}.get(ext, "image/png")

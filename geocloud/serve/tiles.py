@@ -124,7 +124,8 @@ def _vector_layer_json(layer: Layer, tms: morecantile.TileMatrixSet) -> dict:
 
 
 def _tileset(request: Request, prefix: str, title: str, layers: list[Layer], tms: morecantile.TileMatrixSet) -> dict:
-    return {"title": title, "dataType": "vector", "crs": tms.crs.srs, "tileMatrixSetURI": tms.uri,
+    return {"title": title, "dataType": "vector", "crs": tms.crs.srs,
+            "tileMatrixSetURI": tms.uri or f"{base_url(request)}/tileMatrixSets/{tms.id}",
             "links": _links_for(request, prefix, tms),
             "layers": [{"id": layer.id, "dataType": "vector", "geometryDimension": _dimension(layer),
                         "minTileMatrix": str(zoom_range(layer.zooms, tms)[0]),
@@ -154,7 +155,7 @@ def _tilejson(request: Request, prefix: str, name: str, description: str, layers
 async def tile_matrix_sets(request: Request) -> JSONResponse:
     base = base_url(request)
     return JSONResponse({"tileMatrixSets": [
-        {"id": t.id, "title": t.title, "uri": t.uri,
+        {"id": t.id, "title": t.title, "uri": t.uri or f"{base}/tileMatrixSets/{t.id}",
          "links": [{"rel": "self", "type": "application/json", "href": f"{base}/tileMatrixSets/{t.id}"}]}
         for t in SERVED.values()]})
 

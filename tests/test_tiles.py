@@ -1,0 +1,199 @@
+"""Tiles over a real server: OGC API Tiles discovery, MVT content checked against PostGIS, raster
+tiles read by GDAL's WMTS driver, cache invalidation by publish and rollback, bad requests."""
+
+import os
+import time
+
+import mapbox_vector_tile
+import numpy as np
+import psycopg
+import pytest
+import rasterio
+from rasterio.warp import transform as warp
+
+from geocloud.serve.tms import SERVED
+
+from conftest import geocloud_cli, source_of
+
+HALL = (120.647296502, 24.1619892378)
+WEB = SERVED["WebMercatorQuad"]
+
+
+def rows(served, sql, *args):
+    with psycopg.connect(served.db_url) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def test_discovery_from_collection_to_tile(served):
+    spot = rows(served, "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Transform(ST_Centroid(geom), 4326) c "
+                        "FROM live.buildings ORDER BY building_id LIMIT 1) s")[0]
+    tilesets = served.get("/collections/buildings/tiles").json()["tilesets"]
+    assert {t["tileMatrixSetURI"].rsplit("/", 1)[-1] for t in tilesets} == {"WebMercatorQuad", "TWD97TM2Quad"}
+    for ts in tilesets:
+        link = next(x for x in ts["links"] if x["rel"] == "self")["href"]
+        tileset = served.get(link.removeprefix(served.url)).json()
+        item = next(x for x in tileset["links"] if x["rel"] == "item")
+        assert item["templated"] and item["type"] == "application/vnd.mapbox-vector-tile"
+        tms = SERVED[tileset["tileMatrixSetURI"].rsplit("/", 1)[-1]]
+        z = int(tileset["layers"][0]["maxTileMatrix"]) - 3
+        tile = tms.tile(*spot, z)
+        href = item["href"].format(tileMatrix=tile.z, tileRow=tile.y, tileCol=tile.x)
+        r = served.get(href.removeprefix(served.url))
+        assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.mapbox-vector-tile"
+        assert "buildings" in mapbox_vector_tile.decode(r.content)
+        scheme = next(x for x in tileset["links"] if x["rel"].endswith("tiling-scheme"))["href"]
+        assert served.get(scheme.removeprefix(served.url)).json()["id"] == tms.id
+
+
+def test_tilejson(served):
+    tj = served.get("/collections/roads/tiles/WebMercatorQuad/tilejson.json").json()
+    assert tj["tilejson"] == "3.0.0" and tj["tiles"][0].endswith("/collections/roads/tiles/WebMercatorQuad/{z}/{y}/{x}")
+    assert tj["vector_layers"][0]["id"] == "roads" and "name" in tj["vector_layers"][0]["fields"]
+    assert (tj["minzoom"], tj["maxzoom"]) == (8, 22)
+    basemap = served.get("/tiles/WebMercatorQuad/tilejson.json").json()
+    assert {"roads", "buildings", "zoning"} <= {v["id"] for v in basemap["vector_layers"]}
+
+
+def _lonlat(tile, x, y):
+    b = WEB.xy_bounds(tile)
+    mx = b.left + (b.right - b.left) * x / 4096
+    my = b.bottom + (b.top - b.bottom) * y / 4096
+    lon, lat = warp("EPSG:3857", "EPSG:4326", [mx], [my])
+    return lon[0], lat[0]
+
+
+def test_point_tile_features_match_postgis(served):
+    tile = WEB.tile(*HALL, 16)
+    r = served.get(f"/collections/addresses/tiles/WebMercatorQuad/{tile.z}/{tile.y}/{tile.x}")
+    layer = mapbox_vector_tile.decode(r.content)["addresses"]
+    truth = {k: (lon, lat, village) for k, lon, lat, village in rows(
+        served, "SELECT address_key, ST_X(ST_Transform(geom, 4326)), ST_Y(ST_Transform(geom, 4326)), village "
+                "FROM live.addresses")}
+    assert layer["features"]
+    pixel = (WEB.bounds(tile).right - WEB.bounds(tile).left) / 4096
+    for f in layer["features"]:
+        key = f["properties"]["address_key"]
+        lon, lat = _lonlat(tile, *f["geometry"]["coordinates"])
+        assert abs(lon - truth[key][0]) <= 2 * pixel and abs(lat - truth[key][1]) <= 2 * pixel
+        assert f["properties"]["village"] == truth[key][2]
+
+
+def test_polygon_tile_holds_every_building_it_touches(served):
+    tile = WEB.tile(*HALL, 15)
+    b = WEB.xy_bounds(tile)
+    inside = {r[0] for r in rows(served, "SELECT building_id FROM live.buildings WHERE ST_Intersects(geom, "
+                                         "ST_Transform(ST_MakeEnvelope(%s,%s,%s,%s,3857), 3826))", *b)}
+    r = served.get(f"/collections/buildings/tiles/WebMercatorQuad/{tile.z}/{tile.y}/{tile.x}")
+    got = {f["properties"]["building_id"] for f in mapbox_vector_tile.decode(r.content)["buildings"]["features"]}
+    assert inside and inside <= got
+    floors = dict(rows(served, "SELECT building_id, floors FROM live.buildings"))
+    for f in mapbox_vector_tile.decode(r.content)["buildings"]["features"]:
+        assert f["properties"]["floors"] == floors[f["properties"]["building_id"]]
+
+
+def test_basemap_combines_layers(served):
+    tile = WEB.tile(*HALL, 15)
+    r = served.get(f"/tiles/WebMercatorQuad/{tile.z}/{tile.y}/{tile.x}")
+    assert {"districts", "zoning", "roads", "buildings"} <= set(mapbox_vector_tile.decode(r.content))
+    low = WEB.tile(*HALL, 9)
+    assert "buildings" not in mapbox_vector_tile.decode(served.get(f"/tiles/WebMercatorQuad/9/{low.y}/{low.x}").content)
+
+
+@pytest.mark.parametrize("path, status, text", [
+    ("/collections/roads/tiles/WebMercatorQuad/12/99999/0", 404, "outside"),
+    ("/collections/roads/tiles/WebMercatorQuad/30/0/0", 404, "outside"),
+    ("/collections/roads/tiles/NoSuchTMS/12/0/0", 404, "unknown tile matrix set"),
+    ("/collections/nope/tiles/WebMercatorQuad/12/0/0", 404, "not found"),
+    ("/collections/satellite/tiles/WebMercatorQuad/12/0/0", 400, "raster layer"),
+    ("/collections/buildings/tiles/WebMercatorQuad/5/13/26", 404, "from tileMatrix 13"),
+    ("/collections/roads/tiles/WebMercatorQuad/12/1762/3420?f=png", 400, "f:"),
+    ("/rasters/roads/info", 400, "vector layer"),
+    ("/rasters/nope/tiles/WebMercatorQuad/12/3420/1762.png", 404, "not found"),
+    ("/rasters/satellite/tiles/WebMercatorQuad/12/3420/1762.gif", 422, "Input should be 'png'"),
+])
+def test_bad_tile_requests_are_4xx(served, path, status, text):
+    r = served.get(path)
+    assert r.status_code == status, r.text
+    assert text in r.text
+
+
+def test_raster_tiles_formats_and_no_url_parameter(served):
+    tile = WEB.tile(*HALL, 15)
+    for ext, media in (("png", "image/png"), ("jpg", "image/jpeg"), ("webp", "image/webp")):
+        r = served.get(f"/rasters/satellite/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.{ext}")
+        assert r.status_code == 200 and r.headers["content-type"] == media
+    r = served.get("/rasters/satellite/info", params={"url": "/etc/passwd"})
+    assert r.status_code == 200 and r.json()["crs"].endswith("3826")  # the catalog's COG, whatever url says
+
+
+def test_gdal_wmts_reads_the_source_pixels(served, tmp_path):
+    src_path = source_of(_city(served), "satellite")
+    url = f"WMTS:{served.url}/wmts/1.0.0/WMTSCapabilities.xml,layer=satellite,tilematrixset=TWD97TM2Quad"
+    with rasterio.open(src_path) as src:
+        rng = np.random.default_rng(3)
+        xs = rng.uniform(src.bounds.left + 100, src.bounds.right - 100, 60)
+        ys = rng.uniform(src.bounds.bottom + 100, src.bounds.top - 100, 60)
+        # sample at pixel centres so that nearest-neighbour resampling has one right answer
+        cols, rws = ((xs - src.bounds.left) // 10).astype(int), ((src.bounds.top - ys) // 10).astype(int)
+        xs, ys = src.bounds.left + cols * 10 + 5, src.bounds.top - rws * 10 - 5
+        expected = np.array(list(src.sample(zip(xs, ys))))
+    with rasterio.open(url) as wmts:
+        level = next(i for i, f in enumerate(wmts.overviews(1)) if wmts.res[0] * f >= 2.5)
+        with rasterio.open(url, overview_level=level) as ds:
+            got = np.array(list(ds.sample(zip(xs, ys), indexes=[1, 2, 3])))
+    agree = np.mean(np.all(np.abs(got.astype(int) - expected.astype(int)) <= 2, axis=1))
+    assert agree >= 0.9, agree
+
+
+def _city(served):
+    return served.data_dir.parent / "served-city0"
+
+
+def test_cache_invalidation_follows_the_changed_area(served, tmp_path):
+    moved = rows(served, "SELECT landmark_id, name, category, address, ST_X(geom), ST_Y(geom) FROM live.landmarks "
+                         "WHERE name = '臺中市政府'")[0]
+    inside = WEB.tile(*HALL, 14)
+    far = WEB.tile(120.52, 24.29, 14)
+    assert far != inside
+
+    def get(tile):
+        return served.get(f"/collections/landmarks/tiles/WebMercatorQuad/{tile.z}/{tile.y}/{tile.x}")
+    first_in, first_far = get(inside), get(far)
+    assert get(inside).headers["x-tile-cache"] == "hit" and get(far).headers["x-tile-cache"] == "hit"
+    src = source_of(_city(served), "landmarks")
+    edited = tmp_path / "landmarks.csv"
+    edited.write_text(_move(src, moved[0], 60.0), encoding="utf-8-sig")
+    env = {"GEOCLOUD_DATABASE_URL": served.db_url, "GEOCLOUD_DATA_DIR": str(served.data_dir)}
+    out = geocloud_cli("etl", "run", "landmarks", edited, env=env)
+    assert out.returncode == 0, out.stderr
+    time.sleep(2.5)  # workers re-read the live state every two seconds
+    after_in, after_far = get(inside), get(far)
+    assert after_in.headers["x-tile-cache"] == "miss" and after_in.content != first_in.content
+    assert after_far.headers["x-tile-cache"] == "hit" and after_far.headers["etag"] == first_far.headers["etag"]
+    assert geocloud_cli("etl", "rollback", "landmarks", env=env).returncode == 0
+    time.sleep(2.5)
+    back = get(inside)
+    assert back.headers["x-tile-cache"] == "miss"
+    assert mapbox_vector_tile.decode(back.content) == mapbox_vector_tile.decode(first_in.content)
+    assert get(far).headers["x-tile-cache"] == "hit"
+
+
+def _move(src, landmark_id, dx):
+    lines = src.read_text(encoding="utf-8-sig").splitlines()
+    for i, line in enumerate(lines):
+        cells = line.split(",")
+        if cells[0] == landmark_id:
+            cells[4] = f"{float(cells[4]) + dx:.3f}"
+            lines[i] = ",".join(cells)
+    return "\n".join(lines) + "\n"
+
+
+def test_seed_fills_the_cache(served):
+    env = {"GEOCLOUD_DATABASE_URL": served.db_url, "GEOCLOUD_DATA_DIR": str(served.data_dir)}
+    out = geocloud_cli("tiles", "seed", "roads", "--zoom", "11-12", "--bbox", "120.60,24.12,120.70,24.20", env=env)
+    assert out.returncode == 0, out.stderr
+    tile = WEB.tile(120.65, 24.16, 12)
+    assert served.get(f"/collections/roads/tiles/WebMercatorQuad/12/{tile.y}/{tile.x}").headers["x-tile-cache"] == "hit"
+    bad = geocloud_cli("tiles", "seed", "roads", "--zoom", "x", env=env)
+    assert bad.returncode == 3 and "--zoom" in bad.stderr
+    assert os.path.isdir(served.data_dir / "tile-cache" / "vector" / "roads")

@@ -150,8 +150,8 @@ def free_port() -> int:
 class Served:
     """A real geocloud server (uvicorn, in a subprocess) over a database of its own."""
 
-    def __init__(self, url: str, db_url: str, data_dir: Path, proc):
-        self.url, self.db_url, self.data_dir, self.proc = url, db_url, data_dir, proc
+    def __init__(self, url: str, db_url: str, data_dir: Path, city: Path, proc):
+        self.url, self.db_url, self.data_dir, self.city, self.proc = url, db_url, data_dir, city, proc
 
     def get(self, path: str, **kwargs):
         import httpx
@@ -173,8 +173,7 @@ def served(template_db, tmp_path_factory):
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
     db_url = _url_for(name)
     data_dir = tmp_path_factory.mktemp("served-data")
-    city_dir = data_dir.parent / "served-city0"
-    city_dir.mkdir()
+    city_dir = tmp_path_factory.mktemp("served-city")
     generate(city_dir)
     env = {"GEOCLOUD_DATABASE_URL": db_url, "GEOCLOUD_DATA_DIR": str(data_dir), "GEOCLOUD_OPERATOR": "tester"}
     saved = {k: os.environ.get(k) for k in env}
@@ -207,7 +206,7 @@ def served(template_db, tmp_path_factory):
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"server did not start: {(data_dir / 'server.log').read_text()[-3000:]}")
         time.sleep(0.2)
-    yield Served(url, db_url, data_dir, proc)
+    yield Served(url, db_url, data_dir, city_dir, proc)
     proc.terminate()
     proc.wait(timeout=30)
     log.close()

@@ -127,7 +127,7 @@ def test_raster_tiles_formats_and_no_url_parameter(served):
 
 
 def test_gdal_wmts_reads_the_source_pixels(served, tmp_path):
-    src_path = source_of(_city(served), "satellite")
+    src_path = source_of(served.city, "satellite")
     url = f"WMTS:{served.url}/wmts/1.0.0/WMTSCapabilities.xml,layer=satellite,tilematrixset=TWD97TM2Quad"
     with rasterio.open(src_path) as src:
         rng = np.random.default_rng(3)
@@ -145,10 +145,6 @@ def test_gdal_wmts_reads_the_source_pixels(served, tmp_path):
     assert agree >= 0.9, agree
 
 
-def _city(served):
-    return served.data_dir.parent / "served-city0"
-
-
 def test_cache_invalidation_follows_the_changed_area(served, tmp_path):
     moved = rows(served, "SELECT landmark_id, name, category, address, ST_X(geom), ST_Y(geom) FROM live.landmarks "
                          "WHERE name = '臺中市政府'")[0]
@@ -160,7 +156,7 @@ def test_cache_invalidation_follows_the_changed_area(served, tmp_path):
         return served.get(f"/collections/landmarks/tiles/WebMercatorQuad/{tile.z}/{tile.y}/{tile.x}")
     first_in, first_far = get(inside), get(far)
     assert get(inside).headers["x-tile-cache"] == "hit" and get(far).headers["x-tile-cache"] == "hit"
-    src = source_of(_city(served), "landmarks")
+    src = source_of(served.city, "landmarks")
     edited = tmp_path / "landmarks.csv"
     edited.write_text(_move(src, moved[0], 60.0), encoding="utf-8-sig")
     env = {"GEOCLOUD_DATABASE_URL": served.db_url, "GEOCLOUD_DATA_DIR": str(served.data_dir)}

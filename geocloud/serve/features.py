@@ -147,9 +147,20 @@ async def collection(request: Request) -> Response:
 
 
 async def queryables(request: Request) -> Response:
+    """pygeoapi's queryables, with each field's zh-TW and English titles from the catalog."""
     cid = request.path_params["collection_id"]
-    _live_layer(cid)
-    return to_response(*await call(request, items_api.get_collection_queryables, cid))
+    layer, _ = _live_layer(cid)
+    headers, status, content = await call(request, items_api.get_collection_queryables, cid)
+    if status == 200 and isinstance(content, str) and headers.get("Content-Type", "").endswith("json"):
+        data = json.loads(content)
+        english = headers.get("Content-Language", "").startswith("en")
+        for f in layer.fields:
+            prop = data.get("properties", {}).get(f.name)
+            if prop is not None:
+                prop.update({"title": f.title.en if english else f.title.zh_TW,
+                             "x-title-zh-TW": f.title.zh_TW, "x-title-en": f.title.en})
+        content = json.dumps(data, ensure_ascii=False)
+    return to_response(headers, status, content)
 
 
 def _with_filter(href: str, filter_params: list[tuple[str, str]]) -> str:

@@ -3,7 +3,7 @@
 (async function () {
   const base = window.location.href.split("#")[0].replace(/\/map\/?[^/]*$/, "");
   let lang = "zh";
-  const collections = (await (await fetch(`${base}/collections?f=json`)).json()).collections;
+  const collections = (await (await fetch(`${base}/collections?f=json&lang=zh-TW`)).json()).collections;
   const titles = {};
   for (const c of collections) {
     const q = await (await fetch(`${base}/collections/${c.id}/queryables?f=json`)).json();
@@ -72,7 +72,7 @@
     const fields = titles[f.sourceLayer].fields;
     const rows = Object.entries(f.properties).map(([k, v]) => {
       const meta = fields[k] || {};
-      const name = lang === "zh" ? (meta["x-title-zh-TW"] || k) : (meta.title || k);
+      const name = (lang === "zh" ? meta["x-title-zh-TW"] : meta["x-title-en"]) || k;
       return `<tr><th>${name}</th><td>${v}</td></tr>`;
     }).join("");
     new maplibregl.Popup().setLngLat(e.lngLat)

@@ -1,0 +1,59 @@
+"""The map viewer in headless Chromium (Debian's), driven by Playwright: tiles load, a layer toggles,
+a click shows attributes with zh-TW and English field titles, no console errors."""
+
+import shutil
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+
+
+def test_viewer_loads_toggles_and_shows_attributes(served, tmp_path):
+    if not shutil.which("chromium"):
+        pytest.fail("chromium missing: scripts/dev test installs Debian's chromium")
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(served.url + "/map/#15/24.1620/120.6473")
+        page.wait_for_selector("#layers li[data-layer=buildings]", timeout=60_000)
+        page.wait_for_function("window.geocloudMap && window.geocloudMap.loaded() && "
+                               "window.geocloudMap.areTilesLoaded()", timeout=60_000)
+        assert page.evaluate("geocloudMap.queryRenderedFeatures().filter(f => f.sourceLayer === 'buildings').length") > 0
+
+        page.click("#toggle-buildings")
+        assert page.evaluate("geocloudMap.getLayoutProperty('buildings-fill', 'visibility')") == "none"
+        page.wait_for_function("geocloudMap.loaded()")
+
+        box = page.locator("#map").bounding_box()
+        spot = page.evaluate("""() => {
+            const m = window.geocloudMap, c = m.getCanvas();
+            for (let y = 40; y < c.clientHeight; y += 40) for (let x = 40; x < c.clientWidth; x += 40) {
+                const f = m.queryRenderedFeatures([x, y]).filter(f => f.sourceLayer === 'zoning');
+                if (f.length) return [x, y];
+            }
+            return null; }""")
+        assert spot, "no zoning polygon rendered"
+        page.mouse.click(box["x"] + spot[0], box["y"] + spot[1])
+        page.wait_for_selector(".maplibregl-popup", timeout=10_000)
+        popup = page.inner_text(".maplibregl-popup")
+        assert "都市計畫使用分區" in popup and "分區代碼" in popup and "使用分區" in popup
+
+        page.click("#lang")
+        assert page.inner_text("h1") == "Taichung GeoCloud"
+        page.keyboard.press("Escape")
+        page.mouse.click(box["x"] + spot[0], box["y"] + spot[1])
+        page.wait_for_function("document.querySelector('.maplibregl-popup') && "
+                               "document.querySelector('.maplibregl-popup').innerText.includes('Zone code')", timeout=10_000)
+        links = page.eval_on_selector_all("#layers li[data-layer=zoning] a", "els => els.map(a => a.href)")
+        assert any(href.endswith("/collections/zoning/download?f=gpkg") for href in links)
+        assert page.input_value("#qgis-url") == served.url
+        page.screenshot(path=str(tmp_path / "viewer.png"))
+        browser.close()
+    assert not errors, errors

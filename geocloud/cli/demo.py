@@ -42,7 +42,13 @@ def demo(
   OGC API landing page   {base}/
   QGIS connection URL    {base}   (Layer > Add Layer > Add WFS / OGC API - Features Layer)
   GDAL                   ogrinfo OAPIF:{base} buildings
+  map viewer             {base}/map/
   collections            {base}/collections?f=html
+  base map TileJSON      {base}/tiles/WebMercatorQuad/tilejson.json
+  a layer's TileJSON     {base}/collections/zoning/tiles/WebMercatorQuad/tilejson.json
+  satellite TileJSON     {base}/rasters/satellite/WebMercatorQuad/tilejson.json
+  WMTS (TGOS, QGIS)      {base}/wmts/1.0.0/WMTSCapabilities.xml
+  MapLibre style         {base}/styles/basemap.json
   a download             {base}/collections/zoning/download?f=gpkg
   history of a layer     geocloud etl history buildings
 """)

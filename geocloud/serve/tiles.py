@@ -58,15 +58,16 @@ async def _tile_response(request: Request, name: str, layers: list[Layer], tms: 
     ids = [layer.id for layer in layers]
     bounds = tuple(tms.bounds(tile))
     path = tilecache.tile_path("vector", name, tms.id, tile.z, tile.x, f"{tile.y}.mvt")
-    cached = await run_in_threadpool(tilecache.read, path, snap, ids, bounds)
-    if cached is None:
+
+    def fetch() -> tuple[bytes, int, str]:
+        cached = tilecache.read(path, snap, ids, bounds)
+        if cached is not None:
+            return cached[0], cached[1], "hit"
         token = max(snap.layer_token(i) for i in ids)
-        data = await run_in_threadpool(vectortiles.render, layers, tms, tile)
-        await run_in_threadpool(tilecache.write, path, token, data)
-        state = "miss"
-    else:
-        data, token = cached
-        state = "hit"
+        data = vectortiles.render(layers, tms, tile)
+        tilecache.write(path, token, data)
+        return data, token, "miss"
+    data, token, state = await run_in_threadpool(fetch)
     etag = f'W/"{name}-{tms.id}-{tile.z}-{tile.x}-{tile.y}-{token}"'
     headers = {"ETag": etag, "Cache-Control": "public, no-cache", "X-Tile-Cache": state}
     if request.headers.get("if-none-match") == etag:

@@ -15,6 +15,7 @@ from geocloud.serve.tms import srid
 
 EXTENT = 4096
 BUFFER = 64
+GENERALIZE_FROM = 2.0  # metres per pixel (about zoom 16 in Taichung): simplify and drop sub-pixel polygons above
 
 
 def layer_sql(layer: Layer, tms: morecantile.TileMatrixSet, tile: morecantile.Tile) -> tuple[sql.Composable, list]:
@@ -35,14 +36,16 @@ def layer_sql(layer: Layer, tms: morecantile.TileMatrixSet, tile: morecantile.Ti
         order = sql.SQL("ORDER BY ST_SnapToGrid(t.geom, {}), t.{}").format(grid, sql.Identifier(layer.key))
         thin_args, order_args, size_filter, size_args = [], [], sql.SQL(""), []
     else:
-        geom = sql.SQL("ST_SimplifyPreserveTopology(t.geom, %s)")
+        coarse = pixel > GENERALIZE_FROM  # finer than this, simplifying costs more than it removes
+        geom = sql.SQL("ST_Simplify(t.geom, %s, true)") if coarse else sql.SQL("t.geom")
         thin, order, thin_args, order_args = sql.SQL(""), sql.SQL(""), [], []
+        polygons = layer.geometry.endswith("Polygon") and coarse
         size_filter = sql.SQL(" AND (ST_XMax(t.geom) - ST_XMin(t.geom) >= %s OR ST_YMax(t.geom) - ST_YMin(t.geom) >= %s)") \
-            if layer.geometry.endswith("Polygon") else sql.SQL("")
-        size_args = [pixel, pixel] if layer.geometry.endswith("Polygon") else []
+            if polygons else sql.SQL("")
+        size_args = [pixel, pixel] if polygons else []
     if tms_srid != layer.srid:
         geom = sql.SQL("ST_Transform({}, {})").format(geom, sql.Literal(tms_srid))
-    geom_args = [] if layer.geometry.endswith("Point") else [pixel / 2]
+    geom_args = [pixel / 2] if not layer.geometry.endswith("Point") and pixel > GENERALIZE_FROM else []
     query = sql.SQL("""
         SELECT ST_AsMVT(q, {name}, {extent}, 'geom') FROM (
             SELECT {thin} ST_AsMVTGeom({geom}, {env}, {extent}, {buffer}, true) AS geom{attrs}

@@ -1,0 +1,96 @@
+"""bench/tiles: vector tiles of geocloud and tipg, and raster tiles of geocloud and stock TiTiler,
+on the same PostGIS data and the same COG, one server process each, 4 concurrent clients.
+
+Cold: every tile requested once with geocloud's tile cache emptied first (tipg and TiTiler have no
+cache, so their cold and warm passes do the same work). Warm: the same tiles again, three times.
+
+    .venv/bin/python bench/tiles.py [--scale 50]
+"""
+
+import argparse
+import shutil
+import sys
+
+import morecantile
+import psycopg
+
+from common import ROOT, free_port, load, load_city, sample_city, scratch_database, server
+
+from geocloud import db
+
+WEB = morecantile.tms.get("WebMercatorQuad")
+CITY = (120.55, 24.08, 120.75, 24.25)
+CORE = (120.62, 24.14, 120.68, 24.19)
+
+
+def tiles(bbox, z: int, limit: int) -> list[morecantile.Tile]:
+    found = list(WEB.tiles(*bbox, zooms=[z]))
+    step = max(1, len(found) // limit)
+    return found[::step][:limit]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scale", type=float, default=50.0)
+    args = ap.parse_args()
+    city = sample_city(args.scale)
+    data_dir = ROOT / ".geocloud" / "bench" / "data"
+    vector_sets = {"roads z10": ("roads", tiles(CITY, 10, 50)), "roads z14": ("roads", tiles(CITY, 14, 150)),
+                   "roads z16": ("roads", tiles(CORE, 16, 200)), "buildings z14": ("buildings", tiles(CITY, 14, 150)),
+                   "buildings z16": ("buildings", tiles(CORE, 16, 200))}
+    results: dict = {}
+    with scratch_database() as url:
+        db.upgrade(url)
+        load_city(url, city, ["roads", "buildings", "satellite"])
+        with psycopg.connect(url) as conn:
+            storage = conn.execute("SELECT storage FROM geocloud.layer_versions WHERE layer = 'satellite' "
+                                   "AND state = 'live'").fetchone()[0]
+        cog = data_dir / storage / "satellite.tif"
+        sat_tiles = tiles((120.60, 24.12, 120.69, 24.20), 15, 120) + tiles((120.60, 24.12, 120.69, 24.20), 13, 20)
+        env = {"GEOCLOUD_DATABASE_URL": url, "GEOCLOUD_DATA_DIR": str(data_dir)}
+        port = free_port()
+        with server([sys.executable, "-m", "geocloud", "serve", "--port", str(port)], port, "/conformance",
+                    env=env, log_name="geocloud-tiles") as base:
+            warm_up = [f"/collections/roads/tiles/WebMercatorQuad/12/{t.y}/{t.x}" for t in tiles(CITY, 12, 20)]
+            load(base, warm_up, 40)  # open the connection pool and read the catalog, as a running server has
+            shutil.rmtree(data_dir / "tile-cache", ignore_errors=True)
+            for label, (layer, tl) in vector_sets.items():
+                paths = [f"/collections/{layer}/tiles/WebMercatorQuad/{t.z}/{t.y}/{t.x}" for t in tl]
+                results[("vector", label, "geocloud", "cold")] = load(base, paths, len(paths))
+                results[("vector", label, "geocloud", "warm")] = load(base, paths, 3 * len(paths))
+            load(base, ["/rasters/satellite/info"], 10)
+            paths = [f"/rasters/satellite/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png" for t in sat_tiles]
+            results[("raster", "satellite z13+z15", "geocloud", "cold")] = load(base, paths, len(paths))
+            results[("raster", "satellite z13+z15", "geocloud", "warm")] = load(base, paths, 3 * len(paths))
+        port = free_port()
+        with server([sys.executable, "-m", "uvicorn", "tipg.main:app", "--port", str(port), "--log-level", "error"],
+                    port, "/collections", env={"DATABASE_URL": url, "TIPG_DB_SCHEMAS": '["live"]'},
+                    log_name="tipg-tiles") as base:
+            load(base, [f"/collections/live.roads/tiles/WebMercatorQuad/12/{t.x}/{t.y}" for t in tiles(CITY, 12, 20)], 40)
+            for label, (layer, tl) in vector_sets.items():
+                paths = [f"/collections/live.{layer}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}" for t in tl]
+                results[("vector", label, "tipg", "cold")] = load(base, paths, len(paths))
+                results[("vector", label, "tipg", "warm")] = load(base, paths, 3 * len(paths))
+        port = free_port()
+        with server([sys.executable, "-m", "uvicorn", "titiler.application.main:app", "--port", str(port),
+                     "--log-level", "error"], port, "/healthz", log_name="titiler") as base:
+            load(base, [f"/cog/info?url={cog}"], 10)
+            paths = [f"/cog/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?url={cog}" for t in sat_tiles]
+            results[("raster", "satellite z13+z15", "TiTiler (stock)", "cold")] = load(base, paths, len(paths))
+            results[("raster", "satellite z13+z15", "TiTiler (stock)", "warm")] = load(base, paths, 3 * len(paths))
+    print(f"\n{'kind':<8}{'tiles':<20}{'server':<17}{'pass':<6}{'tiles/s':>9}{'p50 ms':>9}{'p95 ms':>9}")
+    for (kind, label, name, phase), r in results.items():
+        print(f"{kind:<8}{label:<20}{name:<17}{phase:<6}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}")
+    print()
+    for label in vector_sets:
+        for phase in ("cold", "warm"):
+            ours, peer = results[("vector", label, "geocloud", phase)], results[("vector", label, "tipg", phase)]
+            print(f"vector {label:<15} {phase}: geocloud/tipg {ours['rps'] / peer['rps']:.2f}x")
+    for phase in ("cold", "warm"):
+        ours = results[("raster", "satellite z13+z15", "geocloud", phase)]
+        peer = results[("raster", "satellite z13+z15", "TiTiler (stock)", phase)]
+        print(f"raster satellite        {phase}: geocloud/TiTiler {ours['rps'] / peer['rps']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -22,6 +22,18 @@ def _copy_shapefile(src, dst_dir, name, skip=()):
     return dst_dir / f"{name}.shp"
 
 
+def _with_cells(city, tmp_path, pipeline: str, row: int, cells: dict[int, str]):
+    """A copy of the sample source with some cells of one line (0 = header) changed."""
+    lines = source_of(city, pipeline).read_text(encoding="utf-8-sig").splitlines()
+    parts = lines[row].split(",")
+    for col, value in cells.items():
+        parts[col] = value
+    lines[row] = ",".join(parts)
+    path = tmp_path / f"{pipeline}.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def _refused(pipeline, path, *texts, env=None, layer=None, url=None):
     before = live_state(url, layer) if url else None
     out = geocloud_cli("etl", "run", pipeline, path, env=env)
@@ -114,13 +126,7 @@ def test_missing_required_field(loaded, city, tmp_path):
 
 
 def test_required_value_empty_rejects_row_and_names_it(loaded, city, tmp_path):
-    src = source_of(city, "landmarks")
-    lines = src.read_text(encoding="utf-8-sig").splitlines()
-    cells = lines[3].split(",")
-    cells[1] = ""  # 名稱 (name) is required
-    lines[3] = ",".join(cells)
-    path = tmp_path / "landmarks.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path = _with_cells(city, tmp_path, "landmarks", 3, {1: ""})  # 名稱 (name) is required
     _refused("landmarks", path, "required field 'name' (column 名稱) is empty", "(1 row(s): 4)",
              layer="landmarks", url=loaded)
 
@@ -157,13 +163,7 @@ def test_geojson_claiming_wgs84_but_in_metres(loaded, city, tmp_path):
 
 
 def test_outside_taiwan(loaded, city, tmp_path):
-    src = source_of(city, "landmarks")
-    lines = src.read_text(encoding="utf-8-sig").splitlines()
-    c = lines[2].split(",")
-    c[4], c[5] = "900000", "1200000"
-    lines[2] = ",".join(c)
-    path = tmp_path / "landmarks.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path = _with_cells(city, tmp_path, "landmarks", 2, {4: "900000", 5: "1200000"})
     _refused("landmarks", path, "1 feature(s) lie outside Taichung City", "(rows 3)", layer="landmarks", url=loaded)
 
 
@@ -183,12 +183,7 @@ def test_misspelt_attribute_header(loaded, city, tmp_path):
 
 
 def test_non_numeric_coordinates_name_rows(loaded, city, tmp_path):
-    lines = source_of(city, "landmarks").read_text(encoding="utf-8-sig").splitlines()
-    c = lines[5].split(",")
-    c[4] = "abc"
-    lines[5] = ",".join(c)
-    path = tmp_path / "landmarks.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path = _with_cells(city, tmp_path, "landmarks", 5, {4: "abc"})
     _refused("landmarks", path, "coordinate columns TWD97_X/TWD97_Y are empty or not numbers", "(1 row(s): 6)",
              layer="landmarks", url=loaded)
 

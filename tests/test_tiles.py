@@ -103,12 +103,12 @@ def test_basemap_combines_layers(served):
     ("/collections/roads/tiles/WebMercatorQuad/12/99999/0", 404, "outside"),
     ("/collections/roads/tiles/WebMercatorQuad/30/0/0", 404, "outside"),
     ("/collections/roads/tiles/NoSuchTMS/12/0/0", 404, "unknown tile matrix set"),
-    ("/collections/nope/tiles/WebMercatorQuad/12/0/0", 404, "not found"),
+    ("/collections/nope/tiles/WebMercatorQuad/12/0/0", 401, "authenticate"),
     ("/collections/satellite/tiles/WebMercatorQuad/12/0/0", 400, "raster layer"),
     ("/collections/buildings/tiles/WebMercatorQuad/5/13/26", 404, "from tileMatrix 13"),
     ("/collections/roads/tiles/WebMercatorQuad/12/1762/3420?f=png", 400, "f:"),
     ("/rasters/roads/info", 400, "vector layer"),
-    ("/rasters/nope/tiles/WebMercatorQuad/12/3420/1762.png", 404, "not found"),
+    ("/rasters/nope/tiles/WebMercatorQuad/12/3420/1762.png", 401, "authenticate"),
     ("/rasters/satellite/tiles/WebMercatorQuad/12/3420/1762.gif", 422, "Input should be 'png'"),
 ])
 def test_bad_tile_requests_are_4xx(served, path, status, text):

@@ -3,13 +3,15 @@
 import logging
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount
 
 from geocloud.errors import DatabaseError, GeocloudError
-from geocloud.serve import downloads, features, geocoding, tiles, viewer, wmts
+from geocloud.serve import auth, downloads, features, geocoding, tiles, viewer, wmts
+from geocloud.serve.guard import AuthMiddleware
 from geocloud.serve.rasters import create_raster_app
 from geocloud.serve.http import HTTPError, error_response
 
@@ -41,7 +43,9 @@ async def _unexpected(request: Request, exc: Exception):
 def create_app() -> Starlette:
     return Starlette(
         routes=[*features.routes, *downloads.routes, *geocoding.routes, *tiles.routes, *wmts.routes, *viewer.routes,
+                *auth.routes,
                 Mount("", app=create_raster_app())],
+        middleware=[Middleware(AuthMiddleware)],
         exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,
                             GeocloudError: _geocloud_error, Exception: _unexpected},
     )

@@ -25,9 +25,9 @@ from starlette.routing import Route
 
 from geocloud.catalog import Layer
 from geocloud.serve import params
-from geocloud.serve.features import _live_layer
-from geocloud.serve.http import bad_parameter, not_modified, validators
-from geocloud.serve.pool import get_pool
+from geocloud.serve.features import layer_validators, live_layer
+from geocloud.serve.http import bad_parameter, not_modified
+from geocloud.db.pool import get_pool
 from geocloud.serve.provider import column, where
 
 BATCH = 5_000
@@ -141,13 +141,13 @@ def _ogr_file(layer: Layer, request: Request, fmt: str, folder: Path) -> Path:
 
 async def download(request: Request) -> Response:
     cid = request.path_params["collection_id"]
-    layer, live = _live_layer(cid)
+    layer, live = live_layer(cid, "download")
     fmt = request.query_params.get("f", "geojson")
     if fmt not in FORMATS:
         raise bad_parameter("f", f"unknown download format {fmt!r}; use one of {', '.join(FORMATS)}")
     params.items(request.query_params, layer)  # validate before anything streams
     media, ext = FORMATS[fmt]
-    hdrs = validators(request, f"{cid}:{live.version}", live.published_at)
+    hdrs = layer_validators(request, layer, live)
     if (cached := not_modified(request, hdrs)) is not None:
         return cached
     name = f"{layer.id}-v{live.version}{'-bom' if fmt == 'csv-bom' else ''}.{ext}"

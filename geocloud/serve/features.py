@@ -20,8 +20,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from geocloud.catalog import get_catalog
-from geocloud.serve import params, pygeoapi_config
-from geocloud.serve.http import base_url, not_found, not_modified, validators
+from geocloud.serve import guard, params, pygeoapi_config
+from geocloud.serve.http import HTTPError, base_url, not_found, not_modified, validators
 from geocloud.serve.provider import extras
 from geocloud.serve.state import snapshot
 
@@ -61,14 +61,14 @@ _apis_lock = Lock()
 
 def api_for(request: Request) -> API:
     """pygeoapi's API for this base URL and the current live versions (a few kept per process)."""
-    snap, base = snapshot(), base_url(request)
-    key = (base, snap.token)
+    snap, base, visible = snapshot(), base_url(request), guard.visible_layers()
+    key = (base, snap.token, visible)
     with _apis_lock:
         api = _apis.get(key)
         if api is not None:
             _apis.move_to_end(key)
             return api
-    config = pygeoapi_config.build(get_catalog(), snap, base)
+    config = pygeoapi_config.build(get_catalog(), snap, base, visible)
     api = API(config, pygeoapi_config.openapi(config))
     with _apis_lock:
         _apis[key] = api
@@ -103,18 +103,26 @@ def to_response(headers: dict, status: int, content, extra: dict | None = None) 
     return Response(content, status_code=status, headers=headers, media_type=media)
 
 
-def _live_layer(collection_id: str):
-    layer = get_catalog().layers.get(collection_id)
-    live = snapshot().layers.get(collection_id)
-    if layer is None or layer.kind != "vector" or live is None:
-        raise not_found(f"collection {collection_id!r} not found")
-    return layer, live
+def live_layer(collection_id: str, surface: str = "features"):
+    """A vector layer the caller may read, with its live version (401/404 otherwise)."""
+    try:
+        layer = guard.layer_for(collection_id, surface, kind="vector")
+    except HTTPError as exc:
+        if exc.status == 400:  # a raster layer has no feature collection
+            raise not_found(f"collection {collection_id!r} not found") from None
+        raise
+    return layer, snapshot().layers[collection_id]
+
+
+def layer_validators(request: Request, layer, live) -> dict:
+    return validators(request, f"{layer.id}:{live.version}", live.published_at, guard.cache_control([layer.id]))
 
 
 def _catalog_validators(request: Request) -> dict:
-    snap = snapshot()
+    snap, visible = snapshot(), guard.visible_layers()
     newest = max((layer.published_at for layer in snap.layers.values()), default=None)
-    return validators(request, f"catalog:{snap.token}", newest)
+    return validators(request, f"catalog:{snap.token}:{','.join(sorted(visible))}", newest,
+                      guard.cache_control(visible))
 
 
 async def landing(request: Request) -> Response:
@@ -141,15 +149,15 @@ async def collections(request: Request) -> Response:
 
 async def collection(request: Request) -> Response:
     cid = request.path_params["collection_id"]
-    _, live = _live_layer(cid)
-    hdrs = validators(request, f"{cid}:{live.version}", live.published_at)
+    layer, live = live_layer(cid)
+    hdrs = layer_validators(request, layer, live)
     return not_modified(request, hdrs) or to_response(*await call(request, core_api.describe_collections, cid), hdrs)
 
 
 async def queryables(request: Request) -> Response:
     """pygeoapi's queryables, with each field's zh-TW and English titles from the catalog."""
     cid = request.path_params["collection_id"]
-    layer, _ = _live_layer(cid)
+    layer, _ = live_layer(cid)
     headers, status, content = await call(request, items_api.get_collection_queryables, cid)
     if status == 200 and isinstance(content, str) and headers.get("Content-Type", "").endswith("json"):
         data = json.loads(content)
@@ -171,9 +179,9 @@ def _with_filter(href: str, filter_params: list[tuple[str, str]]) -> str:
 
 async def items(request: Request) -> Response:
     cid = request.path_params["collection_id"]
-    layer, live = _live_layer(cid)
+    layer, live = live_layer(cid, "items")
     query = params.items(request.query_params, layer)
-    hdrs = validators(request, f"{cid}:{live.version}", live.published_at)
+    hdrs = layer_validators(request, layer, live)
     if (cached := not_modified(request, hdrs)) is not None:
         return cached
     kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ROUTE_PARAMS]
@@ -207,16 +215,16 @@ async def items(request: Request) -> Response:
 
 async def item(request: Request) -> Response:
     cid, iid = request.path_params["collection_id"], request.path_params["item_id"]
-    _, live = _live_layer(cid)
+    layer, live = live_layer(cid, "item")
     params._crs("crs", request.query_params.get("crs"))
-    hdrs = validators(request, f"{cid}:{live.version}", live.published_at)
+    hdrs = layer_validators(request, layer, live)
     return not_modified(request, hdrs) or to_response(
         *await call(request, items_api.get_collection_item, cid, iid), hdrs)
 
 
 async def options(request: Request) -> Response:
     """Read-only collections: QGIS reads editing rights from the Allow header."""
-    _live_layer(request.path_params["collection_id"])
+    live_layer(request.path_params["collection_id"])
     return Response(status_code=204, headers={"Allow": "GET, HEAD, OPTIONS"})
 
 

@@ -8,8 +8,10 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from geocloud import geocode
+from geocloud.catalog import get_catalog
+from geocloud.serve import guard
 from geocloud.serve.http import HTTPError, bad_parameter
-from geocloud.serve.pool import get_pool
+from geocloud.db.pool import get_pool
 from geocloud.serve.provider import srid_and_flip
 from geocloud.serve.pygeoapi_config import CRS84, EPSG_URI
 from geocloud.serve.state import snapshot
@@ -37,8 +39,10 @@ def _options(request: Request) -> tuple[geocode.Options, str]:
 
 
 def _require_addresses() -> None:
-    if "addresses" not in snapshot().layers:
+    """Geocoding reads the address layer, so it is guarded like the layer."""
+    if "addresses" not in snapshot().layers and "addresses" in get_catalog().layers:
         raise HTTPError(503, "ServiceUnavailable", "the 門牌 address layer is not loaded yet", {"Retry-After": "60"})
+    guard.layer_for("addresses", "geocode")
 
 
 async def geocode_address(request: Request):
@@ -100,7 +104,8 @@ async def reverse_lookup(request: Request):
     if srid_in == 4326 and not (-180 <= values[0] <= 180 and -90 <= values[1] <= 90):
         raise bad_parameter(names[0], "longitude/latitude out of range (x and y are east and north)")
     options, _ = _options(request)
-    live = set(snapshot().layers)
+    _require_addresses()
+    live = set(snapshot().layers) & guard.visible_layers()
 
     def run():
         with get_pool().connection() as conn:

@@ -38,12 +38,12 @@ def base_url(request: Request) -> str:
     return f"{proto}://{host}{prefix}{request.scope.get('root_path', '')}".rstrip("/")
 
 
-def validators(request: Request, version_token: str, last_modified) -> dict:
+def validators(request: Request, version_token: str, last_modified, cache_control: str = "no-cache") -> dict:
     """ETag and Last-Modified for a response that depends on ``version_token`` and the request."""
     h = request.headers
     basis = "|".join([version_token, request.url.path, request.url.query, h.get("accept", ""),
                       h.get("accept-language", ""), base_url(request)])
-    headers = {"ETag": f'W/"{hashlib.sha256(basis.encode()).hexdigest()[:32]}"', "Cache-Control": "no-cache"}
+    headers = {"ETag": f'W/"{hashlib.sha256(basis.encode()).hexdigest()[:32]}"', "Cache-Control": cache_control}
     if last_modified is not None:
         headers["Last-Modified"] = format_datetime(last_modified.astimezone(timezone.utc), usegmt=True)
     return headers

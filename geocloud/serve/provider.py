@@ -20,7 +20,7 @@ from pyproj import CRS
 
 from geocloud.catalog import get_catalog
 from geocloud.catalog.models import SQL_TYPES
-from geocloud.serve.pool import get_pool
+from geocloud.db.pool import get_pool
 from geocloud.serve.state import snapshot
 
 EXACT_COUNT_LIMIT = 10_000

@@ -58,13 +58,14 @@ def resource(layer: Layer, snap: Snapshot) -> dict:
     }
 
 
-def build(catalog: Catalog, snap: Snapshot, base_url: str) -> dict:
+def build(catalog: Catalog, snap: Snapshot, base_url: str, visible: frozenset[str]) -> dict:
+    """The configuration for one caller's view: only the live vector layers they may read."""
     config = deepcopy(server_settings())
     config["server"]["url"] = base_url
     config["server"].pop("limit", None)
     config["server"]["limits"] = {"default_items": DEFAULT_LIMIT, "max_items": MAX_LIMIT, "on_exceed": "error"}
     config["resources"] = {layer.id: resource(layer, snap) for layer in catalog.vector_layers()
-                           if layer.id in snap.layers}
+                           if layer.id in snap.layers and layer.id in visible}
     return config
 
 

@@ -7,6 +7,8 @@ quadtree, TileJSON and WMTS capabilities come from titiler; low zooms read the C
 Tiles are cached on disk like vector tiles and invalidated by the same publish/rollback events.
 """
 
+import hashlib
+
 import morecantile
 from fastapi import FastAPI, HTTPException, Path
 from starlette.requests import Request
@@ -16,20 +18,20 @@ from titiler.core.factory import TilerFactory
 
 from geocloud.catalog import get_catalog
 from geocloud.config import get_settings
-from geocloud.serve import tilecache
+from geocloud.access import can_read
+from geocloud.serve import guard, tilecache
+from geocloud.serve.http import HTTPError
 from geocloud.serve.state import snapshot
 from geocloud.serve.tms import SERVED, TMS
 
 
 def live_cog(layer_id: str = Path(description="Raster layer id from the catalog")) -> str:
-    """The path of the live COG of a raster layer; 404 for anything else."""
-    layer = get_catalog().layers.get(layer_id)
-    live = snapshot().layers.get(layer_id)
-    if layer is None or live is None:
-        raise HTTPException(404, f"raster layer {layer_id!r} not found")
-    if layer.kind != "raster":
-        raise HTTPException(400, f"layer: {layer_id!r} is a vector layer; its tiles are at /collections/{layer_id}/tiles")
-    return str(get_settings().data_path / live.storage / f"{layer_id}.tif")
+    """The path of the live COG of a raster layer the caller may read; 401/404/400 otherwise."""
+    try:
+        guard.layer_for(layer_id, "rasters", kind="raster")
+    except HTTPError as exc:
+        raise HTTPException(exc.status, exc.description, headers=exc.headers or None) from None
+    return str(get_settings().data_path / snapshot().layers[layer_id].storage / f"{layer_id}.tif")
 
 
 tiler = TilerFactory(path_dependency=live_cog, supported_tms=TMS, router_prefix="/rasters/{layer_id}",
@@ -51,9 +53,10 @@ async def _tile_cache(request: Request, call_next):
     if request.method != "GET" or len(parts) != 7 or parts[2] != "tiles" or parts[3] not in SERVED:
         return await call_next(request)
     layer_id, tms_id, z, x, y_fmt = parts[1], parts[3], parts[4], parts[5], parts[6]
-    if not (z.isdigit() and x.isdigit() and y_fmt.split(".")[0].split("@")[0].isdigit()) or \
-            get_catalog().layers.get(layer_id) is None or layer_id not in snapshot().layers:
-        return await call_next(request)
+    layer = get_catalog().layers.get(layer_id)
+    if not (z.isdigit() and x.isdigit() and y_fmt.split(".")[0].split("@")[0].isdigit()) or layer is None \
+            or layer_id not in snapshot().layers or not can_read(guard.current.get(), layer):
+        return await call_next(request)  # titiler's route and its dependency answer (and refuse)
     snap = snapshot()
     tms = SERVED[tms_id]
     tile = morecantile.Tile(int(x), int(y_fmt.split(".")[0].split("@")[0]), int(z))
@@ -61,23 +64,25 @@ async def _tile_cache(request: Request, call_next):
         bounds = tuple(tms.bounds(tile))
     except Exception:  # noqa: BLE001 - out-of-matrix tiles are titiler's to refuse
         return await call_next(request)
-    key = tilecache.tile_path("raster", layer_id, tms_id, z, x, f"{y_fmt}{'?' + request.url.query if request.url.query else ''}"
-                              .replace("?", "_q_").replace("&", "_").replace("=", "-").replace("/", "_"))
+    options = sorted((k, v) for k, v in request.query_params.multi_items() if k not in ("token", "api_key"))
+    digest = hashlib.sha256(repr(options).encode()).hexdigest()[:16] if options else "default"
+    key = tilecache.tile_path("raster", layer_id, tms_id, z, x, f"{y_fmt}.{digest}")
     cached = tilecache.read(key, snap, [layer_id], bounds)
     token = snap.layer_token(layer_id)
     etag = f'W/"{layer_id}-{tms_id}-{z}-{x}-{y_fmt}-{cached[1] if cached else token}"'
     if cached is not None:
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
-        return Response(cached[0], media_type=_media(y_fmt), headers={"ETag": etag, "Cache-Control": "public, no-cache",
-                                                               "X-Tile-Cache": "hit"})
+        guard.layer_for(layer_id, "rasters")  # audits reads of non-public rasters
+        return Response(cached[0], media_type=_media(y_fmt), headers={
+            "ETag": etag, "Cache-Control": guard.cache_control([layer_id]), "X-Tile-Cache": "hit"})
     response = await call_next(request)
     if response.status_code != 200:
         return response
     body = b"".join([chunk async for chunk in response.body_iterator])
     tilecache.write(key, token, body)
     headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "etag", "content-type")}
-    headers.update({"ETag": etag, "Cache-Control": "public, no-cache", "X-Tile-Cache": "miss"})
+    headers.update({"ETag": etag, "Cache-Control": guard.cache_control([layer_id]), "X-Tile-Cache": "miss"})
     return Response(body, status_code=200, headers=headers, media_type=_media(y_fmt))
 
 

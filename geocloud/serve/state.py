@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from geocloud.serve.pool import get_pool
+from geocloud.db.pool import get_pool
 
 REFRESH = 2.0
 EVENTS_KEPT = 5_000

@@ -13,7 +13,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from geocloud.catalog import Layer, get_catalog
-from geocloud.serve import tilecache, vectortiles
+import hashlib
+
+from geocloud.serve import guard, tilecache, vectortiles
 from geocloud.serve.http import HTTPError, base_url, bad_parameter, not_found
 from geocloud.serve.state import snapshot
 from geocloud.serve.tms import SERVED, zoom_range
@@ -33,13 +35,7 @@ def tms_or_404(name: str) -> morecantile.TileMatrixSet:
 
 
 def vector_layer(collection_id: str) -> Layer:
-    layer = get_catalog().layers.get(collection_id)
-    if layer is None or collection_id not in snapshot().layers:
-        raise not_found(f"collection {collection_id!r} not found")
-    if layer.kind != "vector":
-        raise HTTPError(400, "InvalidParameterValue",
-                        f"collection: {collection_id!r} is a raster layer; its tiles are at /rasters/{collection_id}/tiles")
-    return layer
+    return guard.layer_for(collection_id, "tiles", kind="vector")
 
 
 def tile_or_404(tms: morecantile.TileMatrixSet, z: int, y: int, x: int) -> morecantile.Tile:
@@ -69,7 +65,7 @@ async def _tile_response(request: Request, name: str, layers: list[Layer], tms: 
         return data, token, "miss"
     data, token, state = await run_in_threadpool(fetch)
     etag = f'W/"{name}-{tms.id}-{tile.z}-{tile.x}-{tile.y}-{token}"'
-    headers = {"ETag": etag, "Cache-Control": "public, no-cache", "X-Tile-Cache": state}
+    headers = {"ETag": etag, "Cache-Control": guard.cache_control(ids), "X-Tile-Cache": state}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     if not data:
@@ -89,8 +85,9 @@ async def collection_tile(request: Request) -> Response:
 
 
 def basemap_layers(tms: morecantile.TileMatrixSet | None = None, z: int | None = None) -> list[Layer]:
-    catalog, live = get_catalog(), snapshot().layers
-    layers = [catalog.layers[i] for i in BASEMAP if i in catalog.layers and i in live]
+    """The base map's layers that are live and that the caller may read."""
+    catalog, live, visible = get_catalog(), snapshot().layers, guard.visible_layers()
+    layers = [catalog.layers[i] for i in BASEMAP if i in catalog.layers and i in live and i in visible]
     if z is None:
         return layers
     return [layer for layer in layers if zoom_range(layer.zooms, tms)[0] <= z <= zoom_range(layer.zooms, tms)[1]]
@@ -103,7 +100,10 @@ async def basemap_tile(request: Request) -> Response:
     layers = basemap_layers(tms, tile.z)
     if not layers:
         return Response(status_code=204)
-    return await _tile_response(request, "basemap", layers, tms, tile)
+    # one cache entry per set of member layers, so no caller is handed layers they may not read
+    members = ",".join(layer.id for layer in layers)
+    name = "basemap-" + hashlib.sha256(members.encode()).hexdigest()[:12]
+    return await _tile_response(request, name, layers, tms, tile)
 
 
 def _links_for(request: Request, prefix: str, tms: morecantile.TileMatrixSet, f: str = "mvt") -> list[dict]:

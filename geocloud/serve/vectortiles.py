@@ -9,7 +9,7 @@ import morecantile
 from psycopg import sql
 
 from geocloud.catalog import Layer
-from geocloud.serve.pool import get_pool
+from geocloud.db.pool import get_pool
 from geocloud.serve.provider import column
 from geocloud.serve.tms import srid
 

@@ -11,7 +11,9 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from geocloud.catalog import get_catalog
 from geocloud.config import get_settings
+from geocloud.serve import guard
 from geocloud.serve.http import base_url, not_found
 
 STATIC = Path(__file__).parent / "static"
@@ -31,25 +33,42 @@ def _fill(value, base: str):
     return value
 
 
-async def style(request: Request) -> Response:
-    name = request.path_params["name"]
-    path = styles_dir() / f"{name}.json"
+def _check(name: str, suffix: str) -> Path:
+    """A style file the caller may see: a layer's style is guarded like the layer itself."""
+    path = styles_dir() / f"{name}{suffix}"
+    if name in get_catalog().layers:
+        guard.layer_for(name, "styles")
     if not name.replace("_", "").isalnum() or not path.is_file():
         raise not_found(f"style {name!r} not found; see /styles")
-    return JSONResponse(_fill(json.loads(path.read_text(encoding="utf-8")), base_url(request)))
+    return path
+
+
+def _visible_only(style: dict) -> dict:
+    """Drop the parts of a multi-layer style that name layers the caller may not read."""
+    visible, catalog = guard.visible_layers(), get_catalog().layers
+    style["layers"] = [x for x in style["layers"] if x.get("source-layer") not in catalog
+                       or x["source-layer"] in visible]
+    for name in list(style.get("sources", {})):
+        if name in catalog and name not in visible:
+            del style["sources"][name]
+            style["layers"] = [x for x in style["layers"] if x.get("source") != name]
+    return style
+
+
+async def style(request: Request) -> Response:
+    path = _check(request.path_params["name"], ".json")
+    body = _visible_only(_fill(json.loads(path.read_text(encoding="utf-8")), base_url(request)))
+    return JSONResponse(body, headers={"Cache-Control": "private, no-cache"})
 
 
 async def qml(request: Request) -> Response:
     name = request.path_params["name"]
-    path = styles_dir() / f"{name}.qml"
-    if not name.replace("_", "").isalnum() or not path.is_file():
-        raise not_found(f"QGIS style {name!r} not found; see /styles")
-    return FileResponse(path, media_type="application/xml", filename=f"{name}.qml")
+    return FileResponse(_check(name, ".qml"), media_type="application/xml", filename=f"{name}.qml")
 
 
 async def styles(request: Request) -> JSONResponse:
-    base = base_url(request)
-    names = sorted(p.stem for p in styles_dir().glob("*.json"))
+    base, catalog, visible = base_url(request), get_catalog().layers, guard.visible_layers()
+    names = sorted(p.stem for p in styles_dir().glob("*.json") if p.stem not in catalog or p.stem in visible)
     return JSONResponse({"styles": [
         {"id": n, "links": [{"rel": "stylesheet", "type": "application/vnd.mapbox.style+json",
                              "href": f"{base}/styles/{n}.json"}]

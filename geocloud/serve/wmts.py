@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from geocloud.catalog import get_catalog
+from geocloud.serve import guard
 from geocloud.serve.http import base_url
 from geocloud.serve.state import snapshot
 from geocloud.serve.tms import SERVED
@@ -34,10 +35,10 @@ def _matrix_set(tms) -> str:
 
 async def capabilities(request: Request) -> Response:
     base = base_url(request)
-    catalog, live = get_catalog(), snapshot().layers
+    catalog, live, visible = get_catalog(), snapshot().layers, guard.visible_layers()
     layers = []
     for layer in catalog.layers.values():
-        if layer.kind != "raster" or layer.id not in live:
+        if layer.kind != "raster" or layer.id not in live or layer.id not in visible:
             continue
         box = live[layer.id].extent or (120.45, 23.99, 121.46, 24.45)
         formats = "".join(f"<Format>{m}</Format>" for m in FORMATS.values())
@@ -58,7 +59,8 @@ async def capabilities(request: Request) -> Response:
 <Contents>{"".join(layers)}{"".join(_matrix_set(t) for t in SERVED.values())}</Contents>
 <ServiceMetadataURL xlink:href="{escape(base)}/wmts/1.0.0/WMTSCapabilities.xml"/>
 </Capabilities>"""
-    return Response(xml, media_type="application/xml")
+    return Response(xml, media_type="application/xml",
+                    headers={"Cache-Control": guard.cache_control(visible & {x.id for x in catalog.layers.values()})})
 
 
 routes = [Route("/wmts/1.0.0/WMTSCapabilities.xml", capabilities, methods=["GET"])]

@@ -1,0 +1,74 @@
+"""The audit trail: reads of non-public layers and changes to keys and agencies.
+
+Reads are queued in memory and written by a background thread in batches (write-behind), so a
+request never waits for the audit insert; administrative actions are written at once.
+"""
+
+import atexit
+import logging
+import queue
+import threading
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from geocloud.db.pool import get_pool
+
+_queue: "queue.Queue[tuple]" = queue.Queue(maxsize=100_000)
+_thread: threading.Thread | None = None
+_lock = threading.Lock()
+
+
+def record(conn: psycopg.Connection, action: str, principal: str | None, agency: str | None,
+           layer: str | None = None, surface: str | None = None, detail: dict | None = None) -> None:
+    conn.execute("INSERT INTO geocloud.audit (action, principal, agency, layer, surface, detail) "
+                 "VALUES (%s, %s, %s, %s, %s, %s)", (action, principal, agency, layer, surface, Jsonb(detail or {})))
+
+
+def enqueue(principal: str | None, agency: str | None, layer: str, surface: str, detail: dict) -> None:
+    """Queue a read for the writer thread; never blocks a request (a full queue drops, and says so)."""
+    _start()
+    try:
+        _queue.put_nowait((principal, agency, layer, surface, detail))
+    except queue.Full:
+        logging.getLogger("geocloud.audit").error("audit queue full: a read of %s was not recorded", layer)
+
+
+def _start() -> None:
+    global _thread
+    if _thread is None:
+        with _lock:
+            if _thread is None:
+                _thread = threading.Thread(target=_writer, name="geocloud-audit", daemon=True)
+                _thread.start()
+
+
+def _writer() -> None:
+    while True:
+        batch = [_queue.get()]
+        while len(batch) < 500:
+            try:
+                batch.append(_queue.get(timeout=0.2))
+            except queue.Empty:
+                break
+        try:
+            with get_pool().connection() as conn:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO geocloud.audit (action, principal, agency, layer, surface, detail) "
+                        "VALUES ('read', %s, %s, %s, %s, %s)",
+                        [(p, a, layer, s, Jsonb(d)) for p, a, layer, s, d in batch])
+        finally:
+            for _ in batch:
+                _queue.task_done()
+
+
+def flush(timeout: float = 5.0) -> None:
+    """Wait until queued reads are written (used at shutdown)."""
+    if _thread is not None:
+        done = threading.Event()
+        threading.Thread(target=lambda: (_queue.join(), done.set()), daemon=True).start()
+        done.wait(timeout)
+
+
+atexit.register(flush)

@@ -1,0 +1,41 @@
+"""``POST /auth/token``: a short-lived signed token for tile URLs in web pages."""
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from geocloud.access import tokens
+from geocloud.db.pool import get_pool
+from geocloud.serve import guard
+from geocloud.serve.http import bad_parameter
+
+
+async def issue_token(request: Request) -> JSONResponse:
+    principal = guard.current.get()
+    if principal.anonymous:
+        raise guard.unauthorized("authenticate with an API key to get a token")
+    q = request.query_params
+    try:
+        seconds = int(q.get("expires_in", "3600"))
+    except ValueError:
+        raise bad_parameter("expires_in", f"must be a number of seconds, got {q['expires_in']!r}") from None
+    if not 60 <= seconds <= tokens.MAX_SECONDS:
+        raise bad_parameter("expires_in", f"must be between 60 and {tokens.MAX_SECONDS} seconds")
+    layers = principal.layers
+    if q.get("layers"):
+        wanted = frozenset(x.strip() for x in q["layers"].split(",") if x.strip())
+        allowed = guard.visible_layers()
+        if not wanted <= allowed:
+            raise bad_parameter("layers", "a token can only narrow the caller's own access")
+        layers = wanted
+
+    def make():
+        with get_pool().connection() as conn:
+            return tokens.issue(conn, principal, layers, seconds)
+    token, expires = await run_in_threadpool(make)
+    return JSONResponse({"token": token, "expires": expires, "use": "append ?token=<token> to tile URLs"},
+                        headers={"Cache-Control": "no-store"})
+
+
+routes = [Route("/auth/token", issue_token, methods=["POST"])]

@@ -1,0 +1,145 @@
+"""The one choke point between a request and a layer: who is asking, and may they read it.
+
+``AuthMiddleware`` resolves the caller from the request (``Authorization: Bearer`` key or token,
+``X-API-Key``, HTTP Basic with the key as password, or ``token=`` / ``api_key=`` in the query) and
+refuses bad credentials with 401 before any route runs. Routes then call ``layer_for`` (one
+layer) or ``visible_layers`` (lists); both use ``geocloud.access.policy``. A caller who may not
+read a layer gets the same answer as for a layer that does not exist: 404 when authenticated,
+401 with ``WWW-Authenticate`` when anonymous (so QGIS asks for credentials). Reads of non-public
+layers are audited after the response, with the bytes sent.
+"""
+
+import base64
+import contextvars
+import json
+import time
+from urllib.parse import parse_qs
+
+from starlette.concurrency import run_in_threadpool
+
+from geocloud.access import ANONYMOUS, Principal, audit, keys, tokens, visible
+from geocloud.access.policy import can_read
+from geocloud.catalog import Layer, get_catalog
+from geocloud.db.pool import get_pool
+from geocloud.serve.http import HTTPError
+from geocloud.serve.state import snapshot
+
+CHALLENGE = 'Basic realm="geocloud", charset="UTF-8", Bearer realm="geocloud"'
+MAX_CREDENTIAL = 4096
+current: contextvars.ContextVar[Principal] = contextvars.ContextVar("geocloud_principal", default=ANONYMOUS)
+_reads: contextvars.ContextVar[list | None] = contextvars.ContextVar("geocloud_audited_reads", default=None)
+
+
+def unauthorized(reason: str) -> HTTPError:
+    return HTTPError(401, "Unauthorized", reason, {"WWW-Authenticate": CHALLENGE})
+
+
+def _presented(scope) -> list[str]:
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    found = []
+    auth = headers.get("authorization")
+    if auth is not None:
+        scheme, _, value = auth.strip().partition(" ")
+        if scheme.lower() == "bearer" and value:
+            found.append(value.strip())
+        elif scheme.lower() == "basic" and value:
+            try:
+                _, _, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+            except (ValueError, UnicodeDecodeError):
+                password = ""
+            found.append(password)
+        else:
+            found.append("")  # an Authorization header we cannot read is a bad credential, not none
+    if "x-api-key" in headers:
+        found.append(headers["x-api-key"].strip())
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    for name in ("token", "api_key"):
+        found.extend(query.get(name, []))
+    return found
+
+
+def resolve(scope) -> Principal:
+    presented = _presented(scope)
+    if not presented:
+        return ANONYMOUS
+    principal = None
+    with get_pool().connection() as conn:
+        for credential in presented:
+            if not credential or len(credential) > MAX_CREDENTIAL:
+                raise unauthorized("the credentials are malformed")
+            found = tokens.verify(conn, credential) if credential.startswith(tokens.PREFIX) else keys.verify(conn, credential)
+            if found is None:
+                raise unauthorized("the API key or token is invalid, expired or revoked")
+            principal = principal or found
+    return principal
+
+
+def visible_layers() -> frozenset[str]:
+    return visible(current.get(), get_catalog())
+
+
+def layer_for(layer_id: str, surface: str, *, kind: str | None = None, detail: dict | None = None) -> Layer:
+    """The catalog layer ``layer_id`` if it is live and the caller may read it; else 401/404."""
+    layer = get_catalog().layers.get(layer_id)
+    principal = current.get()
+    if layer is None or layer_id not in snapshot().layers or not can_read(principal, layer):
+        if principal.anonymous:
+            raise unauthorized(f"{layer_id!r} is not public or does not exist; authenticate to see more")
+        raise HTTPError(404, "NotFound", f"collection {layer_id!r} not found")
+    if kind is not None and layer.kind != kind:
+        where = f"/rasters/{layer_id}" if layer.kind == "raster" else f"/collections/{layer_id}"
+        raise HTTPError(400, "InvalidParameterValue", f"layer: {layer_id!r} is a {layer.kind} layer; see {where}")
+    if not layer.is_public:
+        reads = _reads.get()
+        if reads is not None:
+            reads.append((layer_id, surface, detail or {}))
+    return layer
+
+
+def cache_control(layers) -> str:
+    """Public layers may sit in shared caches; anything else only in the caller's own."""
+    catalog = get_catalog()
+    public = all(catalog.layers[i].is_public for i in layers if i in catalog.layers)
+    return "public, no-cache" if public else "private, no-cache"
+
+
+class AuthMiddleware:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        try:
+            principal = await run_in_threadpool(resolve, scope)
+        except HTTPError as exc:
+            body = json.dumps({"code": exc.code, "description": exc.description}).encode()
+            headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")] + \
+                [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+            await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        token = current.set(principal)
+        reads: list = []
+        reads_token = _reads.set(reads)
+        sent = 0
+        status = 0
+        started = time.monotonic()
+
+        async def counting_send(message):
+            nonlocal sent, status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            current.reset(token)
+            _reads.reset(reads_token)
+            for layer_id, surface, detail in reads:
+                audit.enqueue(principal.name, principal.agency, layer_id, surface,
+                              {**detail, "path": scope["path"], "query": scope.get("query_string", b"").decode("latin-1"),
+                               "status": status, "bytes": sent, "key": principal.id,
+                               "ms": round((time.monotonic() - started) * 1000, 1)})

@@ -117,7 +117,7 @@ def needs_shared(*parts: str) -> Path:
 
 
 MANIFEST_PIPELINES = ["districts", "roads", "buildings", "addresses", "zoning", "landmarks", "topo", "satellite",
-                      "topo-sheets"]
+                      "topo-sheets", "inspection-sites", "road-works"]
 
 
 def source_of(city: Path, pipeline: str) -> Path:
@@ -150,8 +150,8 @@ def free_port() -> int:
 class Served:
     """A real geocloud server (uvicorn, in a subprocess) over a database of its own."""
 
-    def __init__(self, url: str, db_url: str, data_dir: Path, city: Path, proc):
-        self.url, self.db_url, self.data_dir, self.city, self.proc = url, db_url, data_dir, city, proc
+    def __init__(self, url: str, db_url: str, data_dir: Path, city: Path, proc, keys: dict):
+        self.url, self.db_url, self.data_dir, self.city, self.proc, self.keys = url, db_url, data_dir, city, proc, keys
 
     def get(self, path: str, **kwargs):
         import httpx
@@ -183,6 +183,7 @@ def served(template_db, tmp_path_factory):
     try:
         for pipeline in MANIFEST_PIPELINES:
             run_pipeline(pipeline, source_of(city_dir, pipeline))
+        keys = make_keys(db_url)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -206,8 +207,31 @@ def served(template_db, tmp_path_factory):
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"server did not start: {(data_dir / 'server.log').read_text()[-3000:]}")
         time.sleep(0.2)
-    yield Served(url, db_url, data_dir, city_dir, proc)
+    yield Served(url, db_url, data_dir, city_dir, proc, keys)
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
     _drop(name)
+
+
+def make_keys(db_url: str) -> dict:
+    """The principals of the access tests, as API keys."""
+    from datetime import datetime, timedelta, timezone
+
+    from geocloud.access import keys as api_keys
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for a in get_catalog().agencies.values():
+            conn.execute("INSERT INTO geocloud.agencies (code, name_zh, name_en, city_agency) VALUES (%s, %s, %s, %s) "
+                         "ON CONFLICT DO NOTHING", (a.code, a.name.zh_TW, a.name.en, a.city_agency))
+        out = {
+            "fire": api_keys.create(conn, "TCG-FIRE", "inspector-1", "inspector", None, None),
+            "udb": api_keys.create(conn, "TCG-UDB", "planner-1", "analyst", None, None),
+            "external": api_keys.create(conn, "MOI-LAND", "nlsc-1", "analyst", None, None),
+            "expired": api_keys.create(conn, "TCG-FIRE", "old-1", "inspector", None,
+                                       datetime.now(timezone.utc) - timedelta(days=1)),
+            "revoked": api_keys.create(conn, "TCG-FIRE", "gone-1", "inspector", None, None),
+            "scoped": api_keys.create(conn, "TCG-FIRE", "roads-only", "inspector", ["roads"], None),
+        }
+        api_keys.revoke(conn, api_keys.KEY.match(out["revoked"]).group(1))
+    return out

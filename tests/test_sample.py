@@ -27,7 +27,8 @@ def test_same_seed_same_city(tmp_path, city):
 def test_manifest_names_every_pipeline_source(city):
     manifest = json.loads((city / "manifest.json").read_text(encoding="utf-8"))
     assert set(manifest["pipelines"]) == {"addresses", "roads", "buildings", "zoning", "landmarks", "districts",
-                                          "topo", "satellite", "topo-sheets"}
+                                          "topo", "satellite", "topo-sheets",
+                                          "inspection-sites", "road-works"}
     for rel in manifest["pipelines"].values():
         assert (city / rel).exists(), rel
     assert manifest["counts"]["buildings"] == 2000

@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from geocloud.cli import db, demo, etl, geocode, layers, sample, serve, tiles
+from geocloud.cli import access, db, demo, etl, geocode, layers, sample, serve, tiles
 from geocloud.cli.output import err_console
 from geocloud.errors import GeocloudError
 
@@ -25,6 +25,9 @@ app.add_typer(db.app, name="db")
 app.add_typer(sample.app, name="sample")
 app.add_typer(etl.app, name="etl")
 app.add_typer(tiles.app, name="tiles")
+app.add_typer(access.agencies, name="agencies")
+app.add_typer(access.keys, name="keys")
+app.command(name="audit")(access.audit)
 app.command(name="demo")(demo.demo)
 app.command(name="serve")(serve.serve)
 app.command(name="geocode")(geocode.geocode_csv)

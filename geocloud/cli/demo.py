@@ -12,7 +12,8 @@ from geocloud.config import get_settings
 from geocloud.etl import run_pipeline
 from geocloud.sample import generate
 
-PIPELINES = ["districts", "roads", "buildings", "addresses", "zoning", "landmarks", "topo", "satellite", "topo-sheets"]
+PIPELINES = ["districts", "roads", "buildings", "addresses", "zoning", "landmarks", "topo", "satellite", "topo-sheets",
+             "inspection-sites", "road-works"]
 
 
 def demo(

@@ -22,7 +22,8 @@ def generate(folder: Path, scale: float = 1.0, seed: int = 7, progress=lambda st
     n_buildings = max(int(vectors.BUILDINGS_PER_SCALE * scale), 10)
     folder.mkdir(parents=True, exist_ok=True)
     sub = {name: folder / name for name in
-           ("addresses", "roads", "buildings", "districts", "zoning", "landmarks", "topo", "satellite", "topo-sheets")}
+           ("addresses", "roads", "buildings", "districts", "zoning", "landmarks", "topo", "satellite", "topo-sheets",
+            "inspection-sites", "road-works")}
     for path in sub.values():
         if path.exists():
             shutil.rmtree(path)
@@ -43,6 +44,10 @@ def generate(folder: Path, scale: float = 1.0, seed: int = 7, progress=lambda st
     counts["landmarks"] = vectors.landmarks(sub["landmarks"] / "landmarks.csv", city, extra=int(40 * scale ** 0.5))
     progress("topo")
     counts["topo"] = vectors.topo(sub["topo"] / "topo-1000.gpkg", city)
+    progress("restricted and internal layers")
+    counts["inspection-sites"] = vectors.inspection_sites(sub["inspection-sites"] / "inspection-sites.csv", city,
+                                                           max(20, int(60 * scale ** 0.5)))
+    counts["road-works"] = vectors.road_works(sub["road-works"] / "road-works.csv", city, max(10, int(30 * scale ** 0.5)))
     progress("rasters")
     rasters.satellite(sub["satellite"] / "satellite.tif", city)
     rasters.scanned_sheets(sub["topo-sheets"], city)
@@ -61,6 +66,8 @@ def generate(folder: Path, scale: float = 1.0, seed: int = 7, progress=lambda st
             "topo": "topo/topo-1000.gpkg",
             "satellite": "satellite/satellite.tif",
             "topo-sheets": "topo-sheets",
+            "inspection-sites": "inspection-sites/inspection-sites.csv",
+            "road-works": "road-works/road-works.csv",
         },
         "counts": counts,
     }

@@ -287,3 +287,36 @@ def _write_topo(path, layer, ids, codes, elevs, names, sheets, geoms, gtype, tex
     table = pa.table({**cols, "geometry": _wkb(np.asarray(geoms, dtype=object))})
     write_arrow(table, path, layer=layer, driver="GPKG", geometry_type=gtype, crs="EPSG:3826",
                 geometry_name="geometry", append=path.exists())
+
+
+def inspection_sites(path: Path, city: City, count: int) -> int:
+    """Premises under public-safety inspection (a restricted layer): CSV with TWD97 X/Y."""
+    rng = np.random.default_rng(city.seed + 71)
+    kinds = ["KTV", "旅館", "醫院", "百貨公司", "補習班", "餐廳", "網咖", "護理之家"]
+    results = ["合格", "限期改善", "不合格"]
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        out = csv.writer(fh, lineterminator="\r\n")
+        out.writerow(["編號", "場所名稱", "類別", "地址", "稽查日期", "結果", "X", "Y"])
+        for i in range(count):
+            x, y = CITY_HALL[0] + rng.normal(0, 2500), CITY_HALL[1] + rng.normal(0, 2500)
+            d = DISTRICTS[int(city.district_of(np.array([x]), np.array([y]))[0])]
+            kind = kinds[i % len(kinds)]
+            out.writerow([f"PS{i + 1:05d}", f"{d[1].removesuffix('區')}{kind}{i + 1}", kind, f"臺中市{d[1]}",
+                          f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}", results[int(rng.integers(0, 3))],
+                          f"{x:.2f}", f"{y:.2f}"])
+    return count
+
+
+def road_works(path: Path, city: City, count: int) -> int:
+    """Road works permits (an internal layer): CSV with TWD97 X/Y on the road grid."""
+    rng = np.random.default_rng(city.seed + 81)
+    contractors = ["中興營造", "大都會工程", "臺中水電", "中華電信", "欣林天然氣"]
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        out = csv.writer(fh, lineterminator="\r\n")
+        out.writerow(["許可編號", "道路", "施工單位", "開工日", "完工日", "X", "Y"])
+        for i in range(count):
+            road = city.roads[int(rng.integers(0, len(city.roads)))]
+            px, py = road.point(np.array([rng.uniform(2_000, road.length - 2_000)]), np.array([0.0]))
+            out.writerow([f"RW{i + 1:05d}", road.name, contractors[i % len(contractors)],
+                          f"2026-{1 + i % 12:02d}-01", f"2026-{1 + i % 12:02d}-28", f"{px[0]:.2f}", f"{py[0]:.2f}"])
+    return count

@@ -1,0 +1,139 @@
+"""``geocloud agencies``, ``geocloud keys`` and ``geocloud audit``: principals, keys and the trail."""
+
+from datetime import datetime, timedelta, timezone
+
+import typer
+from rich.table import Table
+
+from geocloud import db
+from geocloud.access import audit as audit_log
+from geocloud.access import keys as api_keys
+from geocloud.catalog import get_catalog
+from geocloud.cli.output import console, print_json
+from geocloud.errors import ConfigError
+from geocloud.etl.runs import operator
+
+agencies = typer.Typer(help="Agencies whose principals hold API keys.", no_args_is_help=True)
+keys = typer.Typer(help="API keys: create, list, revoke, rotate.", no_args_is_help=True)
+
+
+@agencies.command("add")
+def agencies_add(code: str = typer.Argument(...), name_zh: str = typer.Option(..., "--name-zh"),
+                 name_en: str = typer.Option(..., "--name-en"),
+                 external: bool = typer.Option(False, "--external", help="Not a city agency (no internal layers)")):
+    """Add (or update) an agency."""
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO geocloud.agencies (code, name_zh, name_en, city_agency) VALUES (%s, %s, %s, %s) "
+                     "ON CONFLICT (code) DO UPDATE SET name_zh = excluded.name_zh, name_en = excluded.name_en, "
+                     "city_agency = excluded.city_agency, deleted_at = NULL", (code, name_zh, name_en, not external))
+        audit_log.record(conn, "agency-added", operator(), code, detail={"name": name_zh})
+    console.print(f"agency {code} saved")
+
+
+@agencies.command("sync")
+def agencies_sync():
+    """Add every agency of agencies.yml (the registry layer grants name) to the database."""
+    with db.transaction() as conn:
+        for a in get_catalog().agencies.values():
+            conn.execute("INSERT INTO geocloud.agencies (code, name_zh, name_en, city_agency) VALUES (%s, %s, %s, %s) "
+                         "ON CONFLICT (code) DO UPDATE SET name_zh = excluded.name_zh, name_en = excluded.name_en, "
+                         "city_agency = excluded.city_agency", (a.code, a.name.zh_TW, a.name.en, a.city_agency))
+    console.print(f"{len(get_catalog().agencies)} agencies in the database")
+
+
+@agencies.command("list")
+def agencies_list():
+    """List agencies."""
+    table = Table(title="agencies")
+    for col in ("code", "名稱", "name", "city agency", "deleted"):
+        table.add_column(col)
+    with db.connect() as conn:
+        for row in conn.execute("SELECT code, name_zh, name_en, city_agency, deleted_at FROM geocloud.agencies ORDER BY code"):
+            table.add_row(row[0], row[1], row[2], "yes" if row[3] else "no", str(row[4] or ""))
+    console.print(table)
+
+
+@keys.command("create")
+def keys_create(agency: str = typer.Option(..., "--agency"), role: str = typer.Option(..., "--role"),
+                principal: str = typer.Option(None, "--principal", help="The person or service (default: agency/role)"),
+                layers: str = typer.Option(None, "--layers", help="Comma-separated layer ids the key is limited to"),
+                expires: str = typer.Option(None, "--expires", help="e.g. 90d, 12h or 2027-06-30")):
+    """Create a key. The secret is printed once, on the last line; only a slow hash is stored."""
+    scope = [x.strip() for x in layers.split(",")] if layers else None
+    if scope:
+        unknown = [x for x in scope if x not in get_catalog().layers]
+        if unknown:
+            raise ConfigError(f"unknown layer(s) {', '.join(unknown)}", where="--layers",
+                              fix="see `geocloud layers list`")
+    with db.transaction() as conn:
+        key = api_keys.create(conn, agency, principal or f"{agency}/{role}", role, scope, api_keys.parse_expiry(expires))
+        key_id = api_keys.KEY.match(key).group(1)
+        audit_log.record(conn, "key-created", operator(), agency, detail={"key": key_id, "role": role, "layers": scope})
+    console.print(f"key {key_id} for {agency} ({role}) created; keep the secret below, it is not shown again:")
+    print(key)
+
+
+@keys.command("list")
+def keys_list(as_json: bool = typer.Option(False, "--json")):
+    """List keys (never their secrets)."""
+    with db.connect() as conn:
+        rows = api_keys.listing(conn)
+    cols = ("id", "agency", "principal", "role", "layers", "created", "expires", "revoked", "rotated_to", "grace_until")
+    if as_json:
+        print_json([dict(zip(cols, r)) for r in rows])
+        return
+    table = Table(title="API keys")
+    for col in cols:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*[(",".join(v) if isinstance(v, list) else str(v or "")) for v in r])
+    console.print(table)
+
+
+@keys.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(...)):
+    """Revoke a key at once (workers that had just verified it accept it for at most 30 s more)."""
+    with db.transaction() as conn:
+        api_keys.revoke(conn, key_id)
+        audit_log.record(conn, "key-revoked", operator(), None, detail={"key": key_id})
+    console.print(f"key {key_id} revoked")
+
+
+@keys.command("rotate")
+def keys_rotate(key_id: str = typer.Argument(...),
+                grace: str = typer.Option("24h", "--grace", help="How long the old key stays valid")):
+    """Replace a key; the old one keeps working for the grace period. Prints the new secret last."""
+    until = api_keys.parse_expiry(grace)
+    with db.transaction() as conn:
+        new = api_keys.rotate(conn, key_id, until - datetime.now(timezone.utc) if until else timedelta(0))
+        audit_log.record(conn, "key-rotated", operator(), None, detail={"key": key_id, "new": api_keys.KEY.match(new).group(1)})
+    console.print(f"key {key_id} rotated; the old key works until {until:%Y-%m-%d %H:%M %Z}. New secret:")
+    print(new)
+
+
+def audit(layer: str = typer.Option(None, "--layer"), agency: str = typer.Option(None, "--agency"),
+          since: str = typer.Option(None, "--since", help="ISO date or time, or e.g. 7d"),
+          limit: int = typer.Option(200, "--limit"), as_json: bool = typer.Option(False, "--json")):
+    """Print the audit trail: reads of non-public layers, key and agency changes."""
+    start = None
+    if since:
+        start = api_keys.parse_expiry(since)
+        if since[-1] in "dh":  # a duration counts back from now
+            start = datetime.now(timezone.utc) - (start - datetime.now(timezone.utc))
+    with db.connect() as conn:
+        rows = conn.execute(
+            "SELECT at, action, principal, agency, layer, surface, detail FROM geocloud.audit "
+            "WHERE (%(l)s::text IS NULL OR layer = %(l)s) AND (%(a)s::text IS NULL OR agency = %(a)s) "
+            "AND (%(s)s::timestamptz IS NULL OR at >= %(s)s) ORDER BY id DESC LIMIT %(n)s",
+            {"l": layer, "a": agency, "s": start, "n": limit}).fetchall()
+    if as_json:
+        print_json([dict(zip(("at", "action", "principal", "agency", "layer", "surface", "detail"), r)) for r in rows])
+        return
+    table = Table(title="audit")
+    for col in ("at", "action", "principal", "agency", "layer", "surface", "bytes", "query"):
+        table.add_column(col)
+    for at, action, who, ag, lay, surface, detail in rows:
+        table.add_row(f"{at:%Y-%m-%d %H:%M:%S}", action, who or "", ag or "", lay or "", surface or "",
+                      str(detail.get("bytes", "")), (detail.get("query") or "")[:60])
+    console.print(table)
+

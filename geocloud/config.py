@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     project_dir: Path = Field(default_factory=_default_project_dir)
     data_dir: Path | None = Field(default=None, description="Shared data directory (COGs, tile cache)")
     operator: str | None = Field(default=None, description="Who runs ETL commands; defaults to $USER")
+    oidc_issuer: str | None = Field(default=None, description="OpenID Connect issuer of accepted bearer JWTs")
+    oidc_audience: str | None = Field(default="geocloud", description="Audience the JWTs must name")
+    oidc_jwks: str | None = Field(default=None, description="JWKS file or URL with the issuer's public keys")
+    oidc_agency_claim: str = "agency"
+    oidc_roles_claim: str = "roles"
 
     @property
     def layers_dir(self) -> Path:

@@ -193,9 +193,10 @@ def served(template_db, tmp_path_factory):
         get_settings.cache_clear()
         get_catalog.cache_clear()
     port = free_port()
+    sso = SSO(data_dir)
     log = (data_dir / "server.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "geocloud", "serve", "--port", str(port)],
-                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log)
+                            env={**os.environ, **env, **sso.env}, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -207,7 +208,9 @@ def served(template_db, tmp_path_factory):
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"server did not start: {(data_dir / 'server.log').read_text()[-3000:]}")
         time.sleep(0.2)
-    yield Served(url, db_url, data_dir, city_dir, proc, keys)
+    served = Served(url, db_url, data_dir, city_dir, proc, keys)
+    served.sso = sso
+    yield served
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
@@ -235,3 +238,34 @@ def make_keys(db_url: str) -> dict:
         }
         api_keys.revoke(conn, api_keys.KEY.match(out["revoked"]).group(1))
     return out
+
+
+class SSO:
+    """A stand-in single sign-on: an RSA key pair made here, its JWKS file, and signed JWTs."""
+
+    ISSUER = "https://sso.taichung.test"
+
+    def __init__(self, folder: Path):
+        import json
+
+        import jwt
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
+        jwk.update(kid="test-1", use="sig", alg="RS256")
+        path = folder / "jwks.json"
+        path.write_text(json.dumps({"keys": [jwk]}), encoding="utf-8")
+        self.env = {"GEOCLOUD_OIDC_ISSUER": self.ISSUER, "GEOCLOUD_OIDC_AUDIENCE": "geocloud",
+                    "GEOCLOUD_OIDC_JWKS": str(path)}
+
+    def token(self, agency="TCG-FIRE", roles=("inspector",), skew=0, forged=False) -> str:
+        import time
+
+        import jwt
+
+        now = int(time.time()) + skew
+        claims = {"iss": self.ISSUER, "aud": "geocloud", "sub": "u-42", "name": "稽查員王小明", "agency": agency,
+                  "roles": list(roles), "iat": now, "exp": now + 600}
+        return jwt.encode(claims, self.other if forged else self.key, algorithm="RS256", headers={"kid": "test-1"})

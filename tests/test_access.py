@@ -69,6 +69,9 @@ def callers(served) -> dict[str, dict]:
         "malformed header": {"headers": {"Authorization": "Bearer"}},
         "scoped key outside its scope": {"headers": {"Authorization": f"Bearer {served.keys['scoped']}"}},
         "basic auth (QGIS)": {"headers": {"Authorization": "Basic " + base64.b64encode(f"qgis:{fire}".encode()).decode()}},
+        "valid JWT (fire inspector)": {"headers": {"Authorization": f"Bearer {served.sso.token()}"}},
+        "JWT with bad signature": {"headers": {"Authorization": f"Bearer {served.sso.token(forged=True)}"}},
+        "JWT from a skewed clock": {"headers": {"Authorization": f"Bearer {served.sso.token(skew=-3600)}"}},
     }
 
 
@@ -76,8 +79,9 @@ CAN_READ = {
     "anonymous": {"public"}, "agency A (fire inspector)": {"public", "internal", "restricted"},
     "agency B (urban development)": {"public", "internal"}, "external agency": {"public"},
     "scoped key outside its scope": {"public"}, "basic auth (QGIS)": {"public", "internal", "restricted"},
+    "valid JWT (fire inspector)": {"public", "internal", "restricted"},
 }
-INVALID = {"expired", "revoked", "wrong secret", "malformed header"}
+INVALID = {"expired", "revoked", "wrong secret", "malformed header", "JWT with bad signature", "JWT from a skewed clock"}
 
 
 def test_every_route_every_caller_every_layer(served):
@@ -218,3 +222,15 @@ def test_mvt_of_restricted_layer_has_its_features_for_the_inspectors(served):
 def test_geocoding_follows_the_address_layer(served, who):
     headers = {} if who == "anonymous" else {"X-API-Key": served.keys["udb"]}
     assert served.get("/geocode", params={"address": "臺中市西屯區臺灣大道三段99號"}, headers=headers).status_code == 200
+
+
+def test_jwt_roles_and_agency_come_from_claims(served):
+    analyst_elsewhere = served.sso.token(agency="TCG-UDB", roles=["analyst"])
+    headers = {"Authorization": f"Bearer {analyst_elsewhere}"}
+    assert served.get("/collections/road_works/items", headers=headers).status_code == 200
+    assert served.get("/collections/inspection_sites/items", headers=headers).status_code == 404
+    unknown_agency = served.sso.token(agency="NOPE")
+    assert served.get("/collections", headers={"Authorization": f"Bearer {unknown_agency}"}).status_code == 401
+    slightly_skewed = served.sso.token(skew=20)  # within the leeway
+    assert served.get("/collections/inspection_sites/items",
+                      headers={"Authorization": f"Bearer {slightly_skewed}"}).status_code == 200

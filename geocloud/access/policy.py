@@ -20,7 +20,7 @@ def can_read(principal: Principal, layer: Layer) -> bool:
         return False
     if level == "internal":
         return principal.city_agency
-    return any(g.agency == principal.agency and (not g.roles or principal.role in g.roles)
+    return any(g.agency == principal.agency and (not g.roles or principal.has_role(g.roles))
                for g in layer.access.grants)
 
 

@@ -5,13 +5,17 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Principal:
-    kind: str                        # anonymous | key | token
+    kind: str                        # anonymous | key | token | jwt
     id: str | None = None            # key id (or the key id a token was issued for)
     name: str | None = None          # the person or service
     agency: str | None = None
     role: str | None = None
     city_agency: bool = False
     layers: frozenset | None = None  # a key or token scoped to some layers; None: no scope
+    roles: frozenset = frozenset()   # every role (a JWT may carry several); ``role`` is one of them
+
+    def has_role(self, roles) -> bool:
+        return bool(self.roles & set(roles)) or self.role in roles
 
     @property
     def anonymous(self) -> bool:

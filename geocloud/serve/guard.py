@@ -1,6 +1,7 @@
 """The one choke point between a request and a layer: who is asking, and may they read it.
 
-``AuthMiddleware`` resolves the caller from the request (``Authorization: Bearer`` key or token,
+``AuthMiddleware`` resolves the caller from the request (``Authorization: Bearer`` key, token or
+OpenID Connect JWT,
 ``X-API-Key``, HTTP Basic with the key as password, or ``token=`` / ``api_key=`` in the query) and
 refuses bad credentials with 401 before any route runs. Routes then call ``layer_for`` (one
 layer) or ``visible_layers`` (lists); both use ``geocloud.access.policy``. A caller who may not
@@ -17,7 +18,7 @@ from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
 
-from geocloud.access import ANONYMOUS, Principal, audit, keys, tokens, visible
+from geocloud.access import ANONYMOUS, Principal, audit, keys, oidc, tokens, visible
 from geocloud.access.policy import can_read
 from geocloud.catalog import Layer, get_catalog
 from geocloud.db.pool import get_pool
@@ -67,7 +68,12 @@ def resolve(scope) -> Principal:
         for credential in presented:
             if not credential or len(credential) > MAX_CREDENTIAL:
                 raise unauthorized("the credentials are malformed")
-            found = tokens.verify(conn, credential) if credential.startswith(tokens.PREFIX) else keys.verify(conn, credential)
+            if credential.startswith(tokens.PREFIX):
+                found = tokens.verify(conn, credential)
+            elif oidc.looks_like_jwt(credential):
+                found = oidc.verify(conn, credential)
+            else:
+                found = keys.verify(conn, credential)
             if found is None:
                 raise unauthorized("the API key or token is invalid, expired or revoked")
             principal = principal or found

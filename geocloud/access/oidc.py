@@ -1,0 +1,66 @@
+"""Optional OpenID Connect: bearer JWTs from the city's single sign-on.
+
+Configured by GEOCLOUD_OIDC_ISSUER, GEOCLOUD_OIDC_AUDIENCE and GEOCLOUD_OIDC_JWKS (a JWKS file or
+URL the administrator names; never one a caller names). The agency comes from the
+GEOCLOUD_OIDC_AGENCY_CLAIM claim (default ``agency``) and the roles from GEOCLOUD_OIDC_ROLES_CLAIM
+(default ``roles``). Tokens are checked for signature, issuer, audience and expiry, with
+LEEWAY seconds for clock skew; anything else is refused.
+"""
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import jwt
+import psycopg
+
+from geocloud.access.principal import Principal
+from geocloud.config import get_settings
+
+LEEWAY = 30
+ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+
+
+def enabled() -> bool:
+    s = get_settings()
+    return bool(s.oidc_issuer and s.oidc_jwks)
+
+
+@lru_cache
+def _keys():
+    source = get_settings().oidc_jwks
+    if source.startswith(("http://", "https://")):
+        return jwt.PyJWKClient(source, cache_keys=True)
+    return jwt.PyJWKSet.from_dict(json.loads(Path(source).read_text(encoding="utf-8")))
+
+
+def looks_like_jwt(credential: str) -> bool:
+    return credential.count(".") == 2 and credential.startswith("eyJ")
+
+
+def verify(conn: psycopg.Connection, token: str) -> Principal | None:
+    if not enabled():
+        return None
+    s = get_settings()
+    try:
+        keys = _keys()
+        if isinstance(keys, jwt.PyJWKClient):
+            key = keys.get_signing_key_from_jwt(token).key
+        else:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = next((k.key for k in keys.keys if kid is None or k.key_id == kid), None)
+            if key is None:
+                return None
+        claims = jwt.decode(token, key, algorithms=ALGORITHMS, audience=s.oidc_audience, issuer=s.oidc_issuer,
+                            leeway=LEEWAY, options={"require": ["exp", "iss", "sub"]})
+    except (jwt.PyJWTError, ValueError, KeyError):
+        return None
+    agency = claims.get(s.oidc_agency_claim)
+    roles = claims.get(s.oidc_roles_claim) or []
+    roles = frozenset([roles] if isinstance(roles, str) else roles)
+    row = conn.execute("SELECT city_agency FROM geocloud.agencies WHERE code = %s AND deleted_at IS NULL",
+                       (agency,)).fetchone() if agency else None
+    if row is None:
+        return None  # an agency geocloud does not know reads nothing beyond public layers: refuse it clearly
+    return Principal("jwt", claims["sub"], claims.get("name") or claims["sub"], agency,
+                     next(iter(sorted(roles)), None), bool(row[0]), None, roles)

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     oidc_issuer: str | None = Field(default=None, description="OpenID Connect issuer of accepted bearer JWTs")
     oidc_audience: str | None = Field(default="geocloud", description="Audience the JWTs must name")
     oidc_jwks: str | None = Field(default=None, description="JWKS file or URL with the issuer's public keys")
+    rate_limit_key: int = Field(default=6000, description="Requests per minute per API key, token or JWT subject")
+    rate_limit_anonymous: int = Field(default=1200, description="Requests per minute per anonymous client address")
     oidc_agency_claim: str = "agency"
     oidc_roles_claim: str = "roles"
 

@@ -6,8 +6,10 @@ layer: no answer may carry a layer the caller may not read, or even its name."""
 
 import base64
 import json
+import os
 import re
 import subprocess
+import sys
 import time
 
 import httpx
@@ -234,3 +236,34 @@ def test_jwt_roles_and_agency_come_from_claims(served):
     slightly_skewed = served.sso.token(skew=20)  # within the leeway
     assert served.get("/collections/inspection_sites/items",
                       headers={"Authorization": f"Bearer {slightly_skewed}"}).status_code == 200
+
+
+def test_rate_limits_answer_429_with_retry_after(served):
+    """A second server on the same database with low limits: counts are shared through PostGIS."""
+    from conftest import free_port
+
+    port = free_port()
+    env = {**os.environ, "GEOCLOUD_DATABASE_URL": served.db_url, "GEOCLOUD_DATA_DIR": str(served.data_dir),
+           "GEOCLOUD_RATE_LIMIT_ANONYMOUS": "15", "GEOCLOUD_RATE_LIMIT_KEY": "25"}
+    proc = subprocess.Popen([sys.executable, "-m", "geocloud", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(base + "/conformance", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        if time.time() % 60 > 45:  # counts are per minute: do the burst within one minute
+            time.sleep(61 - time.time() % 60)
+        statuses = [httpx.get(base + "/conformance").status_code for _ in range(40)]
+        assert statuses.count(200) <= 16 and 429 in statuses
+        limited = httpx.get(base + "/conformance")
+        assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= 60
+        keyed = [httpx.get(base + "/conformance", headers={"X-API-Key": served.keys["udb"]}).status_code
+                 for _ in range(20)]
+        assert keyed.count(200) == 20  # a key has its own, larger allowance
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

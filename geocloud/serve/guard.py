@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
 
-from geocloud.access import ANONYMOUS, Principal, audit, keys, oidc, tokens, visible
+from geocloud.access import ANONYMOUS, Principal, audit, keys, oidc, ratelimit, tokens, visible
 from geocloud.access.policy import can_read
 from geocloud.catalog import Layer, get_catalog
 from geocloud.db.pool import get_pool
@@ -118,6 +118,12 @@ class AuthMiddleware:
             return await self.app(scope, receive, send)
         try:
             principal = await run_in_threadpool(resolve, scope)
+            client = f"{principal.kind}:{principal.id}" if not principal.anonymous else \
+                f"ip:{(scope.get('client') or ('unknown',))[0]}"
+            wait = ratelimit.hit(client)
+            if wait is not None:
+                raise HTTPError(429, "TooManyRequests", f"more than {ratelimit.limit_for(client)} requests a minute; "
+                                                        f"retry in {wait} s", {"Retry-After": str(wait)})
         except HTTPError as exc:
             body = json.dumps({"code": exc.code, "description": exc.description}).encode()
             headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")] + \

@@ -45,3 +45,11 @@ CREATE TABLE geocloud.secrets (
     name   text PRIMARY KEY,
     value  text NOT NULL
 );
+
+-- Request counts per client and minute, shared by every worker (each adds its counts in batches).
+CREATE UNLOGGED TABLE geocloud.rate_counts (
+    client  text NOT NULL,
+    minute  bigint NOT NULL,
+    count   integer NOT NULL,
+    PRIMARY KEY (client, minute)
+);

@@ -1,0 +1,78 @@
+"""Rate limits per API key (or token or JWT subject) and per anonymous client address.
+
+Counts live in PostGIS (``geocloud.rate_counts``, one row per client and minute) so that every
+worker on every machine shares them; each worker adds its own counts in one batched statement
+every FLUSH seconds and learns the totals back, so a request never waits for the database. A
+client over its limit is answered 429 with ``Retry-After`` (seconds to the next minute).
+"""
+
+import threading
+import time
+
+from geocloud.config import get_settings
+from geocloud.db.pool import get_pool
+
+FLUSH = 0.5
+_lock = threading.Lock()
+_pending: dict[tuple[str, int], int] = {}
+_totals: dict[tuple[str, int], int] = {}
+_thread: threading.Thread | None = None
+
+
+def limit_for(client: str) -> int:
+    s = get_settings()
+    return s.rate_limit_anonymous if client.startswith("ip:") else s.rate_limit_key
+
+
+def hit(client: str) -> int | None:
+    """Count one request; return seconds to wait if the client is over its limit, else None."""
+    now = time.time()
+    minute = int(now // 60)
+    key = (client, minute)
+    _start()
+    with _lock:
+        _pending[key] = _pending.get(key, 0) + 1
+        seen = _totals.get(key, 0) + _pending[key]
+    if seen > limit_for(client):
+        return max(1, int(60 - now % 60))
+    return None
+
+
+def _start() -> None:
+    global _thread
+    if _thread is None:
+        with _lock:
+            if _thread is None:
+                _thread = threading.Thread(target=_flusher, name="geocloud-ratelimit", daemon=True)
+                _thread.start()
+
+
+def _flusher() -> None:
+    while True:
+        time.sleep(FLUSH)
+        with _lock:
+            batch = dict(_pending)
+            _pending.clear()
+        if not batch:
+            continue
+        try:
+            with get_pool().connection() as conn:
+                rows = conn.execute(
+                    "INSERT INTO geocloud.rate_counts AS r (client, minute, count) "
+                    "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::int[]) "
+                    "ON CONFLICT (client, minute) DO UPDATE SET count = r.count + excluded.count "
+                    "RETURNING client, minute, count",
+                    ([k[0] for k in batch], [k[1] for k in batch], list(batch.values()))).fetchall()
+                if int(time.time()) % 60 < FLUSH * 2:
+                    conn.execute("DELETE FROM geocloud.rate_counts WHERE minute < %s", (int(time.time() // 60) - 2,))
+        except Exception:  # noqa: BLE001 - counting must never break serving; the counts come back next time
+            with _lock:
+                for k, v in batch.items():
+                    _pending[k] = _pending.get(k, 0) + v
+            continue
+        current = int(time.time() // 60)
+        with _lock:
+            for client, minute, count in rows:
+                _totals[(client, minute)] = count
+            for k in [k for k in _totals if k[1] < current - 1]:
+                del _totals[k]

@@ -267,3 +267,35 @@ def test_rate_limits_answer_429_with_retry_after(served):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_restricted_downloads_need_accepted_terms_and_record_them(served):
+    fire = {"Authorization": f"Bearer {served.keys['fire']}"}
+    r = served.get("/collections/inspection_sites/download", params={"f": "csv"}, headers=fire)
+    assert r.status_code == 400 and r.json()["description"].startswith("accept_terms:")
+    terms = r.json()["description"].split("accept_terms=")[-1]
+    ok = served.get("/collections/inspection_sites/download", params={"f": "csv", "accept_terms": terms}, headers=fire)
+    assert ok.status_code == 200 and ok.headers["cache-control"] == "private, no-cache"
+    env = {"GEOCLOUD_DATABASE_URL": served.db_url}
+    for _ in range(50):
+        rows = json.loads(geocloud_cli("audit", "--layer", "inspection_sites", "--json", env=env).stdout)
+        done = [r for r in rows if r["surface"] == "download" and r["detail"].get("terms") == terms]
+        if done:
+            break
+        time.sleep(0.2)
+    assert done and done[0]["detail"]["bytes"] == len(ok.content)
+
+
+def test_deleting_an_agency_stops_its_keys_and_grant_changes_are_audited(served, tmp_path):
+    env = {"GEOCLOUD_DATABASE_URL": served.db_url}
+    created = geocloud_cli("keys", "create", "--agency", "TCG-ECON", "--role", "analyst", env=env)
+    secret = created.stdout.strip().splitlines()[-1]
+    assert served.get("/collections/road_works/items", headers={"X-API-Key": secret}).status_code == 200
+    assert geocloud_cli("agencies", "delete", "TCG-ECON", env=env).returncode == 0
+    time.sleep(31)  # a worker may trust a key it has just verified for up to 30 s
+    assert served.get("/collections/road_works/items", headers={"X-API-Key": secret}).status_code == 401
+    synced = geocloud_cli("agencies", "sync", env=env)
+    assert synced.returncode == 0 and "layer access change(s) recorded" in synced.stdout
+    changes = [r for r in json.loads(geocloud_cli("audit", "--json", "--limit", "1000", env=env).stdout)
+               if r["action"] == "grant-changed"]
+    assert {r["layer"] for r in changes} >= {"inspection_sites", "road_works"}

@@ -5,6 +5,7 @@ request never waits for the audit insert; administrative actions are written at 
 """
 
 import atexit
+import json
 import logging
 import queue
 import threading
@@ -72,3 +73,18 @@ def flush(timeout: float = 5.0) -> None:
 
 
 atexit.register(flush)
+
+
+def record_grant_changes(conn: psycopg.Connection, catalog, operator: str) -> int:
+    """Compare each layer's access (level and grants) with the last recorded one; record changes."""
+    changed = 0
+    for layer in catalog.layers.values():
+        now = layer.access.model_dump(mode="json")
+        row = conn.execute("SELECT value FROM geocloud.secrets WHERE name = %s", (f"access:{layer.id}",)).fetchone()
+        before = json.loads(row[0]) if row else None
+        if before != now:
+            record(conn, "grant-changed", operator, None, layer.id, "catalog", {"before": before, "after": now})
+            conn.execute("INSERT INTO geocloud.secrets (name, value) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE "
+                         "SET value = excluded.value", (f"access:{layer.id}", json.dumps(now)))
+            changed += 1
+    return changed

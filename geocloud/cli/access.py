@@ -30,15 +30,30 @@ def agencies_add(code: str = typer.Argument(...), name_zh: str = typer.Option(..
     console.print(f"agency {code} saved")
 
 
+@agencies.command("delete")
+def agencies_delete(code: str = typer.Argument(...)):
+    """Delete an agency: every key of it stops working at once."""
+    with db.transaction() as conn:
+        done = conn.execute("UPDATE geocloud.agencies SET deleted_at = now() WHERE code = %s AND deleted_at IS NULL "
+                            "RETURNING code", (code,)).fetchone()
+        if done is None:
+            raise ConfigError(f"no agency {code!r}", fix="see `geocloud agencies list`")
+        audit_log.record(conn, "agency-deleted", operator(), code)
+    console.print(f"agency {code} deleted; its keys no longer work")
+
+
 @agencies.command("sync")
 def agencies_sync():
-    """Add every agency of agencies.yml (the registry layer grants name) to the database."""
+    """Add every agency of agencies.yml (the registry layer grants name) to the database, and
+    record in the audit trail every change of the catalog's layer grants since the last sync."""
+    catalog = get_catalog()
     with db.transaction() as conn:
-        for a in get_catalog().agencies.values():
+        for a in catalog.agencies.values():
             conn.execute("INSERT INTO geocloud.agencies (code, name_zh, name_en, city_agency) VALUES (%s, %s, %s, %s) "
                          "ON CONFLICT (code) DO UPDATE SET name_zh = excluded.name_zh, name_en = excluded.name_en, "
                          "city_agency = excluded.city_agency", (a.code, a.name.zh_TW, a.name.en, a.city_agency))
-    console.print(f"{len(get_catalog().agencies)} agencies in the database")
+        changed = audit_log.record_grant_changes(conn, catalog, operator())
+    console.print(f"{len(catalog.agencies)} agencies in the database; {changed} layer access change(s) recorded")
 
 
 @agencies.command("list")

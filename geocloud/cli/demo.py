@@ -7,7 +7,10 @@ from rich.table import Table
 
 from geocloud import db
 from geocloud.cli.output import console, err_console
+from geocloud.access import audit as audit_log
+from geocloud.access import keys as api_keys
 from geocloud.cli.serve import serve
+from geocloud.catalog import get_catalog
 from geocloud.config import get_settings
 from geocloud.etl import run_pipeline
 from geocloud.sample import generate
@@ -37,6 +40,12 @@ def demo(
         loaded = report.counts.get("loaded", report.counts.get("files"))
         table.add_row(name, report.status, str(loaded), ", ".join(f"{k} v{v}" for k, v in report.versions.items()))
     console.print(table)
+    with db.transaction() as conn:
+        for a in get_catalog().agencies.values():
+            conn.execute("INSERT INTO geocloud.agencies (code, name_zh, name_en, city_agency) VALUES (%s, %s, %s, %s) "
+                         "ON CONFLICT (code) DO NOTHING", (a.code, a.name.zh_TW, a.name.en, a.city_agency))
+        audit_log.record_grant_changes(conn, get_catalog(), "demo")
+        demo_key = api_keys.create(conn, "TCG-FIRE", "demo inspector", "inspector", None, api_keys.parse_expiry("7d"))
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     console.print(f"""
 [bold]geocloud is serving the sample city[/]
@@ -52,6 +61,12 @@ def demo(
   MapLibre style         {base}/styles/basemap.json
   a download             {base}/collections/zoning/download?f=gpkg
   history of a layer     geocloud etl history buildings
-""")
+
+[bold]Access control[/]: 道路施工 road_works is internal (city agencies), 公安稽查 inspection_sites is restricted
+to the Fire (inspectors) and Construction bureaus. Anonymous callers see neither; with this demo key of
+the Fire Bureau (valid 7 days) both appear:
+  curl -H "X-API-Key: {demo_key}" {base}/collections/inspection_sites/items
+  QGIS: Authentication > Basic, any user name, the key as password
+""", soft_wrap=True)
     if not no_serve:
         serve(host=host, port=port, workers=1)

@@ -24,13 +24,16 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from geocloud.catalog import Layer
-from geocloud.serve import params
+from geocloud.serve import guard, params
 from geocloud.serve.features import layer_validators, live_layer
 from geocloud.serve.http import bad_parameter, not_modified
 from geocloud.db.pool import get_pool
 from geocloud.serve.provider import column, where
 
 BATCH = 5_000
+TERMS_VERSION = "tcg-restricted-2026-1"
+TERMS = ("for the official duties of the caller's agency only; no redistribution; personal data is handled "
+         "under the Personal Data Protection Act; the download is recorded")
 FORMATS = {
     "geojson": ("application/geo+json", "geojson"),
     "csv": ("text/csv; charset=utf-8", "csv"),
@@ -146,6 +149,12 @@ async def download(request: Request) -> Response:
     if fmt not in FORMATS:
         raise bad_parameter("f", f"unknown download format {fmt!r}; use one of {', '.join(FORMATS)}")
     params.items(request.query_params, layer)  # validate before anything streams
+    if not layer.is_public:
+        accepted = request.query_params.get("accept_terms")
+        if accepted != TERMS_VERSION:
+            raise bad_parameter("accept_terms", f"{layer.id!r} is not public: downloading it means accepting "
+                                                f"the terms of use {TERMS_VERSION!r} ({TERMS}); add accept_terms={TERMS_VERSION}")
+        guard.note(layer.id, {"terms": TERMS_VERSION, "format": fmt})
     media, ext = FORMATS[fmt]
     hdrs = layer_validators(request, layer, live)
     if (cached := not_modified(request, hdrs)) is not None:

@@ -98,8 +98,15 @@ def layer_for(layer_id: str, surface: str, *, kind: str | None = None, detail: d
     if not layer.is_public:
         reads = _reads.get()
         if reads is not None:
-            reads.append((layer_id, surface, detail or {}))
+            reads.append((layer_id, surface, dict(detail or {})))
     return layer
+
+
+def note(layer_id: str, detail: dict) -> None:
+    """Add details (e.g. the terms a download accepted) to this request's audit record of a layer."""
+    for layer, _, recorded in _reads.get() or []:
+        if layer == layer_id:
+            recorded.update(detail)
 
 
 def cache_control(layers) -> str:

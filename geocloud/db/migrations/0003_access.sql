@@ -40,7 +40,8 @@ CREATE TABLE geocloud.audit (
 CREATE INDEX audit_at ON geocloud.audit (at DESC);
 CREATE INDEX audit_layer ON geocloud.audit (layer, at DESC);
 
--- Secrets every worker must share (the token-signing key), created on first use.
+-- Values every worker and command must share: the token-signing key (created on first use) and the
+-- last recorded access of each layer (to audit grant changes).
 CREATE TABLE geocloud.secrets (
     name   text PRIMARY KEY,
     value  text NOT NULL

@@ -102,7 +102,7 @@ def server(cmd: list[str], port: int, ready_path: str, env: dict | None = None, 
         log.close()
 
 
-def load(base: str, paths: list[str], requests: int, concurrency: int = 4) -> dict:
+def load(base: str, paths: list[str], requests: int, concurrency: int = 4, headers: dict | None = None) -> dict:
     """Send ``requests`` GETs (cycling through ``paths``) from ``concurrency`` keep-alive clients;
     return requests per second and latency percentiles in milliseconds."""
     import http.client
@@ -121,7 +121,7 @@ def load(base: str, paths: list[str], requests: int, concurrency: int = 4) -> di
         for i in counter:
             path = paths[i % len(paths)]
             t0 = time.perf_counter()
-            conn.request("GET", path)
+            conn.request("GET", path, headers=headers or {})
             resp = conn.getresponse()
             body = resp.read()
             mine.append(time.perf_counter() - t0)
@@ -144,7 +144,7 @@ def load(base: str, paths: list[str], requests: int, concurrency: int = 4) -> di
     return {"rps": requests / wall, "p50": pick(0.50), "p95": pick(0.95)}
 
 
-def page_all(base: str, first_path: str) -> tuple[float, int]:
+def page_all(base: str, first_path: str, headers: dict | None = None) -> tuple[float, int]:
     """Follow next links from ``first_path`` to the end; return (seconds, features)."""
     import http.client
     import urllib.parse
@@ -153,7 +153,7 @@ def page_all(base: str, first_path: str) -> tuple[float, int]:
     conn = http.client.HTTPConnection(host.hostname, host.port, timeout=300)
     path, count, t0 = first_path, 0, time.perf_counter()
     while path:
-        conn.request("GET", path, headers={"Accept": "application/geo+json"})
+        conn.request("GET", path, headers={"Accept": "application/geo+json", **(headers or {})})
         resp = conn.getresponse()
         body = json.loads(resp.read())
         if resp.status != 200:
@@ -173,3 +173,36 @@ def load_city(url: str, city: Path, pipelines: list[str]) -> None:
         rel = json.loads((city / "manifest.json").read_text())["pipelines"][name]
         subprocess.run([sys.executable, "-m", "geocloud", "etl", "run", name, str(city / rel)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
+
+
+def internal_project(layer: str) -> Path:
+    """A copy of the project whose ``layer`` is internal (for measuring the cost of authorization)."""
+    import shutil
+
+    import yaml
+
+    folder = ROOT / ".geocloud" / "bench" / "project-internal"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for name in ("layers", "etl", "styles"):
+        shutil.copytree(ROOT / name, folder / name)
+    for name in ("agencies.yml", "pygeoapi-config.yml"):
+        shutil.copy(ROOT / name, folder / name)
+    path = folder / "layers" / f"{layer}.yml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["access"] = {"level": "internal"}
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return folder
+
+
+def agency_key(url: str) -> str:
+    """A key of a city agency on the benchmark database."""
+    from geocloud.access import keys
+    from geocloud.catalog import load_catalog
+
+    catalog = load_catalog(ROOT / "layers", ROOT / "agencies.yml")
+    with psycopg.connect(url, autocommit=True) as conn:
+        for a in catalog.agencies.values():
+            conn.execute("INSERT INTO geocloud.agencies (code, name_zh, name_en, city_agency) VALUES (%s, %s, %s, %s) "
+                         "ON CONFLICT DO NOTHING", (a.code, a.name.zh_TW, a.name.en, a.city_agency))
+        return keys.create(conn, "TCG-UDB", "bench", "analyst", None, None)

@@ -16,7 +16,8 @@ import psycopg
 import yaml
 from pygeoapi.openapi import get_oas
 
-from common import ROOT, free_port, load, load_city, page_all, sample_city, scratch_database, server
+from common import (ROOT, agency_key, free_port, internal_project, load, load_city, page_all, sample_city,
+                    scratch_database, server)
 
 from geocloud import db
 
@@ -80,6 +81,10 @@ def main() -> None:
         runs.append(("geocloud", [sys.executable, "-m", "geocloud", "serve", "--port", str(port)], port, env,
                      "/collections/buildings/items"))
         port = free_port()
+        runs.append(("geocloud, key, internal", [sys.executable, "-m", "geocloud", "serve", "--port", str(port)], port,
+                     {**env, "GEOCLOUD_PROJECT_DIR": str(internal_project("buildings"))}, "/collections/buildings/items"))
+        key_headers = {"X-API-Key": agency_key(url)}
+        port = free_port()
         cfg, oas = stock_pygeoapi_config(url, port, folder)
         runs.append(("pygeoapi (stock)", [sys.executable, "-m", "uvicorn", "pygeoapi.starlette_app:APP", "--port",
                                           str(port), "--log-level", "error"], port,
@@ -89,27 +94,30 @@ def main() -> None:
                               "error"], port, {"DATABASE_URL": url, "TIPG_DB_SCHEMAS": '["live"]'},
                      "/collections/live.buildings/items"))
         for name, cmd, port, extra_env, items in runs:
-            with server(cmd, port, items + "?limit=1", env=extra_env, log_name=name.split()[0]) as base:
+            auth = key_headers if "key" in name else None
+            ready = items + "?limit=1" + (f"&api_key={key_headers['X-API-Key']}" if auth else "")
+            with server(cmd, port, ready, env=extra_env, log_name=name.split()[0].strip(",")) as base:
                 row = {}
                 lang = "" if name.startswith("pygeoapi") else "&filter-lang=cql2-text"
                 for label, paths in scenarios(items, lang).items():
-                    load(base, paths, 20)  # warm up
-                    row[label] = load(base, paths, args.requests)
-                seconds, count = page_all(base, items + "?limit=1000")
+                    load(base, paths, 20, headers=auth)  # warm up
+                    row[label] = load(base, paths, args.requests, headers=auth)
+                seconds, count = page_all(base, items + "?limit=1000", headers=auth)
                 row["full paged read"] = {"seconds": seconds, "features": count}
                 results[name] = row
                 print(f"  measured {name}", flush=True)
     n = next(iter(results.values()))["full paged read"]["features"]
     print(f"\nbuildings layer: {n:,} features; one server process each; 4 concurrent clients, "
           f"{args.requests} requests per scenario")
-    print(f"{'scenario':<26}{'server':<20}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}")
+    print(f"{'scenario':<26}{'server':<24}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}")
     for label in scenarios("x"):
         for name, row in results.items():
             r = row[label]
-            print(f"{label:<26}{name:<20}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}")
+            print(f"{label:<26}{name:<24}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}")
         ours, stock = results["geocloud"][label]["rps"], results["pygeoapi (stock)"][label]["rps"]
-        print(f"{'':<26}{'geocloud/pygeoapi':<20}{ours / stock:>8.2f}x   geocloud/tipg "
-              f"{ours / results['tipg'][label]['rps']:.2f}x")
+        keyed = results["geocloud, key, internal"][label]["rps"]
+        print(f"{'':<26}geocloud/pygeoapi {ours / stock:.2f}x   geocloud/tipg {ours / results['tipg'][label]['rps']:.2f}x"
+              f"   key+internal / anonymous+public {keyed / ours:.3f}")
     print(f"\n{'full paged read (limit=1000)':<30}{'seconds':>9}{'features':>10}{'features/s':>12}")
     for name, row in results.items():
         r = row["full paged read"]

@@ -14,7 +14,7 @@ import sys
 import morecantile
 import psycopg
 
-from common import ROOT, free_port, load, load_city, sample_city, scratch_database, server
+from common import ROOT, agency_key, free_port, internal_project, load, load_city, sample_city, scratch_database, server
 
 from geocloud import db
 
@@ -62,6 +62,18 @@ def main() -> None:
             paths = [f"/rasters/satellite/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png" for t in sat_tiles]
             results[("raster", "satellite z13+z15", "geocloud", "cold")] = load(base, paths, len(paths))
             results[("raster", "satellite z13+z15", "geocloud", "warm")] = load(base, paths, 3 * len(paths))
+        key_headers = {"X-API-Key": agency_key(url)}
+        port = free_port()
+        with server([sys.executable, "-m", "geocloud", "serve", "--port", str(port)], port, "/conformance",
+                    env={**env, "GEOCLOUD_PROJECT_DIR": str(internal_project("buildings"))},
+                    log_name="geocloud-tiles-key") as base:
+            load(base, ["/conformance"], 20, headers=key_headers)
+            shutil.rmtree(data_dir / "tile-cache", ignore_errors=True)
+            for label in ("buildings z14", "buildings z16"):
+                layer, tl = vector_sets[label]
+                paths = [f"/collections/{layer}/tiles/WebMercatorQuad/{t.z}/{t.y}/{t.x}" for t in tl]
+                results[("vector", label, "geocloud key", "cold")] = load(base, paths, len(paths), headers=key_headers)
+                results[("vector", label, "geocloud key", "warm")] = load(base, paths, 3 * len(paths), headers=key_headers)
         port = free_port()
         with server([sys.executable, "-m", "uvicorn", "tipg.main:app", "--port", str(port), "--log-level", "error"],
                     port, "/collections", env={"DATABASE_URL": url, "TIPG_DB_SCHEMAS": '["live"]'},
@@ -86,6 +98,11 @@ def main() -> None:
         for phase in ("cold", "warm"):
             ours, peer = results[("vector", label, "geocloud", phase)], results[("vector", label, "tipg", phase)]
             print(f"vector {label:<15} {phase}: geocloud/tipg {ours['rps'] / peer['rps']:.2f}x")
+    for label in ("buildings z14", "buildings z16"):
+        for phase in ("cold", "warm"):
+            keyed, ours = results[("vector", label, "geocloud key", phase)], results[("vector", label, "geocloud", phase)]
+            print(f"vector {label:<15} {phase}: key on an internal layer / anonymous on a public layer "
+                  f"{keyed['rps'] / ours['rps']:.3f}")
     for phase in ("cold", "warm"):
         ours = results[("raster", "satellite z13+z15", "geocloud", phase)]
         peer = results[("raster", "satellite z13+z15", "TiTiler (stock)", phase)]

@@ -1,0 +1,41 @@
+"""API keys at the database level: slow hashes, and no timing signal about which key ids exist."""
+
+import time
+
+import psycopg
+
+from geocloud.access import keys
+
+
+def _agency(conn):
+    conn.execute("INSERT INTO geocloud.agencies (code, name_zh, name_en) VALUES ('TCG-X', '測試局', 'Test Bureau')")
+
+
+def test_unknown_ids_cost_the_same_work_as_wrong_secrets(database):
+    with psycopg.connect(database, autocommit=True) as conn:
+        _agency(conn)
+        good = keys.create(conn, "TCG-X", "tester", "analyst", None, None)
+        assert keys.verify(conn, good).agency == "TCG-X"
+        wrong = good[:-5] + ("AAAAA" if not good.endswith("AAAAA") else "BBBBB")
+        unknown = "gck_000000000000_" + good.split("_", 2)[2]
+
+        def timed(key):
+            start = time.perf_counter()
+            assert keys.verify(conn, key) is None
+            return time.perf_counter() - start
+        t_wrong = timed(wrong)
+        t_unknown = timed(unknown)
+        t_garbage = timed("not-a-key-at-all-" + "x" * 30)
+    # every refusal runs scrypt (tens of milliseconds); none is measurably cheaper than another
+    assert min(t_wrong, t_unknown, t_garbage) > 0.01
+    assert max(t_wrong, t_unknown, t_garbage) < 4 * min(t_wrong, t_unknown, t_garbage)
+
+
+def test_only_a_slow_hash_is_stored(database):
+    with psycopg.connect(database, autocommit=True) as conn:
+        _agency(conn)
+        key = keys.create(conn, "TCG-X", "tester", "analyst", ["roads"], keys.parse_expiry("2h"))
+        salt, digest, layers = conn.execute("SELECT salt, hash, layers FROM geocloud.api_keys").fetchone()
+    secret = key.split("_", 2)[2]
+    assert secret.encode() not in bytes(digest) and bytes(digest) == keys._hash(secret, bytes(salt))
+    assert layers == ["roads"]

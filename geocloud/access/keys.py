@@ -64,14 +64,25 @@ def rotate(conn: psycopg.Connection, key_id: str, grace: timedelta) -> str:
     return new
 
 
-def verify(conn: psycopg.Connection, presented: str) -> Principal | None:
-    """The principal of a valid key, or None (malformed, unknown, wrong, expired or revoked)."""
+MISS = object()
+
+
+def cached(presented: str):
+    """The principal (or None) remembered for a key verified in the last CACHE_SECONDS, else MISS."""
     fingerprint = hashlib.sha256(presented.encode()).digest()
-    now = time.monotonic()
     with _lock:
         hit = _cache.get(fingerprint)
-    if hit and now - hit[0] < CACHE_SECONDS:
+    if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
         return hit[1]
+    return MISS
+
+
+def verify(conn: psycopg.Connection, presented: str) -> Principal | None:
+    """The principal of a valid key, or None (malformed, unknown, wrong, expired or revoked)."""
+    if (hit := cached(presented)) is not MISS:
+        return hit
+    fingerprint = hashlib.sha256(presented.encode()).digest()
+    now = time.monotonic()
     m = KEY.match(presented)
     row = conn.execute(
         "SELECT k.salt, k.hash, k.agency, k.principal, k.role, k.layers, a.city_agency, "

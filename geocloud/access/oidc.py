@@ -8,12 +8,14 @@ LEEWAY seconds for clock skew; anything else is refused.
 """
 
 import json
+import time
 from functools import lru_cache
 from pathlib import Path
 
 import jwt
 import psycopg
 
+from geocloud.access.keys import MISS
 from geocloud.access.principal import Principal
 from geocloud.config import get_settings
 
@@ -38,7 +40,29 @@ def looks_like_jwt(credential: str) -> bool:
     return credential.count(".") == 2 and credential.startswith("eyJ")
 
 
+_seen: dict[str, tuple[float, Principal | None]] = {}
+CACHE_SECONDS = 30.0
+
+
+def cached(token: str):
+    """A result remembered for this very token in the last CACHE_SECONDS (never past its expiry), or MISS."""
+    hit = _seen.get(token)
+    if hit and time.monotonic() - hit[0] < CACHE_SECONDS and (hit[1] is None or hit[1].expires > time.time()):
+        return hit[1]
+    return MISS
+
+
 def verify(conn: psycopg.Connection, token: str) -> Principal | None:
+    if (hit := cached(token)) is not MISS:
+        return hit
+    result = _verify(conn, token)
+    if len(_seen) > 10_000:
+        _seen.clear()
+    _seen[token] = (time.monotonic(), result)
+    return result
+
+
+def _verify(conn: psycopg.Connection, token: str) -> Principal | None:
     if not enabled():
         return None
     s = get_settings()
@@ -63,4 +87,4 @@ def verify(conn: psycopg.Connection, token: str) -> Principal | None:
     if row is None:
         return None  # an agency geocloud does not know reads nothing beyond public layers: refuse it clearly
     return Principal("jwt", claims["sub"], claims.get("name") or claims["sub"], agency,
-                     next(iter(sorted(roles)), None), bool(row[0]), None, roles)
+                     next(iter(sorted(roles)), None), bool(row[0]), None, roles, float(claims["exp"]))

@@ -13,6 +13,7 @@ class Principal:
     city_agency: bool = False
     layers: frozenset | None = None  # a key or token scoped to some layers; None: no scope
     roles: frozenset = frozenset()   # every role (a JWT may carry several); ``role`` is one of them
+    expires: float = float("inf")    # a JWT's expiry (epoch seconds)
 
     def has_role(self, roles) -> bool:
         return bool(self.roles & set(roles)) or self.role in roles

@@ -21,6 +21,10 @@ MAX_SECONDS = 24 * 3600
 _secret: bytes | None = None
 
 
+def secret_known() -> bool:
+    return _secret is not None
+
+
 def secret(conn: psycopg.Connection) -> bytes:
     global _secret
     if _secret is None:
@@ -44,11 +48,12 @@ def issue(conn: psycopg.Connection, principal: Principal, layers: frozenset | No
     return f"{PREFIX}{payload}.{signature}", expires
 
 
-def verify(conn: psycopg.Connection, token: str) -> Principal | None:
+def verify(conn: psycopg.Connection | None, token: str) -> Principal | None:
+    """The token's principal, or None. ``conn`` may be None once the signing secret is known."""
     if not token.startswith(PREFIX) or "." not in token or len(token) > 4096:
         return None
     payload, _, signature = token[len(PREFIX):].partition(".")
-    expected = _b64(hmac.new(secret(conn), payload.encode(), hashlib.sha256).digest())
+    expected = _b64(hmac.new(_secret or secret(conn), payload.encode(), hashlib.sha256).digest())
     if not hmac.compare_digest(expected, signature):
         return None
     try:

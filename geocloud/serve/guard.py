@@ -59,6 +59,35 @@ def _presented(scope) -> list[str]:
     return found
 
 
+NEED_DATABASE = object()
+
+
+def resolve_fast(scope):
+    """The caller without touching the database (no credentials, or all of them remembered);
+    NEED_DATABASE when a credential must be looked up. Raises 401 for a known-bad credential."""
+    presented = _presented(scope)
+    if not presented:
+        return ANONYMOUS
+    principal = None
+    for credential in presented:
+        if not credential or len(credential) > MAX_CREDENTIAL:
+            raise unauthorized("the credentials are malformed")
+        if credential.startswith(tokens.PREFIX):
+            if not tokens.secret_known():
+                return NEED_DATABASE
+            found = tokens.verify(None, credential)
+        elif oidc.looks_like_jwt(credential):
+            found = oidc.cached(credential)
+        else:
+            found = keys.cached(credential)
+        if found is keys.MISS:
+            return NEED_DATABASE
+        if found is None:
+            raise unauthorized("the API key or token is invalid, expired or revoked")
+        principal = principal or found
+    return principal
+
+
 def resolve(scope) -> Principal:
     presented = _presented(scope)
     if not presented:
@@ -124,7 +153,9 @@ class AuthMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         try:
-            principal = await run_in_threadpool(resolve, scope)
+            principal = resolve_fast(scope)
+            if principal is NEED_DATABASE:
+                principal = await run_in_threadpool(resolve, scope)
             client = f"{principal.kind}:{principal.id}" if not principal.anonymous else \
                 f"ip:{(scope.get('client') or ('unknown',))[0]}"
             wait = ratelimit.hit(client)

@@ -58,10 +58,34 @@ def _writer() -> None:
                     cur.executemany(
                         "INSERT INTO geocloud.audit (action, principal, agency, layer, surface, detail) "
                         "VALUES ('read', %s, %s, %s, %s, %s)",
-                        [(p, a, layer, s, Jsonb(d)) for p, a, layer, s, d in batch])
+                        [(p, a, layer, s, Jsonb(d)) for p, a, layer, s, d in _merge_tiles(batch)])
         finally:
             for _ in batch:
                 _queue.task_done()
+
+
+TILE_SURFACES = ("tiles", "rasters")
+
+
+def _merge_tiles(batch: list[tuple]) -> list[tuple]:
+    """Tile reads of one principal and layer within a batch become one record (tile count, bytes,
+    first paths): a map view fetches dozens of tiles, and auditing them one by one would cost more
+    than serving them."""
+    out, groups = [], {}
+    for p, a, layer, surface, detail in batch:
+        if surface not in TILE_SURFACES:
+            out.append((p, a, layer, surface, detail))
+            continue
+        key = (p, a, layer, surface)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = {"tiles": 0, "bytes": 0, "paths": [], "key": detail.get("key")}
+            out.append((p, a, layer, surface, group))
+        group["tiles"] += 1
+        group["bytes"] += detail.get("bytes", 0)
+        if len(group["paths"]) < 20:
+            group["paths"].append(detail.get("path"))
+    return out
 
 
 def flush(timeout: float = 5.0) -> None:

@@ -193,24 +193,34 @@ async def items(request: Request) -> Response:
     finally:
         extras.reset(token)
     if status == 200 and isinstance(content, str) and headers.get("Content-Type", "").endswith("json"):
-        data = json.loads(content)
-        links = []
-        for link in data.get("links", []):
-            if link.get("rel") == "next" and not query.has_more:
-                continue
-            if "/items" in link.get("href", ""):
-                extra = list(filter_params)
-                if link.get("rel") == "next" and query.last_key is not None:
-                    extra.append(("cursor", params.encode_cursor(query.last_key)))
-                elif link.get("rel") in ("self", "alternate") and "cursor" in request.query_params:
-                    extra.append(("cursor", request.query_params["cursor"]))
-                link["href"] = _with_filter(link["href"], extra)
-            links.append(link)
-        data["links"] = links
-        if query.estimated:
-            data["numberMatchedIsEstimate"] = True
-        content = json.dumps(data, ensure_ascii=False)
+        content = _fix_links(content, query, request, filter_params)
     return to_response(headers, status, content, hdrs if status == 200 else None)
+
+
+def _fix_links(content: str, query, request: Request, filter_params: list) -> str:
+    """Links as geocloud wants them: next only where a next page exists, with the keyset cursor,
+    and the parameters pygeoapi did not see. Only the tail of the document (after the features)
+    is parsed: a 1,000-feature page is not decoded and encoded a second time."""
+    at = content.rfind('"links":')
+    if at < 0:
+        return content
+    tail = json.loads("{" + content[at:])
+    links = []
+    for link in tail.get("links", []):
+        if link.get("rel") == "next" and not query.has_more:
+            continue
+        if "/items" in link.get("href", ""):
+            extra = list(filter_params)
+            if link.get("rel") == "next" and query.last_key is not None:
+                extra.append(("cursor", params.encode_cursor(query.last_key)))
+            elif link.get("rel") in ("self", "alternate") and "cursor" in request.query_params:
+                extra.append(("cursor", request.query_params["cursor"]))
+            link["href"] = _with_filter(link["href"], extra)
+        links.append(link)
+    tail["links"] = links
+    if query.estimated:
+        tail["numberMatchedIsEstimate"] = True
+    return content[:at] + json.dumps(tail, ensure_ascii=False)[1:]
 
 
 async def item(request: Request) -> Response:

@@ -54,11 +54,10 @@ def _writer() -> None:
                 break
         try:
             with get_pool().connection() as conn:
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO geocloud.audit (action, principal, agency, layer, surface, detail) "
-                        "VALUES ('read', %s, %s, %s, %s, %s)",
-                        [(p, a, layer, s, Jsonb(d)) for p, a, layer, s, d in _merge_tiles(batch)])
+                with conn.cursor().copy("COPY geocloud.audit (action, principal, agency, layer, surface, detail) "
+                                        "FROM STDIN") as copy:
+                    for p, a, layer, s, d in _merge_tiles(batch):
+                        copy.write_row(("read", p, a, layer, s, json.dumps(d, ensure_ascii=False)))
         finally:
             for _ in batch:
                 _queue.task_done()

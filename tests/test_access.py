@@ -301,3 +301,18 @@ def test_deleting_an_agency_stops_its_keys_and_grant_changes_are_audited(served,
     changes = [r for r in json.loads(geocloud_cli("audit", "--json", "--limit", "1000", env=env).stdout)
                if r["action"] == "grant-changed"]
     assert {r["layer"] for r in changes} >= {"inspection_sites", "road_works"}
+
+
+def test_tile_reads_of_restricted_layers_are_audited(served):
+    fire = {"Authorization": f"Bearer {served.keys['fire']}"}
+    tile = SERVED["WebMercatorQuad"].tile(*HALL, 13)
+    for dy in range(3):
+        served.get(f"/collections/inspection_sites/tiles/WebMercatorQuad/{tile.z}/{tile.y + dy}/{tile.x}", headers=fire)
+    env = {"GEOCLOUD_DATABASE_URL": served.db_url}
+    for _ in range(50):
+        rows = [r for r in json.loads(geocloud_cli("audit", "--layer", "inspection_sites", "--json", env=env).stdout)
+                if r["surface"] == "tiles"]
+        if sum(r["detail"].get("tiles", 0) for r in rows) >= 3:
+            break
+        time.sleep(0.3)
+    assert sum(r["detail"]["tiles"] for r in rows) >= 3 and all(r["agency"] == "TCG-FIRE" for r in rows)

@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 from geocloud.db.pool import get_pool
 
 _queue: "queue.Queue[tuple]" = queue.Queue(maxsize=100_000)
+TILE_SURFACES = ("tiles", "rasters")
 _thread: threading.Thread | None = None
 _lock = threading.Lock()
 
@@ -26,9 +27,23 @@ def record(conn: psycopg.Connection, action: str, principal: str | None, agency:
                  "VALUES (%s, %s, %s, %s, %s, %s)", (action, principal, agency, layer, surface, Jsonb(detail or {})))
 
 
+_tile_reads: dict[tuple, dict] = {}
+
+
 def enqueue(principal: str | None, agency: str | None, layer: str, surface: str, detail: dict) -> None:
-    """Queue a read for the writer thread; never blocks a request (a full queue drops, and says so)."""
+    """Queue a read for the writer thread; never blocks a request (a full queue drops, and says so).
+    Tile reads are summed in memory per principal and layer (tile count, bytes, first paths) and
+    written with the next batch: a map view fetches dozens of tiles a second."""
     _start()
+    if surface in TILE_SURFACES:
+        with _lock:
+            group = _tile_reads.setdefault((principal, agency, layer, surface),
+                                           {"tiles": 0, "bytes": 0, "paths": [], "key": detail.get("key")})
+            group["tiles"] += 1
+            group["bytes"] += detail.get("bytes", 0)
+            if len(group["paths"]) < 20:
+                group["paths"].append(detail.get("path"))
+        return
     try:
         _queue.put_nowait((principal, agency, layer, surface, detail))
     except queue.Full:
@@ -44,51 +59,51 @@ def _start() -> None:
                 _thread.start()
 
 
+def _take_tile_reads() -> list[tuple]:
+    global _tile_reads
+    with _lock:
+        taken, _tile_reads = _tile_reads, {}
+    return [(*key, group) for key, group in taken.items()]
+
+
 def _writer() -> None:
     while True:
-        batch = [_queue.get()]
-        while len(batch) < 500:
+        try:
+            batch = [_queue.get(timeout=1.0)]
+        except queue.Empty:
+            batch = []
+        while batch and len(batch) < 500:
             try:
                 batch.append(_queue.get(timeout=0.2))
             except queue.Empty:
                 break
+        tiles = _take_tile_reads()
+        if not batch and not tiles:
+            continue
         try:
             with get_pool().connection() as conn:
                 with conn.cursor().copy("COPY geocloud.audit (action, principal, agency, layer, surface, detail) "
                                         "FROM STDIN") as copy:
-                    for p, a, layer, s, d in _merge_tiles(batch):
+                    for p, a, layer, s, d in batch + tiles:
                         copy.write_row(("read", p, a, layer, s, json.dumps(d, ensure_ascii=False)))
+        except Exception:  # noqa: BLE001 - the writer must outlive a database hiccup; say what was lost
+            logging.getLogger("geocloud.audit").exception("%d audit records could not be written",
+                                                           len(batch) + len(tiles))
         finally:
             for _ in batch:
                 _queue.task_done()
 
 
-TILE_SURFACES = ("tiles", "rasters")
-
-
-def _merge_tiles(batch: list[tuple]) -> list[tuple]:
-    """Tile reads of one principal and layer within a batch become one record (tile count, bytes,
-    first paths): a map view fetches dozens of tiles, and auditing them one by one would cost more
-    than serving them."""
-    out, groups = [], {}
-    for p, a, layer, surface, detail in batch:
-        if surface not in TILE_SURFACES:
-            out.append((p, a, layer, surface, detail))
-            continue
-        key = (p, a, layer, surface)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = {"tiles": 0, "bytes": 0, "paths": [], "key": detail.get("key")}
-            out.append((p, a, layer, surface, group))
-        group["tiles"] += 1
-        group["bytes"] += detail.get("bytes", 0)
-        if len(group["paths"]) < 20:
-            group["paths"].append(detail.get("path"))
-    return out
-
-
 def flush(timeout: float = 5.0) -> None:
     """Wait until queued reads are written (used at shutdown)."""
+    if _tile_reads:
+        try:
+            with get_pool().connection() as conn, conn.cursor().copy(
+                    "COPY geocloud.audit (action, principal, agency, layer, surface, detail) FROM STDIN") as copy:
+                for p, a, layer, s, d in _take_tile_reads():
+                    copy.write_row(("read", p, a, layer, s, json.dumps(d, ensure_ascii=False)))
+        except Exception:  # noqa: BLE001 - at exit, nothing more can be done
+            logging.getLogger("geocloud.audit").exception("tile reads could not be recorded at exit")
     if _thread is not None:
         done = threading.Event()
         threading.Thread(target=lambda: (_queue.join(), done.set()), daemon=True).start()

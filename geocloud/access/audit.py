@@ -13,11 +13,11 @@ import threading
 import psycopg
 from psycopg.types.json import Jsonb
 
+from geocloud.access import background
 from geocloud.db.pool import get_pool
 
 _queue: "queue.Queue[tuple]" = queue.Queue(maxsize=100_000)
 TILE_SURFACES = ("tiles", "rasters")
-_thread: threading.Thread | None = None
 _lock = threading.Lock()
 
 
@@ -51,12 +51,7 @@ def enqueue(principal: str | None, agency: str | None, layer: str, surface: str,
 
 
 def _start() -> None:
-    global _thread
-    if _thread is None:
-        with _lock:
-            if _thread is None:
-                _thread = threading.Thread(target=_writer, name="geocloud-audit", daemon=True)
-                _thread.start()
+    background.ensure("geocloud-audit", _writer)
 
 
 def _take_tile_reads() -> list[tuple]:
@@ -104,7 +99,7 @@ def flush(timeout: float = 5.0) -> None:
                     copy.write_row(("read", p, a, layer, s, json.dumps(d, ensure_ascii=False)))
         except Exception:  # noqa: BLE001 - at exit, nothing more can be done
             logging.getLogger("geocloud.audit").exception("tile reads could not be recorded at exit")
-    if _thread is not None:
+    if background.running("geocloud-audit"):
         done = threading.Event()
         threading.Thread(target=lambda: (_queue.join(), done.set()), daemon=True).start()
         done.wait(timeout)

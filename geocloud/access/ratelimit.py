@@ -9,6 +9,7 @@ client over its limit is answered 429 with ``Retry-After`` (seconds to the next 
 import threading
 import time
 
+from geocloud.access import background
 from geocloud.config import get_settings
 from geocloud.db.pool import get_pool
 
@@ -16,7 +17,6 @@ FLUSH = 0.5
 _lock = threading.Lock()
 _pending: dict[tuple[str, int], int] = {}
 _totals: dict[tuple[str, int], int] = {}
-_thread: threading.Thread | None = None
 
 
 def limit_for(client: str) -> int:
@@ -39,12 +39,7 @@ def hit(client: str) -> int | None:
 
 
 def _start() -> None:
-    global _thread
-    if _thread is None:
-        with _lock:
-            if _thread is None:
-                _thread = threading.Thread(target=_flusher, name="geocloud-ratelimit", daemon=True)
-                _thread.start()
+    background.ensure("geocloud-ratelimit", _flusher)
 
 
 def _flusher() -> None:

@@ -15,7 +15,10 @@ from geocloud.serve.tms import srid
 
 EXTENT = 4096
 BUFFER = 64
-GENERALIZE_FROM = 2.0  # metres per pixel (about zoom 16 in Taichung): simplify and drop sub-pixel polygons above
+GENERALIZE_FROM = 2.0  # metres per pixel (about zoom 16 in Taichung): drop sub-pixel polygons above
+SIMPLIFY_FROM = 20.0   # metres per pixel (about zoom 12): simplify lines and polygons above; finer, the
+                       # MVT grid itself (4096 per tile) is the generalization and simplifying only costs
+SIMPLIFY_POINTS = 16   # geometries with fewer vertices gain nothing from simplification
 
 
 def layer_sql(layer: Layer, tms: morecantile.TileMatrixSet, tile: morecantile.Tile) -> tuple[sql.Composable, list]:
@@ -36,8 +39,10 @@ def layer_sql(layer: Layer, tms: morecantile.TileMatrixSet, tile: morecantile.Ti
         order = sql.SQL("ORDER BY ST_SnapToGrid(t.geom, {}), t.{}").format(grid, sql.Identifier(layer.key))
         thin_args, order_args, size_filter, size_args = [], [], sql.SQL(""), []
     else:
-        coarse = pixel > GENERALIZE_FROM  # finer than this, simplifying costs more than it removes
-        geom = sql.SQL("ST_Simplify(t.geom, %s, true)") if coarse else sql.SQL("t.geom")
+        coarse = pixel > GENERALIZE_FROM
+        simplify = pixel > SIMPLIFY_FROM
+        geom = sql.SQL("CASE WHEN ST_NPoints(t.geom) > {} THEN ST_Simplify(t.geom, %s, true) ELSE t.geom END").format(
+            sql.Literal(SIMPLIFY_POINTS)) if simplify else sql.SQL("t.geom")
         thin, order, thin_args, order_args = sql.SQL(""), sql.SQL(""), [], []
         polygons = layer.geometry.endswith("Polygon") and coarse
         size_filter = sql.SQL(" AND (ST_XMax(t.geom) - ST_XMin(t.geom) >= %s OR ST_YMax(t.geom) - ST_YMin(t.geom) >= %s)") \
@@ -45,7 +50,7 @@ def layer_sql(layer: Layer, tms: morecantile.TileMatrixSet, tile: morecantile.Ti
         size_args = [pixel, pixel] if polygons else []
     if tms_srid != layer.srid:
         geom = sql.SQL("ST_Transform({}, {})").format(geom, sql.Literal(tms_srid))
-    geom_args = [pixel / 2] if not layer.geometry.endswith("Point") and pixel > GENERALIZE_FROM else []
+    geom_args = [pixel / 2] if not layer.geometry.endswith("Point") and pixel > SIMPLIFY_FROM else []
     query = sql.SQL("""
         SELECT ST_AsMVT(q, {name}, {extent}, 'geom') FROM (
             SELECT {thin} ST_AsMVTGeom({geom}, {env}, {extent}, {buffer}, true) AS geom{attrs}

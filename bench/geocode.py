@@ -43,7 +43,7 @@ def main() -> None:
         singles = [("臺中市" if i % 2 else "") + q for i, q in enumerate(sample[:args.singles])]
         port = free_port()
         with server([sys.executable, "-m", "geocloud", "serve", "--port", str(port)], port, "/conformance",
-                    env={"GEOCLOUD_DATABASE_URL": url}, log_name="geocode") as base:
+                    env={"GEOCLOUD_DATABASE_URL": url}, log_name="geocode"):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             latencies, kinds = [], {}
             for q in singles[:20]:  # warm up

@@ -96,7 +96,6 @@ def _rewrite_buildings(src, dst, edit):
 def test_update_diff_counts_and_changed_area(database, city, tmp_path):
     src = source_of(city, "buildings")
     run_pipeline("buildings", src)
-    moved_id = "B%08d"
 
     def edit(table):
         ids = table.column("BLDG_ID").to_pylist()

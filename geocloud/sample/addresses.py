@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from pyproj import Transformer
 
-from geocloud.sample.city import DISTRICTS, SECTIONS, City
+from geocloud.address.taichung import DISTRICTS
+from geocloud.sample.city import SECTIONS, City
 
 HEADER = ["省市縣市代碼", "鄉鎮市區代碼", "村里", "鄰", "街_路段", "地區", "巷", "弄", "號",
           "TWD97橫坐標", "TWD97縱坐標", "WGS84經度", "WGS84緯度"]

@@ -11,8 +11,6 @@ from functools import cached_property
 import numpy as np
 import shapely
 
-from geocloud.address.taichung import DISTRICTS
-
 EXTENT = (200_000.0, 2_660_000.0, 230_000.0, 2_690_000.0)
 CITY_HALL = (214_160.2912, 2_673_008.3139)
 GRID = 600.0  # metres between grid roads

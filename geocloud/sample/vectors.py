@@ -17,7 +17,8 @@ import pyarrow as pa
 import shapely
 from pyogrio import write_arrow
 
-from geocloud.sample.city import CITY_HALL, DISTRICTS, EXTENT, GRID, SECTIONS, City
+from geocloud.address.taichung import DISTRICTS
+from geocloud.sample.city import CITY_HALL, EXTENT, GRID, SECTIONS, City
 
 BIG5_GAPS = str.maketrans({"磘": "■"})  # characters Big5 lacks arrive as ■ in agency files
 BUILDINGS_PER_SCALE = 2_000

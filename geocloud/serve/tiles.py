@@ -16,7 +16,7 @@ from geocloud.catalog import Layer, get_catalog
 import hashlib
 
 from geocloud.serve import guard, tilecache, vectortiles
-from geocloud.serve.http import HTTPError, base_url, bad_parameter, not_found
+from geocloud.serve.http import base_url, bad_parameter, not_found
 from geocloud.serve.state import snapshot
 from geocloud.serve.tms import SERVED, zoom_range
 

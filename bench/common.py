@@ -197,12 +197,9 @@ def internal_project(layer: str) -> Path:
 
 def agency_key(url: str) -> str:
     """A key of a city agency on the benchmark database."""
-    from geocloud.access import keys
+    from geocloud.access import agencies, keys
     from geocloud.catalog import load_catalog
 
-    catalog = load_catalog(ROOT / "layers", ROOT / "agencies.yml")
     with psycopg.connect(url, autocommit=True) as conn:
-        for a in catalog.agencies.values():
-            conn.execute("INSERT INTO geocloud.agencies (code, name_zh, name_en, city_agency) VALUES (%s, %s, %s, %s) "
-                         "ON CONFLICT DO NOTHING", (a.code, a.name.zh_TW, a.name.en, a.city_agency))
+        agencies.sync(conn, load_catalog(ROOT / "layers", ROOT / "agencies.yml"), "bench")
         return keys.create(conn, "TCG-UDB", "bench", "analyst", None, None)

@@ -222,12 +222,11 @@ def make_keys(db_url: str) -> dict:
     """The principals of the access tests, as API keys."""
     from datetime import datetime, timedelta, timezone
 
+    from geocloud.access import agencies
     from geocloud.access import keys as api_keys
 
     with psycopg.connect(db_url, autocommit=True) as conn:
-        for a in get_catalog().agencies.values():
-            conn.execute("INSERT INTO geocloud.agencies (code, name_zh, name_en, city_agency) VALUES (%s, %s, %s, %s) "
-                         "ON CONFLICT DO NOTHING", (a.code, a.name.zh_TW, a.name.en, a.city_agency))
+        agencies.sync(conn, get_catalog(), "tester")
         out = {
             "fire": api_keys.create(conn, "TCG-FIRE", "inspector-1", "inspector", None, None),
             "udb": api_keys.create(conn, "TCG-UDB", "planner-1", "analyst", None, None),

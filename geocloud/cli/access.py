@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from geocloud import db
+from geocloud.access import agencies as agency_table
 from geocloud.access import audit as audit_log
 from geocloud.access import keys as api_keys
 from geocloud.catalog import get_catalog
@@ -23,9 +24,7 @@ def agencies_add(code: str = typer.Argument(...), name_zh: str = typer.Option(..
                  external: bool = typer.Option(False, "--external", help="Not a city agency (no internal layers)")):
     """Add (or update) an agency."""
     with db.transaction() as conn:
-        conn.execute("INSERT INTO geocloud.agencies (code, name_zh, name_en, city_agency) VALUES (%s, %s, %s, %s) "
-                     "ON CONFLICT (code) DO UPDATE SET name_zh = excluded.name_zh, name_en = excluded.name_en, "
-                     "city_agency = excluded.city_agency, deleted_at = NULL", (code, name_zh, name_en, not external))
+        agency_table.add(conn, code, name_zh, name_en, not external)
         audit_log.record(conn, "agency-added", operator(), code, detail={"name": name_zh})
     console.print(f"agency {code} saved")
 
@@ -48,11 +47,7 @@ def agencies_sync():
     record in the audit trail every change of the catalog's layer grants since the last sync."""
     catalog = get_catalog()
     with db.transaction() as conn:
-        for a in catalog.agencies.values():
-            conn.execute("INSERT INTO geocloud.agencies (code, name_zh, name_en, city_agency) VALUES (%s, %s, %s, %s) "
-                         "ON CONFLICT (code) DO UPDATE SET name_zh = excluded.name_zh, name_en = excluded.name_en, "
-                         "city_agency = excluded.city_agency", (a.code, a.name.zh_TW, a.name.en, a.city_agency))
-        changed = audit_log.record_grant_changes(conn, catalog, operator())
+        changed = agency_table.sync(conn, catalog, operator())
     console.print(f"{len(catalog.agencies)} agencies in the database; {changed} layer access change(s) recorded")
 
 

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from geocloud import db
 from geocloud.cli.output import console, err_console
-from geocloud.access import audit as audit_log
+from geocloud.access import agencies
 from geocloud.access import keys as api_keys
 from geocloud.cli.serve import serve
 from geocloud.catalog import get_catalog
@@ -41,10 +41,7 @@ def demo(
         table.add_row(name, report.status, str(loaded), ", ".join(f"{k} v{v}" for k, v in report.versions.items()))
     console.print(table)
     with db.transaction() as conn:
-        for a in get_catalog().agencies.values():
-            conn.execute("INSERT INTO geocloud.agencies (code, name_zh, name_en, city_agency) VALUES (%s, %s, %s, %s) "
-                         "ON CONFLICT (code) DO NOTHING", (a.code, a.name.zh_TW, a.name.en, a.city_agency))
-        audit_log.record_grant_changes(conn, get_catalog(), "demo")
+        agencies.sync(conn, get_catalog(), "demo")
         demo_key = api_keys.create(conn, "TCG-FIRE", "demo inspector", "inspector", None, api_keys.parse_expiry("7d"))
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     console.print(f"""

@@ -12,8 +12,6 @@ from geocloud.cli.output import err_console
 from geocloud.errors import InputError
 from geocloud.serve.provider import srid_and_flip
 
-CRS = {"CRS84": "http://www.opengis.net/def/crs/OGC/1.3/CRS84", "EPSG:4326": "http://www.opengis.net/def/crs/EPSG/0/4326",
-       "EPSG:3826": "http://www.opengis.net/def/crs/EPSG/0/3826"}
 
 
 def geocode_csv(
@@ -26,11 +24,12 @@ def geocode_csv(
     same_parity: bool = typer.Option(True, "--same-parity/--any-parity", help="Prefer the same side of the street"),
 ):
     """Add coordinates and a match type to every row of FILE, keeping every input column and row."""
-    if crs not in CRS:
-        raise InputError(f"unknown CRS {crs!r}", where="--crs", fix=f"use one of {', '.join(CRS)}")
+    uri = geocode.service.CRS_CHOICES.get(crs)
+    if uri is None:
+        raise InputError(f"unknown CRS {crs!r}", where="--crs", fix="use CRS84, EPSG:4326 or EPSG:3826")
     if not file.is_file():
         raise InputError("file not found", where=str(file), fix="check the path")
-    srid, flip = srid_and_flip(CRS[crs], 3826)
+    srid, flip = srid_and_flip(uri, 3826)
     try:
         options = geocode.service.options_from(
             {"lock": lock, "max_distance": str(max_distance), "same_parity": str(same_parity).lower()}, srid, flip)

@@ -9,7 +9,7 @@ from geocloud.cli.output import console, err_console
 from geocloud.errors import ConfigError, NotFound
 from geocloud.serve import tilecache, vectortiles
 from geocloud.serve.state import snapshot
-from geocloud.serve.tiles import basemap_layers
+from geocloud.serve.tiles import basemap_layers, within
 from geocloud.serve.tms import SERVED, zoom_range
 
 app = typer.Typer(help="The vector tile cache.", no_args_is_help=True)
@@ -56,7 +56,7 @@ def seed(
     with Progress(console=err_console) as bar:
         task = bar.add_task(f"seeding {layer}", total=len(tiles))
         for tile in tiles:
-            members = [x for x in layers if zoom_range(x.zooms, tms)[0] <= tile.z <= zoom_range(x.zooms, tms)[1]]
+            members = [x for x in layers if within(zoom_range(x.zooms, tms), tile.z)]
             if members:
                 path = tilecache.tile_path("vector", layer, tms.id, tile.z, tile.x, f"{tile.y}.mvt")
                 if tilecache.read(path, snap, ids, tuple(tms.bounds(tile))) is None:

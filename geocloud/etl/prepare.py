@@ -30,6 +30,8 @@ NUMBER = {"integer": r"^[+-]?\d+(\.0*)?$", "bigint": r"^[+-]?\d+(\.0*)?$",
 BASE_TYPE = {"Point": 1, "MultiPoint": 1, "LineString": 2, "MultiLineString": 2, "Polygon": 3, "MultiPolygon": 3}
 SHAPELY_IDS = {0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "MultiPoint",
                5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
+# base kind (1 point, 2 line, 3 polygon) of each shapely type id, shifted by one for "missing" (-1)
+BASE_OF_TYPE_ID = np.array([0, 1, 2, 0, 3, 1, 2, 3, 0])
 BIG5_GAP_CHARS = r"[■□∮�]|\?"
 
 
@@ -161,8 +163,7 @@ def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rule
     live = ~(reject | drop)
     type_ids = shapely.get_type_id(geoms)
     wanted = BASE_TYPE[layer.geometry]
-    base_of = {0: 1, 4: 1, 1: 2, 5: 2, 3: 3, 6: 3}
-    wrong = live & np.array([base_of.get(int(t), 0) != wanted for t in type_ids], dtype=bool)
+    wrong = live & (BASE_OF_TYPE_ID[np.clip(type_ids, -1, 7) + 1] != wanted)
     for tid in np.unique(type_ids[wrong]):
         quality.note("error", f"wrong geometry type {SHAPELY_IDS.get(int(tid), tid)} for layer {layer.id!r} "
                               f"({layer.geometry}); row rejected", batch.rows[wrong & (type_ids == tid)])

@@ -13,16 +13,14 @@ from geocloud.serve import guard
 from geocloud.serve.http import HTTPError, bad_parameter
 from geocloud.db.pool import get_pool
 from geocloud.serve.provider import srid_and_flip
-from geocloud.serve.pygeoapi_config import CRS84, EPSG_URI
+from geocloud.serve.pygeoapi_config import CRS84
 from geocloud.serve.state import snapshot
 
-CRS_CHOICES = {"CRS84": CRS84, CRS84: CRS84, "EPSG:4326": EPSG_URI.format(4326), EPSG_URI.format(4326): EPSG_URI.format(4326),
-               "EPSG:3826": EPSG_URI.format(3826), EPSG_URI.format(3826): EPSG_URI.format(3826)}
 MAX_UPLOAD = 64 * 2**20
 
 
 def _crs(value: str | None, name: str = "crs") -> str:
-    uri = CRS_CHOICES.get(value or "CRS84")
+    uri = geocode.service.CRS_CHOICES.get(value or "CRS84")
     if uri is None:
         raise bad_parameter(name, f"unsupported CRS {value!r}; use CRS84, EPSG:4326 or EPSG:3826 (or their URIs)")
     return uri

@@ -62,51 +62,37 @@ def _presented(scope) -> list[str]:
 NEED_DATABASE = object()
 
 
-def resolve_fast(scope):
-    """The caller without touching the database (no credentials, or all of them remembered);
-    NEED_DATABASE when a credential must be looked up. Raises 401 for a known-bad credential."""
-    presented = _presented(scope)
-    if not presented:
-        return ANONYMOUS
+def _check(credential: str, conn):
+    """The principal of one credential, None if it is bad, or keys.MISS when ``conn`` is None and
+    the credential is not remembered (it must be looked up in the database)."""
+    if not credential or len(credential) > MAX_CREDENTIAL:
+        return None
+    if credential.startswith(tokens.PREFIX):
+        if conn is None and not tokens.secret_known():
+            return keys.MISS
+        return tokens.verify(conn, credential)
+    if oidc.looks_like_jwt(credential):
+        return oidc.cached(credential) if conn is None else oidc.verify(conn, credential)
+    return keys.cached(credential) if conn is None else keys.verify(conn, credential)
+
+
+def resolve(scope, conn=None):
+    """The caller. Without ``conn`` nothing touches the database (no credentials, or all of them
+    remembered) and NEED_DATABASE says a lookup is needed. A bad credential raises 401."""
     principal = None
-    for credential in presented:
-        if not credential or len(credential) > MAX_CREDENTIAL:
-            raise unauthorized("the credentials are malformed")
-        if credential.startswith(tokens.PREFIX):
-            if not tokens.secret_known():
-                return NEED_DATABASE
-            found = tokens.verify(None, credential)
-        elif oidc.looks_like_jwt(credential):
-            found = oidc.cached(credential)
-        else:
-            found = keys.cached(credential)
+    for credential in _presented(scope):
+        found = _check(credential, conn)
         if found is keys.MISS:
             return NEED_DATABASE
         if found is None:
-            raise unauthorized("the API key or token is invalid, expired or revoked")
+            raise unauthorized("the API key or token is malformed, invalid, expired or revoked")
         principal = principal or found
-    return principal
+    return principal or ANONYMOUS
 
 
-def resolve(scope) -> Principal:
-    presented = _presented(scope)
-    if not presented:
-        return ANONYMOUS
-    principal = None
+def resolve_with_database(scope) -> Principal:
     with get_pool().connection() as conn:
-        for credential in presented:
-            if not credential or len(credential) > MAX_CREDENTIAL:
-                raise unauthorized("the credentials are malformed")
-            if credential.startswith(tokens.PREFIX):
-                found = tokens.verify(conn, credential)
-            elif oidc.looks_like_jwt(credential):
-                found = oidc.verify(conn, credential)
-            else:
-                found = keys.verify(conn, credential)
-            if found is None:
-                raise unauthorized("the API key or token is invalid, expired or revoked")
-            principal = principal or found
-    return principal
+        return resolve(scope, conn)
 
 
 def visible_layers() -> frozenset[str]:
@@ -153,9 +139,9 @@ class AuthMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         try:
-            principal = resolve_fast(scope)
+            principal = resolve(scope)
             if principal is NEED_DATABASE:
-                principal = await run_in_threadpool(resolve, scope)
+                principal = await run_in_threadpool(resolve_with_database, scope)
             client = f"{principal.kind}:{principal.id}" if not principal.anonymous else \
                 f"ip:{(scope.get('client') or ('unknown',))[0]}"
             wait = ratelimit.hit(client)

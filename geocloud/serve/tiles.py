@@ -90,7 +90,11 @@ def basemap_layers(tms: morecantile.TileMatrixSet | None = None, z: int | None =
     layers = [catalog.layers[i] for i in BASEMAP if i in catalog.layers and i in live and i in visible]
     if z is None:
         return layers
-    return [layer for layer in layers if zoom_range(layer.zooms, tms)[0] <= z <= zoom_range(layer.zooms, tms)[1]]
+    return [layer for layer in layers if within(zoom_range(layer.zooms, tms), z)]
+
+
+def within(zooms: tuple[int, int], z: int) -> bool:
+    return zooms[0] <= z <= zooms[1]
 
 
 async def basemap_tile(request: Request) -> Response:

@@ -5,6 +5,8 @@ tiles line up with the city's 1/1000 maps; it is registered with morecantile, wh
 for raster tiles too.
 """
 
+from functools import lru_cache
+
 import morecantile
 from pyproj import CRS
 
@@ -22,11 +24,13 @@ def srid(tms: morecantile.TileMatrixSet) -> int:
 def zoom_range(zooms, tms: morecantile.TileMatrixSet) -> tuple[int, int]:
     """A catalog zoom range (WebMercatorQuad levels) as the levels of ``tms`` with the same ground
     resolution in Taichung (TWD97TM2Quad level 9 is about WebMercatorQuad level 15 there)."""
-    if tms.id == "WebMercatorQuad":
-        return zooms.min, zooms.max
-    web = SERVED["WebMercatorQuad"]
-    ground = 0.9135  # cos(24°): Web Mercator metres to ground metres at Taichung
+    return _level(tms.id, zooms.min), _level(tms.id, zooms.max)
 
-    def level(z: int) -> int:
-        return max(tms.minzoom, min(tms.maxzoom, tms.zoom_for_res(web.matrix(z).cellSize * ground)))
-    return level(zooms.min), level(zooms.max)
+
+@lru_cache(maxsize=256)
+def _level(tms_id: str, web_zoom: int) -> int:
+    if tms_id == "WebMercatorQuad":
+        return web_zoom
+    tms, web = SERVED[tms_id], SERVED["WebMercatorQuad"]
+    ground = 0.9135  # cos(24°): Web Mercator metres to ground metres at Taichung
+    return max(tms.minzoom, min(tms.maxzoom, tms.zoom_for_res(web.matrix(web_zoom).cellSize * ground)))

@@ -132,6 +132,11 @@ def test_update_diff_counts_and_changed_area(database, city, tmp_path):
     assert xmin <= box[0] and ymin <= box[1] and xmax >= box[2] and ymax >= box[3]
     assert (xmax - xmin) * (ymax - ymin) < 0.9 * 30_000 * 30_000  # the changed area, not the whole city
     assert event[:3] == ("publish", 1, 2) and event[3].startswith("POLYGON")
+    with psycopg.connect(database) as conn:  # the live version's extent is the whole layer's, not the change's
+        whole, recorded = conn.execute(
+            "SELECT ST_Transform(ST_SetSRID(ST_Extent(geom)::geometry, 3826), 4326), (SELECT extent FROM "
+            "geocloud.layer_versions WHERE layer = 'buildings' AND state = 'live') FROM live.buildings").fetchone()
+        assert conn.execute("SELECT ST_Covers(ST_Expand(%s::geometry, 1e-6), %s::geometry)", (recorded, whole)).fetchone()[0]
 
 
 def test_unchanged_rerun_and_dry_run_leave_live_alone(database, city, tmp_path):

@@ -76,7 +76,7 @@ def publish(conn: psycopg.Connection, run_id: int, staged: list[Staged], operato
             conn.execute(
                 "INSERT INTO geocloud.layer_versions (layer, version, run_id, state, storage, feature_count, extent) "
                 "VALUES (%s, %s, %s, 'live', %s, %s, " + _EXTENT_SQL + ")",
-                (layer.id, version, run_id, storage, item.count, *box))
+                (layer.id, version, run_id, storage, item.count, *_env_box(item.diff.extent_crs84)))
             conn.execute(
                 "INSERT INTO geocloud.layer_events (layer, action, from_version, to_version, run_id, operator, "
                 "changed_extent) VALUES (%s, 'publish', %s, %s, %s, %s, " + _EXTENT_SQL + ")",
@@ -151,7 +151,7 @@ def _raster_change(conn: psycopg.Connection, layer_id: str, a: int, b: int) -> D
 
 def raster_diff(conn: psycopg.Connection, layer_id: str, bounds_3826: list[float], srid: int) -> Diff:
     """A new raster replaces the whole image: the changed area is the old and new extents together."""
-    new = bbox_crs84(conn, bounds_3826, srid)
+    new = extent = bbox_crs84(conn, bounds_3826, srid)
     current = live_version(conn, layer_id)
     if current:
         old = conn.execute("SELECT ST_XMin(extent), ST_YMin(extent), ST_XMax(extent), ST_YMax(extent) "
@@ -159,4 +159,5 @@ def raster_diff(conn: psycopg.Connection, layer_id: str, bounds_3826: list[float
                            (layer_id, current[0])).fetchone()
         if old[0] is not None:
             new = [min(new[0], old[0]), min(new[1], old[1]), max(new[2], old[2]), max(new[3], old[3])]
-    return Diff(added=0 if current else 1, changed=1 if current else 0, bbox=bounds_3826, bbox_crs84=new)
+    return Diff(added=0 if current else 1, changed=1 if current else 0, bbox=bounds_3826, bbox_crs84=new,
+                extent_crs84=extent)

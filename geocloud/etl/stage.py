@@ -148,6 +148,7 @@ class Diff:
     unchanged: int = 0
     bbox: list[float] | None = None          # changed area in the layer's CRS
     bbox_crs84: list[float] | None = None    # the same, lon/lat
+    extent_crs84: list[float] | None = None  # the whole new version, lon/lat: the layer's extent once live
     samples: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -182,6 +183,7 @@ def diff(conn: psycopg.Connection, layer: Layer, old_name: str | None, new_name:
             "SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
             "(SELECT count(*) AS n, ST_Extent(geom) AS e FROM {}) s").format(new)).fetchone()
         result = Diff(added=row[0], bbox=list(row[1:]) if row[0] else None)
+        whole = result.bbox
         keys = conn.execute(sql.SQL("SELECT {}::text FROM {} ORDER BY 1 LIMIT %s").format(key, new),
                             (SAMPLE_KEYS,)).fetchall()
         result.samples = {"added": [k[0] for k in keys]}
@@ -207,10 +209,13 @@ def diff(conn: psycopg.Connection, layer: Layer, old_name: str | None, new_name:
                    ST_Extent(ngeom) FILTER (WHERE okey IS NULL OR changed)::geometry,
                    (array_agg(nkey::text ORDER BY nkey) FILTER (WHERE okey IS NULL))[1:{n}],
                    (array_agg(okey::text ORDER BY okey) FILTER (WHERE nkey IS NULL))[1:{n}],
-                   (array_agg(nkey::text ORDER BY nkey) FILTER (WHERE changed))[1:{n}]
+                   (array_agg(nkey::text ORDER BY nkey) FILTER (WHERE changed))[1:{n}],
+                   ST_XMin(ST_Extent(ngeom)), ST_YMin(ST_Extent(ngeom)), ST_XMax(ST_Extent(ngeom)),
+                   ST_YMax(ST_Extent(ngeom))
             FROM d""").format(key=key, attrs=attrs, attrs_n=attrs_n, old=old, new=new, n=sql.Literal(SAMPLE_KEYS),
                          reshaped=reshaped)
-        a, r, c, u, e_old, e_new, s_a, s_r, s_c = conn.execute(q).fetchone()
+        a, r, c, u, e_old, e_new, s_a, s_r, s_c, *whole = conn.execute(q).fetchone()
+        whole = whole if whole[0] is not None else None
         result = Diff(a, r, c, u, samples={"added": s_a or [], "removed": s_r or [], "changed": s_c or []})
         extent = conn.execute(
             "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
@@ -219,6 +224,8 @@ def diff(conn: psycopg.Connection, layer: Layer, old_name: str | None, new_name:
         result.bbox = list(extent) if extent and extent[0] is not None else None
     if result.bbox:
         result.bbox_crs84 = bbox_crs84(conn, result.bbox, layer.srid)
+    if whole:
+        result.extent_crs84 = result.bbox_crs84 if whole == result.bbox else bbox_crs84(conn, whole, layer.srid)
     return result
 
 

@@ -43,13 +43,8 @@ FORMATS = {
     "kml": ("application/vnd.google-earth.kml+xml", "kml"),
 }
 OGR = {"shp": ("ESRI Shapefile", 3826), "gpkg": ("GPKG", 3826), "kml": ("KML", 4326)}
-
-
-def csv_columns(layer: Layer) -> list[str]:
-    """The CSV header: the catalog's fields in order, then the geometry (lon/lat and TWD97 X/Y for
-    points, WKT in the storage CRS otherwise). The open-data field description uses the same list."""
-    geometry = ["lon", "lat", "x_twd97", "y_twd97"] if layer.geometry == "Point" else ["wkt"]
-    return [f.name for f in layer.fields] + geometry
+ARROW = {"text": pa.string(), "integer": pa.int32(), "bigint": pa.int64(), "double": pa.float64(),
+         "boolean": pa.bool_(), "date": pa.date32(), "timestamp": pa.timestamp("us", tz="UTC")}
 
 
 def _query(layer: Layer, request: Request, select: sql.Composable) -> tuple[sql.Composable, list]:
@@ -101,7 +96,7 @@ def _csv(layer: Layer, request: Request, bom: bool):
     def body():
         buf = io.StringIO()
         out = csv.writer(buf, lineterminator="\r\n")
-        out.writerow(csv_columns(layer))
+        out.writerow(layer.csv_columns())
         yield ("\ufeff" if bom else "") + buf.getvalue()
         for rows in _rows(query, args):
             buf.seek(0)
@@ -119,17 +114,18 @@ def _ogr_file(layer: Layer, request: Request, fmt: str, folder: Path) -> Path:
     query, args = _query(layer, request, sql.SQL(", ").join(cols))
     target = folder / f"{layer.id}.{'shp' if fmt == 'shp' else fmt}"
     names = [f.name for f in layer.fields]
+    types = [ARROW[f.type] for f in layer.fields]  # typed, so a batch where a field is all empty stays typed
     written = False
     options = {"encoding": "UTF-8"} if fmt == "shp" else {}
     for rows in _rows(query, args):
         columns = list(zip(*rows))
-        table = pa.table({**{n: pa.array(columns[i]) for i, n in enumerate(names)},
+        table = pa.table({**{n: pa.array(columns[i], types[i]) for i, n in enumerate(names)},
                           "geometry": pa.array(columns[-1], pa.binary())})
         write_arrow(table, target, driver=driver, layer=layer.id, geometry_type=layer.geometry,
                     crs=f"EPSG:{srid}", geometry_name="geometry", append=written, **options)
         written = True
     if not written:  # an empty selection still gives a valid, empty file
-        table = pa.table({**{n: pa.array([], pa.string()) for n in names}, "geometry": pa.array([], pa.binary())})
+        table = pa.table({**{n: pa.array([], t) for n, t in zip(names, types)}, "geometry": pa.array([], pa.binary())})
         write_arrow(table, target, driver=driver, layer=layer.id, geometry_type=layer.geometry,
                     crs=f"EPSG:{srid}", geometry_name="geometry", **options)
     if fmt != "shp":

@@ -4,6 +4,7 @@ Every server worker and CLI process reads the same variables, so several process
 machines agree on the database, the data directory and the catalog without sharing memory.
 """
 
+import getpass
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,6 +33,16 @@ class Settings(BaseSettings):
     oidc_jwks: str | None = Field(default=None, description="JWKS file or URL with the issuer's public keys")
     rate_limit_key: int = Field(default=6000, description="Requests per minute per API key, token or JWT subject")
     rate_limit_anonymous: int = Field(default=1200, description="Requests per minute per anonymous client address")
+    public_url: str = Field(default="http://127.0.0.1:8000",
+                            description="The server's URL as the public reaches it; metadata and portal payloads link here")
+    tgos_csw_url: str | None = Field(default=None, description="TGOS CSW 2.0.2 endpoint that accepts CSW-T")
+    tgos_username: str | None = None
+    tgos_password: str | None = None
+    datagov_url: str = Field(default="https://data.gov.tw", description="data.gov.tw agency API root")
+    datagov_api_key: str | None = Field(default=None, description="The agency's data.gov.tw API key")
+    publish_timeout: float = Field(default=30.0, description="Seconds to wait for a portal's answer")
+    publish_retries: int = Field(default=3, description="Attempts per request when a portal fails transiently")
+    publish_backoff: float = Field(default=2.0, description="Seconds before the first retry; doubles each time")
     oidc_agency_claim: str = "agency"
     oidc_roles_claim: str = "roles"
 
@@ -55,3 +66,8 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def operator() -> str:
+    """Who runs this command: GEOCLOUD_OPERATOR, else the login name. Recorded with every change."""
+    return get_settings().operator or getpass.getuser()

@@ -22,7 +22,7 @@ from pyproj import CRS
 
 from geocloud import db
 from geocloud.catalog import get_catalog
-from geocloud.config import get_settings
+from geocloud.config import get_settings, operator
 from geocloud.errors import InputError
 from geocloud.etl import raster, runs, stage
 from geocloud.etl.crs import check_proj_database, reprojection
@@ -100,7 +100,7 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
     check_proj_database()
     with db.connect(autocommit=True) as conn:
         run_id = runs.start(conn, pipeline.pipeline, pipeline.layer_ids, path, dry_run)
-        report = Report(run_id, pipeline.pipeline, str(path), dry_run, operator=runs.operator())
+        report = Report(run_id, pipeline.pipeline, str(path), dry_run, operator=operator())
         quality = Quality()
         try:
             stage.lock_layers(conn, pipeline.layer_ids)
@@ -287,5 +287,5 @@ def rollback_layer(layer_id: str, to_version: int | None = None) -> dict:
     layer = get_catalog().layer(layer_id)
     with db.connect(autocommit=True) as conn:
         stage.lock_layers(conn, [layer_id])
-        old, new, change = rollback(conn, layer, to_version, runs.operator())
+        old, new, change = rollback(conn, layer, to_version, operator())
     return {"layer": layer_id, "from_version": old, "to_version": new, "diff": change.as_dict()}

@@ -1,6 +1,5 @@
 """Run records: who ran what, on which file (checksum), when, with what counts, diff and outcome."""
 
-import getpass
 import json
 import os
 import socket
@@ -10,12 +9,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from geocloud.config import get_settings
+from geocloud.config import get_settings, operator
 from geocloud.errors import NotFound
-
-
-def operator() -> str:
-    return get_settings().operator or getpass.getuser()
 
 
 def start(conn: psycopg.Connection, pipeline: str, layers: list[str], source: Path, dry_run: bool) -> int:

@@ -48,3 +48,15 @@ class Conflict(GeocloudError):
     """Another run holds the layer, or the requested change conflicts with the current state."""
 
     exit_code = 7
+
+
+class PortalError(GeocloudError):
+    """A publishing target (TGOS, data.gov.tw) is unreachable or refused what was sent."""
+
+    exit_code = 8
+
+
+class Refused(GeocloudError):
+    """Publishing refused: the layer is not public, or falls below the gold quality mark."""
+
+    exit_code = 9

@@ -132,3 +132,20 @@ def test_get_catalog_reads_the_configured_project(project):
     data["title"]["en"] = "Roads (edited)"
     _write(project, "roads", data)
     assert get_catalog().layer("roads").title.en == "Roads (edited)"
+
+
+def test_portal_identifiers_must_carry_the_publishers_agency_code(project):
+    data = _roads(project)
+    data["publishing"]["datagov_identifier"] = "376000000A-000102"
+    _write(project, "roads", data)
+    msg = _error(project)
+    assert "roads.yml: key 'publishing.datagov_identifier'" in msg and "387000000A" in msg
+
+
+def test_a_broken_publisher_block_is_named(project):
+    path = project / "agencies.yml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["publisher"]["oid"] = "not-an-oid"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    msg = _error(project)
+    assert "agencies.yml: key 'publisher'" in msg and "oid" in msg

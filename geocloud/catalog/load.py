@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
-from geocloud.catalog.models import Agency, Layer
+from geocloud.catalog.models import Agency, Layer, Publisher
 from geocloud.errors import ConfigError, NotFound
 from geocloud.yamlfile import explain, load_model, read_yaml
 
@@ -14,6 +14,7 @@ from geocloud.yamlfile import explain, load_model, read_yaml
 class Catalog:
     layers: dict[str, Layer]
     agencies: dict[str, Agency]
+    publisher: Publisher | None = None
 
     def layer(self, layer_id: str) -> Layer:
         try:
@@ -25,6 +26,17 @@ class Catalog:
 
     def vector_layers(self) -> list[Layer]:
         return [layer for layer in self.layers.values() if layer.kind == "vector"]
+
+
+def load_publisher(path: Path) -> Publisher | None:
+    """The ``publisher`` block of ``agencies.yml`` (None when absent: nothing can be published)."""
+    data = read_yaml(path) if path.exists() else {}
+    if not isinstance(data, dict) or data.get("publisher") is None:
+        return None
+    try:
+        return Publisher.model_validate(data["publisher"])
+    except ValidationError as exc:
+        raise explain(exc, Publisher, f"{path}: key 'publisher'") from None
 
 
 def load_agencies(path: Path) -> dict[str, Agency]:
@@ -44,11 +56,29 @@ def load_agencies(path: Path) -> dict[str, Agency]:
     return seen
 
 
+def _check_publishing(layer: Layer, path: Path, publisher: Publisher | None, agencies_file: Path) -> None:
+    """Portal identifiers must carry the publisher's agency code, or the portals refuse them."""
+    ids = layer.publishing
+    if not (ids.tgos_file_identifier or ids.datagov_identifier):
+        return
+    if publisher is None:
+        raise ConfigError("the layer has portal identifiers but there is no publisher",
+                          where=f"{path}: key 'publishing'", fix=f"add a 'publisher' block to {agencies_file.name}")
+    for key, value in (("tgos_file_identifier", ids.tgos_file_identifier), ("datagov_identifier", ids.datagov_identifier)):
+        if value and publisher.org_code not in value:
+            raise ConfigError(f"{value!r} does not carry the publisher's agency code {publisher.org_code!r}",
+                              where=f"{path}: key 'publishing.{key}'", fix="use the code from agencies.yml's publisher")
+    if ids.datagov_identifier and not ids.datagov_category:
+        raise ConfigError("a data.gov.tw dataset needs its category", where=f"{path}: key 'publishing.datagov_category'",
+                          fix="add datagov_category, e.g. 國土及地理")
+
+
 def load_catalog(layers_dir: Path, agencies_file: Path) -> Catalog:
     if not layers_dir.is_dir():
         raise ConfigError("layer catalog folder not found", where=str(layers_dir),
                           fix="set GEOCLOUD_PROJECT_DIR to the folder holding layers/ and etl/")
     agencies = load_agencies(agencies_file)
+    publisher = load_publisher(agencies_file)
     layers: dict[str, Layer] = {}
     files: dict[str, Path] = {}
     for path in sorted(layers_dir.glob("*.yml")):
@@ -65,7 +95,8 @@ def load_catalog(layers_dir: Path, agencies_file: Path) -> Catalog:
                     where=f"{path}: key 'access.grants[{i}].agency'",
                     fix=f"add it to {agencies_file.name} or use one of: {', '.join(sorted(agencies))}",
                 )
+        _check_publishing(layer, path, publisher, agencies_file)
         layers[layer.id], files[layer.id] = layer, path
     if not layers:
         raise ConfigError("no layer files (*.yml) found", where=str(layers_dir))
-    return Catalog(layers=layers, agencies=agencies)
+    return Catalog(layers=layers, agencies=agencies, publisher=publisher)

@@ -48,6 +48,8 @@ class LayerField(Strict):
     title: I18n
     description: I18n | None = None
     required: bool = False
+    standard: str | None = Field(default=None, description="the field's name in the government data standard "
+                                                           "(schema.gov.tw) it follows, if any")
 
 
 class Grant(Strict):
@@ -154,11 +156,36 @@ class Layer(Strict):
     def is_public(self) -> bool:
         return self.access.level == "public"
 
+    def csv_columns(self) -> list[str]:
+        """The columns of the CSV download: the fields in order, then the geometry (lon/lat and TWD97
+        X/Y for points, WKT in the storage CRS otherwise). Portals' field descriptions list the same."""
+        geometry = ["lon", "lat", "x_twd97", "y_twd97"] if self.geometry == "Point" else ["wkt"]
+        return [f.name for f in self.fields] + geometry
+
     def field(self, name: str) -> LayerField:
         for f in self.fields:
             if f.name == name:
                 return f
         raise KeyError(name)
+
+
+class Address(Strict):
+    delivery_point: str
+    city: str
+    postal_code: str = Field(pattern=r"^\d{3,6}$")
+    country: str = "中華民國"
+
+
+class Publisher(Strict):
+    """The city as the publisher of its open data: the identity portals and TGOS records carry."""
+
+    name: I18n
+    org_code: str = Field(pattern=r"^[0-9A-Z]{10}$",
+                          description="agency code: data.gov.tw publisherOrgCode and TGOS identifiers")
+    oid: str = Field(pattern=r"^\d+(\.\d+)+$", description="the government organization OID (publisherOID)")
+    contact: Contact
+    address: Address
+    website: str = Field(pattern=r"^https?://")
 
 
 class Agency(Strict):

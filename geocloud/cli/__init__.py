@@ -2,14 +2,15 @@
 
 Exit codes: 0 success; 1 unexpected failure; 2 wrong command-line usage; 3 bad configuration
 (catalog, pipeline or settings); 4 database unreachable or misconfigured; 5 a source file that
-cannot be loaded as it is; 6 unknown layer, pipeline, run or version; 7 another run holds the layer.
+cannot be loaded as it is; 6 unknown layer, pipeline, run or version; 7 another run holds the layer;
+8 a publishing target is unreachable or refused the push; 9 publishing refused (not public, below gold).
 """
 
 import sys
 
 import typer
 
-from geocloud.cli import access, db, demo, etl, geocode, layers, sample, serve, tiles
+from geocloud.cli import access, db, demo, etl, geocode, layers, publish, sample, serve, tiles
 from geocloud.cli.output import err_console
 from geocloud.errors import GeocloudError
 
@@ -25,6 +26,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(sample.app, name="sample")
 app.add_typer(etl.app, name="etl")
 app.add_typer(tiles.app, name="tiles")
+app.add_typer(publish.app, name="publish")
 app.add_typer(access.agencies, name="agencies")
 app.add_typer(access.keys, name="keys")
 app.command(name="audit")(access.audit)

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount
 
 from geocloud.errors import DatabaseError, GeocloudError
-from geocloud.serve import auth, downloads, features, geocoding, tiles, viewer, wmts
+from geocloud.serve import auth, catalog, downloads, features, geocoding, tiles, viewer, wmts
 from geocloud.serve.guard import AuthMiddleware
 from geocloud.serve.rasters import create_raster_app
 from geocloud.serve.http import HTTPError, error_response
@@ -43,7 +43,7 @@ async def _unexpected(request: Request, exc: Exception):
 def create_app() -> Starlette:
     return Starlette(
         routes=[*features.routes, *downloads.routes, *geocoding.routes, *tiles.routes, *wmts.routes, *viewer.routes,
-                *auth.routes,
+                *auth.routes, *catalog.routes,
                 Mount("", app=create_raster_app())],
         middleware=[Middleware(AuthMiddleware)],
         exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,

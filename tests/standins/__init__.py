@@ -1,0 +1,1 @@
+"""Local stand-ins for the outside services publishing talks to (TGOS's CSW, data.gov.tw)."""

@@ -58,6 +58,9 @@ def demo(
   MapLibre style         {base}/styles/basemap.json
   a download             {base}/collections/zoning/download?f=gpkg
   history of a layer     geocloud etl history buildings
+  TWSMP metadata (TGOS)  {base}/metadata/zoning.xml
+  DCAT-AP feed           {base}/catalog/dcat.jsonld
+  open-data check        geocloud publish check zoning --server {base}
 
 [bold]Access control[/]: 道路施工 road_works is internal (city agencies), 公安稽查 inspection_sites is restricted
 to the Fire (inspectors) and Construction bureaus. Anonymous callers see neither; with this demo key of

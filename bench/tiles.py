@@ -2,7 +2,8 @@
 on the same PostGIS data and the same COG, one server process each, 4 concurrent clients.
 
 Cold: every tile requested once with geocloud's tile cache emptied first (tipg and TiTiler have no
-cache, so their cold and warm passes do the same work). Warm: the same tiles again, three times.
+cache, so their cold and warm passes do the same work). Warm: the same tiles again for 5 seconds,
+from wrk when it is installed (``apt-get install wrk``), else from the Python load generator.
 
     .venv/bin/python bench/tiles.py [--scale 50]
 """
@@ -14,7 +15,8 @@ import sys
 import morecantile
 import psycopg
 
-from common import ROOT, agency_key, free_port, internal_project, load, load_city, sample_city, scratch_database, server
+from common import (ROOT, agency_key, free_port, internal_project, load, load_city, sample_city, scratch_database,
+                    server, sustained)
 
 from geocloud import db
 
@@ -57,11 +59,11 @@ def main() -> None:
             for label, (layer, tl) in vector_sets.items():
                 paths = [f"/collections/{layer}/tiles/WebMercatorQuad/{t.z}/{t.y}/{t.x}" for t in tl]
                 results[("vector", label, "geocloud", "cold")] = load(base, paths, len(paths))
-                results[("vector", label, "geocloud", "warm")] = load(base, paths, 3 * len(paths))
+                results[("vector", label, "geocloud", "warm")] = sustained(base, paths)
             load(base, ["/rasters/satellite/info"], 10)
             paths = [f"/rasters/satellite/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png" for t in sat_tiles]
             results[("raster", "satellite z13+z15", "geocloud", "cold")] = load(base, paths, len(paths))
-            results[("raster", "satellite z13+z15", "geocloud", "warm")] = load(base, paths, 3 * len(paths))
+            results[("raster", "satellite z13+z15", "geocloud", "warm")] = sustained(base, paths)
         key_headers = {"X-API-Key": agency_key(url)}
         port = free_port()
         with server([sys.executable, "-m", "geocloud", "serve", "--port", str(port)], port, "/conformance",
@@ -73,7 +75,7 @@ def main() -> None:
                 layer, tl = vector_sets[label]
                 paths = [f"/collections/{layer}/tiles/WebMercatorQuad/{t.z}/{t.y}/{t.x}" for t in tl]
                 results[("vector", label, "geocloud key", "cold")] = load(base, paths, len(paths), headers=key_headers)
-                results[("vector", label, "geocloud key", "warm")] = load(base, paths, 3 * len(paths), headers=key_headers)
+                results[("vector", label, "geocloud key", "warm")] = sustained(base, paths, headers=key_headers)
         port = free_port()
         with server([sys.executable, "-m", "uvicorn", "tipg.main:app", "--port", str(port), "--log-level", "error"],
                     port, "/collections", env={"DATABASE_URL": url, "TIPG_DB_SCHEMAS": '["live"]'},
@@ -82,14 +84,14 @@ def main() -> None:
             for label, (layer, tl) in vector_sets.items():
                 paths = [f"/collections/live.{layer}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}" for t in tl]
                 results[("vector", label, "tipg", "cold")] = load(base, paths, len(paths))
-                results[("vector", label, "tipg", "warm")] = load(base, paths, 3 * len(paths))
+                results[("vector", label, "tipg", "warm")] = sustained(base, paths)
         port = free_port()
         with server([sys.executable, "-m", "uvicorn", "titiler.application.main:app", "--port", str(port),
                      "--log-level", "error"], port, "/healthz", log_name="titiler") as base:
             load(base, [f"/cog/info?url={cog}"], 10)
             paths = [f"/cog/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?url={cog}" for t in sat_tiles]
             results[("raster", "satellite z13+z15", "TiTiler (stock)", "cold")] = load(base, paths, len(paths))
-            results[("raster", "satellite z13+z15", "TiTiler (stock)", "warm")] = load(base, paths, 3 * len(paths))
+            results[("raster", "satellite z13+z15", "TiTiler (stock)", "warm")] = sustained(base, paths)
     print(f"\n{'kind':<8}{'tiles':<20}{'server':<17}{'pass':<6}{'tiles/s':>9}{'p50 ms':>9}{'p95 ms':>9}")
     for (kind, label, name, phase), r in results.items():
         print(f"{kind:<8}{label:<20}{name:<17}{phase:<6}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}")

@@ -59,7 +59,7 @@ def seed(
             members = [x for x in layers if within(zoom_range(x.zooms, tms), tile.z)]
             if members:
                 path = tilecache.tile_path("vector", layer, tms.id, tile.z, tile.x, f"{tile.y}.mvt")
-                if tilecache.read(path, snap, ids, tuple(tms.bounds(tile))) is None:
+                if tilecache.read(path, snap, ids, lambda: tuple(tms.bounds(tile))) is None:
                     tilecache.write(path, token, vectortiles.render(members, tms, morecantile.Tile(tile.x, tile.y, tile.z)))
                     written += 1
             bar.advance(task)

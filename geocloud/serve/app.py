@@ -42,7 +42,7 @@ async def _unexpected(request: Request, exc: Exception):
 
 def create_app() -> Starlette:
     return Starlette(
-        routes=[*features.routes, *downloads.routes, *geocoding.routes, *tiles.routes, *wmts.routes, *viewer.routes,
+        routes=[*tiles.routes, *features.routes, *downloads.routes, *geocoding.routes, *wmts.routes, *viewer.routes,
                 *auth.routes, *catalog.routes,
                 Mount("", app=create_raster_app())],
         middleware=[Middleware(AuthMiddleware)],

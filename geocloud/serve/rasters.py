@@ -61,13 +61,15 @@ async def _tile_cache(request: Request, call_next):
     tms = SERVED[tms_id]
     tile = morecantile.Tile(int(x), int(y_fmt.split(".")[0].split("@")[0]), int(z))
     try:
-        bounds = tuple(tms.bounds(tile))
+        matrix = tms.matrix(tile.z)
     except Exception:  # noqa: BLE001 - out-of-matrix tiles are titiler's to refuse
+        return await call_next(request)
+    if not (tile.x < matrix.matrixWidth and tile.y < matrix.matrixHeight):
         return await call_next(request)
     options = sorted((k, v) for k, v in request.query_params.multi_items() if k not in ("token", "api_key"))
     digest = hashlib.sha256(repr(options).encode()).hexdigest()[:16] if options else "default"
     key = tilecache.tile_path("raster", layer_id, tms_id, z, x, f"{y_fmt}.{digest}")
-    cached = tilecache.read(key, snap, [layer_id], bounds)
+    cached = tilecache.read(key, snap, [layer_id], lambda: tuple(tms.bounds(tile)))
     token = snap.layer_token(layer_id)
     etag = f'W/"{layer_id}-{tms_id}-{z}-{x}-{y_fmt}-{cached[1] if cached else token}"'
     if cached is not None:

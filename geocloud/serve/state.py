@@ -44,14 +44,18 @@ class Snapshot:
         """The id of the newest switch of ``layer`` (0 if it never switched)."""
         return max((e.id for e in self.events if e.layer == layer), default=self.oldest_event)
 
-    def changed_since(self, token: int, layers, bounds: tuple[float, float, float, float]) -> bool:
-        """Did any of ``layers`` switch after event ``token`` in a way that touches ``bounds`` (CRS84)?"""
+    def changed_since(self, token: int, layers, bounds) -> bool:
+        """Did any of ``layers`` switch after event ``token`` in a way that touches the area
+        ``bounds()`` gives (CRS84)? ``bounds`` is called only if some switch needs the test."""
         if token < self.oldest_event:
             return True
+        box = None
         for e in self.events:
             if e.id > token and e.layer in layers:
-                if e.bbox is None or not (e.bbox[2] < bounds[0] or e.bbox[0] > bounds[2] or
-                                          e.bbox[3] < bounds[1] or e.bbox[1] > bounds[3]):
+                if e.bbox is None:
+                    return True
+                box = box or bounds()
+                if not (e.bbox[2] < box[0] or e.bbox[0] > box[2] or e.bbox[3] < box[1] or e.bbox[1] > box[3]):
                     return True
         return False
 

@@ -52,18 +52,15 @@ async def _tile_response(request: Request, name: str, layers: list[Layer], tms: 
                          tile: morecantile.Tile) -> Response:
     snap = snapshot()
     ids = [layer.id for layer in layers]
-    bounds = tuple(tms.bounds(tile))
     path = tilecache.tile_path("vector", name, tms.id, tile.z, tile.x, f"{tile.y}.mvt")
+    cached = tilecache.read(path, snap, ids, lambda: tuple(tms.bounds(tile)))
 
-    def fetch() -> tuple[bytes, int, str]:
-        cached = tilecache.read(path, snap, ids, bounds)
-        if cached is not None:
-            return cached[0], cached[1], "hit"
+    def render() -> tuple[bytes, int, str]:
         token = max(snap.layer_token(i) for i in ids)
         data = vectortiles.render(layers, tms, tile)
         tilecache.write(path, token, data)
         return data, token, "miss"
-    data, token, state = await run_in_threadpool(fetch)
+    data, token, state = (*cached, "hit") if cached is not None else await run_in_threadpool(render)
     etag = f'W/"{name}-{tms.id}-{tile.z}-{tile.x}-{tile.y}-{token}"'
     headers = {"ETag": etag, "Cache-Control": guard.cache_control(ids), "X-Tile-Cache": state}
     if request.headers.get("if-none-match") == etag:

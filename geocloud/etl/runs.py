@@ -9,7 +9,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from geocloud.config import get_settings, operator
+from geocloud.config import operator
 from geocloud.errors import NotFound
 
 

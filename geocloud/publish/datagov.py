@@ -10,16 +10,15 @@ portal no longer has becomes a create.
 """
 
 import json
-import time
 from dataclasses import dataclass
 
 import httpx
 
-from geocloud.catalog import Layer
 from geocloud.catalog.models import Publisher
 from geocloud.errors import PortalError
 from geocloud.publish.distributions import distributions, field_description
 from geocloud.publish.facts import Facts
+from geocloud.publish.retry import Transient, retrying
 
 PATH = "/api/v1/rest/dataset"
 PERIODICITY = {"daily": "每日", "weekly": "每週", "monthly": "每月", "quarterly": "每季", "yearly": "每年",
@@ -80,7 +79,7 @@ class Answer:
 
 class Client:
     def __init__(self, base_url: str, api_key: str, *, timeout: float, retries: int, backoff: float):
-        self.base, self.retries, self.backoff = base_url.rstrip("/"), max(1, retries), backoff
+        self.base, self.retries, self.backoff = base_url.rstrip("/"), retries, backoff
         self.http = httpx.Client(timeout=timeout, headers={"Authorization": api_key})
 
     def close(self) -> None:
@@ -88,26 +87,19 @@ class Client:
 
     def _send(self, method: str, path: str, body: dict | None) -> httpx.Response:
         """One request, retried while the failure is transient; the last failure is raised."""
-        wait = self.backoff
-        for attempt in range(1, self.retries + 1):
-            problem = None
+        def attempt() -> httpx.Response:
             try:
                 response = self.http.request(method, self.base + path, json=body)
-                if response.status_code not in TRANSIENT:
-                    return response
-                problem = f"HTTP {response.status_code}: {_portal_words(response)}"
-                if response.headers.get("retry-after", "").isdigit():
-                    wait = max(wait, float(response.headers["retry-after"]))
             except httpx.TimeoutException:
-                problem = f"no answer within {self.http.timeout.read} s"
+                raise Transient(f"no answer within {self.http.timeout.read} s") from None
             except httpx.TransportError as exc:
-                problem = f"unreachable ({exc.__class__.__name__}: {exc})"
-            if attempt == self.retries:
-                raise PortalError(f"data.gov.tw {method} {path} failed after {attempt} attempts: {problem}",
-                                  fix="nothing was recorded as pushed; retry later with the same command")
-            time.sleep(wait)
-            wait *= 2
-        raise AssertionError("unreachable")
+                raise Transient(f"unreachable ({exc.__class__.__name__}: {exc})") from None
+            if response.status_code in TRANSIENT:
+                hint = response.headers.get("retry-after", "")
+                raise Transient(f"HTTP {response.status_code}: {_portal_words(response)}",
+                                float(hint) if hint.isdigit() else None)
+            return response
+        return retrying(attempt, f"data.gov.tw {method} {path}", self.retries, self.backoff)
 
     def push(self, data: dict, exists: bool) -> Answer:
         """Create or update; ``exists`` says whether an earlier push created it."""

@@ -53,12 +53,6 @@ def record_of(conn: psycopg.Connection, layer: Layer, base_url: str) -> tuple[Fa
     return facts, metadata.dataset_record(facts, _publisher(catalog), base_url, description)
 
 
-def _public(layer: Layer, target: str) -> None:
-    if not layer.is_public:
-        raise Refused(f"{layer.id!r} is {layer.access.level}, not public: only public layers reach {target}",
-                      fix="publish it only if the catalog makes it public (layers/*.yml, access.level)")
-
-
 def _targets(layer_ids: list[str] | None, everything: bool, attr: str) -> list[Layer]:
     catalog = get_catalog()
     if everything:
@@ -87,37 +81,47 @@ def push_tgos(layer_ids: list[str] | None, everything: bool = False) -> list[Out
     csw = tgos.Catalogue(settings.tgos_csw_url, username=settings.tgos_username, password=settings.tgos_password,
                          timeout=settings.publish_timeout, retries=settings.publish_retries,
                          backoff=settings.publish_backoff)
-    base = settings.public_url
     out = []
     with db.connect(autocommit=True) as conn:
         for layer in _targets(layer_ids, everything, "tgos_file_identifier"):
-            fid = layer.publishing.tgos_file_identifier
-            outcome = Outcome(layer.id, "tgos", "refused")
-            try:
-                _public(layer, "TGOS")
-                if not fid:
-                    raise ConfigError(f"{layer.id!r} has no TGOS file identifier", where=f"layers/{layer.id}.yml",
-                                      fix="add publishing.tgos_file_identifier (TW-07-<agency code>-<6 digits>)")
-                facts, record = record_of(conn, layer, base)
-                outcome.version = facts.version
-                digest = records.digest(record)
-                before = records.pushed(conn, layer.id, "tgos")
-                if before and before.version == facts.version and before.payload_sha256 == digest:
-                    out.append(Outcome(layer.id, "tgos", "unchanged", facts.version, "already pushed"))
-                    continue
-                if layer.kind == "vector":
-                    target = settings.data_path / "publish" / "tgos" / f"{layer.id}-v{facts.version}.zip"
-                    outcome.detail["bundle"] = str(tgos.bundle(f"{base}/collections/{layer.id}/download?f=shp", record,
-                                                               target, layer.id, timeout=settings.publish_timeout))
-                action = csw.push(fid, record)
-                records.record_success(conn, layer.id, "tgos", fid, facts.version, digest, operator(), action, None)
-                out.append(Outcome(layer.id, "tgos", action, facts.version, fid, outcome.detail))
-            except GeocloudError as exc:
-                outcome.action, outcome.message = _failure(exc), str(exc)
-                out.append(_attempt(conn, outcome, fid or layer.id))
+            out.append(_push_one_tgos(conn, csw, layer, settings.public_url))
         if everything:
-            out.extend(_push_services(conn, csw, base))
+            out.extend(_push_services(conn, csw, settings.public_url))
     return out
+
+
+def _pushable(layer: Layer, target: str, identifier: str | None, key: str, pattern: str) -> None:
+    """Refuse a layer that is not public or has no identifier for the target."""
+    if not layer.is_public:
+        raise Refused(f"{layer.id!r} is {layer.access.level}, not public: only public layers reach {target}",
+                      fix="publish it only if the catalog makes it public (layers/*.yml, access.level)")
+    if not identifier:
+        raise ConfigError(f"{layer.id!r} has no {target} identifier", where=f"layers/{layer.id}.yml",
+                          fix=f"add publishing.{key} ({pattern})")
+
+
+def _push_one_tgos(conn, csw: tgos.Catalogue, layer: Layer, base: str) -> Outcome:
+    settings = get_settings()
+    fid = layer.publishing.tgos_file_identifier
+    outcome = Outcome(layer.id, "tgos", "refused")
+    try:
+        _pushable(layer, "TGOS", fid, "tgos_file_identifier", "TW-07-<agency code>-<6 digits>")
+        facts, record = record_of(conn, layer, base)
+        outcome.version = facts.version
+        digest = records.digest(record)
+        before = records.pushed(conn, layer.id, "tgos")
+        if before and before.version == facts.version and before.payload_sha256 == digest:
+            return Outcome(layer.id, "tgos", "unchanged", facts.version, "already pushed")
+        if layer.kind == "vector":
+            target = settings.data_path / "publish" / "tgos" / f"{layer.id}-v{facts.version}.zip"
+            outcome.detail["bundle"] = str(tgos.bundle(f"{base}/collections/{layer.id}/download?f=shp", record,
+                                                       target, layer.id, timeout=settings.publish_timeout))
+        action = csw.push(fid, record)
+        records.record_success(conn, layer.id, "tgos", fid, facts.version, digest, operator(), action, None)
+        return Outcome(layer.id, "tgos", action, facts.version, fid, outcome.detail)
+    except GeocloudError as exc:
+        outcome.action, outcome.message = _failure(exc), str(exc)
+        return _attempt(conn, outcome, fid or layer.id)
 
 
 def service_record_of(conn: psycopg.Connection, service: str, base_url: str) -> tuple[str, bytes] | None:
@@ -176,10 +180,7 @@ def _push_one_datagov(conn, client, layer: Layer, publisher, base: str, dry_run:
     ident = layer.publishing.datagov_identifier
     outcome = Outcome(layer.id, "datagov", "refused")
     try:
-        _public(layer, "data.gov.tw")
-        if not ident:
-            raise ConfigError(f"{layer.id!r} has no data.gov.tw identifier", where=f"layers/{layer.id}.yml",
-                              fix="add publishing.datagov_identifier (<agency code>-<6 digits>) and datagov_category")
+        _pushable(layer, "data.gov.tw", ident, "datagov_identifier", "<agency code>-<6 digits>, and datagov_category")
         facts = gather(conn, layer)
         outcome.version = facts.version
         report = checks.check(layer, base, timeout=settings.publish_timeout)

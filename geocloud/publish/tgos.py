@@ -7,7 +7,6 @@ Shapefile exactly as the server distributes it (``.cpg`` and ``.prj`` included) 
 """
 
 import io
-import time
 import zipfile
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from owslib import ows
 from owslib.catalogue.csw2 import CatalogueServiceWeb
 
 from geocloud.errors import PortalError
+from geocloud.publish.retry import Transient, retrying
 
 GMD = "http://www.isotc211.org/2005/gmd"
 CSW = "http://www.opengis.net/cat/csw/2.0.2"
@@ -26,25 +26,19 @@ CSW = "http://www.opengis.net/cat/csw/2.0.2"
 class Catalogue:
     def __init__(self, url: str, *, username: str | None, password: str | None, timeout: float, retries: int,
                  backoff: float):
-        self.url, self.retries, self.backoff = url, max(1, retries), backoff
+        self.url, self.retries, self.backoff = url, retries, backoff
         self.csw = CatalogueServiceWeb(url, skip_caps=True, timeout=timeout, username=username, password=password)
 
     def _call(self, what: str, fn, *args, **kwargs):
-        wait = self.backoff
-        for attempt in range(1, self.retries + 1):
+        def attempt():
             try:
                 fn(*args, **kwargs)
-                return
             except ows.ExceptionReport as exc:
                 raise PortalError(f"TGOS CSW at {self.url} refused {what}: {exc}",
                                   fix="correct what the catalogue names and push again; nothing was recorded as pushed")
             except (requests.RequestException, etree.XMLSyntaxError, RuntimeError) as exc:
-                problem = f"{exc.__class__.__name__}: {str(exc)[:300]}"
-            if attempt == self.retries:
-                raise PortalError(f"TGOS CSW at {self.url}: {what} failed after {attempt} attempts: {problem}",
-                                  fix="nothing was recorded as pushed; retry later with the same command")
-            time.sleep(wait)
-            wait *= 2
+                raise Transient(f"{exc.__class__.__name__}: {str(exc)[:300]}") from None
+        retrying(attempt, f"TGOS CSW at {self.url}: {what}", self.retries, self.backoff)
 
     def holds(self, file_identifier: str) -> bool:
         self._call(f"GetRecordById {file_identifier}", self.csw.getrecordbyid, [file_identifier], outputschema=GMD)

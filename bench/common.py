@@ -141,7 +141,20 @@ def load(base: str, paths: list[str], requests: int, concurrency: int = 4, heade
         sys.exit(f"errors from {base}: {errors[:3]}")
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
-    return {"rps": requests / wall, "p50": pick(0.50), "p95": pick(0.95)}
+    return {"rps": requests / wall, "p50": pick(0.50), "p95": pick(0.95), "seconds": wall, "latencies": latencies}
+
+
+def rounds(base: str, paths: list[str], before_each, minimum: int = 60, headers: dict | None = None) -> dict:
+    """Request every path once per round, ``before_each()`` first (e.g. empty a cache), for at least
+    ``minimum`` requests in all: a pass over a handful of low-zoom tiles is otherwise too short to time."""
+    count = max(1, -(-minimum // len(paths)))
+    runs = []
+    for _ in range(count):
+        before_each()
+        runs.append(load(base, paths, len(paths), headers=headers))
+    latencies = sorted(x for r in runs for x in r["latencies"])
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+    return {"rps": len(latencies) / sum(r["seconds"] for r in runs), "p50": pick(0.50), "p95": pick(0.95)}
 
 
 WRK_SCRIPT = """

@@ -1,8 +1,8 @@
 """bench/tiles: vector tiles of geocloud and tipg, and raster tiles of geocloud and stock TiTiler,
 on the same PostGIS data and the same COG, one server process each, 4 concurrent clients.
 
-Cold: every tile requested once with geocloud's tile cache emptied first (tipg and TiTiler have no
-cache, so their cold and warm passes do the same work). Warm: the same tiles again for 5 seconds,
+Cold: every tile requested once with geocloud's tile cache emptied first, in rounds until at least
+60 tiles were made (tipg and TiTiler have no cache, so their cold and warm passes do the same work). Warm: the same tiles again for 5 seconds,
 from wrk when it is installed (``apt-get install wrk``), else from the Python load generator.
 
     .venv/bin/python bench/tiles.py [--scale 50]
@@ -15,8 +15,8 @@ import sys
 import morecantile
 import psycopg
 
-from common import (ROOT, agency_key, free_port, internal_project, load, load_city, sample_city, scratch_database,
-                    server, sustained)
+from common import (ROOT, agency_key, free_port, internal_project, load, load_city, rounds, sample_city,
+                    scratch_database, server, sustained)
 
 from geocloud import db
 
@@ -50,17 +50,21 @@ def main() -> None:
         cog = data_dir / storage / "satellite.tif"
         sat_tiles = tiles((120.60, 24.12, 120.69, 24.20), 15, 120) + tiles((120.60, 24.12, 120.69, 24.20), 13, 20)
         env = {"GEOCLOUD_DATABASE_URL": url, "GEOCLOUD_DATA_DIR": str(data_dir)}
+
+        def empty_cache():
+            shutil.rmtree(data_dir / "tile-cache", ignore_errors=True)
+
         port = free_port()
         with server([sys.executable, "-m", "geocloud", "serve", "--port", str(port)], port, "/conformance",
                     env=env, log_name="geocloud-tiles") as base:
             warm_up = [f"/collections/roads/tiles/WebMercatorQuad/12/{t.y}/{t.x}" for t in tiles(CITY, 12, 20)]
             load(base, warm_up, 40)  # open the connection pool and read the catalog, as a running server has
-            shutil.rmtree(data_dir / "tile-cache", ignore_errors=True)
             for label, (layer, tl) in vector_sets.items():
                 paths = [f"/collections/{layer}/tiles/WebMercatorQuad/{t.z}/{t.y}/{t.x}" for t in tl]
-                results[("vector", label, "geocloud", "cold")] = load(base, paths, len(paths))
+                results[("vector", label, "geocloud", "cold")] = rounds(base, paths, empty_cache)
                 results[("vector", label, "geocloud", "warm")] = sustained(base, paths)
             load(base, ["/rasters/satellite/info"], 10)
+            empty_cache()
             paths = [f"/rasters/satellite/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png" for t in sat_tiles]
             results[("raster", "satellite z13+z15", "geocloud", "cold")] = load(base, paths, len(paths))
             results[("raster", "satellite z13+z15", "geocloud", "warm")] = sustained(base, paths)
@@ -70,11 +74,10 @@ def main() -> None:
                     env={**env, "GEOCLOUD_PROJECT_DIR": str(internal_project("buildings"))},
                     log_name="geocloud-tiles-key") as base:
             load(base, ["/conformance"], 20, headers=key_headers)
-            shutil.rmtree(data_dir / "tile-cache", ignore_errors=True)
             for label in ("buildings z14", "buildings z16"):
                 layer, tl = vector_sets[label]
                 paths = [f"/collections/{layer}/tiles/WebMercatorQuad/{t.z}/{t.y}/{t.x}" for t in tl]
-                results[("vector", label, "geocloud key", "cold")] = load(base, paths, len(paths), headers=key_headers)
+                results[("vector", label, "geocloud key", "cold")] = rounds(base, paths, empty_cache, headers=key_headers)
                 results[("vector", label, "geocloud key", "warm")] = sustained(base, paths, headers=key_headers)
         port = free_port()
         with server([sys.executable, "-m", "uvicorn", "tipg.main:app", "--port", str(port), "--log-level", "error"],
@@ -83,7 +86,7 @@ def main() -> None:
             load(base, [f"/collections/live.roads/tiles/WebMercatorQuad/12/{t.x}/{t.y}" for t in tiles(CITY, 12, 20)], 40)
             for label, (layer, tl) in vector_sets.items():
                 paths = [f"/collections/live.{layer}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}" for t in tl]
-                results[("vector", label, "tipg", "cold")] = load(base, paths, len(paths))
+                results[("vector", label, "tipg", "cold")] = rounds(base, paths, lambda: None)
                 results[("vector", label, "tipg", "warm")] = sustained(base, paths)
         port = free_port()
         with server([sys.executable, "-m", "uvicorn", "titiler.application.main:app", "--port", str(port),

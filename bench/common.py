@@ -144,7 +144,7 @@ def load(base: str, paths: list[str], requests: int, concurrency: int = 4, heade
     return {"rps": requests / wall, "p50": pick(0.50), "p95": pick(0.95), "seconds": wall, "latencies": latencies}
 
 
-def rounds(base: str, paths: list[str], before_each, minimum: int = 60, headers: dict | None = None) -> dict:
+def rounds(base: str, paths: list[str], before_each, minimum: int = 300, headers: dict | None = None) -> dict:
     """Request every path once per round, ``before_each()`` first (e.g. empty a cache), for at least
     ``minimum`` requests in all: a pass over a handful of low-zoom tiles is otherwise too short to time."""
     count = max(1, -(-minimum // len(paths)))

@@ -17,6 +17,8 @@ FieldType = Literal["text", "integer", "bigint", "double", "boolean", "date", "t
 GeometryType = Literal["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"]
 Frequency = Literal["daily", "weekly", "monthly", "quarterly", "yearly", "irregular"]
 
+WEB_MERCATOR_GEOM = "geom_3857"  # live tables also keep each geometry in EPSG:3857, for Web Mercator tiles
+
 SQL_TYPES: dict[str, str] = {
     "text": "text",
     "integer": "integer",

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg import sql
 
-from geocloud.catalog.models import SQL_TYPES, Layer
+from geocloud.catalog.models import SQL_TYPES, WEB_MERCATOR_GEOM, Layer
 from geocloud.errors import Conflict
 
 SAMPLE_KEYS = 20
@@ -62,6 +62,9 @@ def create_staging(conn: psycopg.Connection, layer: Layer, run_id: int) -> str:
     name = staging_name(layer.id, run_id)
     columns = [sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(SQL_TYPES[f.type])) for f in layer.fields]
     columns.append(sql.SQL("geom geometry({}, {}) NOT NULL").format(sql.SQL(layer.geometry), sql.Literal(layer.srid)))
+    if layer.srid != 3857:  # projected once here rather than once per feature in every Web Mercator tile
+        columns.append(sql.SQL("{} geometry({}, 3857) GENERATED ALWAYS AS (ST_Transform(geom, 3857)) STORED").format(
+            sql.Identifier(WEB_MERCATOR_GEOM), sql.SQL(layer.geometry)))
     conn.execute(sql.SQL("CREATE TABLE staging.{} ({})").format(sql.Identifier(name), sql.SQL(", ").join(columns)))
     return name
 
@@ -134,6 +137,9 @@ def build_indexes(conn: psycopg.Connection, layer: Layer, table: str) -> None:
         sql.Identifier(f"{table}_key"), ident, sql.Identifier(layer.key)))
     conn.execute(sql.SQL("CREATE INDEX {} ON staging.{} USING gist (geom)").format(
         sql.Identifier(f"{table}_geom"), ident))
+    if layer.srid != 3857:
+        conn.execute(sql.SQL("CREATE INDEX {} ON staging.{} USING gist ({})").format(
+            sql.Identifier(f"{table}_wm"), ident, sql.Identifier(WEB_MERCATOR_GEOM)))
     for i, columns in enumerate(layer.indexes):  # the catalog's extra indexes (lookups by parts)
         conn.execute(sql.SQL("CREATE INDEX {} ON staging.{} ({})").format(
             sql.Identifier(f"{table}_i{i}"), ident, sql.SQL(", ").join(map(sql.Identifier, columns))))
@@ -188,7 +194,8 @@ def diff(conn: psycopg.Connection, layer: Layer, old_name: str | None, new_name:
                             (SAMPLE_KEYS,)).fetchall()
         result.samples = {"added": [k[0] for k in keys]}
     else:
-        old_cols, new_cols = table_columns(conn, old_name), table_columns(conn, new_name)
+        old_cols, new_cols = ([c for c in table_columns(conn, name) if c != WEB_MERCATOR_GEOM]  # derived from geom
+                              for name in (old_name, new_name))
         common = [c for c in new_cols if c in old_cols and c != "geom"]
         reshaped = sql.SQL("true") if old_cols != new_cols else sql.SQL("false")
         attrs = sql.SQL(", ").join(sql.SQL("o.{}").format(sql.Identifier(c)) for c in common)

@@ -12,8 +12,10 @@ import morecantile
 from psycopg import sql
 
 from geocloud.catalog import Layer
+from geocloud.catalog.models import WEB_MERCATOR_GEOM
 from geocloud.db.pool import get_pool
 from geocloud.serve.provider import column
+from geocloud.serve.state import snapshot
 from geocloud.serve.tms import srid
 
 EXTENT = 4096
@@ -29,41 +31,47 @@ def layer_sql(layer: Layer, tms: morecantile.TileMatrixSet, tile: morecantile.Ti
     tms_srid = srid(tms)
     pixel = (box.right - box.left) / 256.0
     margin = (box.right - box.left) * BUFFER / EXTENT
-    if tms_srid != layer.srid:  # a tolerance in the layer's units, measured at the tile's centre
-        pixel *= 1.0 if tms_srid != 3857 else 0.91  # Web Mercator stretches ~1/cos(24°) at Taichung
     env = sql.SQL("ST_MakeEnvelope(%s, %s, %s, %s, {})").format(sql.Literal(tms_srid))
-    query_env = env if tms_srid == layer.srid else sql.SQL("ST_Transform({}, {})").format(env, sql.Literal(layer.srid))
+    live = snapshot().layers.get(layer.id)
+    if tms_srid == 3857 and live is not None and WEB_MERCATOR_GEOM in live.columns:
+        column_name, transform = WEB_MERCATOR_GEOM, False   # stored projected: no per-feature transform
+    else:  # the tile's own CRS, or a live table from before the projected column (after a rollback)
+        column_name, transform = "geom", tms_srid != layer.srid
+    ground = pixel * (0.91 if tms_srid == 3857 else 1.0)  # metres: Web Mercator stretches ~1/cos(24°) here
+    unit = ground if transform else pixel  # one pixel in the units of the column filtered and simplified
+    query_env = sql.SQL("ST_Transform({}, {})").format(env, sql.Literal(layer.srid)) if transform else env
+    source = sql.SQL("t.{}").format(sql.Identifier(column_name))
     attrs = sql.SQL("").join(sql.SQL(", {} AS {}").format(column(layer, f.name), sql.Identifier(f.name))
                              for f in layer.fields)
     if layer.geometry.endswith("Point"):
-        geom = sql.SQL("t.geom")
-        grid = sql.Literal(round(pixel, 6))  # a literal: DISTINCT ON must repeat ORDER BY's expression exactly
-        thin = sql.SQL("DISTINCT ON (ST_SnapToGrid(t.geom, {}))").format(grid)
-        order = sql.SQL("ORDER BY ST_SnapToGrid(t.geom, {}), t.{}").format(grid, sql.Identifier(layer.key))
+        geom = source
+        grid = sql.Literal(round(unit, 6))  # a literal: DISTINCT ON must repeat ORDER BY's expression exactly
+        thin = sql.SQL("DISTINCT ON (ST_SnapToGrid({}, {}))").format(source, grid)
+        order = sql.SQL("ORDER BY ST_SnapToGrid({}, {}), t.{}").format(source, grid, sql.Identifier(layer.key))
         thin_args, order_args, size_filter, size_args = [], [], sql.SQL(""), []
     else:
-        coarse = pixel > GENERALIZE_FROM
-        simplify = pixel > SIMPLIFY_FROM
-        geom = sql.SQL("CASE WHEN ST_NPoints(t.geom) > {} THEN ST_Simplify(t.geom, %s, true) ELSE t.geom END").format(
-            sql.Literal(SIMPLIFY_POINTS)) if simplify else sql.SQL("t.geom")
+        coarse = ground > GENERALIZE_FROM
+        simplify = ground > SIMPLIFY_FROM
+        geom = sql.SQL("CASE WHEN ST_NPoints({g}) > {n} THEN ST_Simplify({g}, %s, true) ELSE {g} END").format(
+            g=source, n=sql.Literal(SIMPLIFY_POINTS)) if simplify else source
         thin, order, thin_args, order_args = sql.SQL(""), sql.SQL(""), [], []
         polygons = layer.geometry.endswith("Polygon") and coarse
-        size_filter = sql.SQL(" AND (ST_XMax(t.geom) - ST_XMin(t.geom) >= %s OR ST_YMax(t.geom) - ST_YMin(t.geom) >= %s)") \
-            if polygons else sql.SQL("")
-        size_args = [pixel, pixel] if polygons else []
-    if tms_srid != layer.srid:
+        size_filter = sql.SQL(" AND (ST_XMax({g}) - ST_XMin({g}) >= %s OR ST_YMax({g}) - ST_YMin({g}) >= %s)").format(
+            g=source) if polygons else sql.SQL("")
+        size_args = [unit, unit] if polygons else []
+    if transform:
         geom = sql.SQL("ST_Transform({}, {})").format(geom, sql.Literal(tms_srid))
-    geom_args = [pixel / 2] if not layer.geometry.endswith("Point") and pixel > SIMPLIFY_FROM else []
+    geom_args = [unit / 2] if not layer.geometry.endswith("Point") and ground > SIMPLIFY_FROM else []
     query = sql.SQL("""
         SELECT ST_AsMVT(q, {name}, {extent}, 'geom') FROM (
             SELECT {thin} ST_AsMVTGeom({geom}, {env}, {extent}, {buffer}, true) AS geom{attrs}
             FROM live.{table} t
-            WHERE t.geom && ST_Expand({query_env}, %s){size_filter}
+            WHERE {source} && ST_Expand({query_env}, %s){size_filter}
             {order} OFFSET 0) q
         WHERE q.geom IS NOT NULL""").format(
         name=sql.Literal(layer.id), extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER), thin=thin, geom=geom,
         env=env, attrs=attrs, table=sql.Identifier(layer.id), query_env=query_env, size_filter=size_filter,
-        order=order)
+        order=order, source=source)
     bounds = [box.left, box.bottom, box.right, box.top]
     args = [*thin_args, *geom_args, *bounds, *bounds, margin, *size_args, *order_args]
     return query, args

@@ -145,6 +145,35 @@ def test_gdal_wmts_reads_the_source_pixels(served, tmp_path):
     assert agree >= 0.9, agree
 
 
+def test_web_mercator_raster_tiles_match_the_source_and_are_transparent_beyond_it(served):
+    """WebMercatorQuad tiles come from the web-optimized COG: the same pixels as the source, and no
+    black margin where the Web Mercator grid reaches past the image."""
+    with rasterio.open(source_of(served.city, "satellite")) as src:
+        b = src.bounds
+        (lon,), (lat,) = warp(src.crs, "EPSG:4326", [b.left + 40], [(b.bottom + b.top) / 2])
+        tile = WEB.tile(lon, lat, 16)  # straddles the image's west edge
+        r = served.get(f"/rasters/satellite/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png")
+        assert r.status_code == 200
+        with rasterio.MemoryFile(r.content) as mem, mem.open() as png:
+            rgba = png.read()
+        assert rgba.shape[0] == 4, "a tile at the image's edge carries an alpha band"
+        alpha = rgba[3]
+        assert (alpha == 0).mean() > 0.05 and (alpha == 255).mean() > 0.2
+        box = WEB.xy_bounds(tile)
+        size = alpha.shape[0]
+        rows_, cols = np.nonzero(alpha == 255)
+        pick = np.random.default_rng(5).choice(len(rows_), 40, replace=False)
+        xs = box.left + (cols[pick] + 0.5) * (box.right - box.left) / size
+        ys = box.top - (rows_[pick] + 0.5) * (box.top - box.bottom) / size
+        sx, sy = warp("EPSG:3857", src.crs, xs, ys)
+        expected = np.array(list(src.sample(zip(sx, sy))))
+    got = rgba[:3, rows_[pick], cols[pick]].T
+    close = np.mean(np.all(np.abs(got.astype(int) - expected.astype(int)) <= 12, axis=1))
+    assert close >= 0.8, close
+    west = np.nonzero(alpha.any(axis=0))[0].min()
+    assert west > 0, "the columns west of the image are transparent"
+
+
 def test_cache_invalidation_follows_the_changed_area(served, tmp_path):
     moved = rows(served, "SELECT landmark_id, name, category, address, ST_X(geom), ST_Y(geom) FROM live.landmarks "
                          "WHERE name = '臺中市政府'")[0]

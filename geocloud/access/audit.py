@@ -30,20 +30,24 @@ def record(conn: psycopg.Connection, action: str, principal: str | None, agency:
 _tile_reads: dict[tuple, dict] = {}
 
 
-def enqueue(principal: str | None, agency: str | None, layer: str, surface: str, detail: dict) -> None:
-    """Queue a read for the writer thread; never blocks a request (a full queue drops, and says so).
-    Tile reads are summed in memory per principal and layer (tile count, bytes, first paths) and
-    written with the next batch: a map view fetches dozens of tiles a second."""
+def tile_read(principal: str | None, agency: str | None, layer: str, surface: str, path: str, size: int,
+              key: str | None) -> None:
+    """Count a tile read. Tile reads are summed in memory per principal and layer (tile count, bytes,
+    first paths) and written with the next batch: a map view fetches dozens of tiles a second."""
     _start()
-    if surface in TILE_SURFACES:
-        with _lock:
-            group = _tile_reads.setdefault((principal, agency, layer, surface),
-                                           {"tiles": 0, "bytes": 0, "paths": [], "key": detail.get("key")})
-            group["tiles"] += 1
-            group["bytes"] += detail.get("bytes", 0)
-            if len(group["paths"]) < 20:
-                group["paths"].append(detail.get("path"))
-        return
+    with _lock:
+        group = _tile_reads.get((principal, agency, layer, surface))
+        if group is None:
+            group = _tile_reads[(principal, agency, layer, surface)] = {"tiles": 0, "bytes": 0, "paths": [], "key": key}
+        group["tiles"] += 1
+        group["bytes"] += size
+        if len(group["paths"]) < 20:
+            group["paths"].append(path)
+
+
+def enqueue(principal: str | None, agency: str | None, layer: str, surface: str, detail: dict) -> None:
+    """Queue a read for the writer thread; never blocks a request (a full queue drops, and says so)."""
+    _start()
     try:
         _queue.put_nowait((principal, agency, layer, surface, detail))
     except queue.Full:

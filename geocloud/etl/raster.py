@@ -11,10 +11,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import morecantile
 import numpy as np
 import rasterio
+from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.merge import merge
+from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
@@ -23,6 +26,8 @@ from geocloud.catalog.models import Layer
 from geocloud.etl.crs import CITY, TAIWAN, identify
 from geocloud.etl.pipeline import Pipeline
 from geocloud.errors import InputError
+
+WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 
 TIFF_SUFFIXES = {".tif", ".tiff"}
 
@@ -114,7 +119,15 @@ def build_cogs(info: RasterInfo, layer: Layer, data_dir: Path, version_dir: str,
                 ds.crs = info.assign_crs
             src_path = copy
         cog_translate(src_path, tmp / f"{layer.id}.tif", profile.copy(), **options)
-        cog_translate(src_path, tmp / f"{layer.id}-webmercator.tif", profile.copy(), web_optimized=True, **options)
+        web = tmp / f"{layer.id}-webmercator.tif"
+        with rasterio.open(src_path) as src:
+            if src.nodata is None and all(flags == [MaskFlags.all_valid] for flags in src.mask_flag_enums):
+                # An alpha band marks the image's footprint, so that what the Web Mercator grid adds
+                # around it becomes an internal mask (transparent in tiles), not black pixels.
+                with WarpedVRT(src, add_alpha=True) as vrt:
+                    cog_translate(vrt, web, profile.copy(), tms=WEB_MERCATOR, add_mask=True, **options)
+            else:
+                cog_translate(src, web, profile.copy(), tms=WEB_MERCATOR, **options)
     if final.exists():  # left by a run killed between rename and publish: never referenced, safe to replace
         shutil.rmtree(final)
     tmp.rename(final)

@@ -36,9 +36,13 @@ def unauthorized(reason: str) -> HTTPError:
 
 
 def _presented(scope) -> list[str]:
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    auth = api_key = None
+    for name, value in scope["headers"]:  # ASGI servers give header names in lower case
+        if name == b"authorization":
+            auth = value.decode("latin-1")
+        elif name == b"x-api-key":
+            api_key = value.decode("latin-1")
     found = []
-    auth = headers.get("authorization")
     if auth is not None:
         scheme, _, value = auth.strip().partition(" ")
         if scheme.lower() == "bearer" and value:
@@ -51,11 +55,13 @@ def _presented(scope) -> list[str]:
             found.append(password)
         else:
             found.append("")  # an Authorization header we cannot read is a bad credential, not none
-    if "x-api-key" in headers:
-        found.append(headers["x-api-key"].strip())
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    for name in ("token", "api_key"):
-        found.extend(query.get(name, []))
+    if api_key is not None:
+        found.append(api_key.strip())
+    raw = scope.get("query_string", b"")
+    if b"token=" in raw or b"api_key=" in raw:
+        query = parse_qs(raw.decode("latin-1"))
+        for name in ("token", "api_key"):
+            found.extend(query.get(name, []))
     return found
 
 
@@ -175,6 +181,10 @@ class AuthMiddleware:
             current.reset(token)
             _reads.reset(reads_token)
             for layer_id, surface, detail in reads:
+                if surface in audit.TILE_SURFACES:  # summed per principal and layer: only the path and size count
+                    audit.tile_read(principal.name, principal.agency, layer_id, surface, scope["path"], sent,
+                                    principal.id)
+                    continue
                 audit.enqueue(principal.name, principal.agency, layer_id, surface,
                               {**detail, "path": scope["path"], "query": scope.get("query_string", b"").decode("latin-1"),
                                "status": status, "bytes": sent, "key": principal.id,

@@ -25,13 +25,21 @@ from geocloud.serve.state import snapshot
 from geocloud.serve.tms import SERVED, TMS
 
 
-def live_cog(layer_id: str = Path(description="Raster layer id from the catalog")) -> str:
-    """The path of the live COG of a raster layer the caller may read; 401/404/400 otherwise."""
+def live_cog(layer_id: str = Path(description="Raster layer id from the catalog"),
+             tileMatrixSetId: str | None = None) -> str:  # noqa: N803 - titiler's path parameter
+    """The path of the live COG of a raster layer the caller may read; 401/404/400 otherwise.
+
+    Web Mercator requests read the web-optimized variant the ETL writes beside the COG (aligned to
+    the WebMercatorQuad grid: a tile is a block read, no reprojection); everything else, the COG in
+    the layer's own CRS."""
     try:
         guard.layer_for(layer_id, "rasters", kind="raster")
     except HTTPError as exc:
         raise HTTPException(exc.status, exc.description, headers=exc.headers or None) from None
-    return str(get_settings().data_path / snapshot().layers[layer_id].storage / f"{layer_id}.tif")
+    folder = get_settings().data_path / snapshot().layers[layer_id].storage
+    if tileMatrixSetId == "WebMercatorQuad" and (web := folder / f"{layer_id}-webmercator.tif").exists():
+        return str(web)
+    return str(folder / f"{layer_id}.tif")
 
 
 tiler = TilerFactory(path_dependency=live_cog, supported_tms=TMS, router_prefix="/rasters/{layer_id}",

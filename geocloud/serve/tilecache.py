@@ -17,8 +17,16 @@ from geocloud.serve.state import Snapshot
 HEADER = struct.Struct("<Q")
 
 
+_root: tuple[object, str] | None = None
+
+
 def root() -> str:
-    return os.path.join(get_settings().data_path, "tile-cache")
+    """The cache folder (remembered per settings object: a warm tile should not rebuild paths)."""
+    global _root
+    settings = get_settings()
+    if _root is None or _root[0] is not settings:
+        _root = (settings, os.path.join(settings.data_path, "tile-cache"))
+    return _root[1]
 
 
 def tile_path(*parts) -> str:

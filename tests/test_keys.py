@@ -39,3 +39,20 @@ def test_only_a_slow_hash_is_stored(database):
     secret = key.split("_", 2)[2]
     assert secret.encode() not in bytes(digest) and bytes(digest) == keys._hash(secret, bytes(salt))
     assert layers == ["roads"]
+
+
+def test_a_remembered_key_is_rechecked_for_revocation_without_scrypt(database):
+    with psycopg.connect(database, autocommit=True) as conn:
+        _agency(conn)
+        key = keys.create(conn, "TCG-X", "tester", "analyst", None, None)
+        assert keys.verify(conn, key) is not None
+        for fingerprint, (_, principal) in list(keys._cache.items()):  # the remembered entry ages out
+            keys._cache[fingerprint] = (time.monotonic() - keys.CACHE_SECONDS - 1, principal)
+        assert keys.cached(key) is keys.MISS
+        start = time.perf_counter()
+        assert keys.verify(conn, key).agency == "TCG-X"
+        assert time.perf_counter() - start < 0.01  # the state re-read, not scrypt's tens of milliseconds
+        keys.revoke(conn, keys.KEY.match(key).group(1))
+        for fingerprint, (_, principal) in list(keys._cache.items()):
+            keys._cache[fingerprint] = (time.monotonic() - keys.CACHE_SECONDS - 1, principal)
+        assert keys.verify(conn, key) is None

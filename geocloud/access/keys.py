@@ -3,7 +3,9 @@
 A key reads ``gck_<id>_<secret>``. The id finds the row; the secret is checked with scrypt and a
 constant-time comparison. An unknown id costs the same scrypt work as a known one, so timing does
 not reveal which ids exist. Verified keys are remembered per process for CACHE_SECONDS, which is
-therefore the longest a revoked key can still be used on a worker that had just verified it.
+therefore the longest a revoked key can still be used on a worker that had just verified it. After
+that, a key whose secret this worker has verified is checked again for its state only (revoked,
+expired, past its grace, agency deleted), without repeating scrypt.
 """
 
 import hashlib
@@ -90,9 +92,14 @@ def verify(conn: psycopg.Connection, presented: str) -> Principal | None:
         " AND (k.grace_until IS NULL OR k.grace_until > now()) AND a.deleted_at IS NULL) "
         "FROM geocloud.api_keys k JOIN geocloud.agencies a ON a.code = k.agency WHERE k.id = %s",
         (m.group(1) if m else "",)).fetchone()
-    secret = m.group(2) if m else presented
-    digest = _hash(secret, row[0] if row else DUMMY_SALT)
-    good = row is not None and hmac.compare_digest(digest, bytes(row[1])) and row[7]
+    with _lock:
+        known = _cache.get(fingerprint)
+    if known is not None and known[1] is not None and row is not None:
+        good = row[7]  # this very secret passed scrypt here before: only the key's state can have changed
+    else:
+        secret = m.group(2) if m else presented
+        digest = _hash(secret, row[0] if row else DUMMY_SALT)
+        good = row is not None and hmac.compare_digest(digest, bytes(row[1])) and row[7]
     principal = Principal("key", m.group(1), row[3], row[2], row[4], row[6],
                           frozenset(row[5]) if row[5] is not None else None) if good else None
     with _lock:

@@ -50,50 +50,82 @@ def create_raster_app() -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.include_router(tiler.router, prefix="/rasters/{layer_id}")
     add_exception_handlers(app, DEFAULT_STATUS_CODES)
-    app.middleware("http")(_tile_cache)
+    app.add_middleware(TileCache)
     return app
 
 
-async def _tile_cache(request: Request, call_next):
-    """Serve repeated raster tiles from the shared disk cache while the live COG is unchanged there."""
-    parts = request.url.path.strip("/").split("/")
-    # /rasters/{layer}/tiles/{tms}/{z}/{x}/{y}[.fmt]
-    if request.method != "GET" or len(parts) != 7 or parts[2] != "tiles" or parts[3] not in SERVED:
-        return await call_next(request)
-    layer_id, tms_id, z, x, y_fmt = parts[1], parts[3], parts[4], parts[5], parts[6]
-    layer = get_catalog().layers.get(layer_id)
-    if not (z.isdigit() and x.isdigit() and y_fmt.split(".")[0].split("@")[0].isdigit()) or layer is None \
-            or layer_id not in snapshot().layers or not can_read(guard.current.get(), layer):
-        return await call_next(request)  # titiler's route and its dependency answer (and refuse)
-    snap = snapshot()
-    tms = SERVED[tms_id]
-    tile = morecantile.Tile(int(x), int(y_fmt.split(".")[0].split("@")[0]), int(z))
-    try:
-        matrix = tms.matrix(tile.z)
-    except Exception:  # noqa: BLE001 - out-of-matrix tiles are titiler's to refuse
-        return await call_next(request)
-    if not (tile.x < matrix.matrixWidth and tile.y < matrix.matrixHeight):
-        return await call_next(request)
-    options = sorted((k, v) for k, v in request.query_params.multi_items() if k not in ("token", "api_key"))
-    digest = hashlib.sha256(repr(options).encode()).hexdigest()[:16] if options else "default"
-    key = tilecache.tile_path("raster", layer_id, tms_id, z, x, f"{y_fmt}.{digest}")
-    cached = tilecache.read(key, snap, [layer_id], lambda: tuple(tms.bounds(tile)))
-    token = snap.layer_token(layer_id)
-    etag = f'W/"{layer_id}-{tms_id}-{z}-{x}-{y_fmt}-{cached[1] if cached else token}"'
-    if cached is not None:
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers={"ETag": etag})
-        guard.layer_for(layer_id, "rasters")  # audits reads of non-public rasters
-        return Response(cached[0], media_type=_media(y_fmt), headers={
-            "ETag": etag, "Cache-Control": guard.cache_control([layer_id]), "X-Tile-Cache": "hit"})
-    response = await call_next(request)
-    if response.status_code != 200:
-        return response
-    body = b"".join([chunk async for chunk in response.body_iterator])
-    tilecache.write(key, token, body)
-    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "etag", "content-type")}
-    headers.update({"ETag": etag, "Cache-Control": guard.cache_control([layer_id]), "X-Tile-Cache": "miss"})
-    return Response(body, status_code=200, headers=headers, media_type=_media(y_fmt))
+class TileCache:
+    """Serve repeated raster tiles from the shared disk cache while the live COG is unchanged there.
+
+    A plain ASGI middleware (not Starlette's BaseHTTPMiddleware, whose streams cost a cold tile
+    about as much as everything else geocloud adds to titiler)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        found = self._cacheable(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if found is None:
+            return await self.app(scope, receive, send)
+        layer_id, tms_id, tile, y_fmt = found
+        request = Request(scope)
+        snap, tms = snapshot(), SERVED[tms_id]
+        options = sorted((k, v) for k, v in request.query_params.multi_items() if k not in ("token", "api_key"))
+        digest = hashlib.sha256(repr(options).encode()).hexdigest()[:16] if options else "default"
+        key = tilecache.tile_path("raster", layer_id, tms_id, tile.z, tile.x, f"{y_fmt}.{digest}")
+        cached = tilecache.read(key, snap, [layer_id], lambda: tuple(tms.bounds(tile)))
+        token = snap.layer_token(layer_id)
+        etag = f'W/"{layer_id}-{tms_id}-{tile.z}-{tile.x}-{y_fmt}-{cached[1] if cached else token}"'
+        if cached is not None:
+            if request.headers.get("if-none-match") == etag:
+                return await Response(status_code=304, headers={"ETag": etag})(scope, receive, send)
+            guard.layer_for(layer_id, "rasters")  # audits reads of non-public rasters
+            response = Response(cached[0], media_type=_media(y_fmt), headers={
+                "ETag": etag, "Cache-Control": guard.cache_control([layer_id]), "X-Tile-Cache": "hit"})
+            return await response(scope, receive, send)
+        start, chunks = None, []
+
+        async def capture(message):
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+        await self.app(scope, receive, capture)
+        body = b"".join(chunks)
+        if start is None or start["status"] != 200:  # titiler's refusals pass unchanged
+            if start is not None:
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+            return
+        tilecache.write(key, token, body)
+        skip = {b"content-length", b"etag", b"content-type"}
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in start["headers"] if k.lower() not in skip}
+        headers.update({"ETag": etag, "Cache-Control": guard.cache_control([layer_id]), "X-Tile-Cache": "miss"})
+        await Response(body, status_code=200, headers=headers, media_type=_media(y_fmt))(scope, receive, send)
+
+    @staticmethod
+    def _cacheable(scope):
+        """(layer, matrix set, tile, last path part) of a tile request the caller may read, else None:
+        titiler's route and its dependency then answer (and refuse)."""
+        parts = scope["path"].strip("/").split("/")
+        # /rasters/{layer}/tiles/{tms}/{z}/{x}/{y}[.fmt]
+        if len(parts) != 7 or parts[2] != "tiles" or parts[3] not in SERVED:
+            return None
+        layer_id, tms_id, z, x, y_fmt = parts[1], parts[3], parts[4], parts[5], parts[6]
+        y = y_fmt.split(".")[0].split("@")[0]
+        layer = get_catalog().layers.get(layer_id)
+        if not (z.isdigit() and x.isdigit() and y.isdigit()) or layer is None \
+                or layer_id not in snapshot().layers or not can_read(guard.current.get(), layer):
+            return None
+        tile = morecantile.Tile(int(x), int(y), int(z))
+        try:
+            matrix = SERVED[tms_id].matrix(tile.z)
+        except Exception:  # noqa: BLE001 - out-of-matrix tiles are titiler's to refuse
+            return None
+        if not (tile.x < matrix.matrixWidth and tile.y < matrix.matrixHeight):
+            return None
+        return layer_id, tms_id, tile, y_fmt
 
 
 def _media(name: str) -> str:

@@ -5,6 +5,7 @@ The run record is written before anything else, so that a run killed at any mome
 transaction; every failure before it leaves the live layer exactly as it was.
 """
 
+import contextlib
 import os
 import shutil
 import sys
@@ -176,10 +177,18 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
             finally:
                 writer.close()
         _check_quality(quality, pipeline, src.path)
+    # Committed: the tables are in the staging schema, invisible to readers, and dropped as leftovers
+    # by the next run if this one dies; indexes can now be built on two connections at once.
+    try:
         with timed("index"):
             for lid, layer in layers.items():
                 stage.build_indexes(conn, layer, tables[lid])
             checkpoint("index")
+    except BaseException:
+        with contextlib.suppress(psycopg.Error):  # best effort: the next run drops leftovers anyway
+            for lid in layers:
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS staging.{}").format(sql.Identifier(tables[lid])))
+        raise
     report.counts = {"read": quality.read, "loaded": dict(quality.loaded), "rejected": quality.rejected,
                      "repaired": quality.repaired, "dropped_empty": quality.dropped_empty,
                      "duplicates": quality.duplicates}

@@ -16,6 +16,7 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from geocloud.catalog.models import SQL_TYPES, WEB_MERCATOR_GEOM, Layer
+from geocloud.db.connect import connect
 from geocloud.errors import Conflict
 
 SAMPLE_KEYS = 20
@@ -132,17 +133,35 @@ class CopyWriter:
 
 
 def build_indexes(conn: psycopg.Connection, layer: Layer, table: str) -> None:
+    """The key, spatial and catalog indexes of a committed staging table. The Web Mercator
+    geometry's spatial index is built at the same time on a second connection: two cores, two
+    index builds."""
     ident = sql.Identifier(table)
-    conn.execute(sql.SQL("CREATE UNIQUE INDEX {} ON staging.{} ({})").format(
-        sql.Identifier(f"{table}_key"), ident, sql.Identifier(layer.key)))
-    conn.execute(sql.SQL("CREATE INDEX {} ON staging.{} USING gist (geom)").format(
-        sql.Identifier(f"{table}_geom"), ident))
+    errors: list[BaseException] = []
+    second = None
     if layer.srid != 3857:
-        conn.execute(sql.SQL("CREATE INDEX {} ON staging.{} USING gist ({})").format(
-            sql.Identifier(f"{table}_wm"), ident, sql.Identifier(WEB_MERCATOR_GEOM)))
-    for i, columns in enumerate(layer.indexes):  # the catalog's extra indexes (lookups by parts)
-        conn.execute(sql.SQL("CREATE INDEX {} ON staging.{} ({})").format(
-            sql.Identifier(f"{table}_i{i}"), ident, sql.SQL(", ").join(map(sql.Identifier, columns))))
+        def web_index():
+            try:
+                with connect(autocommit=True) as other:
+                    other.execute(sql.SQL("CREATE INDEX {} ON staging.{} USING gist ({})").format(
+                        sql.Identifier(f"{table}_wm"), ident, sql.Identifier(WEB_MERCATOR_GEOM)))
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+                errors.append(exc)
+        second = threading.Thread(target=web_index, name="geocloud-index", daemon=True)
+        second.start()
+    try:
+        conn.execute(sql.SQL("CREATE UNIQUE INDEX {} ON staging.{} ({})").format(
+            sql.Identifier(f"{table}_key"), ident, sql.Identifier(layer.key)))
+        conn.execute(sql.SQL("CREATE INDEX {} ON staging.{} USING gist (geom)").format(
+            sql.Identifier(f"{table}_geom"), ident))
+        for i, columns in enumerate(layer.indexes):  # the catalog's extra indexes (lookups by parts)
+            conn.execute(sql.SQL("CREATE INDEX {} ON staging.{} ({})").format(
+                sql.Identifier(f"{table}_i{i}"), ident, sql.SQL(", ").join(map(sql.Identifier, columns))))
+    finally:
+        if second is not None:
+            second.join()
+    if errors:
+        raise errors[0]
     conn.execute(sql.SQL("ANALYZE staging.{}").format(ident))
 
 

@@ -20,6 +20,7 @@ from common import (ROOT, agency_key, free_port, internal_project, load, load_ci
                     scratch_database, server)
 
 from geocloud import db
+from geocloud.catalog import load_catalog
 
 CITY_BBOX = "120.50,24.05,120.80,24.30"
 STREET_BBOX = "120.6440,24.1590,120.6500,24.1650"
@@ -44,6 +45,10 @@ def stock_pygeoapi_config(url: str, port: int, folder: Path) -> tuple[Path, Path
                          "dbname": info["dbname"], "user": info.get("user"), "password": info.get("password"),
                          "search_path": ["live", "public"]},
                 "id_field": "building_id", "table": "buildings", "geom_field": "geom",
+                # the catalog's fields: the table also holds geom_3857 (for tiles), which stock
+                # pygeoapi would otherwise try to serve as a property
+                "properties": [f.name for f in load_catalog(ROOT / "layers", ROOT / "agencies.yml").layers[
+                    "buildings"].fields],
                 "storage_crs": "http://www.opengis.net/def/crs/EPSG/0/3826"}]}},
     }
     config["server"].pop("limit", None)

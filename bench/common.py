@@ -102,54 +102,10 @@ def server(cmd: list[str], port: int, ready_path: str, env: dict | None = None, 
         log.close()
 
 
-def load(base: str, paths: list[str], requests: int, concurrency: int = 4, headers: dict | None = None) -> dict:
-    """Send ``requests`` GETs (cycling through ``paths``) from ``concurrency`` keep-alive clients;
-    return requests per second and latency percentiles in milliseconds."""
-    import http.client
-    import threading
-    import urllib.parse
-
-    host = urllib.parse.urlsplit(base)
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    counter = iter(range(requests))
-
-    def worker():
-        conn = http.client.HTTPConnection(host.hostname, host.port, timeout=120)
-        mine = []
-        for i in counter:
-            path = paths[i % len(paths)]
-            t0 = time.perf_counter()
-            conn.request("GET", path, headers=headers or {})
-            resp = conn.getresponse()
-            body = resp.read()
-            mine.append(time.perf_counter() - t0)
-            if resp.status != 200:
-                errors.append(f"{resp.status} {path}: {body[:200]!r}")
-        with lock:
-            latencies.extend(mine)
-
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    if errors:
-        sys.exit(f"errors from {base}: {errors[:3]}")
-    latencies.sort()
-    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
-    return {"rps": requests / wall, "p50": pick(0.50), "p95": pick(0.95)}
-
-
-def rounds(base: str, paths: list[str], before_each, minimum: int = 300, headers: dict | None = None,
-           concurrency: int = 4) -> dict:
-    """Request every path once per round, ``before_each()`` first (e.g. empty a cache), for at least
-    ``minimum`` requests in all: a pass over a handful of low-zoom tiles is otherwise too short to
-    time. The clients and their keep-alive connections last across rounds, and only the rounds
-    themselves are timed, so a round of two tiles is not mostly thread and connection set-up."""
+def _drive(base: str, batches: list[list[str]], before_each, headers: dict | None, concurrency: int) -> dict:
+    """GET every path of each batch from ``concurrency`` keep-alive clients (kept across batches),
+    ``before_each()`` before a batch; only the batches are timed. Requests per second and latency
+    percentiles in milliseconds."""
     import http.client
     import queue
     import urllib.parse
@@ -176,10 +132,10 @@ def rounds(base: str, paths: list[str], before_each, minimum: int = 300, headers
 
     busy = 0.0
     with ThreadPoolExecutor(concurrency) as pool:
-        for _ in range(max(1, -(-minimum // len(paths)))):
+        for batch in batches:
             before_each()
             todo: queue.Queue = queue.Queue()
-            for path in paths:
+            for path in batch:
                 todo.put(path)
             t0 = time.perf_counter()
             for f in [pool.submit(worker, conn, todo) for conn in conns]:
@@ -192,6 +148,21 @@ def rounds(base: str, paths: list[str], before_each, minimum: int = 300, headers
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
     return {"rps": len(latencies) / busy, "p50": pick(0.50), "p95": pick(0.95)}
+
+
+def load(base: str, paths: list[str], requests: int, concurrency: int = 4, headers: dict | None = None) -> dict:
+    """Send ``requests`` GETs (cycling through ``paths``) from ``concurrency`` keep-alive clients."""
+    return _drive(base, [[paths[i % len(paths)] for i in range(requests)]], lambda: None, headers, concurrency)
+
+
+def rounds(base: str, paths: list[str], before_each, minimum: int = 300, headers: dict | None = None,
+           concurrency: int = 4) -> dict:
+    """Request every path once per round, ``before_each()`` first (e.g. empty a cache), for at least
+    ``minimum`` requests in all: a pass over a handful of low-zoom tiles is otherwise too short to
+    time. Clients and connections last across rounds and only the rounds are timed, so a round of
+    two tiles is not mostly thread and connection set-up."""
+    count = max(1, -(-minimum // len(paths)))
+    return _drive(base, [paths] * count, before_each, headers, concurrency)
 
 
 WRK_SCRIPT = """

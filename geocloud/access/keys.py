@@ -21,6 +21,7 @@ import psycopg
 from geocloud.access.principal import Principal
 from geocloud.errors import ConfigError, NotFound
 
+PREFIX = "gck_"
 KEY = re.compile(r"^gck_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$")
 SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 CACHE_SECONDS = 30.0
@@ -71,9 +72,7 @@ MISS = object()
 
 def cached(presented: str):
     """The principal (or None) remembered for a key verified in the last CACHE_SECONDS, else MISS."""
-    fingerprint = hashlib.sha256(presented.encode()).digest()
-    with _lock:
-        hit = _cache.get(fingerprint)
+    hit = _cache.get(hashlib.sha256(presented.encode()).digest())  # one dict read: atomic, no lock needed
     if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
         return hit[1]
     return MISS

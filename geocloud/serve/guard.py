@@ -73,6 +73,8 @@ def _check(credential: str, conn):
     the credential is not remembered (it must be looked up in the database)."""
     if not credential or len(credential) > MAX_CREDENTIAL:
         return None
+    if credential.startswith(keys.PREFIX):  # the common case first: an API key
+        return keys.cached(credential) if conn is None else keys.verify(conn, credential)
     if credential.startswith(tokens.PREFIX):
         if conn is None and not tokens.secret_known():
             return keys.MISS
@@ -119,7 +121,7 @@ def layer_for(layer_id: str, surface: str, *, kind: str | None = None, detail: d
     if not layer.is_public:
         reads = _reads.get()
         if reads is not None:
-            reads.append((layer_id, surface, dict(detail or {})))
+            reads.append((layer_id, surface, dict(detail) if detail else {}))
     return layer
 
 

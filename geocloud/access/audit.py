@@ -27,17 +27,26 @@ def record(conn: psycopg.Connection, action: str, principal: str | None, agency:
                  "VALUES (%s, %s, %s, %s, %s, %s)", (action, principal, agency, layer, surface, Jsonb(detail or {})))
 
 
-_tile_reads: collections.deque = collections.deque()
+_tile_reads: dict[tuple, list] = {}   # (principal, agency, layer, surface) -> [tiles, bytes, paths, key]
+_tile_written: dict[tuple, tuple[int, int]] = {}
 
 
 def tile_read(principal: str | None, agency: str | None, layer: str, surface: str, path: str, size: int,
               key: str | None) -> None:
-    """Note a tile read: one append (thread-safe, no lock) on the request path. The writer sums them
-    per principal and layer (tile count, bytes, first paths) into one record a batch: a map view
-    fetches dozens of tiles a second."""
-    if not background.running("geocloud-audit"):
-        _start()
-    _tile_reads.append((principal, agency, layer, surface, path, size, key))
+    """Count a tile read: a map view fetches dozens of tiles a second, so reads are summed per
+    principal and layer (tiles, bytes, the first paths) and written as one record a batch.
+
+    Counts only ever grow here and the writer records what they gained since its last look, so the
+    request path takes no lock and the writer's work does not grow with the number of requests."""
+    group = _tile_reads.get((principal, agency, layer, surface))
+    if group is None:
+        if not background.running("geocloud-audit"):
+            _start()
+        group = _tile_reads.setdefault((principal, agency, layer, surface), [0, 0, [], key])
+    group[0] += 1
+    group[1] += size
+    if len(group[2]) < 20:
+        group[2].append(path)
 
 
 def enqueue(principal: str | None, agency: str | None, layer: str, surface: str, detail: dict) -> None:
@@ -54,18 +63,17 @@ def _start() -> None:
 
 
 def _take_tile_reads() -> list[tuple]:
-    groups: dict[tuple, dict] = {}
-    while True:
-        try:
-            principal, agency, layer, surface, path, size, key = _tile_reads.popleft()
-        except IndexError:
-            break
-        group = groups.setdefault((principal, agency, layer, surface), {"tiles": 0, "bytes": 0, "paths": [], "key": key})
-        group["tiles"] += 1
-        group["bytes"] += size
-        if len(group["paths"]) < 20:
-            group["paths"].append(path)
-    return [(*key, group) for key, group in groups.items()]
+    """The tile reads counted since the last call, one record per principal and layer."""
+    out = []
+    for group_key, group in list(_tile_reads.items()):
+        tiles, size = group[0], group[1]
+        paths, group[2] = group[2], []
+        before = _tile_written.get(group_key, (0, 0))
+        if tiles > before[0]:
+            _tile_written[group_key] = (tiles, size)
+            out.append((*group_key, {"tiles": tiles - before[0], "bytes": size - before[1], "paths": paths,
+                                     "key": group[3]}))
+    return out
 
 
 def _writer() -> None:

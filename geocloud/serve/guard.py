@@ -84,9 +84,36 @@ def _check(credential: str, conn):
     return keys.cached(credential) if conn is None else keys.verify(conn, credential)
 
 
+CONNECTION_SECONDS = 5.0  # with keys.CACHE_SECONDS, the longest a revoked key still works here: 30 s
+_by_connection: dict[tuple, tuple[bytes, float, Principal]] = {}
+
+
+def _connection_key(scope) -> tuple[tuple, bytes] | None:
+    """(client address, the raw API-key header) when a request carries exactly one credential, in a
+    header; None otherwise. A keep-alive connection sends the same header with every request."""
+    if b"token=" in scope.get("query_string", b"") or b"api_key=" in scope.get("query_string", b""):
+        return None
+    found = None
+    for name, value in scope["headers"]:
+        if name == b"authorization" or name == b"x-api-key":
+            if found is not None:
+                return None
+            found = value
+    client = scope.get("client")
+    return (tuple(client), found) if found is not None and client else None
+
+
 def resolve(scope, conn=None):
     """The caller. Without ``conn`` nothing touches the database (no credentials, or all of them
-    remembered) and NEED_DATABASE says a lookup is needed. A bad credential raises 401."""
+    remembered) and NEED_DATABASE says a lookup is needed. A bad credential raises 401.
+
+    An API key verified on a connection is remembered for that connection (its exact header bytes)
+    for CONNECTION_SECONDS: the next requests on it skip parsing and hashing the key."""
+    known = _connection_key(scope)
+    if known is not None:
+        hit = _by_connection.get(known[0])
+        if hit is not None and hit[0] == known[1] and time.monotonic() - hit[1] < CONNECTION_SECONDS:
+            return hit[2]
     principal = None
     for credential in _presented(scope):
         found = _check(credential, conn)
@@ -95,6 +122,10 @@ def resolve(scope, conn=None):
         if found is None:
             raise unauthorized("the API key or token is malformed, invalid, expired or revoked")
         principal = principal or found
+    if known is not None and principal is not None and principal.kind == "key":
+        if len(_by_connection) > 10_000:
+            _by_connection.clear()
+        _by_connection[known[0]] = (known[1], time.monotonic(), principal)
     return principal or ANONYMOUS
 
 

@@ -33,6 +33,12 @@ class Result:
         self.flags[flag] = False
         self.problems.append(f"{flag}: {problem}")
 
+    def unreachable(self, problem: str) -> "Result":
+        """A link that does not answer fails every check: nothing behind it could be examined."""
+        self.fail("linkable", problem)
+        self.flags.update(dict.fromkeys(FLAGS, False))
+        return self
+
 
 @dataclass
 class Report:
@@ -93,19 +99,13 @@ def check_distribution(client: httpx.Client, layer: Layer, d: Distribution) -> R
     try:
         with client.stream("GET", d.url) as response:
             if response.status_code != 200:
-                result.fail("linkable", f"answered HTTP {response.status_code}")
-                for flag in FLAGS[1:]:
-                    result.flags[flag] = False
-                return result
+                return result.unreachable(f"answered HTTP {response.status_code}")
             media = response.headers.get("content-type", "")
             disposition = response.headers.get("content-disposition", "")
             data = _peek(response)
             truncated = len(data) >= PEEK
     except httpx.HTTPError as exc:
-        result.fail("linkable", f"no answer ({exc.__class__.__name__}: {exc})")
-        for flag in FLAGS[1:]:
-            result.flags[flag] = False
-        return result
+        return result.unreachable(f"no answer ({exc.__class__.__name__}: {exc})")
     if d.download and ("text/html" in media or "attachment" not in disposition):
         result.fail("downloadable", f"a page ({media or 'no content type'}), not a file download")
     if d.format not in STRUCTURED and d.download:

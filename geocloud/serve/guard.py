@@ -35,16 +35,23 @@ def unauthorized(reason: str) -> HTTPError:
     return HTTPError(401, "Unauthorized", reason, {"WWW-Authenticate": CHALLENGE})
 
 
-def _presented(scope) -> list[str]:
+def _credential_headers(scope) -> tuple[bytes | None, bytes | None, int]:
+    """The raw ``Authorization`` and ``X-API-Key`` values, and how many such headers came, in one pass."""
     auth = api_key = None
+    count = 0
     for name, value in scope["headers"]:  # ASGI servers give header names in lower case
         if name == b"authorization":
-            auth = value.decode("latin-1")
+            auth, count = value, count + 1
         elif name == b"x-api-key":
-            api_key = value.decode("latin-1")
+            api_key, count = value, count + 1
+    return auth, api_key, count
+
+
+def _presented(scope, headers: tuple[bytes | None, bytes | None, int]) -> list[str]:
+    raw_auth, raw_key, _ = headers
     found = []
-    if auth is not None:
-        scheme, _, value = auth.strip().partition(" ")
+    if raw_auth is not None:
+        scheme, _, value = raw_auth.decode("latin-1").strip().partition(" ")
         if scheme.lower() == "bearer" and value:
             found.append(value.strip())
         elif scheme.lower() == "basic" and value:
@@ -55,8 +62,8 @@ def _presented(scope) -> list[str]:
             found.append(password)
         else:
             found.append("")  # an Authorization header we cannot read is a bad credential, not none
-    if api_key is not None:
-        found.append(api_key.strip())
+    if raw_key is not None:
+        found.append(raw_key.decode("latin-1").strip())
     raw = scope.get("query_string", b"")
     if b"token=" in raw or b"api_key=" in raw:
         query = parse_qs(raw.decode("latin-1"))
@@ -88,19 +95,14 @@ CONNECTION_SECONDS = 5.0  # with keys.CACHE_SECONDS, the longest a revoked key s
 _by_connection: dict[tuple, tuple[bytes, float, Principal]] = {}
 
 
-def _connection_key(scope) -> tuple[tuple, bytes] | None:
-    """(client address, the raw API-key header) when a request carries exactly one credential, in a
-    header; None otherwise. A keep-alive connection sends the same header with every request."""
-    if b"token=" in scope.get("query_string", b"") or b"api_key=" in scope.get("query_string", b""):
-        return None
-    found = None
-    for name, value in scope["headers"]:
-        if name == b"authorization" or name == b"x-api-key":
-            if found is not None:
-                return None
-            found = value
+def _connection_key(scope, headers: tuple[bytes | None, bytes | None, int]) -> tuple[tuple, bytes] | None:
+    """(client address, the raw credential header) when a request carries exactly one credential, in
+    a header; None otherwise. A keep-alive connection sends the same header with every request."""
+    raw = scope.get("query_string", b"")
     client = scope.get("client")
-    return (tuple(client), found) if found is not None and client else None
+    if headers[2] != 1 or not client or b"token=" in raw or b"api_key=" in raw:
+        return None
+    return tuple(client), headers[0] if headers[0] is not None else headers[1]
 
 
 def resolve(scope, conn=None):
@@ -109,13 +111,14 @@ def resolve(scope, conn=None):
 
     An API key verified on a connection is remembered for that connection (its exact header bytes)
     for CONNECTION_SECONDS: the next requests on it skip parsing and hashing the key."""
-    known = _connection_key(scope)
+    headers = _credential_headers(scope)
+    known = _connection_key(scope, headers)
     if known is not None:
         hit = _by_connection.get(known[0])
         if hit is not None and hit[0] == known[1] and time.monotonic() - hit[1] < CONNECTION_SECONDS:
             return hit[2]
     principal = None
-    for credential in _presented(scope):
+    for credential in _presented(scope, headers):
         found = _check(credential, conn)
         if found is keys.MISS:
             return NEED_DATABASE

@@ -116,8 +116,13 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
             report.quality = quality.as_dict()
             _finish(conn, report, settings.data_path, quality)
             raise
-        report.quality = quality.as_dict()
-        _finish(conn, report, settings.data_path, quality)
+        else:
+            report.quality = quality.as_dict()
+            _finish(conn, report, settings.data_path, quality)
+        finally:  # after the run's record says how it ended, so a next run never sees it 'running'
+            if not conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    stage.unlock_layers(conn, pipeline.layer_ids)
     return report
 
 
@@ -296,5 +301,8 @@ def rollback_layer(layer_id: str, to_version: int | None = None) -> dict:
     layer = get_catalog().layer(layer_id)
     with db.connect(autocommit=True) as conn:
         stage.lock_layers(conn, [layer_id])
-        old, new, change = rollback(conn, layer, to_version, operator())
+        try:
+            old, new, change = rollback(conn, layer, to_version, operator())
+        finally:
+            stage.unlock_layers(conn, [layer_id])
     return {"layer": layer_id, "from_version": old, "to_version": new, "diff": change.as_dict()}

@@ -45,6 +45,13 @@ def lock_layers(conn: psycopg.Connection, layer_ids: list[str]) -> None:
                            fix="wait for that run to finish, then try again")
 
 
+def unlock_layers(conn: psycopg.Connection, layer_ids: list[str]) -> None:
+    """Give the layers' locks back now. Closing the connection would too, but only once the server
+    process has exited, which a next run started at once can beat."""
+    for layer_id in layer_ids:
+        conn.execute(sql.SQL("SELECT pg_advisory_unlock({})").format(_lock_key(layer_id)))
+
+
 def clear_leftovers(conn: psycopg.Connection, layer_ids: list[str], current_run: int) -> list[int]:
     """Mark earlier runs that died mid-way as interrupted and drop their staging tables."""
     stale = [r[0] for r in conn.execute(

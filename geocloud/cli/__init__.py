@@ -1,4 +1,5 @@
-"""The ``geocloud`` command. Each concern has its own sub-command module.
+"""The ``geocloud`` command. Each concern has its own sub-command module, imported only when that
+sub-command runs: ``geocloud etl run`` should not pay for loading the web server.
 
 Exit codes: 0 success; 1 unexpected failure; 2 wrong command-line usage; 3 bad configuration
 (catalog, pipeline or settings); 4 database unreachable or misconfigured; 5 a source file that
@@ -6,33 +7,62 @@ cannot be loaded as it is; 6 unknown layer, pipeline, run or version; 7 another 
 8 a publishing target is unreachable or refused the push; 9 publishing refused (not public, below gold).
 """
 
+import importlib
 import sys
 
 import typer
+from typer.core import TyperGroup
 
-from geocloud.cli import access, db, demo, etl, geocode, layers, publish, sample, serve, tiles
 from geocloud.cli.output import err_console
 from geocloud.errors import GeocloudError
 
+# sub-command -> (module under geocloud.cli, its Typer app or command function)
+SUBCOMMANDS = {
+    "layers": ("layers", "app"),
+    "db": ("db", "app"),
+    "sample": ("sample", "app"),
+    "etl": ("etl", "app"),
+    "tiles": ("tiles", "app"),
+    "publish": ("publish", "app"),
+    "agencies": ("access", "agencies"),
+    "keys": ("access", "keys"),
+    "audit": ("access", "audit"),
+    "demo": ("demo", "demo"),
+    "serve": ("serve", "serve"),
+    "geocode": ("geocode", "geocode_csv"),
+}
+
+
+class LazyGroup(TyperGroup):
+    def list_commands(self, ctx) -> list[str]:
+        return list(SUBCOMMANDS)
+
+    def get_command(self, ctx, name: str):
+        if name not in SUBCOMMANDS:
+            return None
+        module, attr = SUBCOMMANDS[name]
+        target = getattr(importlib.import_module(f"geocloud.cli.{module}"), attr)
+        if not isinstance(target, typer.Typer):
+            single = typer.Typer()
+            single.command(name=name)(target)
+            target = single
+        command = typer.main.get_command(target)
+        command.name = name
+        return command
+
+
 app = typer.Typer(
     name="geocloud",
-    help="臺中市圖資雲 geocloud: load the city's base maps into PostGIS and share them.",
+    cls=LazyGroup,
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-app.add_typer(layers.app, name="layers")
-app.add_typer(db.app, name="db")
-app.add_typer(sample.app, name="sample")
-app.add_typer(etl.app, name="etl")
-app.add_typer(tiles.app, name="tiles")
-app.add_typer(publish.app, name="publish")
-app.add_typer(access.agencies, name="agencies")
-app.add_typer(access.keys, name="keys")
-app.command(name="audit")(access.audit)
-app.command(name="demo")(demo.demo)
-app.command(name="serve")(serve.serve)
-app.command(name="geocode")(geocode.geocode_csv)
+
+
+@app.callback()
+def _root() -> None:
+    """臺中市圖資雲 geocloud: load the city's base maps into PostGIS and share them."""
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from geocloud.etl.crs import Reprojection, extent_problem
 from geocloud.etl.pipeline import Output, Rules
 from geocloud.etl.quality import Quality
 from geocloud.etl.sources import Batch, OpenedSource
-from geocloud.etl.wkb import MULTI_OF, ewkb_hex, header_types
+from geocloud.etl.wkb import MULTI_OF, as_layer_type, header_types
 from geocloud.errors import InputError
 
 ARROW_TYPES = {"text": pa.string(), "integer": pa.int32(), "bigint": pa.int64(), "double": pa.float64(),
@@ -221,23 +221,23 @@ def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rule
 
 def _geometry_column(batch: Batch, geoms: np.ndarray, rewritten: np.ndarray, keep: np.ndarray,
                      layer: Layer) -> pa.Array:
-    """EWKB hex of the kept geometries: the source's WKB with a new header where it is unchanged."""
+    """WKB of the kept geometries: the source's own bytes where the geometry is unchanged."""
     changed = rewritten[keep]
-    flat = shapely.force_2d(geoms[keep][changed])
-    encoded = shapely.to_wkb(shapely.set_srid(flat, layer.srid), hex=True, include_srid=True)
+    encoded = shapely.to_wkb(shapely.force_2d(geoms[keep][changed]), byte_order=1)
     if batch.wkb is None or changed.all():
-        return pa.array(encoded, pa.string())
+        return pa.array(encoded, pa.binary())
     target = {"Point": 1, "LineString": 2, "Polygon": 3}.get(layer.geometry) or MULTI_OF[BASE_TYPE[layer.geometry]]
     kept_wkb = batch.wkb.filter(pa.array(keep))
-    column = ewkb_hex(kept_wkb, header_types(kept_wkb), target, layer.srid)
+    column = as_layer_type(kept_wkb, header_types(kept_wkb), target)
     if changed.any():
-        column = pc.replace_with_mask(column, pa.array(changed), pa.array(encoded, pa.string()))
+        column = pc.replace_with_mask(column, pa.array(changed), pa.array(encoded, pa.binary()))
     return column
 
 
 def prepare(batch: Batch, output: Output, fmap: FieldMap, layer: Layer, reproject: Reprojection, rules: Rules,
             src: OpenedSource, quality: Quality, seen_keys: set) -> pa.Table:
-    """The batch's accepted rows as a table of the layer's fields plus ``geom`` (hex EWKB)."""
+    """The batch's accepted rows as a table of the layer's fields plus ``geom`` (WKB), typed as the
+    staging table's columns (``ARROW_TYPES``) so that it can be sent as binary COPY."""
     n = len(batch.rows)
     reject, drop = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     attrs = _attributes(batch, fmap, output, layer, quality, reject)
@@ -263,7 +263,7 @@ def prepare(batch: Batch, output: Output, fmap: FieldMap, layer: Layer, reprojec
     quality.rejected += int(reject.sum())
     keep = ~(reject | drop)
     mask = pa.array(keep)
-    out = {name: pc.filter(values, mask) for name, values in attrs.items()}
+    out = {f.name: pc.filter(attrs[f.name], mask).cast(ARROW_TYPES[f.type]) for f in layer.fields}
     out["geom"] = _geometry_column(batch, geoms, rewritten, keep, layer)
     quality.loaded[layer.id] += int(keep.sum())
     return pa.table(out)

@@ -174,7 +174,7 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
                         table = prepare(sub, outputs[lid], fmaps[lid], layers[lid], reproject[lid], pipeline.rules,
                                         src, quality, seen[lid])
                         if table.num_rows:
-                            writer.write(stage.copy_statement(layers[lid], tables[lid]), stage.csv_bytes(table))
+                            writer.write(stage.copy_statement(layers[lid], tables[lid]), table)
                     progress.advance(len(batch.rows))
                     if number == 0:
                         writer.drain()

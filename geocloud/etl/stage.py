@@ -5,14 +5,13 @@ commit leaves nothing behind; one killed after it leaves a table that the next r
 drops (it holds the layer's advisory lock, so no other run can be using it).
 """
 
-import io
 import queue
 import threading
 from dataclasses import dataclass, field
 
 import psycopg
+import pgpq
 import pyarrow as pa
-import pyarrow.csv as pacsv
 from psycopg import sql
 
 from geocloud.catalog.models import SQL_TYPES, WEB_MERCATOR_GEOM, Layer
@@ -79,20 +78,16 @@ def create_staging(conn: psycopg.Connection, layer: Layer, run_id: int) -> str:
 
 def copy_statement(layer: Layer, table: str) -> sql.Composed:
     cols = [sql.Identifier(f.name) for f in layer.fields] + [sql.Identifier("geom")]
-    return sql.SQL("COPY staging.{} ({}) FROM STDIN (FORMAT csv)").format(
+    return sql.SQL("COPY staging.{} ({}) FROM STDIN (FORMAT binary)").format(
         sql.Identifier(table), sql.SQL(", ").join(cols))
 
 
-def csv_bytes(table: pa.Table) -> bytes:
-    buf = io.BytesIO()
-    pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False))
-    return buf.getvalue()
-
-
 class CopyWriter:
-    """Streams COPY data from a thread of its own, so that PostgreSQL parses and stores one batch
-    while the next is read and validated (two cores both busy). Tables are written one after the
-    other on the one connection, keeping everything in the caller's staging transaction."""
+    """Streams Arrow tables as binary COPY (pgpq encodes them) from a thread of its own, so that
+    PostgreSQL parses and stores one batch while the next is read and validated (two cores both
+    busy). Binary COPY spares both sides the text round trip: no hex WKB, no number formatting and
+    parsing. Tables are written one after the other on the one connection, keeping everything in
+    the caller's staging transaction."""
 
     def __init__(self, conn: psycopg.Connection):
         self.conn, self.error = conn, None
@@ -101,18 +96,23 @@ class CopyWriter:
         self.thread.start()
 
     def _run(self) -> None:
-        current, copy, ctx = None, None, None
+        current, copy, ctx, encoder = None, None, None, None
         try:
             while (item := self.queue.get()) is not None:
-                statement, data = item
+                statement, table = item
                 if statement != current:
                     if ctx is not None:
+                        copy.write(encoder.finish())
                         ctx.__exit__(None, None, None)
                     ctx = self.conn.cursor().copy(statement)
                     copy, current = ctx.__enter__(), statement
-                copy.write(data)
+                    encoder = pgpq.ArrowToPostgresBinaryEncoder(table.schema)
+                    copy.write(encoder.write_header())
+                for batch in table.to_batches():
+                    copy.write(encoder.write_batch(batch))
                 self.queue.task_done()
             if ctx is not None:
+                copy.write(encoder.finish())
                 ctx.__exit__(None, None, None)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller in close()
             self.error = exc
@@ -121,10 +121,10 @@ class CopyWriter:
         finally:
             self.queue.task_done()
 
-    def write(self, statement: sql.Composed, data: bytes) -> None:
+    def write(self, statement: sql.Composed, table: pa.Table) -> None:
         if self.error is not None:
             raise self.error
-        self.queue.put((statement.as_string(self.conn), data))
+        self.queue.put((statement.as_string(self.conn), table))
 
     def drain(self) -> None:
         """Wait until everything written so far has reached the server."""

@@ -263,3 +263,27 @@ def test_cli_run_json_history_and_show(database, city):
     assert show["source_sha256"] == report["sha256"] and show["diff"]["landmarks"]["added"] == report["counts"]["read"]
     human = geocloud_cli("etl", "history", "landmarks")
     assert "published" in human.stdout
+
+
+def test_big5_text_decodes_exactly_and_broken_bytes_are_reported(database, city, tmp_path):
+    """Big5 DBF text is decoded in bulk (GDAL passes the bytes through): every value must come out as
+    CP950 decodes it, nulls stay null, and a character cut in half by the field width is reported
+    with its row and field rather than loaded silently."""
+    dst = tmp_path / "buildings.shp"
+    table = pyogrio.read_arrow(source_of(city, "buildings"), encoding="cp950", max_features=300)[1]
+    _rewrite_buildings(source_of(city, "buildings"), dst, lambda t: t.slice(0, 300))
+    expected = table.column("構造別").to_pylist()
+    dbf = bytearray((tmp_path / "buildings.dbf").read_bytes())
+    header = int.from_bytes(dbf[8:10], "little")
+    cut = bytes(dbf).index("造".encode("cp950"), header)  # the first building's structure ends with 造
+    dbf[cut + 1] = 0x20                            # keep 造's lead byte only, as a too-narrow field would
+    (tmp_path / "buildings.dbf").write_bytes(bytes(dbf))
+    report = run_pipeline("buildings", dst)
+    assert report.status == "published"
+    issue = next(i for i in report.quality["issues"] if "missing from Big5" in i["message"])
+    assert "structure" in issue["message"] and issue["rows"] == [1] and issue["count"] == 1
+    with psycopg.connect(database) as conn:
+        got = dict(conn.execute("SELECT building_id, structure FROM live.buildings").fetchall())
+    ids = table.column("BLDG_ID").to_pylist()
+    assert got[ids[0]] == expected[0][:-1] + "\ufffd"
+    assert all(got[i] == v for i, v in zip(ids[1:], expected[1:]))

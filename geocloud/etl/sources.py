@@ -25,7 +25,8 @@ from pyogrio.errors import DataLayerError, DataSourceError
 from pyproj import CRS
 
 from geocloud.etl.crs import identify
-from geocloud.etl.encoding import Encoding, shapefile_encoding, text_encoding
+from geocloud.etl.encoding import (Encoding, decode_name, decode_passthrough, gdal_encoding, shapefile_encoding,
+                                   text_encoding)
 from geocloud.etl.pipeline import Source
 from geocloud.errors import InputError
 
@@ -235,14 +236,19 @@ def _batches(src: OpenedSource) -> Iterator[Batch]:
     if src.format == "csv":
         yield from _csv_batches(src)
         return
+    codec = src.encoding.codec if src.encoding else None
+    read_as = gdal_encoding(src.encoding) if src.format == "shapefile" else codec
     for layer in src.layers:
         offset = 0
         try:
             with pyogrio.open_arrow(src.path, layer=layer, batch_size=BATCH, use_pyarrow=True,
-                                    encoding=src.encoding.codec if src.encoding else None) as (meta, reader):
+                                    encoding=read_as) as (meta, reader):
                 geom_col = meta["geometry_name"] or "wkb_geometry"
                 for rb in reader:
                     cols = {name: rb.column(i) for i, name in enumerate(rb.schema.names) if name != geom_col}
+                    if read_as != codec:
+                        cols = {decode_name(name, codec): decode_passthrough(arr, codec) if pa.types.is_string(arr.type)
+                                else arr for name, arr in cols.items()}
                     wkb_arrow = rb.column(rb.schema.get_field_index(geom_col))
                     wkb = wkb_arrow.to_numpy(zero_copy_only=False)
                     geoms = shapely.from_wkb(wkb, on_invalid="ignore")

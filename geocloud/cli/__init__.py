@@ -42,11 +42,12 @@ class LazyGroup(TyperGroup):
             return None
         module, attr = SUBCOMMANDS[name]
         target = getattr(importlib.import_module(f"geocloud.cli.{module}"), attr)
-        if not isinstance(target, typer.Typer):
+        if isinstance(target, typer.Typer):
+            command = typer.main.get_group(target)  # a group even when it holds a single command
+        else:
             single = typer.Typer()
             single.command(name=name)(target)
-            target = single
-        command = typer.main.get_command(target)
+            command = typer.main.get_command(single)
         command.name = name
         return command
 

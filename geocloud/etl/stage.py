@@ -140,33 +140,30 @@ class CopyWriter:
 
 
 def build_indexes(conn: psycopg.Connection, layer: Layer, table: str) -> None:
-    """The key, spatial and catalog indexes of a committed staging table. The Web Mercator
-    geometry's spatial index is built at the same time on a second connection: two cores, two
-    index builds."""
+    """The key, spatial and catalog indexes of a committed staging table. The spatial index, the
+    longest build, runs at the same time on a second connection: two cores, two index builds. The
+    Web Mercator geometry needs no index of its own: tiles find their features through ``geom``."""
     ident = sql.Identifier(table)
     errors: list[BaseException] = []
-    second = None
-    if layer.srid != 3857:
-        def web_index():
-            try:
-                with connect(autocommit=True) as other:
-                    other.execute(sql.SQL("CREATE INDEX {} ON staging.{} USING gist ({})").format(
-                        sql.Identifier(f"{table}_wm"), ident, sql.Identifier(WEB_MERCATOR_GEOM)))
-            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
-                errors.append(exc)
-        second = threading.Thread(target=web_index, name="geocloud-index", daemon=True)
-        second.start()
+
+    def spatial_index():
+        try:
+            with connect(autocommit=True) as other:
+                other.execute(sql.SQL("CREATE INDEX {} ON staging.{} USING gist (geom)").format(
+                    sql.Identifier(f"{table}_geom"), ident))
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+            errors.append(exc)
+
+    second = threading.Thread(target=spatial_index, name="geocloud-index", daemon=True)
+    second.start()
     try:
         conn.execute(sql.SQL("CREATE UNIQUE INDEX {} ON staging.{} ({})").format(
             sql.Identifier(f"{table}_key"), ident, sql.Identifier(layer.key)))
-        conn.execute(sql.SQL("CREATE INDEX {} ON staging.{} USING gist (geom)").format(
-            sql.Identifier(f"{table}_geom"), ident))
         for i, columns in enumerate(layer.indexes):  # the catalog's extra indexes (lookups by parts)
             conn.execute(sql.SQL("CREATE INDEX {} ON staging.{} ({})").format(
                 sql.Identifier(f"{table}_i{i}"), ident, sql.SQL(", ").join(map(sql.Identifier, columns))))
     finally:
-        if second is not None:
-            second.join()
+        second.join()
     if errors:
         raise errors[0]
     conn.execute(sql.SQL("ANALYZE staging.{}").format(ident))

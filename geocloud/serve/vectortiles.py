@@ -33,13 +33,16 @@ def layer_sql(layer: Layer, tms: morecantile.TileMatrixSet, tile: morecantile.Ti
     margin = (box.right - box.left) * BUFFER / EXTENT
     env = sql.SQL("ST_MakeEnvelope(%s, %s, %s, %s, {})").format(sql.Literal(tms_srid))
     live = snapshot().layers.get(layer.id)
-    if tms_srid == 3857 and live is not None and WEB_MERCATOR_GEOM in live.columns:
-        column_name, transform = WEB_MERCATOR_GEOM, False   # stored projected: no per-feature transform
-    else:  # the tile's own CRS, or a live table from before the projected column (after a rollback)
-        column_name, transform = "geom", tms_srid != layer.srid
+    stored = tms_srid == 3857 and live is not None and WEB_MERCATOR_GEOM in live.columns
+    # stored projected: no per-feature transform; otherwise the tile's own CRS, or a live table from
+    # before the projected column (after a rollback)
+    column_name = WEB_MERCATOR_GEOM if stored else "geom"
+    transform = not stored and tms_srid != layer.srid
     ground = pixel * (0.91 if tms_srid == 3857 else 1.0)  # metres: Web Mercator stretches ~1/cos(24°) here
-    unit = ground if transform else pixel  # one pixel in the units of the column filtered and simplified
-    query_env = sql.SQL("ST_Transform({}, {})").format(env, sql.Literal(layer.srid)) if transform else env
+    unit = ground if transform else pixel  # one pixel in the units of the column simplified and measured
+    # the spatial index is on geom alone: the tile's box goes to the layer's CRS (its curved edges
+    # stay well inside the buffer margin)
+    query_env = sql.SQL("ST_Transform({}, {})").format(env, sql.Literal(layer.srid)) if tms_srid != layer.srid else env
     source = sql.SQL("t.{}").format(sql.Identifier(column_name))
     attrs = sql.SQL("").join(sql.SQL(", {} AS {}").format(column(layer, f.name), sql.Identifier(f.name))
                              for f in layer.fields)
@@ -66,7 +69,7 @@ def layer_sql(layer: Layer, tms: morecantile.TileMatrixSet, tile: morecantile.Ti
         SELECT ST_AsMVT(q, {name}, {extent}, 'geom') FROM (
             SELECT {thin} ST_AsMVTGeom({geom}, {env}, {extent}, {buffer}, true) AS geom{attrs}
             FROM live.{table} t
-            WHERE {source} && ST_Expand({query_env}, %s){size_filter}
+            WHERE t.geom && ST_Expand({query_env}, %s){size_filter}
             {order} OFFSET 0) q
         WHERE q.geom IS NOT NULL""").format(
         name=sql.Literal(layer.id), extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER), thin=thin, geom=geom,

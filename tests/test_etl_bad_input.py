@@ -1,6 +1,7 @@
 """Bad input: each case exits non-zero with a clear message naming the problem, and the live layer
 stays exactly as it was (tested through the real `geocloud etl run` command)."""
 
+import hashlib
 import shutil
 
 import numpy as np
@@ -232,5 +233,7 @@ def test_failed_runs_are_recorded(loaded, tmp_path):
     path.write_bytes(b"")
     geocloud_cli("etl", "run", "landmarks", path)
     with psycopg.connect(loaded) as conn:
-        status, error = conn.execute("SELECT status, error FROM geocloud.etl_runs ORDER BY id DESC LIMIT 1").fetchone()
+        status, error, sha = conn.execute(
+            "SELECT status, error, source_sha256 FROM geocloud.etl_runs ORDER BY id DESC LIMIT 1").fetchone()
     assert status == "failed" and "empty" in error
+    assert sha == hashlib.sha256(b"").hexdigest()  # what was delivered, even when it could not be loaded

@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -103,36 +104,42 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
         run_id = runs.start(conn, pipeline.pipeline, pipeline.layer_ids, path, dry_run)
         report = Report(run_id, pipeline.pipeline, str(path), dry_run, operator=operator())
         quality = Quality()
+        hashing = ThreadPoolExecutor(1, thread_name_prefix="geocloud-checksum")
+        # hashlib releases the GIL: the source is hashed beside the read rather than before it
+        checksum = hashing.submit(sha256, path)
         try:
             stage.lock_layers(conn, pipeline.layer_ids)
             stage.clear_leftovers(conn, pipeline.layer_ids, run_id)
             if pipeline.raster_layer:
                 raster.clear_leftovers(settings.data_path, pipeline.raster_layer)
-                _raster_run(conn, pipeline, path, report, force, _Timer(report, progress))
+                _raster_run(conn, pipeline, path, report, force, _Timer(report, progress), checksum)
             else:
                 _vector_run(conn, pipeline, path, report, quality, force, _Timer(report, progress), progress)
         except BaseException as exc:  # noqa: BLE001 - record every failure, then let it propagate
             report.status, report.error = "failed", str(exc) or type(exc).__name__
             report.quality = quality.as_dict()
-            _finish(conn, report, settings.data_path, quality)
+            _finish(conn, report, settings.data_path, quality, checksum)
             raise
         else:
             report.quality = quality.as_dict()
-            _finish(conn, report, settings.data_path, quality)
+            _finish(conn, report, settings.data_path, quality, checksum)
         finally:  # after the run's record says how it ended, so a next run never sees it 'running'
+            hashing.shutdown(wait=False)
             if not conn.closed:
                 with contextlib.suppress(psycopg.Error):
                     stage.unlock_layers(conn, pipeline.layer_ids)
     return report
 
 
-def _finish(conn: psycopg.Connection, report: Report, data_dir: Path, quality: Quality) -> None:
+def _finish(conn: psycopg.Connection, report: Report, data_dir: Path, quality: Quality, checksum: Future) -> None:
     if conn.closed:
         return
+    if report.sha256 is None and checksum.exception() is None:  # a source that cannot be read has none
+        report.sha256 = checksum.result()
     report.report_path = str(runs.write_report(data_dir, report.run_id, report.as_dict()))
-    runs.finish(conn, report.run_id, report.status, counts=report.counts, timings=report.timings,
-                warnings=[vars(i) for i in quality.warnings], diff=report.diff, quality=report.quality,
-                error=report.error)
+    runs.finish(conn, report.run_id, report.status, sha256=report.sha256, counts=report.counts,
+                timings=report.timings, warnings=[vars(i) for i in quality.warnings], diff=report.diff,
+                quality=report.quality, error=report.error)
 
 
 def _transform_for(pipeline: Pipeline, output) -> callable:
@@ -145,9 +152,6 @@ def _transform_for(pipeline: Pipeline, output) -> callable:
 def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Quality, force: bool,
                 timed: _Timer, progress: Progress) -> None:
     catalog = get_catalog()
-    with timed("checksum"):
-        report.sha256 = sha256(path)
-        runs.set_checksum(conn, report.run_id, report.sha256)
     src = open_source(path, pipeline.source)
     report.encoding = f"{src.encoding.label} ({src.encoding.evidence})" if src.encoding else None
     report.crs = f"{src.crs.to_string()} ({src.crs_evidence})"
@@ -262,16 +266,15 @@ def _check_quality(quality: Quality, pipeline: Pipeline, path: Path) -> None:
         raise InputError("no feature could be loaded", where=str(path), fix="see the quality report")
 
 
-def _raster_run(conn, pipeline: Pipeline, path: Path, report: Report, force: bool, timed: _Timer) -> None:
+def _raster_run(conn, pipeline: Pipeline, path: Path, report: Report, force: bool, timed: _Timer,
+                checksum: Future) -> None:
     settings, layer = get_settings(), get_catalog().layers[pipeline.raster_layer]
-    with timed("checksum"):
-        report.sha256 = sha256(path)
-        runs.set_checksum(conn, report.run_id, report.sha256)
     with timed("read and validate"):
         info = raster.inspect(raster.source_files(path), pipeline)
     report.crs = info.crs
     report.counts = {"files": len(info.files), "bands": info.bands, "dtype": info.dtype}
     live = live_version(conn, layer.id)
+    report.sha256 = checksum.result()
     if live and not force and not report.dry_run:
         live_sha = conn.execute("SELECT r.source_sha256 FROM geocloud.layer_versions v JOIN geocloud.etl_runs r "
                                 "ON r.id = v.run_id WHERE v.layer = %s AND v.state = 'live'", (layer.id,)).fetchone()

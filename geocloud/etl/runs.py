@@ -21,17 +21,13 @@ def start(conn: psycopg.Connection, pipeline: str, layers: list[str], source: Pa
     ).fetchone()[0]
 
 
-def set_checksum(conn: psycopg.Connection, run_id: int, sha256: str) -> None:
-    conn.execute("UPDATE geocloud.etl_runs SET source_sha256 = %s WHERE id = %s", (sha256, run_id))
-
-
-def finish(conn: psycopg.Connection, run_id: int, status: str, *, counts: dict | None = None,
-           timings: dict | None = None, warnings: list | None = None, diff: dict | None = None,
-           quality: dict | None = None, error: str | None = None) -> None:
+def finish(conn: psycopg.Connection, run_id: int, status: str, *, sha256: str | None = None,
+           counts: dict | None = None, timings: dict | None = None, warnings: list | None = None,
+           diff: dict | None = None, quality: dict | None = None, error: str | None = None) -> None:
     conn.execute(
-        "UPDATE geocloud.etl_runs SET status = %s, finished_at = now(), counts = %s, timings = %s, "
-        "warnings = %s, diff = %s, quality = %s, error = %s WHERE id = %s",
-        (status, Jsonb(counts or {}), Jsonb(timings or {}), Jsonb(warnings or []), Jsonb(diff or {}),
+        "UPDATE geocloud.etl_runs SET status = %s, finished_at = now(), source_sha256 = %s, counts = %s, "
+        "timings = %s, warnings = %s, diff = %s, quality = %s, error = %s WHERE id = %s",
+        (status, sha256, Jsonb(counts or {}), Jsonb(timings or {}), Jsonb(warnings or []), Jsonb(diff or {}),
          Jsonb(quality or {}), error, run_id))
 
 

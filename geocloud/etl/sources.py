@@ -254,7 +254,7 @@ def _batches(src: OpenedSource) -> Iterator[Batch]:
                     geoms = shapely.from_wkb(wkb, on_invalid="ignore")
                     rows = np.arange(offset + 1, offset + rb.num_rows + 1)
                     offset += rb.num_rows
-                    broken = shapely.is_missing(geoms) & np.array([w is not None for w in wkb], dtype=bool)
+                    broken = shapely.is_missing(geoms) & wkb_arrow.is_valid().to_numpy(zero_copy_only=False)
                     if broken.any():  # e.g. unclosed rings, common in hand-simplified files: close them
                         geoms[broken] = shapely.from_wkb(wkb[broken], on_invalid="fix")
                     yield Batch(cols, geoms, None, rows, layer, unreadable=broken, wkb=wkb_arrow)

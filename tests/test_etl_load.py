@@ -13,7 +13,7 @@ import rasterio
 import shapely
 from rio_cogeo.cogeo import cog_validate
 
-from geocloud.errors import Conflict, NotFound
+from geocloud.errors import Conflict, InputError, NotFound
 from geocloud.etl import rollback_layer, run_pipeline
 from geocloud.etl.publish import KEEP_VERSIONS
 
@@ -287,3 +287,42 @@ def test_big5_text_decodes_exactly_and_broken_bytes_are_reported(database, city,
     ids = table.column("BLDG_ID").to_pylist()
     assert got[ids[0]] == expected[0][:-1] + "\ufffd"
     assert all(got[i] == v for i, v in zip(ids[1:], expected[1:]))
+
+
+def _same_rows(conn, layer: str, a: str, b: str) -> bool:
+    return conn.execute(f"SELECT NOT EXISTS (SELECT * FROM {a} EXCEPT SELECT * FROM {b}) "
+                        f"AND NOT EXISTS (SELECT * FROM {b} EXCEPT SELECT * FROM {a})").fetchone()[0]
+
+
+def test_small_batches_on_several_threads_load_the_same_in_source_order(database, city, monkeypatch):
+    """Batches are read and checked on several threads (a shapefile at random through its .shx,
+    other formats streamed) and merged in source order: splitting a file into many small batches
+    must change neither what is loaded nor which rows the quality report names first."""
+    pipelines = {"buildings": ["buildings"], "topo": ["topo_contours", "topo_water"], "roads": ["roads"],
+                 "zoning": ["zoning"]}
+    first = {p: run_pipeline(p, source_of(city, p)) for p in pipelines}
+    monkeypatch.setattr("geocloud.etl.sources.BATCH", 97)
+    again = {p: run_pipeline(p, source_of(city, p), force=True) for p in pipelines}
+    with psycopg.connect(database) as conn:
+        for p, layers in pipelines.items():
+            assert again[p].counts == first[p].counts
+            assert again[p].quality["issues"] == first[p].quality["issues"]
+            for layer in layers:
+                assert _same_rows(conn, layer, f"live.{layer}", f"history.{layer}__v1"), layer
+    rows = first["zoning"].quality["issues"][0]["rows"]
+    assert max(rows) - min(rows) > 97  # the report's first rows come from several batches
+
+
+def test_a_duplicate_key_in_a_later_batch_is_the_one_refused(database, city, tmp_path, monkeypatch):
+    dst = tmp_path / "buildings.shp"
+
+    def edit(table):
+        ids = table.column("BLDG_ID").to_pylist()
+        ids[1499] = ids[2]  # row 1500 repeats row 3's key, fifteen batches later
+        return table.set_column(table.column_names.index("BLDG_ID"), "BLDG_ID", pa.array(ids))
+
+    _rewrite_buildings(source_of(city, "buildings"), dst, edit)
+    monkeypatch.setattr("geocloud.etl.sources.BATCH", 97)
+    with pytest.raises(InputError) as refused:
+        run_pipeline("buildings", dst)
+    assert "duplicate natural key 'building_id'; row rejected (1 row(s): 1500)" in str(refused.value)

@@ -235,35 +235,44 @@ def _geometry_column(batch: Batch, geoms: np.ndarray, rewritten: np.ndarray, kee
 
 
 def prepare(batch: Batch, output: Output, fmap: FieldMap, layer: Layer, reproject: Reprojection, rules: Rules,
-            src: OpenedSource, quality: Quality, seen_keys: set) -> pa.Table:
+            src: OpenedSource, quality: Quality) -> tuple[pa.Table, np.ndarray]:
     """The batch's accepted rows as a table of the layer's fields plus ``geom`` (WKB), typed as the
-    staging table's columns (``ARROW_TYPES``) so that it can be sent as binary COPY."""
+    staging table's columns (``ARROW_TYPES``) so that it can be sent as binary COPY, and their row
+    numbers. Batches are prepared independently (on several threads); duplicate keys, which depend
+    on every batch before, are left to ``drop_duplicate_keys``."""
     n = len(batch.rows)
     reject, drop = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     attrs = _attributes(batch, fmap, output, layer, quality, reject)
     geoms, rewritten = _geometries(batch, layer, reproject, rules, src, quality, reject, drop)
-
-    keys = attrs[layer.key].to_pylist()
-    dup = np.zeros(n, dtype=bool)
-    for i in np.flatnonzero(~(reject | drop)):
-        k = keys[i]
-        if k in seen_keys:
-            dup[i] = True
-        else:
-            seen_keys.add(k)
-    if dup.any():
-        quality.duplicates += int(dup.sum())
-        if rules.on_duplicate_key == "keep-first":
-            quality.note("warning", f"duplicate {layer.key!r}: later row skipped, first kept", batch.rows[dup])
-            drop |= dup
-        else:
-            quality.note("error", f"duplicate natural key {layer.key!r}; row rejected", batch.rows[dup])
-            reject |= dup
-
     quality.rejected += int(reject.sum())
     keep = ~(reject | drop)
     mask = pa.array(keep)
     out = {f.name: pc.filter(attrs[f.name], mask).cast(ARROW_TYPES[f.type]) for f in layer.fields}
     out["geom"] = _geometry_column(batch, geoms, rewritten, keep, layer)
     quality.loaded[layer.id] += int(keep.sum())
-    return pa.table(out)
+    return pa.table(out), batch.rows[keep]
+
+
+def drop_duplicate_keys(table: pa.Table, rows: np.ndarray, layer: Layer, rules: Rules, quality: Quality,
+                        seen: set) -> pa.Table:
+    """Drop (keep-first) or reject rows whose natural key an earlier row holds; called on every
+    prepared batch in source order, with the keys seen so far."""
+    keys = table.column(layer.key).to_pylist()
+    fresh = set(keys)
+    if len(fresh) == len(keys) and seen.isdisjoint(fresh):  # the usual case, without a loop per row
+        seen |= fresh
+        return table
+    dup = np.zeros(len(keys), dtype=bool)
+    for i, k in enumerate(keys):
+        if k in seen:
+            dup[i] = True
+        else:
+            seen.add(k)
+    quality.duplicates += int(dup.sum())
+    quality.loaded[layer.id] -= int(dup.sum())
+    if rules.on_duplicate_key == "keep-first":
+        quality.note("warning", f"duplicate {layer.key!r}: later row skipped, first kept", rows[dup])
+    else:
+        quality.note("error", f"duplicate natural key {layer.key!r}; row rejected", rows[dup])
+        quality.rejected += int(dup.sum())
+    return table.filter(pa.array(~dup))

@@ -41,6 +41,20 @@ class Quality:
         if room > 0:
             issue.rows.extend(int(r) for r in rows[:room])
 
+    def merge(self, other: "Quality") -> None:
+        """Add a batch's own report (batches are checked on several threads, merged in source order)."""
+        self.read += other.read
+        self.loaded.update(other.loaded)
+        self.repaired += other.repaired
+        self.dropped_empty += other.dropped_empty
+        self.rejected += other.rejected
+        self.duplicates += other.duplicates
+        self.skipped_codes.update(other.skipped_codes)
+        for issue in other.issues.values():
+            mine = self.issues.setdefault(issue.message, Issue(issue.severity, issue.message))
+            mine.count += issue.count
+            mine.rows.extend(issue.rows[:SAMPLE_ROWS - len(mine.rows)])
+
     def note_file(self, severity: str, message: str) -> None:
         """Record an issue of the whole file rather than of some rows."""
         self.issues.setdefault(message, Issue(severity, message, count=1))

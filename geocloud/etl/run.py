@@ -29,7 +29,8 @@ from geocloud.errors import InputError
 from geocloud.etl import raster, runs, stage
 from geocloud.etl.crs import check_proj_database, reprojection
 from geocloud.etl.pipeline import Pipeline, load_pipeline
-from geocloud.etl.prepare import check_geometry_type, prepare, resolve_fields
+from geocloud.etl.parallel import in_order
+from geocloud.etl.prepare import check_geometry_type, drop_duplicate_keys, prepare, resolve_fields
 from geocloud.etl.publish import Staged, live_version, publish, raster_diff, rollback
 from geocloud.etl.quality import Quality
 from geocloud.etl.sources import Batch, open_source, read_batches, sha256
@@ -164,6 +165,13 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
     reproject = {lid: reprojection(src.crs.to_wkt(), CRS.from_user_input(layer.crs).to_wkt())
                  for lid, layer in layers.items()}
     report.transformation = "; ".join(sorted({r.description for r in reproject.values()}))
+
+    def prepared(read) -> tuple[Quality, list]:  # one batch, on a worker thread
+        batch, own = read(), Quality()
+        own.read = len(batch.rows)
+        return own, [(lid, *prepare(sub, outputs[lid], fmaps[lid], layers[lid], reproject[lid], pipeline.rules,
+                                    src, own)) for lid, sub in _route(batch, pipeline, own)]
+
     seen = {lid: set() for lid in layers}
     tables: dict[str, str] = {}
     with conn.transaction():
@@ -172,14 +180,13 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
         with timed("read, validate and copy", src.feature_count):
             writer = stage.CopyWriter(conn)
             try:
-                for number, batch in enumerate(read_batches(src)):
-                    quality.read += len(batch.rows)
-                    for lid, sub in _route(batch, pipeline, quality):
-                        table = prepare(sub, outputs[lid], fmaps[lid], layers[lid], reproject[lid], pipeline.rules,
-                                        src, quality, seen[lid])
+                for number, (own, parts) in enumerate(in_order(prepared, read_batches(src))):
+                    quality.merge(own)
+                    for lid, table, rows in parts:
+                        table = drop_duplicate_keys(table, rows, layers[lid], pipeline.rules, quality, seen[lid])
                         if table.num_rows:
                             writer.write(stage.copy_statement(layers[lid], tables[lid]), table)
-                    progress.advance(len(batch.rows))
+                    progress.advance(own.read)
                     if number == 0:
                         writer.drain()
                         checkpoint("copy")

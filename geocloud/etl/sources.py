@@ -1,4 +1,4 @@
-"""Open a vector source and stream it in batches of attributes, geometries and row numbers.
+"""Open a vector source and read it in batches of attributes, geometries and row numbers.
 
 Formats: Shapefile (loose or zipped), GeoPackage, GeoJSON (the legacy ``crs`` member is honoured
 by GDAL), KML, all through pyogrio's Arrow stream; CSV with X/Y columns through pyarrow's
@@ -11,9 +11,11 @@ import io
 import queue
 import threading
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -195,23 +197,41 @@ def _open_csv(path: Path, source: Source) -> OpenedSource:
                         {None: "Point"}, xy=(xy[0], xy[1]))
 
 
-def read_batches(src: OpenedSource) -> Iterator[Batch]:
-    """Batches in source order, read ahead on a thread of their own: GDAL parses the next batch
-    while the caller validates this one."""
-    return _read_ahead(_batches(src))
+def read_batches(src: OpenedSource) -> Iterator[Callable[[], Batch]]:
+    """The source's batches in source order, as calls that each return one batch and may run on any
+    thread, several at once. A shapefile is read at random: each call opens it at its own first
+    feature (the .shx indexes them), so batches are read, decoded and parsed side by side. Other
+    formats stream in order on a thread of their own, and the calls parse what it read."""
+    if src.format == "shapefile":
+        for start in range(0, src.feature_count, BATCH):
+            yield partial(_shapefile_batch, src, start)
+        return
+    parse = _csv_batch if src.format == "csv" else _gdal_batch
+    for raw in _read_ahead(_csv_records(src) if src.format == "csv" else _gdal_records(src)):
+        yield partial(parse, src, raw)
 
 
-def _read_ahead(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
+@dataclass
+class _Records:
+    """A batch as the reader delivered it, before decoding and geometry parsing."""
+
+    records: pa.RecordBatch
+    offset: int                 # features before it in its layer
+    layer: str | None = None
+    geometry_column: str | None = None
+
+
+def _read_ahead(records: Iterator[_Records], depth: int = 2) -> Iterator[_Records]:
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
     stop = threading.Event()
 
     def pump():
         try:
-            for batch in batches:
+            for item in records:
                 if stop.is_set():
                     return
-                buffer.put(batch)
+                buffer.put(item)
             buffer.put(done)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
             buffer.put(exc)
@@ -232,60 +252,84 @@ def _read_ahead(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
                 pass
 
 
-def _batches(src: OpenedSource) -> Iterator[Batch]:
-    if src.format == "csv":
-        yield from _csv_batches(src)
-        return
+@contextmanager
+def _gdal_errors(path: Path):
+    try:
+        yield
+    except (DataSourceError, DataLayerError) as exc:
+        raise _gdal_error(exc, path) from None
+    except Exception as exc:  # GDAL read errors surface as assorted exception types
+        if "pyogrio" in type(exc).__module__ or "GDAL" in str(exc) or "ogr" in str(exc).lower():
+            raise _gdal_error(exc, path) from None
+        raise
+
+
+def _gdal_encoding(src: OpenedSource) -> str | None:
     codec = src.encoding.codec if src.encoding else None
-    read_as = gdal_encoding(src.encoding) if src.format == "shapefile" else codec
+    return gdal_encoding(src.encoding) if src.format == "shapefile" else codec
+
+
+def _gdal_records(src: OpenedSource) -> Iterator[_Records]:
     for layer in src.layers:
         offset = 0
+        with _gdal_errors(src.path), pyogrio.open_arrow(src.path, layer=layer, batch_size=BATCH, use_pyarrow=True,
+                                                        encoding=_gdal_encoding(src)) as (meta, reader):
+            for rb in reader:
+                yield _Records(rb, offset, layer, meta["geometry_name"] or "wkb_geometry")
+                offset += rb.num_rows
+
+
+def _shapefile_batch(src: OpenedSource, start: int) -> Batch:
+    with _gdal_errors(src.path), pyogrio.open_arrow(src.path, layer=src.layers[0], batch_size=BATCH,
+                                                    use_pyarrow=True, skip_features=start,
+                                                    encoding=_gdal_encoding(src)) as (meta, reader):
         try:
-            with pyogrio.open_arrow(src.path, layer=layer, batch_size=BATCH, use_pyarrow=True,
-                                    encoding=read_as) as (meta, reader):
-                geom_col = meta["geometry_name"] or "wkb_geometry"
-                for rb in reader:
-                    cols = {name: rb.column(i) for i, name in enumerate(rb.schema.names) if name != geom_col}
-                    if read_as != codec:
-                        cols = {decode_name(name, codec): decode_passthrough(arr, codec) if pa.types.is_string(arr.type)
-                                else arr for name, arr in cols.items()}
-                    wkb_arrow = rb.column(rb.schema.get_field_index(geom_col))
-                    wkb = wkb_arrow.to_numpy(zero_copy_only=False)
-                    geoms = shapely.from_wkb(wkb, on_invalid="ignore")
-                    rows = np.arange(offset + 1, offset + rb.num_rows + 1)
-                    offset += rb.num_rows
-                    broken = shapely.is_missing(geoms) & wkb_arrow.is_valid().to_numpy(zero_copy_only=False)
-                    if broken.any():  # e.g. unclosed rings, common in hand-simplified files: close them
-                        geoms[broken] = shapely.from_wkb(wkb[broken], on_invalid="fix")
-                    yield Batch(cols, geoms, None, rows, layer, unreadable=broken, wkb=wkb_arrow)
-        except (DataSourceError, DataLayerError) as exc:
-            raise _gdal_error(exc, src.path) from None
-        except Exception as exc:  # GDAL read errors surface as assorted exception types
-            if "pyogrio" in type(exc).__module__ or "GDAL" in str(exc) or "ogr" in str(exc).lower():
-                raise _gdal_error(exc, src.path) from None
-            raise
+            rb = reader.read_next_batch()
+        except StopIteration:
+            raise InputError(f"the shapefile ends before feature {start + 1}, which its index (.shx) lists",
+                             where=str(src.path), fix="deliver the complete, uncorrupted file") from None
+    return _gdal_batch(src, _Records(rb, start, src.layers[0], meta["geometry_name"] or "wkb_geometry"))
 
 
-def _csv_batches(src: OpenedSource) -> Iterator[Batch]:
+def _gdal_batch(src: OpenedSource, raw: _Records) -> Batch:
+    rb, codec = raw.records, src.encoding.codec if src.encoding else None
+    cols = {name: rb.column(i) for i, name in enumerate(rb.schema.names) if name != raw.geometry_column}
+    if _gdal_encoding(src) != codec:
+        cols = {decode_name(name, codec): decode_passthrough(arr, codec) if pa.types.is_string(arr.type) else arr
+                for name, arr in cols.items()}
+    wkb_arrow = rb.column(rb.schema.get_field_index(raw.geometry_column))
+    wkb = wkb_arrow.to_numpy(zero_copy_only=False)
+    geoms = shapely.from_wkb(wkb, on_invalid="ignore")
+    rows = np.arange(raw.offset + 1, raw.offset + rb.num_rows + 1)
+    broken = shapely.is_missing(geoms) & wkb_arrow.is_valid().to_numpy(zero_copy_only=False)
+    if broken.any():  # e.g. unclosed rings, common in hand-simplified files: close them
+        geoms[broken] = shapely.from_wkb(wkb[broken], on_invalid="fix")
+    return Batch(cols, geoms, None, rows, raw.layer, unreadable=broken, wkb=wkb_arrow)
+
+
+def _csv_records(src: OpenedSource) -> Iterator[_Records]:
     read = pacsv.ReadOptions(block_size=8 << 20, encoding="utf8" if src.encoding.codec == "utf-8" else "cp950")
     convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in src.columns}, strings_can_be_null=False)
     parse = pacsv.ParseOptions(newlines_in_values=False)
-    x_col, y_col = src.xy
     offset = 1  # the header is line 1; data rows count from 2
     try:
-        reader = pacsv.open_csv(src.path, read_options=read, convert_options=convert, parse_options=parse)
-        for rb in reader:
-            cols = {name: rb.column(i) for i, name in enumerate(rb.schema.names)}
-            rows = np.arange(offset + 1, offset + rb.num_rows + 1)
+        for rb in pacsv.open_csv(src.path, read_options=read, convert_options=convert, parse_options=parse):
+            yield _Records(rb, offset)
             offset += rb.num_rows
-            x, x_bad = _numbers(cols[x_col])
-            y, y_bad = _numbers(cols[y_col])
-            geoms = shapely.points(x, y)
-            geoms[x_bad | y_bad] = None
-            yield Batch(cols, geoms, (x, y), rows)
     except pa.ArrowInvalid as exc:
         raise InputError(f"the CSV cannot be parsed: {exc}", where=str(src.path),
                          fix="check the delimiter (comma) and that every row has the header's number of columns") from None
+
+
+def _csv_batch(src: OpenedSource, raw: _Records) -> Batch:
+    rb = raw.records
+    cols = {name: rb.column(i) for i, name in enumerate(rb.schema.names)}
+    rows = np.arange(raw.offset + 1, raw.offset + rb.num_rows + 1)
+    x, x_bad = _numbers(cols[src.xy[0]])
+    y, y_bad = _numbers(cols[src.xy[1]])
+    geoms = shapely.points(x, y)
+    geoms[x_bad | y_bad] = None
+    return Batch(cols, geoms, (x, y), rows)
 
 
 def _numbers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -195,26 +195,30 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
         _check_quality(quality, pipeline, src.path)
     # Committed: the tables are in the staging schema, invisible to readers, and dropped as leftovers
     # by the next run if this one dies; indexes can now be built on two connections at once.
+    report.counts = {"read": quality.read, "loaded": dict(quality.loaded), "rejected": quality.rejected,
+                     "repaired": quality.repaired, "dropped_empty": quality.dropped_empty,
+                     "duplicates": quality.duplicates}
+
+    def diff_with_live(lid: str) -> stage.Diff:  # while the spatial index builds
+        t0 = time.perf_counter()
+        live = live_version(conn, lid)
+        change = stage.diff(conn, layers[lid], f"live.{lid}" if live else None, f"staging.{tables[lid]}")
+        report.timings["diff"] = round(report.timings.get("diff", 0) + time.perf_counter() - t0, 3)
+        return change
+
+    staged = []
     try:
         with timed("index"):
             for lid, layer in layers.items():
-                stage.build_indexes(conn, layer, tables[lid])
+                change = stage.build_indexes(conn, layer, tables[lid], partial(diff_with_live, lid))
+                report.diff[lid] = change.as_dict()
+                staged.append(Staged(layer, tables[lid], quality.loaded[lid], change))
             checkpoint("index")
     except BaseException:
         with contextlib.suppress(psycopg.Error):  # best effort: the next run drops leftovers anyway
             for lid in layers:
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS staging.{}").format(sql.Identifier(tables[lid])))
         raise
-    report.counts = {"read": quality.read, "loaded": dict(quality.loaded), "rejected": quality.rejected,
-                     "repaired": quality.repaired, "dropped_empty": quality.dropped_empty,
-                     "duplicates": quality.duplicates}
-    staged = []
-    with timed("diff"):
-        for lid, layer in layers.items():
-            live = live_version(conn, lid)
-            change = stage.diff(conn, layer, f"live.{lid}" if live else None, f"staging.{tables[lid]}")
-            report.diff[lid] = change.as_dict()
-            staged.append(Staged(layer, tables[lid], quality.loaded[lid], change))
     if dry_run_or_unchanged(report, staged, force):
         for lid in layers:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS staging.{}").format(sql.Identifier(tables[lid])))

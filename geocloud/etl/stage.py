@@ -7,7 +7,9 @@ drops (it holds the layer's advisory lock, so no other run can be using it).
 
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import psycopg
 import pgpq
@@ -19,6 +21,7 @@ from geocloud.db.connect import connect
 from geocloud.errors import Conflict
 
 SAMPLE_KEYS = 20
+T = TypeVar("T")
 
 
 def staging_name(layer_id: str, run_id: int) -> str:
@@ -139,10 +142,11 @@ class CopyWriter:
             raise self.error
 
 
-def build_indexes(conn: psycopg.Connection, layer: Layer, table: str) -> None:
-    """The key, spatial and catalog indexes of a committed staging table. The spatial index, the
-    longest build, runs at the same time on a second connection: two cores, two index builds. The
-    Web Mercator geometry needs no index of its own: tiles find their features through ``geom``."""
+def build_indexes(conn: psycopg.Connection, layer: Layer, table: str, meanwhile: Callable[[], T]) -> T:
+    """Build the key, spatial and catalog indexes of a committed staging table, and return what
+    ``meanwhile`` (e.g. the diff against live) returns, which runs on ``conn`` after the key index.
+    The spatial index, the longest build, runs all the while on a second connection: two cores,
+    two jobs. The Web Mercator geometry needs no index of its own: tiles find features by ``geom``."""
     ident = sql.Identifier(table)
     errors: list[BaseException] = []
 
@@ -162,11 +166,13 @@ def build_indexes(conn: psycopg.Connection, layer: Layer, table: str) -> None:
         for i, columns in enumerate(layer.indexes):  # the catalog's extra indexes (lookups by parts)
             conn.execute(sql.SQL("CREATE INDEX {} ON staging.{} ({})").format(
                 sql.Identifier(f"{table}_i{i}"), ident, sql.SQL(", ").join(map(sql.Identifier, columns))))
+        result = meanwhile()
     finally:
         second.join()
     if errors:
         raise errors[0]
     conn.execute(sql.SQL("ANALYZE staging.{}").format(ident))
+    return result
 
 
 @dataclass

@@ -81,7 +81,7 @@ def create_staging(conn: psycopg.Connection, layer: Layer, run_id: int) -> str:
 
 def copy_statement(layer: Layer, table: str) -> sql.Composed:
     cols = [sql.Identifier(f.name) for f in layer.fields] + [sql.Identifier("geom")]
-    return sql.SQL("COPY staging.{} ({}) FROM STDIN (FORMAT binary)").format(
+    return sql.SQL("COPY staging.{} ({}) FROM STDIN (FORMAT binary, FREEZE)").format(
         sql.Identifier(table), sql.SQL(", ").join(cols))
 
 

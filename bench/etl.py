@@ -104,7 +104,7 @@ def main() -> None:
         cpu = f"{spent:>15.1f}" if spent is not None else f"{'n/a':>15}"
         print(f"{tool:<28}{wall:>10.1f}{n / wall:>14,.0f}{rss / 2**20:>11,.0f} MB{cpu}")
     print(f"\ngeocloud / ogr2ogr throughput: {peer[0] / ours[0]:.2f}x   (geocloud includes validation, a stored "
-          "Web Mercator geometry and its index, the unique-key index, diff and publish)")
+          "Web Mercator geometry, the unique-key index, diff and publish)")
     print(f"geocloud stage timings (s): {json.loads(ours[3])['timings']}")
 
 

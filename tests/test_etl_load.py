@@ -281,8 +281,8 @@ def test_big5_text_decodes_exactly_and_broken_bytes_are_reported(database, city,
     (tmp_path / "buildings.dbf").write_bytes(bytes(dbf))
     report = run_pipeline("buildings", dst)
     assert report.status == "published"
-    issue = next(i for i in report.quality["issues"] if "missing from Big5" in i["message"])
-    assert "structure" in issue["message"] and issue["rows"] == [1] and issue["count"] == 1
+    issue = next(i for i in report.quality["issues"] if "not valid Big5" in i["message"])
+    assert "'structure' (column 構造別)" in issue["message"] and issue["rows"] == [1] and issue["count"] == 1
     with psycopg.connect(database) as conn:
         got = dict(conn.execute("SELECT building_id, structure FROM live.buildings").fetchall())
     ids = table.column("BLDG_ID").to_pylist()

@@ -181,7 +181,7 @@ def decode_name(name: str, codec: str) -> str:
 
 def decode_passthrough(arr: pa.Array, codec: str) -> pa.Array:
     """A text column GDAL read through PASSTHROUGH, decoded as ``codec``. Undecodable bytes become
-    U+FFFD, which the validation reports (with the rows) as a character missing from Big5."""
+    U+FFFD, which the validation reports with their rows and field."""
     arr = arr.cast(pa.string())
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset: arr.offset + len(arr) + 1]
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]

@@ -32,7 +32,8 @@ SHAPELY_IDS = {0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "M
                5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
 # base kind (1 point, 2 line, 3 polygon) of each shapely type id, shifted by one for "missing" (-1)
 BASE_OF_TYPE_ID = np.array([0, 1, 2, 0, 3, 1, 2, 3, 0])
-BIG5_GAP_CHARS = r"[■□∮�]|\?"
+BIG5_GAP_CHARS = r"[■□∮]|\?"
+UNDECODABLE = "\ufffd"  # what a decoder puts where the bytes were not text in the source's encoding
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def coerce(arr: pa.Array, ftype: str) -> tuple[pa.Array, np.ndarray]:
         return coerce(as_text, ftype)
 
 
-def _attributes(batch: Batch, fmap: FieldMap, output: Output, layer: Layer, quality: Quality,
+def _attributes(batch: Batch, fmap: FieldMap, output: Output, layer: Layer, src: OpenedSource, quality: Quality,
                 reject: np.ndarray) -> dict[str, pa.Array]:
     n = len(batch.rows)
     mapped = {t: (batch.columns[s] if s else pa.nulls(n, pa.string())) for t, s in fmap.columns.items()}
@@ -134,6 +135,10 @@ def _attributes(batch: Batch, fmap: FieldMap, output: Output, layer: Layer, qual
                 zero_copy_only=False)
             quality.note("warning", f"field {f.name!r}: placeholder for a character missing from Big5 "
                                     "(■ or ?); fix the source text", batch.rows[gaps])
+            broken = pc.fill_null(pc.match_substring(values, UNDECODABLE), False).to_numpy(zero_copy_only=False)
+            quality.note("warning", f"field {f.name!r} (column {src_name}): bytes that are not valid "
+                                    f"{src.encoding.label if src.encoding else 'text'}, loaded as {UNDECODABLE} "
+                                    "(a character cut by the field width?); fix the source text", batch.rows[broken])
         out[f.name] = values
     return out
 
@@ -242,7 +247,7 @@ def prepare(batch: Batch, output: Output, fmap: FieldMap, layer: Layer, reprojec
     on every batch before, are left to ``drop_duplicate_keys``."""
     n = len(batch.rows)
     reject, drop = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
-    attrs = _attributes(batch, fmap, output, layer, quality, reject)
+    attrs = _attributes(batch, fmap, output, layer, src, quality, reject)
     geoms, rewritten = _geometries(batch, layer, reproject, rules, src, quality, reject, drop)
     quality.rejected += int(reject.sum())
     keep = ~(reject | drop)

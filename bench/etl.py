@@ -100,7 +100,7 @@ def main() -> None:
     print(f"\nbuildings: {n:,} features, Shapefile (Big5 DBF), EPSG:3826 -> PostGIS EPSG:3826 with GiST index")
     print(f"median of {args.rounds} alternated pairs")
     print(f"{'tool':<28}{'seconds':>10}{'features/s':>14}{'peak memory':>14}{'server CPU s':>15}")
-    for tool, (wall, rss, spent, _) in ((f"geocloud etl run", ours), (f"ogr2ogr (GDAL {gdal})", peer)):
+    for tool, (wall, rss, spent, _) in (("geocloud etl run", ours), (f"ogr2ogr (GDAL {gdal})", peer)):
         cpu = f"{spent:>15.1f}" if spent is not None else f"{'n/a':>15}"
         print(f"{tool:<28}{wall:>10.1f}{n / wall:>14,.0f}{rss / 2**20:>11,.0f} MB{cpu}")
     print(f"\ngeocloud / ogr2ogr throughput: {peer[0] / ours[0]:.2f}x   (geocloud includes validation, a stored "

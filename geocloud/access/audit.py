@@ -5,7 +5,6 @@ request never waits for the audit insert; administrative actions are written at 
 """
 
 import atexit
-import collections
 import json
 import logging
 import queue

@@ -115,7 +115,8 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
                 raster.clear_leftovers(settings.data_path, pipeline.raster_layer)
                 _raster_run(conn, pipeline, path, report, force, _Timer(report, progress), checksum)
             else:
-                _vector_run(conn, pipeline, path, report, quality, force, _Timer(report, progress), progress)
+                _vector_run(conn, pipeline, path, report, quality, force, _Timer(report, progress), progress,
+                            checksum)
         except BaseException as exc:  # noqa: BLE001 - record every failure, then let it propagate
             report.status, report.error = "failed", str(exc) or type(exc).__name__
             report.quality = quality.as_dict()
@@ -151,7 +152,7 @@ def _transform_for(pipeline: Pipeline, output) -> callable:
 
 
 def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Quality, force: bool,
-                timed: _Timer, progress: Progress) -> None:
+                timed: _Timer, progress: Progress, checksum: Future) -> None:
     catalog = get_catalog()
     src = open_source(path, pipeline.source)
     report.encoding = f"{src.encoding.label} ({src.encoding.evidence})" if src.encoding else None
@@ -193,6 +194,10 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
             finally:
                 writer.close()
         _check_quality(quality, pipeline, src.path)
+    # hashed beside the read, long done for a big file; recorded now, so that a run killed later
+    # (indexing, publishing) still says what it was loading
+    report.sha256 = checksum.result()
+    runs.set_checksum(conn, report.run_id, report.sha256)
     # Committed: the tables are in the staging schema, invisible to readers, and dropped as leftovers
     # by the next run if this one dies; indexes can now be built on two connections at once.
     report.counts = {"read": quality.read, "loaded": dict(quality.loaded), "rejected": quality.rejected,

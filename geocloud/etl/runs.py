@@ -21,6 +21,10 @@ def start(conn: psycopg.Connection, pipeline: str, layers: list[str], source: Pa
     ).fetchone()[0]
 
 
+def set_checksum(conn: psycopg.Connection, run_id: int, sha256: str) -> None:
+    conn.execute("UPDATE geocloud.etl_runs SET source_sha256 = %s WHERE id = %s", (sha256, run_id))
+
+
 def finish(conn: psycopg.Connection, run_id: int, status: str, *, sha256: str | None = None,
            counts: dict | None = None, timings: dict | None = None, warnings: list | None = None,
            diff: dict | None = None, quality: dict | None = None, error: str | None = None) -> None:

@@ -14,7 +14,8 @@ from typing import TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-WORKERS = max(1, min(os.cpu_count() or 1, 4))
+# the cores this process may run on (a container's cpuset, not the host's count), at most four
+WORKERS = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4))
 
 
 def in_order(fn: Callable[[T], R], items: Iterable[T], workers: int = WORKERS) -> Iterator[R]:

@@ -189,6 +189,20 @@ def test_non_numeric_coordinates_name_rows(loaded, city, tmp_path):
              layer="landmarks", url=loaded)
 
 
+def test_a_date_that_is_not_a_date_is_left_empty_and_named(database, city, tmp_path):
+    lines = source_of(city, "road-works").read_text(encoding="utf-8-sig").splitlines()
+    lines[3] = lines[3].replace(lines[3].split(",")[3], "尚未決定", 1)  # row 3's start date
+    path = tmp_path / "road-works.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = run_pipeline("road-works", path)
+    assert report.status == "published"
+    issue = next(i for i in report.quality["issues"] if "starts_on" in i["message"])
+    assert "not a date (尚未決定)" in issue["message"] and issue["rows"] == [4] and issue["severity"] == "warning"
+    with psycopg.connect(database) as conn:
+        permit = lines[3].split(",")[0]
+        assert conn.execute("SELECT starts_on FROM live.road_works WHERE permit_id = %s", (permit,)).fetchone() == (None,)
+
+
 def test_unknown_zoning_code(loaded, city, tmp_path):
     text = source_of(city, "zoning").read_text(encoding="utf-8").replace('"A02120"', '"Z99999"', 1)
     path = tmp_path / "zoning.geojson"

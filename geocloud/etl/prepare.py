@@ -103,8 +103,26 @@ def coerce(arr: pa.Array, ftype: str) -> tuple[pa.Array, np.ndarray]:
     try:
         return pc.cast(arr, target), np.zeros(len(arr), dtype=bool)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        as_text = pc.cast(arr, pa.string())
-        return coerce(as_text, ftype)
+        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            return coerce(pc.cast(arr, pa.string()), ftype)
+        return _cast_cells(arr, target)
+
+
+def _cast_cells(text: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
+    """Text cast value by value (e.g. dates, where one cell reads 尚未決定): what casts is kept, the
+    rest is empty and marked bad. Each distinct value is tried once."""
+    text = pc.utf8_trim_whitespace(text)
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    good = []
+    for value in pc.unique(text).drop_null().to_pylist():
+        try:
+            pa.scalar(value).cast(target)
+            good.append(value)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    ok = pc.is_in(text, value_set=pa.array(good, pa.string()))
+    bad = (pc.is_valid(text).to_numpy(zero_copy_only=False) & ~ok.to_numpy(zero_copy_only=False))
+    return pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), target), bad
 
 
 def _attributes(batch: Batch, fmap: FieldMap, output: Output, layer: Layer, src: OpenedSource, quality: Quality,

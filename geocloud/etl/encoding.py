@@ -167,13 +167,6 @@ def _first_bad_line(path: Path, codec: str) -> tuple[int, bytes] | None:
 PASSTHROUGH = "ISO-8859-1"
 
 
-def gdal_encoding(encoding: Encoding | None) -> str | None:
-    """The encoding to ask GDAL for when reading a shapefile."""
-    if encoding is None:
-        return None
-    return PASSTHROUGH if encoding.codec == "cp950" else encoding.codec
-
-
 def decode_name(name: str, codec: str) -> str:
     """A field name GDAL read through PASSTHROUGH."""
     return name.encode("latin-1").decode(codec, "replace")

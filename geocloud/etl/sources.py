@@ -27,7 +27,7 @@ from pyogrio.errors import DataLayerError, DataSourceError
 from pyproj import CRS
 
 from geocloud.etl.crs import identify
-from geocloud.etl.encoding import (Encoding, decode_name, decode_passthrough, gdal_encoding, shapefile_encoding,
+from geocloud.etl.encoding import (PASSTHROUGH, Encoding, decode_name, decode_passthrough, shapefile_encoding,
                                    text_encoding)
 from geocloud.etl.pipeline import Source
 from geocloud.errors import InputError
@@ -265,8 +265,9 @@ def _gdal_errors(path: Path):
 
 
 def _gdal_encoding(src: OpenedSource) -> str | None:
+    """The encoding GDAL is asked for: a Big5 shapefile's bytes pass through, to be decoded here."""
     codec = src.encoding.codec if src.encoding else None
-    return gdal_encoding(src.encoding) if src.format == "shapefile" else codec
+    return PASSTHROUGH if src.format == "shapefile" and codec == "cp950" else codec
 
 
 def _gdal_records(src: OpenedSource) -> Iterator[_Records]:

@@ -74,7 +74,7 @@ def layer_sql(layer: Layer, tms: morecantile.TileMatrixSet, tile: morecantile.Ti
         WHERE q.geom IS NOT NULL""").format(
         name=sql.Literal(layer.id), extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER), thin=thin, geom=geom,
         env=env, attrs=attrs, table=sql.Identifier(layer.id), query_env=query_env, size_filter=size_filter,
-        order=order, source=source)
+        order=order)
     bounds = [box.left, box.bottom, box.right, box.top]
     args = [*thin_args, *geom_args, *bounds, *bounds, margin, *size_args, *order_args]
     return query, args

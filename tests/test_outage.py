@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from geocloud import db
+from geocloud.serve.state import REFRESH
 from geocloud.serve.tms import SERVED
 
 from conftest import free_port, load_city, start_server, stop_server
@@ -112,6 +113,11 @@ def test_a_statement_past_the_time_limit_is_answered_503(city_on_own_cluster, tm
         stop_server(proc)
 
 
+def _timed(url: str) -> tuple[int, float]:
+    started = time.monotonic()
+    return httpx.get(url, timeout=30).status_code, time.monotonic() - started
+
+
 class Load(threading.Thread):
     """A steady, bounded load: one request every PERIOD seconds, round the given (kind, path, headers)."""
 
@@ -187,6 +193,10 @@ def test_a_database_restart_under_load(city_on_own_cluster, tmp_path):
         load.join(timeout=60)
         waiting.join(timeout=30)
         blocker.close()
+        time.sleep(REFRESH + 0.5)  # idle, with a live state to re-read: no request in flight will notice the stop
+        cluster.stop()
+        idle = {path: _timed(base + path) for path in ("/conformance", "/collections/roads/items?limit=1")}
+        cluster.start()
         outage_reads = sum(1 for r in load.results if r[0] == "restricted tile, known key" and stopped_at < r[2] < back)
         deadline = time.monotonic() + 10
         while True:  # tile reads of the restricted layer during the outage reach the audit trail once it is back
@@ -225,3 +235,6 @@ def test_a_database_restart_under_load(city_on_own_cluster, tmp_path):
     assert recovered is not None and recovered - back < 2.0
 
     assert outage_reads > 10 and audited >= outage_reads
+    # an outage that begins while the server is idle is noticed by the first request that needs a connection
+    assert idle["/conformance"][0] == 200 and idle["/conformance"][1] < 1.0, idle
+    assert idle["/collections/roads/items?limit=1"][0] == 503 and idle["/collections/roads/items?limit=1"][1] < 1.0, idle

@@ -118,14 +118,15 @@ class Pool:
             deadline = time.monotonic() + get_settings().db_timeout
             try:
                 conn = pool.getconn()
-                if _dead(conn):  # the server restarted since it was used: so did its idle siblings
+                if _dead(conn):  # the server went away since the connection was used
                     pool.putconn(conn)  # returned broken: the pool opens another
-                    pool.check()
+                    pool.check()  # and replaces its idle siblings, dead too
+                    connect(self.url, timeout=1).close()  # is it back? Fails at once if it is still down
                     conn = pool.getconn(timeout=max(0.01, deadline - time.monotonic()))
                 return pool, conn
             except PoolClosed:
                 continue  # replaced by a fresh pool while this request was on its way
-            except psycopg.OperationalError as exc:  # PoolTimeout, or a failed check: no live connection in time
+            except (psycopg.OperationalError, DatabaseError) as exc:  # PoolTimeout, or down: no connection
                 self._down(f"no connection within {get_settings().db_timeout:g} s ({exc})")
                 if not getattr(_patient, "on", False):
                     raise DatabaseUnavailable(UNAVAILABLE) from None

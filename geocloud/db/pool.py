@@ -127,7 +127,7 @@ class Pool:
             except PoolClosed:
                 continue  # replaced by a fresh pool while this request was on its way
             except (psycopg.OperationalError, DatabaseError) as exc:  # PoolTimeout, or down: no connection
-                self._down(f"no connection within {get_settings().db_timeout:g} s ({exc})")
+                self._down(" ".join(str(exc).split()))
                 if not getattr(_patient, "on", False):
                     raise DatabaseUnavailable(UNAVAILABLE) from None
 

@@ -163,12 +163,12 @@ class Load(threading.Thread):
                 time.sleep(max(0.0, self.PERIOD - (time.monotonic() - started)))
 
 
-def test_a_database_restart_under_load(city_on_own_cluster, tmp_path):
+def test_a_database_restart_under_load(city_on_own_cluster):
     cluster, url, data_dir, keys = city_on_own_cluster
     proc, base = start_server(url, data_dir)
     try:
         web = SERVED["WebMercatorQuad"]
-        vector, raster, fine = web.tile(*HALL, 14), web.tile(*HALL, 13), web.tile(*HALL, 13)
+        vector, raster, restricted = web.tile(*HALL, 14), web.tile(*HALL, 13), web.tile(*HALL, 13)
         fire = {"Authorization": f"Bearer {keys['fire']}"}
         unseen = {"X-API-Key": keys["udb"]}  # never verified by this server before the outage
         no_db = [
@@ -176,7 +176,7 @@ def test_a_database_restart_under_load(city_on_own_cluster, tmp_path):
             ("vector tile", f"/collections/roads/tiles/WebMercatorQuad/{vector.z}/{vector.y}/{vector.x}", {}),
             ("raster tile", f"/rasters/satellite/tiles/WebMercatorQuad/{raster.z}/{raster.x}/{raster.y}.png", {}),
             ("restricted tile, known key",
-             f"/collections/inspection_sites/tiles/WebMercatorQuad/{fine.z}/{fine.y}/{fine.x}", fire),
+             f"/collections/inspection_sites/tiles/WebMercatorQuad/{restricted.z}/{restricted.y}/{restricted.x}", fire),
             ("map page", "/map/", {}),
             ("static asset", "/map/static/viewer.js", {}),
         ]

@@ -16,7 +16,7 @@ from geocloud.catalog import Layer
 from geocloud.serve import cql
 from geocloud.serve.http import bad_parameter
 from geocloud.serve.provider import QueryExtras
-from geocloud.serve.pygeoapi_config import CRS84, EPSG_URI, MAX_LIMIT, OUTPUT_CRS
+from geocloud.serve.pygeoapi_config import CRS84, EPSG_URI, MAX_LIMIT, MAX_OFFSET, OUTPUT_CRS
 
 
 def _crs(name: str, value: str | None) -> str | None:
@@ -89,10 +89,30 @@ def _names(name: str, value: str | None, layer: Layer, signed: bool = False) -> 
             raise bad_parameter(name, f"unknown property {prop!r}; use one of {', '.join(sorted(known))}")
 
 
+def no_nul(params) -> None:
+    """PostgreSQL text cannot hold NUL: a parameter carrying one is refused, by name."""
+    for name, value in params.multi_items():
+        if "\x00" in value or "\x00" in name:
+            raise bad_parameter(name.replace("\x00", "\\0"), "must not contain NUL (\\0) characters")
+
+
+def _property_values(params, layer: Layer) -> None:
+    """``?<field>=<value>`` selects features by equality (pygeoapi): the value must be of the
+    field's type, within the column's range."""
+    for f in layer.fields:
+        for value in params.getlist(f.name):
+            try:
+                cql.parse_value(f.type, value)
+            except ValueError as exc:
+                raise bad_parameter(f.name, f"{exc} (the {f.name!r} property is {f.type})") from None
+
+
 def items(params, layer: Layer) -> QueryExtras:
     """Check an items request; return the filter translated to SQL for the provider."""
+    no_nul(params)
     _int("limit", params.get("limit"), 1, MAX_LIMIT)
-    _int("offset", params.get("offset"), 0, None)
+    _int("offset", params.get("offset"), 0, MAX_OFFSET)
+    _property_values(params, layer)
     _crs("crs", params.get("crs"))
     bbox_crs = _crs("bbox-crs", params.get("bbox-crs"))
     if bbox_crs and params.get("bbox") is None:
@@ -112,7 +132,10 @@ def items(params, layer: Layer) -> QueryExtras:
         filter_crs = _crs("filter-crs", params.get("filter-crs")) or CRS84
         try:
             node = cql.parse(text, params.get("filter-lang"))
-            node = modify_pygeofilter(node, filter_crs_uri=filter_crs, storage_crs_uri=EPSG_URI.format(layer.srid))
+            try:
+                node = modify_pygeofilter(node, filter_crs_uri=filter_crs, storage_crs_uri=EPSG_URI.format(layer.srid))
+            except (ValueError, TypeError) as exc:  # shapely and pyproj on a geometry they cannot move
+                raise cql.FilterError(f"filter: a geometry cannot be moved from {filter_crs}: {exc}") from None
             extras.where, extras.params = cql.to_sql(node, layer)
         except cql.FilterError as exc:
             raise bad_parameter("filter", str(exc).removeprefix("filter: ").removeprefix("filter ")) from None

@@ -20,6 +20,7 @@ EPSG_URI = "http://www.opengis.net/def/crs/EPSG/0/{}"
 OUTPUT_CRS = [CRS84, EPSG_URI.format(4326), EPSG_URI.format(3826), EPSG_URI.format(3857)]
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
+MAX_OFFSET = 100_000_000  # beyond any layer's feature count; keeps OFFSET within PostgreSQL's bigint
 PROVIDER = "geocloud.serve.provider.GeocloudProvider"
 TAICHUNG_CRS84 = [120.45, 23.99, 121.46, 24.45]
 

@@ -57,6 +57,7 @@ PASSED_ON = ("filter", "filter-lang", "filter-crs", "bbox", "bbox-crs")
 ROUTE_PARAMS = (*PASSED_ON, "cursor")
 
 ZH_TW, ENGLISH = "zh-TW", "en-US"
+FORMATS = ("json", "html", "jsonld", "")  # f= (empty) is the default, as in pygeoapi
 
 
 class _NoConfigCache(dict):
@@ -142,6 +143,7 @@ def _language_scope(scope: dict, query_string: str | None) -> dict:
 
 
 async def call(request: Request, fn, *args, query_string: str | None = None) -> tuple[dict, int, object]:
+    params.choice("f", request.query_params.get("f"), FORMATS)
     api = api_for(request)
     request = Request(_language_scope(request.scope, query_string), request.receive)
     api_request = await APIRequest.from_starlette(request, api.locales)
@@ -187,11 +189,13 @@ async def landing(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
+    params.choice("ui", request.query_params.get("ui"), ("swagger", "redoc"))
     return to_response(*await call(request, core_api.openapi_))
 
 
 async def conformance(request: Request) -> Response:
     body = {"conformsTo": CONFORMANCE}
+    params.choice("f", request.query_params.get("f"), FORMATS)
     if request.query_params.get("f") == "html" or (
             "text/html" in request.headers.get("accept", "") and request.query_params.get("f") != "json"):
         items = "".join(f"<li>{c}</li>" for c in CONFORMANCE)
@@ -215,6 +219,8 @@ async def queryables(request: Request) -> Response:
     """pygeoapi's queryables, with each field's zh-TW and English titles from the catalog."""
     cid = request.path_params["collection_id"]
     layer, _ = live_layer(cid)
+    params.choice("profile", request.query_params.get("profile"), ("actual-domain", "valid-domain"))
+    params.names("properties", request.query_params.get("properties"), layer)
     headers, status, content = await call(request, items_api.get_collection_queryables, cid)
     if status == 200 and isinstance(content, str) and headers.get("Content-Type", "").endswith("json"):
         data = json.loads(content)

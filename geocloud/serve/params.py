@@ -79,7 +79,7 @@ def bbox_in(layer: Layer, value: str, crs_uri: str) -> list[float]:
     return list(_transformer(crs_uri, target).transform_bounds(*box, densify_pts=21))
 
 
-def _names(name: str, value: str | None, layer: Layer, signed: bool = False) -> None:
+def names(name: str, value: str | None, layer: Layer, signed: bool = False) -> None:
     if value is None:
         return
     known = {f.name for f in layer.fields}
@@ -94,6 +94,11 @@ def no_nul(params) -> None:
     for name, value in params.multi_items():
         if "\x00" in value or "\x00" in name:
             raise bad_parameter(name.replace("\x00", "\\0"), "must not contain NUL (\\0) characters")
+
+
+def choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
+    if value is not None and value not in allowed:
+        raise bad_parameter(name, f"use one of {', '.join(allowed)}, got {value!r}")
 
 
 def _property_values(params, layer: Layer) -> None:
@@ -113,13 +118,15 @@ def items(params, layer: Layer) -> QueryExtras:
     _int("limit", params.get("limit"), 1, MAX_LIMIT)
     _int("offset", params.get("offset"), 0, MAX_OFFSET)
     _property_values(params, layer)
+    skip = params.get("skipGeometry")
+    choice("skipGeometry", skip.lower() if skip is not None else None, ("true", "false"))
     _crs("crs", params.get("crs"))
     bbox_crs = _crs("bbox-crs", params.get("bbox-crs"))
     if bbox_crs and params.get("bbox") is None:
         raise bad_parameter("bbox-crs", "given without bbox")
     _bbox(params.get("bbox"), bbox_crs or CRS84)
-    _names("properties", params.get("properties"), layer)
-    _names("sortby", params.get("sortby"), layer, signed=True)
+    names("properties", params.get("properties"), layer)
+    names("sortby", params.get("sortby"), layer, signed=True)
     if params.get("q") is not None:
         raise bad_parameter("q", "free-text search is not supported; use filter (CQL2)")
     extras = QueryExtras()

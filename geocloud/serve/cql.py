@@ -46,6 +46,10 @@ def checked_value(ftype: str | None, value):
         raise ValueError("text must not contain NUL (\\0) characters")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{value} is not a finite number")
+    if ftype in ("date", "timestamp") and isinstance(value, str):
+        return parse_value(ftype, value)
+    if ftype in PY_TYPES and isinstance(value, (datetime, date)):
+        raise ValueError(f"{value.isoformat()} is a date or time, not a valid {ftype}")
     if ftype in PY_TYPES and not isinstance(value, (datetime, date)):
         if ftype == "boolean" and isinstance(value, str):
             if value.strip().lower() not in BOOLEANS:

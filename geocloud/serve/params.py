@@ -159,6 +159,6 @@ def decode_cursor(value: str) -> str:
         key = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         key = ""
-    if not key:
+    if not key or "\x00" in key:
         raise bad_parameter("cursor", "not a cursor from a next link; follow the links as given")
     return key

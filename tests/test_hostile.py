@@ -159,3 +159,19 @@ def test_a_server_error_closes_the_keep_alive_connection_it_announces(served):
                 assert sock.recv(1) == b""  # and the server has closed it, as announced
         finally:
             conn.execute("ALTER TABLE live.topo_water_away RENAME TO topo_water")
+
+
+def test_raster_statistics_body_is_bounded(served):
+    """POST /statistics reads the COG once per feature: the body's size and feature count are capped."""
+    url = served.url + "/rasters/satellite/statistics"
+    ring = [[120.64, 24.16], [120.65, 24.16], [120.65, 24.17], [120.64, 24.16]]
+    feature = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+    many = {"type": "FeatureCollection", "features": [feature] * 17}
+    r = httpx.post(url, json=many, timeout=60)
+    assert r.status_code == 400 and r.json()["description"].startswith("body: at most 16 features"), r.text
+    nan = '{"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [NaN, NaN]}}'
+    r = httpx.post(url, content=nan, headers={"Content-Type": "application/json"}, timeout=60)
+    assert r.status_code == 400 and r.json()["description"].startswith("body:"), r.text
+    huge = {"type": "FeatureCollection", "features": [feature] * 8000}  # 1.2 MB
+    assert httpx.post(url, json=huge, timeout=60).status_code == 413
+    assert httpx.post(url, json=feature, timeout=60).status_code == 200

@@ -8,6 +8,7 @@ Tiles are cached on disk like vector tiles and invalidated by the same publish/r
 """
 
 import hashlib
+import json
 import logging
 import math
 import re
@@ -19,6 +20,7 @@ import rasterio
 from fastapi import FastAPI, HTTPException, Path
 from fastapi.exceptions import RequestValidationError
 from rio_tiler.errors import PointOutsideBounds
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -42,7 +44,8 @@ LIMITS = {"tilesize": (64, 1024), "width": (1, 2048), "height": (1, 2048), "max_
 MAX_LIST = {"bidx": 16, "p": 100, "c": 256, "rescale": 16}  # repeated parameters: at most this many
 MAX_BINS = 1024
 MAX_TEXT = {"expression": 512, "algorithm_params": 1024, "colormap": 16_384}
-MAX_BODY = 1 << 20  # POST /statistics: a GeoJSON body of at most 1 MiB
+MAX_BODY = 1 << 20  # POST /statistics: a GeoJSON body of at most 1 MiB ...
+MAX_FEATURES = 16   # ... and of at most 16 features (each is a read of up to max_size pixels)
 
 
 def _number(name: str, text: str) -> float:
@@ -138,11 +141,33 @@ def _check_tile(path: dict) -> None:
                         f"({matrix.matrixWidth} columns x {matrix.matrixHeight} rows)")
 
 
-def live_cog(request: Request, layer_id: str = Path(description="Raster layer id from the catalog"),
-             tileMatrixSetId: str | None = None) -> str:  # noqa: N803 - titiler's path parameter
-    """The path of the live COG of a raster layer the caller may read; 401/404/400 otherwise.
+def _check_body(body: bytes) -> None:
+    """POST /statistics: a GeoJSON of at most MAX_FEATURES features (each is one read of the
+    COG), with finite numbers only."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not a JSON number")
+    try:
+        data = json.loads(body, parse_constant=refuse) if body else None
+    except ValueError as exc:
+        raise bad_parameter("body", f"not valid GeoJSON: {exc}") from None
+    if isinstance(data, dict) and len(data.get("features") or []) > MAX_FEATURES:
+        raise bad_parameter("body", f"at most {MAX_FEATURES} features per request, got {len(data['features'])}")
 
-    The caller is checked first, so a layer they may not read answers the same whatever else the
+
+async def live_cog(request: Request, layer_id: str = Path(description="Raster layer id from the catalog"),
+                   tileMatrixSetId: str | None = None) -> str:  # noqa: N803 - titiler's path parameter
+    """The path of the live COG of a raster layer the caller may read; 401/404/400 otherwise."""
+    cog = await run_in_threadpool(_live_cog, request, layer_id, tileMatrixSetId)
+    if request.method == "POST":
+        try:
+            _check_body(await request.body())
+        except HTTPError as exc:
+            raise HTTPException(exc.status, exc.description) from None
+    return cog
+
+
+def _live_cog(request: Request, layer_id: str, tileMatrixSetId: str | None) -> str:  # noqa: N803
+    """The caller is checked first, so a layer they may not read answers the same whatever else the
     request holds. Web Mercator requests read the web-optimized variant the ETL writes beside the
     COG (aligned to the WebMercatorQuad grid: a tile is a block read, no reprojection);
     everything else, the COG in the layer's own CRS."""

@@ -28,7 +28,8 @@ def fuzz(url: str, report: Path, headers: tuple[str, ...] = ()) -> tuple[subproc
            "--request-timeout", "30", "--report", "json", "--report-json-path", str(report)]
     for header in headers:
         cmd += ["--header", header]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    # run in the test's folder: schemathesis keeps its state (.schemathesis/) in the working directory
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=report.parent)
     assert report.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc, json.loads(report.read_text(encoding="utf-8"))
 

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyogrio
 import shapely
+from pyogrio._err import _ERROR_STACK, capture_errors
 from pyogrio.errors import DataLayerError, DataSourceError
 from pyproj import CRS
 
@@ -256,6 +257,8 @@ def _read_ahead(records: Iterator[_Records], depth: int = 2) -> Iterator[_Record
 def _gdal_errors(path: Path):
     try:
         yield
+    except InputError:
+        raise
     except (DataSourceError, DataLayerError) as exc:
         raise _gdal_error(exc, path) from None
     except Exception as exc:  # GDAL read errors surface as assorted exception types
@@ -275,8 +278,9 @@ def _gdal_records(src: OpenedSource) -> Iterator[_Records]:
         offset = 0
         with _gdal_errors(src.path), pyogrio.open_arrow(src.path, layer=layer, batch_size=BATCH, use_pyarrow=True,
                                                         encoding=_gdal_encoding(src)) as (meta, reader):
-            for rb in reader:
-                yield _Records(rb, offset, layer, meta["geometry_name"] or "wkb_geometry")
+            geometry = meta["geometry_name"] or "wkb_geometry"
+            while (rb := _read_intact(reader, src, offset, geometry, layer)) is not None:
+                yield _Records(rb, offset, layer, geometry)
                 offset += rb.num_rows
 
 
@@ -284,12 +288,58 @@ def _shapefile_batch(src: OpenedSource, start: int) -> Batch:
     with _gdal_errors(src.path), pyogrio.open_arrow(src.path, layer=src.layers[0], batch_size=BATCH,
                                                     use_pyarrow=True, skip_features=start,
                                                     encoding=_gdal_encoding(src)) as (meta, reader):
-        try:
-            rb = reader.read_next_batch()
-        except StopIteration:
+        geometry = meta["geometry_name"] or "wkb_geometry"
+        rb = _read_intact(reader, src, start, geometry, src.layers[0])
+        if rb is None:
             raise InputError(f"the shapefile ends before feature {start + 1}, which its index (.shx) lists",
-                             where=str(src.path), fix="deliver the complete, uncorrupted file") from None
-    return _gdal_batch(src, _Records(rb, start, src.layers[0], meta["geometry_name"] or "wkb_geometry"))
+                             where=str(src.path), fix="deliver the complete, uncorrupted file")
+    return _gdal_batch(src, _Records(rb, start, src.layers[0], geometry))
+
+
+def _read_intact(reader: pa.RecordBatchReader, src: OpenedSource, offset: int, geometry: str,
+                 layer: str | None) -> pa.RecordBatch | None:
+    """The reader's next batch (None at the end), refused if GDAL reported an error while reading it.
+
+    GDAL does not stop at a record it cannot read (a truncated .shp, a damaged GeoPackage page): it
+    reports a CPLError and hands over the feature without its geometry or its attributes. pyogrio
+    turns such errors into exceptions only around the calls it makes itself, not inside the Arrow
+    stream, so each read is wrapped in pyogrio's per-thread error capture (GDAL's error handlers
+    are per thread: batches read side by side each see their own)."""
+    failure = batch = None
+    with capture_errors():
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            pass
+        except Exception as exc:  # noqa: BLE001 - raised below, once GDAL's handler is popped
+            failure = exc
+        errors = list(_ERROR_STACK.get())
+    if isinstance(failure, OSError):  # the stream gave up (a damaged GeoPackage page): what GDAL said
+        errors = errors or [failure]
+    elif failure is not None:
+        raise failure
+    if errors:
+        raise _data_lost(src, errors, batch, offset, geometry, layer)
+    return batch
+
+
+def _data_lost(src: OpenedSource, errors: list, batch: pa.RecordBatch | None, offset: int, geometry: str,
+               layer: str | None) -> InputError:
+    """Name the first record GDAL could not read: the first one it delivered without its geometry
+    (a shapefile's record past the end of the .shp), else the one after the last it delivered (a
+    GeoPackage stops at a damaged page). Features are numbered from 1 in each layer."""
+    delivered = batch.num_rows if batch is not None else 0
+    missing = np.flatnonzero(batch.column(batch.schema.get_field_index(geometry)).is_null().to_numpy(
+        zero_copy_only=False)) if delivered else []
+    record = (f"feature {offset + missing[0] + 1} (read without its geometry)" if len(missing) else
+              f"feature {offset + delivered + 1} (reading stopped after feature {offset + delivered})" if delivered
+              else f"feature {offset + 1}")
+    where = f"layer {layer!r}, " if layer else ""
+    more = f" (and {len(errors) - 1} more read errors after it)" if len(errors) > 1 else ""
+    return InputError(f"GDAL could not read every record; first bad record: {where}{record}: {errors[0]}{more}",
+                      where=str(src.path),
+                      fix="the file is truncated or corrupt: deliver the complete file (re-export or re-download "
+                          "it); nothing was published")
 
 
 def _gdal_batch(src: OpenedSource, raw: _Records) -> Batch:

@@ -73,6 +73,10 @@ def inspect(files: list[Path], pipeline: Pipeline) -> RasterInfo:
                              fix="check that the file is complete and really a GeoTIFF") from None
     box = CITY if pipeline.rules.extent == "city" else TAIWAN
     for f, (_, _, _, _, crs, b, _) in zip(files, infos):
+        if not np.isfinite(b).all():
+            raise InputError(f"a corner coordinate of the image is NaN or infinite (bounds {list(b)} in EPSG:3826): "
+                             "its georeferencing (geotransform or tie points) is broken", where=str(f),
+                             fix="georeference the image again and export it; nothing was published")
         if b[0] < box[0] or b[2] > box[2] or b[1] < box[1] or b[3] > box[3]:
             raise InputError(f"the image lies outside {'Taichung City' if box is CITY else 'Taiwan'} "
                              f"(bounds {[round(v) for v in b]} in EPSG:3826); check its CRS ({crs.name})",

@@ -42,11 +42,12 @@ SUFFIXES = {"shapefile": {".shp", ".zip"}, "geopackage": {".gpkg"}, "geojson": {
 class Batch:
     columns: dict[str, pa.Array]
     geometry: np.ndarray        # shapely geometries (None where missing)
-    raw_xy: tuple[np.ndarray, np.ndarray] | None  # CSV: coordinates as read, for extent hints
+    raw_xy: tuple[np.ndarray, np.ndarray] | None  # CSV: coordinates as read (NaN where not a number)
     rows: np.ndarray            # 1-based row (feature) numbers in the source
     source_layer: str | None = None
     unreadable: np.ndarray | None = None  # geometries GDAL could not parse as written (then fixed)
     wkb: pa.Array | None = None           # the source's WKB, reused when a geometry needs no change
+    not_numbers: np.ndarray | None = None  # CSV: rows whose X or Y cell is empty or not a number
 
 
 @dataclass
@@ -350,7 +351,8 @@ def _gdal_batch(src: OpenedSource, raw: _Records) -> Batch:
                 for name, arr in cols.items()}
     wkb_arrow = rb.column(rb.schema.get_field_index(raw.geometry_column))
     wkb = wkb_arrow.to_numpy(zero_copy_only=False)
-    geoms = shapely.from_wkb(wkb, on_invalid="ignore")
+    with np.errstate(invalid="ignore"):  # NaN coordinates: named row by row in prepare, not warned here
+        geoms = shapely.from_wkb(wkb, on_invalid="ignore")
     rows = np.arange(raw.offset + 1, raw.offset + rb.num_rows + 1)
     broken = shapely.is_missing(geoms) & wkb_arrow.is_valid().to_numpy(zero_copy_only=False)
     if broken.any():  # e.g. unclosed rings, common in hand-simplified files: close them
@@ -379,14 +381,16 @@ def _csv_batch(src: OpenedSource, raw: _Records) -> Batch:
     x, x_bad = _numbers(cols[src.xy[0]])
     y, y_bad = _numbers(cols[src.xy[1]])
     geoms = shapely.points(x, y)
-    geoms[x_bad | y_bad] = None
-    return Batch(cols, geoms, (x, y), rows)
+    geoms[x_bad | y_bad | ~np.isfinite(x) | ~np.isfinite(y)] = None
+    return Batch(cols, geoms, (x, y), rows, not_numbers=x_bad | y_bad)
 
 
 def _numbers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Text to float; returns values (NaN where bad) and a mask of non-numeric cells."""
+    """Text to float; returns values (NaN where bad) and a mask of non-numeric cells. ``nan`` and
+    ``inf`` (as spreadsheets and numpy write them) are numbers here, to be refused by name later."""
     text = pc.utf8_trim_whitespace(arr)
-    ok = pc.match_substring_regex(text, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+    ok = pc.match_substring_regex(text, r"^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|nan|inf|infinity)$",
+                                  ignore_case=True)
     ok = pc.fill_null(ok, False)
     values = pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
     return values.to_numpy(zero_copy_only=False), ~ok.to_numpy(zero_copy_only=False)

@@ -23,10 +23,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyogrio
 import shapely
-from pyogrio._err import _ERROR_STACK, capture_errors
 from pyogrio.errors import DataLayerError, DataSourceError
 from pyproj import CRS
 
+from geocloud.etl import gdalread
 from geocloud.etl.crs import identify
 from geocloud.etl.encoding import (PASSTHROUGH, Encoding, decode_name, decode_passthrough, shapefile_encoding,
                                    text_encoding)
@@ -61,6 +61,7 @@ class OpenedSource:
     layers: list[str | None]
     feature_count: int | None
     geometry_types: dict[str | None, str] = field(default_factory=dict)
+    layer_features: dict[str | None, int] = field(default_factory=dict)  # as the file declares them
     xy: tuple[str, str] | None = None
 
 
@@ -101,8 +102,8 @@ class _DbfReader:
             return fh.read(length)
 
 
-def _shapefile_sidecars(path: Path) -> tuple[_DbfReader, str | None, bool]:
-    """(.dbf reader, .cpg text, has .prj) of a loose or zipped shapefile."""
+def _shapefile_sidecars(path: Path) -> tuple[_DbfReader, str | None, bool, int | None]:
+    """(.dbf reader, .cpg text, has .prj, .shx size) of a loose or zipped shapefile."""
     if path.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(path) as zf:
@@ -111,7 +112,8 @@ def _shapefile_sidecars(path: Path) -> tuple[_DbfReader, str | None, bool]:
                     raise InputError("the zip holds no complete shapefile (.shp and .dbf)", where=str(path))
                 cpg = zf.read(names[".cpg"]).decode("ascii", "replace") if ".cpg" in names else None
                 dbf = zf.read(names[".dbf"])
-                return _DbfReader(lambda: io.BytesIO(dbf), len(dbf)), cpg, ".prj" in names
+                shx = zf.getinfo(names[".shx"]).file_size if ".shx" in names else None
+                return _DbfReader(lambda: io.BytesIO(dbf), len(dbf)), cpg, ".prj" in names, shx
         except zipfile.BadZipFile:
             raise InputError("not a readable zip file", where=str(path), fix="deliver the complete file") from None
     sidecar = {p.suffix.lower(): p for p in path.parent.glob(path.stem + ".*")}
@@ -121,7 +123,19 @@ def _shapefile_sidecars(path: Path) -> tuple[_DbfReader, str | None, bool]:
                              fix="deliver all of .shp, .shx, .dbf and .prj together")
     cpg = sidecar[".cpg"].read_text("ascii", "replace") if ".cpg" in sidecar else None
     dbf = sidecar[".dbf"]
-    return _DbfReader(lambda: dbf.open("rb"), dbf.stat().st_size), cpg, ".prj" in sidecar
+    return _DbfReader(lambda: dbf.open("rb"), dbf.stat().st_size), cpg, ".prj" in sidecar, sidecar[".shx"].stat().st_size
+
+
+def _check_record_counts(path: Path, dbf: _DbfReader, shx_size: int | None) -> None:
+    """The .shx indexes one shape per .dbf record. GDAL reads as many features as the .dbf holds and
+    says nothing of the shapes beyond them, so a .dbf from a shorter export loses features silently."""
+    if shx_size is None:
+        return
+    shapes, records = (shx_size - 100) // 8, int.from_bytes(dbf(4, 4), "little")
+    if shapes != records:
+        raise InputError(f"the .shx lists {shapes} shapes but the .dbf holds {records} records: one of the files "
+                         "is incomplete or comes from another export", where=str(path),
+                         fix="deliver the .shp, .shx and .dbf of one complete export; nothing was published")
 
 
 def _gdal_error(exc: Exception, path: Path) -> InputError:
@@ -137,8 +151,9 @@ def open_source(path: Path, source: Source) -> OpenedSource:
         return _open_csv(path, source)
     encoding, has_prj = None, True
     if fmt == "shapefile":
-        dbf, cpg, has_prj = _shapefile_sidecars(path)
+        dbf, cpg, has_prj, shx_size = _shapefile_sidecars(path)
         encoding = shapefile_encoding(dbf, cpg, source.encoding, str(path))
+        _check_record_counts(path, dbf, shx_size)
     elif source.encoding != "auto":
         encoding = Encoding(source.encoding, "set by the pipeline")
     try:
@@ -169,7 +184,8 @@ def open_source(path: Path, source: Source) -> OpenedSource:
     if total == 0:
         raise InputError("the file holds no features", where=str(path), fix="check that the export is complete")
     return OpenedSource(path, fmt, encoding, crs, evidence, columns, layers, total,
-                        {k: v["geometry_type"] for k, v in infos.items()})
+                        {k: v["geometry_type"] for k, v in infos.items()},
+                        {k: v["features"] for k, v in infos.items()})
 
 
 def _open_csv(path: Path, source: Source) -> OpenedSource:
@@ -299,45 +315,42 @@ def _shapefile_batch(src: OpenedSource, start: int) -> Batch:
 
 def _read_intact(reader: pa.RecordBatchReader, src: OpenedSource, offset: int, geometry: str,
                  layer: str | None) -> pa.RecordBatch | None:
-    """The reader's next batch (None at the end), refused if GDAL reported an error while reading it.
-
-    GDAL does not stop at a record it cannot read (a truncated .shp, a damaged GeoPackage page): it
-    reports a CPLError and hands over the feature without its geometry or its attributes. pyogrio
-    turns such errors into exceptions only around the calls it makes itself, not inside the Arrow
-    stream, so each read is wrapped in pyogrio's per-thread error capture (GDAL's error handlers
-    are per thread: batches read side by side each see their own)."""
-    failure = batch = None
-    with capture_errors():
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            pass
-        except Exception as exc:  # noqa: BLE001 - raised below, once GDAL's handler is popped
-            failure = exc
-        errors = list(_ERROR_STACK.get())
-    if isinstance(failure, OSError):  # the stream gave up (a damaged GeoPackage page): what GDAL said
-        errors = errors or [failure]
-    elif failure is not None:
+    """The reader's next batch (None at the end), refused if GDAL reported an error or a warning
+    while reading it: either means a record was not read as written (see ``gdalread``)."""
+    batch, failure, said = gdalread.read(reader.read_next_batch)
+    delivered = batch.num_rows if batch is not None else 0
+    # the stream gave up, or ended short of the features the file declares (a damaged GeoPackage page)
+    stopped = isinstance(failure, OSError) or 0 <= offset + delivered < src.layer_features.get(layer, -1) and \
+        delivered < BATCH
+    if failure is not None and not stopped:
         raise failure
-    if errors:
-        raise _data_lost(src, errors, batch, offset, geometry, layer)
+    if said or stopped:
+        raise _data_lost(src, said or [str(failure)], batch, offset, geometry, layer, stopped)
     return batch
 
 
-def _data_lost(src: OpenedSource, errors: list, batch: pa.RecordBatch | None, offset: int, geometry: str,
-               layer: str | None) -> InputError:
-    """Name the first record GDAL could not read: the first one it delivered without its geometry
-    (a shapefile's record past the end of the .shp), else the one after the last it delivered (a
-    GeoPackage stops at a damaged page). Features are numbered from 1 in each layer."""
+def _data_lost(src: OpenedSource, said: list[str], batch: pa.RecordBatch | None, offset: int, geometry: str,
+               layer: str | None, stopped: bool) -> InputError:
+    """Name the first record GDAL could not read: the first one it delivered without a geometry or
+    with an empty one (a shapefile record past the end of the .shp, a GeoJSON point with one
+    coordinate), else the one after the last it delivered when reading stopped (a GeoPackage
+    stops at a damaged page). Features are numbered from 1 in each layer."""
     delivered = batch.num_rows if batch is not None else 0
-    missing = np.flatnonzero(batch.column(batch.schema.get_field_index(geometry)).is_null().to_numpy(
-        zero_copy_only=False)) if delivered else []
-    record = (f"feature {offset + missing[0] + 1} (read without its geometry)" if len(missing) else
-              f"feature {offset + delivered + 1} (reading stopped after feature {offset + delivered})" if delivered
-              else f"feature {offset + 1}")
+    lost = []
+    if delivered:
+        with np.errstate(invalid="ignore"):
+            geoms = shapely.from_wkb(batch.column(batch.schema.get_field_index(geometry)).to_numpy(
+                zero_copy_only=False), on_invalid="ignore")
+        lost = np.flatnonzero(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if len(lost):
+        record = f"feature {offset + lost[0] + 1} (its geometry could not be read)"
+    elif stopped or not delivered:
+        record = f"feature {offset + delivered + 1} (reading stopped after feature {offset + delivered})"
+    else:
+        record = f"one of features {offset + 1}-{offset + delivered} (GDAL does not say which)"
     where = f"layer {layer!r}, " if layer else ""
-    more = f" (and {len(errors) - 1} more read errors after it)" if len(errors) > 1 else ""
-    return InputError(f"GDAL could not read every record; first bad record: {where}{record}: {errors[0]}{more}",
+    more = f" (and {len(said) - 1} more read errors after it)" if len(said) > 1 else ""
+    return InputError(f"GDAL could not read every record; first bad record: {where}{record}: {said[0]}{more}",
                       where=str(src.path),
                       fix="the file is truncated or corrupt: deliver the complete file (re-export or re-download "
                           "it); nothing was published")

@@ -77,7 +77,7 @@ def test_a_truncated_shp_with_intact_shx_and_dbf_is_refused(database, city_copy,
                 if part.suffix != ".zip":
                     zf.write(part, part.name)
     _refused(5, "buildings", path, f"{path}: GDAL could not read every record",
-             "first bad record: feature 1000 (read without its geometry)", "Error in fread()",
+             "first bad record: feature 1000 (its geometry could not be read)", "Error in fread()",
              url=database, layer="buildings")
     assert _last_run(database)[1] == "failed"
 
@@ -94,8 +94,36 @@ def test_a_damaged_geopackage_page_is_refused(database, city_copy):
     middle = pages // 2
     data[middle * page_size:(middle + 1) * page_size] = b"\xff" * page_size
     gpkg.write_bytes(bytes(data))
-    _refused(5, "topo", gpkg, "GDAL could not read every record", "first bad record: layer 'contours', feature",
+    _refused(5, "topo", gpkg, "GDAL could not read every record",
+             "first bad record: layer 'contours', feature 27 (reading stopped after feature 26)",
              "database disk image is malformed", url=database, layer="topo_contours")
+
+
+def test_a_dbf_from_a_shorter_export_is_refused(database, city_copy):
+    """A .dbf holding 1500 of the 2000 records its .shx indexes (header and size consistent): GDAL
+    reads 1500 features and says nothing; today's run published them."""
+    shp = source_of(city_copy, "buildings")
+    run_pipeline("buildings", shp)
+    dbf = shp.with_suffix(".dbf")
+    data = bytearray(dbf.read_bytes())
+    header, record = int.from_bytes(data[8:10], "little"), int.from_bytes(data[10:12], "little")
+    data[4:8] = (1500).to_bytes(4, "little")
+    dbf.write_bytes(bytes(data[:header + 1500 * record]) + b"\x1a")
+    _refused(5, "buildings", shp, f"{shp}: the .shx lists 2000 shapes but the .dbf holds 1500 records",
+             url=database, layer="buildings")
+
+
+def test_a_geometry_gdal_only_warns_about_is_refused(database, city, tmp_path):
+    """GDAL reads a GeoJSON position with one coordinate as an empty geometry and only warns; today
+    the feature was dropped as 'empty' and the rest published."""
+    run_pipeline("zoning", source_of(city, "zoning"))
+    text = source_of(city, "zoning").read_text(encoding="utf-8")
+    first = re.search(r"\[(\d+\.\d+), \d+\.\d+\]", text)  # the first position of the first feature
+    path = tmp_path / "zoning.geojson"
+    path.write_text(text[:first.start()] + f"[{first.group(1)}]" + text[first.end():], encoding="utf-8")
+    _refused(5, "zoning", path, f"{path}: GDAL could not read every record; first bad record: feature 1 (its "
+             "geometry could not be read): OGRGeoJSONReadRawPoint(): Invalid coord dimension",
+             url=database, layer="zoning")
 
 
 @pytest.mark.parametrize("cog", [False, True], ids=["geotiff", "cog"])

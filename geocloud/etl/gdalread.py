@@ -11,6 +11,9 @@ only around the calls it makes itself. So each read is wrapped here:
 - warnings: pyogrio turns them into Python ``RuntimeWarning``s, attributed to the frame that made
   the read, i.e. this module. The warnings machinery is process-wide, so one routing session,
   shared by every thread reading at the time, hands each to the list of the thread that raised it.
+
+A warning counts like a failure, except those saying GDAL kept the record as written (``ACCEPTED``),
+which the ETL then repairs and reports itself (an unclosed ring).
 """
 
 import re
@@ -20,6 +23,7 @@ from collections.abc import Callable
 
 from pyogrio._err import _ERROR_STACK, capture_errors
 
+ACCEPTED = ("Non closed ring detected",)  # GDAL read the geometry as written; prepare repairs it
 _lock = threading.Lock()
 _local = threading.local()
 _session: dict = {"readers": 0, "context": None, "show": None}
@@ -27,7 +31,8 @@ _session: dict = {"readers": 0, "context": None, "show": None}
 
 def read(call: Callable):
     """``(result, exception, messages)`` of ``call()``: its result (None at the end of a stream), the
-    exception it raised, and what GDAL reported while it ran (failures first, then warnings)."""
+    exception it raised, and what GDAL reported while it ran that means a record was not read as
+    written (failures first, then warnings)."""
     _join()
     _local.said = said = []
     result = failure = None
@@ -49,7 +54,8 @@ def read(call: Callable):
 def _route(message, category, filename, lineno, file=None, line=None):
     said = getattr(_local, "said", None)
     if said is not None and category is RuntimeWarning and filename == __file__:
-        said.append(str(message))
+        if not str(message).startswith(ACCEPTED):
+            said.append(str(message))
         return
     _session["show"](message, category, filename, lineno, file, line)
 

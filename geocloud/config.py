@@ -49,6 +49,11 @@ class Settings(BaseSettings):
                                         "starts may run before PostgreSQL cancels it (answered 503)")
     db_retry_after: int = Field(default=5, ge=1, description="Seconds a 503 for an unavailable database tells "
                                 "clients to wait (Retry-After)")
+    etl_max_removed_percent: float = Field(
+        default=20.0, ge=0, description="ETL guard: a run removing more than this % of a live layer's features stops")
+    etl_max_extent_change_percent: float = Field(
+        default=25.0, ge=0, description="ETL guard: a run moving an edge of a layer's extent by more than this % of "
+                                        "its width or height stops")
     oidc_agency_claim: str = "agency"
     oidc_roles_claim: str = "roles"
 

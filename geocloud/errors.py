@@ -64,3 +64,10 @@ class Refused(GeocloudError):
     """Publishing refused: the layer is not public, or falls below the gold quality mark."""
 
     exit_code = 9
+
+
+class GuardRefused(GeocloudError):
+    """The ETL's guard stopped a run that would remove too much of a live layer, change its geometry
+    type or move its extent too far (``--force`` publishes anyway, recorded)."""
+
+    exit_code = 10

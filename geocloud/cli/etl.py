@@ -34,7 +34,8 @@ def run(
                                              "satellite or topo-sheets (etl/<pipeline>.yml)"),
     path: Path = typer.Argument(..., help="The source file (or folder of GeoTIFF sheets)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Do everything but publish; print the plan"),
-    force: bool = typer.Option(False, "--force", help="Publish a new version even when nothing changed"),
+    force: bool = typer.Option(False, "--force", help="Publish a new version even when nothing changed, or when "
+                                                      "the guard would stop it (recorded in the run)"),
     as_json: bool = typer.Option(False, "--json", help="Print the run report as JSON"),
 ):
     """Load PATH through PIPELINE and publish it as the layer's new live version."""
@@ -53,6 +54,9 @@ def run(
     for layer, change in report.diff.items():
         console.print(f"  {layer}: +{change['added']} added, ~{change['changed']} changed, "
                       f"-{change['removed']} removed; changed area {change['bbox']}")
+    for finding in report.guard.get("findings", []):
+        said = "overridden by --force" if report.guard.get("forced") else "the guard would stop this run"
+        console.print(f"  [yellow]guard[/] ({said}): {finding['message']}")
     for layer, version in report.versions.items():
         console.print(f"  [green]{layer} is now version {version}[/]")
     warnings = [i for i in report.quality.get("issues", []) if i["severity"] == "warning"]
@@ -84,7 +88,9 @@ def history(layer: str = typer.Argument(..., help="Layer id"),
     for col in ("run", "pipeline", "status", "operator", "started", "error"):
         table.add_column(col)
     for r in data["runs"]:
-        table.add_row(str(r["id"]), r["pipeline"], r["status"] + (" (dry run)" if r["dry_run"] else ""),
+        status = r["status"] + (" (dry run)" if r["dry_run"] else "") + (" (forced past the guard)"
+                                                                         if r["guard"].get("forced") else "")
+        table.add_row(str(r["id"]), r["pipeline"], status,
                       r["operator"], f"{r['started_at']:%Y-%m-%d %H:%M:%S}", (r["error"] or "")[:60])
     console.print(table)
 

@@ -56,6 +56,12 @@ class Rules(Strict):
     on_invalid_geometry: Literal["repair", "reject"] = "repair"
     on_duplicate_key: Literal["reject", "keep-first"] = "reject"
     max_rejected_rows: int = Field(default=0, ge=0, description="more rejected rows than this fail the run")
+    max_removed_percent: float | None = Field(
+        default=None, ge=0, description="the guard stops a run removing more than this % of the live features "
+                                        "(default: GEOCLOUD_ETL_MAX_REMOVED_PERCENT, 20)")
+    max_extent_change_percent: float | None = Field(
+        default=None, ge=0, description="the guard stops a run moving an edge of the extent by more than this % of "
+                                        "the live width or height (default: GEOCLOUD_ETL_MAX_EXTENT_CHANGE_PERCENT, 25)")
 
 
 class Pipeline(Strict):

@@ -33,6 +33,8 @@ SHAPELY_IDS = {0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "M
 # base kind (1 point, 2 line, 3 polygon) of each shapely type id, shifted by one for "missing" (-1)
 BASE_OF_TYPE_ID = np.array([0, 1, 2, 0, 3, 1, 2, 3, 0])
 BIG5_GAP_CHARS = r"[■□∮]|\?"
+NONFINITE = ("a coordinate is NaN or infinite (not a place); row rejected: correct or remove the point or "
+             "vertex in the source and export it again")
 UNDECODABLE = "\ufffd"  # what a decoder puts where the bytes were not text in the source's encoding
 
 
@@ -174,12 +176,14 @@ def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rule
         quality.repaired += int(fixed.sum())
         quality.note("warning", "malformed geometry (e.g. an unclosed ring) repaired", batch.rows[fixed])
     empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
-    if batch.raw_xy is not None:  # CSV: say which coordinate cells were not numbers
-        bad_xy = ~np.isfinite(batch.raw_xy[0]) | ~np.isfinite(batch.raw_xy[1])
+    if batch.raw_xy is not None:  # CSV: say which coordinate cells were not numbers, or not finite ones
+        not_numbers = batch.not_numbers
         quality.note("error", f"coordinate columns {src.xy[0]}/{src.xy[1]} are empty or not numbers; row rejected",
-                     batch.rows[bad_xy])
-        reject |= bad_xy
-        empty &= ~bad_xy
+                     batch.rows[not_numbers])
+        nonfinite = ~not_numbers & ~(np.isfinite(batch.raw_xy[0]) & np.isfinite(batch.raw_xy[1]))
+        quality.note("error", f"coordinate columns {src.xy[0]}/{src.xy[1]}: {NONFINITE}", batch.rows[nonfinite])
+        reject |= not_numbers | nonfinite
+        empty &= ~(not_numbers | nonfinite)
     quality.note("warning", "empty geometry dropped", batch.rows[empty])
     quality.dropped_empty += int(empty.sum())
     drop |= empty
@@ -191,6 +195,12 @@ def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rule
         quality.note("error", f"wrong geometry type {SHAPELY_IDS.get(int(tid), tid)} for layer {layer.id!r} "
                               f"({layer.geometry}); row rejected", batch.rows[wrong & (type_ids == tid)])
     reject |= wrong
+    live = ~(reject | drop)
+    coords, owner = shapely.get_coordinates(geoms[live], return_index=True)
+    nonfinite = np.zeros(len(geoms), dtype=bool)
+    nonfinite[np.flatnonzero(live)[np.unique(owner[~np.isfinite(coords).all(axis=1)])]] = True
+    quality.note("error", f"geometry: {NONFINITE}", batch.rows[nonfinite])
+    reject |= nonfinite
     live = ~(reject | drop)
 
     raw_bounds = shapely.bounds(geoms[live])

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from geocloud.catalog.models import Layer
 from geocloud.errors import NotFound
+from geocloud.etl.guard import Limits, refuse, review
 from geocloud.etl.stage import Diff, bbox_crs84, diff
 
 KEEP_VERSIONS = 3  # previous versions kept for rollback, besides the live one
@@ -59,14 +61,26 @@ def _promote(conn: psycopg.Connection, layer: Layer, schema: str, table: str) ->
 
 
 def publish(conn: psycopg.Connection, run_id: int, staged: list[Staged], operator: str, data_dir: Path,
-            before_commit=lambda: None) -> dict:
-    """Make every staged layer of a run live at once; return {layer: new version}."""
+            before_commit=lambda: None, *, limits: Limits, force: bool = False) -> dict:
+    """Make every staged layer of a run live at once; return {layer: new version}.
+
+    The guard reviews the staged versions against the live ones first (their rows locked, so no
+    other switch slips in between): beyond ``limits`` it raises ``GuardRefused`` and nothing
+    changes, unless ``force``; a forced publish records what it overrode in the run's record, in
+    the same transaction."""
     versions, doomed = {}, []
     with conn.transaction():
         conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        current_of = {item.layer.id: live_version(conn, item.layer.id, lock=True) for item in staged}
+        findings = review(conn, staged, limits)
+        if findings and not force:
+            raise refuse(findings)
+        if findings:
+            conn.execute("UPDATE geocloud.etl_runs SET guard = %s WHERE id = %s",
+                         (Jsonb({"findings": findings, "forced": True, "operator": operator}), run_id))
         for item in staged:
             layer = item.layer
-            current = live_version(conn, layer.id, lock=True)
+            current = current_of[layer.id]
             version = conn.execute("SELECT coalesce(max(version), 0) + 1 FROM geocloud.layer_versions WHERE layer = %s",
                                    (layer.id,)).fetchone()[0]
             if current:

@@ -73,6 +73,10 @@ def inspect(files: list[Path], pipeline: Pipeline) -> RasterInfo:
                              fix="check that the file is complete and really a GeoTIFF") from None
     box = CITY if pipeline.rules.extent == "city" else TAIWAN
     for f, (_, _, _, _, crs, b, _) in zip(files, infos):
+        if not np.isfinite(b).all():
+            raise InputError(f"a corner coordinate of the image is NaN or infinite (bounds {list(b)} in EPSG:3826): "
+                             "its georeferencing (geotransform or tie points) is broken", where=str(f),
+                             fix="georeference the image again and export it; nothing was published")
         if b[0] < box[0] or b[2] > box[2] or b[1] < box[1] or b[3] > box[3]:
             raise InputError(f"the image lies outside {'Taichung City' if box is CITY else 'Taiwan'} "
                              f"(bounds {[round(v) for v in b]} in EPSG:3826); check its CRS ({crs.name})",
@@ -88,11 +92,47 @@ def inspect(files: list[Path], pipeline: Pipeline) -> RasterInfo:
 
 
 def build_cogs(info: RasterInfo, layer: Layer, data_dir: Path, version_dir: str, run_id: int) -> int:
-    """Write the version folder; return its size in bytes."""
+    """Write the version folder; return its size in bytes. A source GDAL cannot read whole (a
+    truncated or damaged GeoTIFF) fails with its first bad block named, and leaves no folder."""
     final = data_dir / version_dir
     tmp = final.with_name(f"{final.name}.tmp-r{run_id}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _write_cogs(info, layer, tmp)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, RasterioError):
+            raise _unreadable(info.files, exc) from None
+        raise
+    if final.exists():  # left by a run killed between rename and publish: never referenced, safe to replace
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return sum(p.stat().st_size for p in final.iterdir())
+
+
+def _unreadable(files: list[Path], exc: RasterioError) -> InputError:
+    """The first file and block GDAL cannot read, found by reading each block on its own (only once
+    a conversion has failed: a sound file is read once, by the conversion itself)."""
+    for f in files:
+        with rasterio.open(f) as ds:
+            for band in ds.indexes:
+                for (row, col), window in ds.block_windows(band):
+                    try:
+                        ds.read(band, window=window)
+                    except RasterioError as bad:
+                        r0, c0 = int(window.row_off), int(window.col_off)
+                        return InputError(
+                            f"GDAL could not read every block; first bad block: band {band}, rows "
+                            f"{r0 + 1}-{r0 + int(window.height)}, columns {c0 + 1}-{c0 + int(window.width)} "
+                            f"(block {row},{col}): {bad.__cause__ or bad}", where=str(f),
+                            fix="the file is truncated or corrupt: deliver the complete file (re-export or "
+                                "re-download it); nothing was published")
+    return InputError(f"GDAL could not convert the image: {exc.__cause__ or exc}", where=str(files[0]),
+                      fix="check that the file is complete and really a GeoTIFF; nothing was published")
+
+
+def _write_cogs(info: RasterInfo, layer: Layer, tmp: Path) -> None:
     profile = cog_profiles.get("deflate")
     with tempfile.TemporaryDirectory(dir=tmp) as work:
         src_path = info.files[0]
@@ -128,10 +168,6 @@ def build_cogs(info: RasterInfo, layer: Layer, data_dir: Path, version_dir: str,
                     cog_translate(vrt, web, profile.copy(), tms=WEB_MERCATOR, add_mask=True, **options)
             else:
                 cog_translate(src, web, profile.copy(), tms=WEB_MERCATOR, **options)
-    if final.exists():  # left by a run killed between rename and publish: never referenced, safe to replace
-        shutil.rmtree(final)
-    tmp.rename(final)
-    return sum(p.stat().st_size for p in final.iterdir())
 
 
 def clear_leftovers(data_dir: Path, layer_id: str) -> None:

@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,9 +26,10 @@ from pyproj import CRS
 from geocloud import db
 from geocloud.catalog import get_catalog
 from geocloud.config import get_settings, operator
-from geocloud.errors import InputError
+from geocloud.errors import GuardRefused, InputError
 from geocloud.etl import raster, runs, stage
 from geocloud.etl.crs import check_proj_database, reprojection
+from geocloud.etl.guard import Limits, review
 from geocloud.etl.pipeline import Pipeline, load_pipeline
 from geocloud.etl.parallel import in_order
 from geocloud.etl.prepare import check_geometry_type, drop_duplicate_keys, prepare, resolve_fields
@@ -74,6 +76,7 @@ class Report:
     diff: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     quality: dict = field(default_factory=dict)
+    guard: dict = field(default_factory=dict)   # what the shrink guard objected to, and whether forced
     report_path: str | None = None
     error: str | None = None
 
@@ -118,7 +121,8 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
                 _vector_run(conn, pipeline, path, report, quality, force, _Timer(report, progress), progress,
                             checksum)
         except BaseException as exc:  # noqa: BLE001 - record every failure, then let it propagate
-            report.status, report.error = "failed", str(exc) or type(exc).__name__
+            report.status = "refused" if isinstance(exc, GuardRefused) else "failed"
+            report.error = str(exc) or type(exc).__name__
             report.quality = quality.as_dict()
             _finish(conn, report, settings.data_path, quality, checksum)
             raise
@@ -141,7 +145,7 @@ def _finish(conn: psycopg.Connection, report: Report, data_dir: Path, quality: Q
     report.report_path = str(runs.write_report(data_dir, report.run_id, report.as_dict()))
     runs.finish(conn, report.run_id, report.status, sha256=report.sha256, counts=report.counts,
                 timings=report.timings, warnings=[vars(i) for i in quality.warnings], diff=report.diff,
-                quality=report.quality, error=report.error)
+                quality=report.quality, error=report.error, guard=report.guard)
 
 
 def _transform_for(pipeline: Pipeline, output) -> callable:
@@ -224,24 +228,38 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
             for lid in layers:
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS staging.{}").format(sql.Identifier(tables[lid])))
         raise
-    if dry_run_or_unchanged(report, staged, force):
+
+    def discard():
         for lid in layers:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS staging.{}").format(sql.Identifier(tables[lid])))
-        return
-    with timed("publish"):
-        report.versions = publish(conn, report.run_id, staged, report.operator, get_settings().data_path,
-                                  before_commit=lambda: checkpoint("publish"))
-    report.status = "published"
+
+    _go_live(conn, report, staged, pipeline, force, timed, discard)
 
 
-def dry_run_or_unchanged(report: Report, staged: list[Staged], force: bool) -> bool:
+def _go_live(conn, report: Report, staged: list[Staged], pipeline: Pipeline, force: bool, timed: _Timer,
+             discard: Callable[[], None], by_diff: bool = True) -> None:
+    """Publish the staged versions, or discard them: for a dry run (with what the guard would say),
+    for a source that changes nothing (``by_diff``, unless forced), or when the guard refuses."""
+    limits = Limits.of(pipeline.rules)
     if report.dry_run:
         report.status = "planned"
-        return True
-    if not force and not any(s.diff.any for s in staged):
+        findings = review(conn, staged, limits)
+        report.guard = {"findings": findings, "forced": False} if findings else {}
+    elif by_diff and not force and not any(s.diff.any for s in staged):
         report.status = "unchanged"
-        return True
-    return False
+    else:
+        try:
+            with timed("publish"):
+                report.versions = publish(conn, report.run_id, staged, report.operator, get_settings().data_path,
+                                          before_commit=lambda: checkpoint("publish"), limits=limits, force=force)
+        except GuardRefused as exc:
+            report.guard = {"findings": exc.findings, "forced": False}
+            discard()
+            raise
+        report.guard = runs.guard(conn, report.run_id)
+        report.status = "published"
+        return
+    discard()
 
 
 def _route(batch, pipeline: Pipeline, quality: Quality):
@@ -305,13 +323,8 @@ def _raster_run(conn, pipeline: Pipeline, path: Path, report: Report, force: boo
     change = raster_diff(conn, layer.id, info.bounds_3826, 3826)
     report.diff[layer.id] = change.as_dict()
     staged = [Staged(layer, version_dir, 1, change)]
-    if dry_run_or_unchanged(report, staged, True):
-        shutil.rmtree(settings.data_path / version_dir, ignore_errors=True)
-        return
-    with timed("publish"):
-        report.versions = publish(conn, report.run_id, staged, report.operator, settings.data_path,
-                                  before_commit=lambda: checkpoint("publish"))
-    report.status = "published"
+    _go_live(conn, report, staged, pipeline, force, timed,
+             lambda: shutil.rmtree(settings.data_path / version_dir, ignore_errors=True), by_diff=False)
 
 
 

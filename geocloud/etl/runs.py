@@ -27,12 +27,18 @@ def set_checksum(conn: psycopg.Connection, run_id: int, sha256: str) -> None:
 
 def finish(conn: psycopg.Connection, run_id: int, status: str, *, sha256: str | None = None,
            counts: dict | None = None, timings: dict | None = None, warnings: list | None = None,
-           diff: dict | None = None, quality: dict | None = None, error: str | None = None) -> None:
+           diff: dict | None = None, quality: dict | None = None, error: str | None = None,
+           guard: dict | None = None) -> None:
     conn.execute(
         "UPDATE geocloud.etl_runs SET status = %s, finished_at = now(), source_sha256 = %s, counts = %s, "
-        "timings = %s, warnings = %s, diff = %s, quality = %s, error = %s WHERE id = %s",
+        "timings = %s, warnings = %s, diff = %s, quality = %s, error = %s, guard = %s WHERE id = %s",
         (status, sha256, Jsonb(counts or {}), Jsonb(timings or {}), Jsonb(warnings or []), Jsonb(diff or {}),
-         Jsonb(quality or {}), error, run_id))
+         Jsonb(quality or {}), error, Jsonb(guard or {}), run_id))
+
+
+def guard(conn: psycopg.Connection, run_id: int) -> dict:
+    """What the guard objected to in a run and whether it was forced (written by the publish step)."""
+    return conn.execute("SELECT guard FROM geocloud.etl_runs WHERE id = %s", (run_id,)).fetchone()[0]
 
 
 def write_report(data_dir: Path, run_id: int, report: dict) -> Path:
@@ -59,7 +65,7 @@ def history(conn: psycopg.Connection, layer_id: str) -> dict:
             "FROM geocloud.layer_versions v LEFT JOIN geocloud.etl_runs r ON r.id = v.run_id "
             "WHERE v.layer = %s ORDER BY v.version DESC", (layer_id,)).fetchall()
         run_rows = cur.execute(
-            "SELECT id, pipeline, status, dry_run, operator, started_at, finished_at, source_path, error "
+            "SELECT id, pipeline, status, dry_run, operator, started_at, finished_at, source_path, error, guard "
             "FROM geocloud.etl_runs WHERE %s = ANY(layers) ORDER BY id DESC", (layer_id,)).fetchall()
         events = cur.execute(
             "SELECT action, from_version, to_version, run_id, operator, at FROM geocloud.layer_events "

@@ -26,6 +26,7 @@ import shapely
 from pyogrio.errors import DataLayerError, DataSourceError
 from pyproj import CRS
 
+from geocloud.etl import gdalread
 from geocloud.etl.crs import identify
 from geocloud.etl.encoding import (PASSTHROUGH, Encoding, decode_name, decode_passthrough, shapefile_encoding,
                                    text_encoding)
@@ -41,11 +42,12 @@ SUFFIXES = {"shapefile": {".shp", ".zip"}, "geopackage": {".gpkg"}, "geojson": {
 class Batch:
     columns: dict[str, pa.Array]
     geometry: np.ndarray        # shapely geometries (None where missing)
-    raw_xy: tuple[np.ndarray, np.ndarray] | None  # CSV: coordinates as read, for extent hints
+    raw_xy: tuple[np.ndarray, np.ndarray] | None  # CSV: coordinates as read (NaN where not a number)
     rows: np.ndarray            # 1-based row (feature) numbers in the source
     source_layer: str | None = None
     unreadable: np.ndarray | None = None  # geometries GDAL could not parse as written (then fixed)
     wkb: pa.Array | None = None           # the source's WKB, reused when a geometry needs no change
+    not_numbers: np.ndarray | None = None  # CSV: rows whose X or Y cell is empty or not a number
 
 
 @dataclass
@@ -59,6 +61,7 @@ class OpenedSource:
     layers: list[str | None]
     feature_count: int | None
     geometry_types: dict[str | None, str] = field(default_factory=dict)
+    layer_features: dict[str | None, int] = field(default_factory=dict)  # as the file declares them
     xy: tuple[str, str] | None = None
 
 
@@ -99,8 +102,8 @@ class _DbfReader:
             return fh.read(length)
 
 
-def _shapefile_sidecars(path: Path) -> tuple[_DbfReader, str | None, bool]:
-    """(.dbf reader, .cpg text, has .prj) of a loose or zipped shapefile."""
+def _shapefile_sidecars(path: Path) -> tuple[_DbfReader, str | None, bool, int | None]:
+    """(.dbf reader, .cpg text, has .prj, .shx size) of a loose or zipped shapefile."""
     if path.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(path) as zf:
@@ -109,7 +112,8 @@ def _shapefile_sidecars(path: Path) -> tuple[_DbfReader, str | None, bool]:
                     raise InputError("the zip holds no complete shapefile (.shp and .dbf)", where=str(path))
                 cpg = zf.read(names[".cpg"]).decode("ascii", "replace") if ".cpg" in names else None
                 dbf = zf.read(names[".dbf"])
-                return _DbfReader(lambda: io.BytesIO(dbf), len(dbf)), cpg, ".prj" in names
+                shx = zf.getinfo(names[".shx"]).file_size if ".shx" in names else None
+                return _DbfReader(lambda: io.BytesIO(dbf), len(dbf)), cpg, ".prj" in names, shx
         except zipfile.BadZipFile:
             raise InputError("not a readable zip file", where=str(path), fix="deliver the complete file") from None
     sidecar = {p.suffix.lower(): p for p in path.parent.glob(path.stem + ".*")}
@@ -119,7 +123,19 @@ def _shapefile_sidecars(path: Path) -> tuple[_DbfReader, str | None, bool]:
                              fix="deliver all of .shp, .shx, .dbf and .prj together")
     cpg = sidecar[".cpg"].read_text("ascii", "replace") if ".cpg" in sidecar else None
     dbf = sidecar[".dbf"]
-    return _DbfReader(lambda: dbf.open("rb"), dbf.stat().st_size), cpg, ".prj" in sidecar
+    return _DbfReader(lambda: dbf.open("rb"), dbf.stat().st_size), cpg, ".prj" in sidecar, sidecar[".shx"].stat().st_size
+
+
+def _check_record_counts(path: Path, dbf: _DbfReader, shx_size: int | None) -> None:
+    """The .shx indexes one shape per .dbf record. GDAL reads as many features as the .dbf holds and
+    says nothing of the shapes beyond them, so a .dbf from a shorter export loses features silently."""
+    if shx_size is None:
+        return
+    shapes, records = (shx_size - 100) // 8, int.from_bytes(dbf(4, 4), "little")
+    if shapes != records:
+        raise InputError(f"the .shx lists {shapes} shapes but the .dbf holds {records} records: one of the files "
+                         "is incomplete or comes from another export", where=str(path),
+                         fix="deliver the .shp, .shx and .dbf of one complete export; nothing was published")
 
 
 def _gdal_error(exc: Exception, path: Path) -> InputError:
@@ -135,8 +151,9 @@ def open_source(path: Path, source: Source) -> OpenedSource:
         return _open_csv(path, source)
     encoding, has_prj = None, True
     if fmt == "shapefile":
-        dbf, cpg, has_prj = _shapefile_sidecars(path)
+        dbf, cpg, has_prj, shx_size = _shapefile_sidecars(path)
         encoding = shapefile_encoding(dbf, cpg, source.encoding, str(path))
+        _check_record_counts(path, dbf, shx_size)
     elif source.encoding != "auto":
         encoding = Encoding(source.encoding, "set by the pipeline")
     try:
@@ -167,7 +184,8 @@ def open_source(path: Path, source: Source) -> OpenedSource:
     if total == 0:
         raise InputError("the file holds no features", where=str(path), fix="check that the export is complete")
     return OpenedSource(path, fmt, encoding, crs, evidence, columns, layers, total,
-                        {k: v["geometry_type"] for k, v in infos.items()})
+                        {k: v["geometry_type"] for k, v in infos.items()},
+                        {k: v["features"] for k, v in infos.items()})
 
 
 def _open_csv(path: Path, source: Source) -> OpenedSource:
@@ -256,6 +274,8 @@ def _read_ahead(records: Iterator[_Records], depth: int = 2) -> Iterator[_Record
 def _gdal_errors(path: Path):
     try:
         yield
+    except InputError:
+        raise
     except (DataSourceError, DataLayerError) as exc:
         raise _gdal_error(exc, path) from None
     except Exception as exc:  # GDAL read errors surface as assorted exception types
@@ -275,8 +295,9 @@ def _gdal_records(src: OpenedSource) -> Iterator[_Records]:
         offset = 0
         with _gdal_errors(src.path), pyogrio.open_arrow(src.path, layer=layer, batch_size=BATCH, use_pyarrow=True,
                                                         encoding=_gdal_encoding(src)) as (meta, reader):
-            for rb in reader:
-                yield _Records(rb, offset, layer, meta["geometry_name"] or "wkb_geometry")
+            geometry = meta["geometry_name"] or "wkb_geometry"
+            while (rb := _read_intact(reader, src, offset, geometry, layer)) is not None:
+                yield _Records(rb, offset, layer, geometry)
                 offset += rb.num_rows
 
 
@@ -284,12 +305,55 @@ def _shapefile_batch(src: OpenedSource, start: int) -> Batch:
     with _gdal_errors(src.path), pyogrio.open_arrow(src.path, layer=src.layers[0], batch_size=BATCH,
                                                     use_pyarrow=True, skip_features=start,
                                                     encoding=_gdal_encoding(src)) as (meta, reader):
-        try:
-            rb = reader.read_next_batch()
-        except StopIteration:
+        geometry = meta["geometry_name"] or "wkb_geometry"
+        rb = _read_intact(reader, src, start, geometry, src.layers[0])
+        if rb is None:
             raise InputError(f"the shapefile ends before feature {start + 1}, which its index (.shx) lists",
-                             where=str(src.path), fix="deliver the complete, uncorrupted file") from None
-    return _gdal_batch(src, _Records(rb, start, src.layers[0], meta["geometry_name"] or "wkb_geometry"))
+                             where=str(src.path), fix="deliver the complete, uncorrupted file")
+    return _gdal_batch(src, _Records(rb, start, src.layers[0], geometry))
+
+
+def _read_intact(reader: pa.RecordBatchReader, src: OpenedSource, offset: int, geometry: str,
+                 layer: str | None) -> pa.RecordBatch | None:
+    """The reader's next batch (None at the end), refused if GDAL reported an error or a warning
+    while reading it: either means a record was not read as written (see ``gdalread``)."""
+    batch, failure, said = gdalread.read(reader.read_next_batch)
+    delivered = batch.num_rows if batch is not None else 0
+    # the stream gave up, or ended short of the features the file declares (a damaged GeoPackage page)
+    stopped = isinstance(failure, OSError) or 0 <= offset + delivered < src.layer_features.get(layer, -1) and \
+        delivered < BATCH
+    if failure is not None and not stopped:
+        raise failure
+    if said or stopped:
+        raise _data_lost(src, said or [str(failure)], batch, offset, geometry, layer, stopped)
+    return batch
+
+
+def _data_lost(src: OpenedSource, said: list[str], batch: pa.RecordBatch | None, offset: int, geometry: str,
+               layer: str | None, stopped: bool) -> InputError:
+    """Name the first record GDAL could not read: the first one it delivered without a geometry or
+    with an empty one (a shapefile record past the end of the .shp, a GeoJSON point with one
+    coordinate), else the one after the last it delivered when reading stopped (a GeoPackage
+    stops at a damaged page). Features are numbered from 1 in each layer."""
+    delivered = batch.num_rows if batch is not None else 0
+    lost = []
+    if delivered:
+        with np.errstate(invalid="ignore"):
+            geoms = shapely.from_wkb(batch.column(batch.schema.get_field_index(geometry)).to_numpy(
+                zero_copy_only=False), on_invalid="ignore")
+        lost = np.flatnonzero(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if len(lost):
+        record = f"feature {offset + lost[0] + 1} (its geometry could not be read)"
+    elif stopped or not delivered:
+        record = f"feature {offset + delivered + 1} (reading stopped after feature {offset + delivered})"
+    else:
+        record = f"one of features {offset + 1}-{offset + delivered} (GDAL does not say which)"
+    where = f"layer {layer!r}, " if layer else ""
+    more = f" (and {len(said) - 1} more read errors after it)" if len(said) > 1 else ""
+    return InputError(f"GDAL could not read every record; first bad record: {where}{record}: {said[0]}{more}",
+                      where=str(src.path),
+                      fix="the file is truncated or corrupt: deliver the complete file (re-export or re-download "
+                          "it); nothing was published")
 
 
 def _gdal_batch(src: OpenedSource, raw: _Records) -> Batch:
@@ -300,7 +364,8 @@ def _gdal_batch(src: OpenedSource, raw: _Records) -> Batch:
                 for name, arr in cols.items()}
     wkb_arrow = rb.column(rb.schema.get_field_index(raw.geometry_column))
     wkb = wkb_arrow.to_numpy(zero_copy_only=False)
-    geoms = shapely.from_wkb(wkb, on_invalid="ignore")
+    with np.errstate(invalid="ignore"):  # NaN coordinates: named row by row in prepare, not warned here
+        geoms = shapely.from_wkb(wkb, on_invalid="ignore")
     rows = np.arange(raw.offset + 1, raw.offset + rb.num_rows + 1)
     broken = shapely.is_missing(geoms) & wkb_arrow.is_valid().to_numpy(zero_copy_only=False)
     if broken.any():  # e.g. unclosed rings, common in hand-simplified files: close them
@@ -329,14 +394,16 @@ def _csv_batch(src: OpenedSource, raw: _Records) -> Batch:
     x, x_bad = _numbers(cols[src.xy[0]])
     y, y_bad = _numbers(cols[src.xy[1]])
     geoms = shapely.points(x, y)
-    geoms[x_bad | y_bad] = None
-    return Batch(cols, geoms, (x, y), rows)
+    geoms[x_bad | y_bad | ~np.isfinite(x) | ~np.isfinite(y)] = None
+    return Batch(cols, geoms, (x, y), rows, not_numbers=x_bad | y_bad)
 
 
 def _numbers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Text to float; returns values (NaN where bad) and a mask of non-numeric cells."""
+    """Text to float; returns values (NaN where bad) and a mask of non-numeric cells. ``nan`` and
+    ``inf`` (as spreadsheets and numpy write them) are numbers here, to be refused by name later."""
     text = pc.utf8_trim_whitespace(arr)
-    ok = pc.match_substring_regex(text, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+    ok = pc.match_substring_regex(text, r"^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|nan|inf|infinity)$",
+                                  ignore_case=True)
     ok = pc.fill_null(ok, False)
     values = pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
     return values.to_numpy(zero_copy_only=False), ~ok.to_numpy(zero_copy_only=False)

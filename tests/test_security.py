@@ -265,3 +265,31 @@ def test_pygeoapi_pages_render_under_their_content_security_policy(served):
             assert page.locator("body").inner_text()
         browser.close()
     assert not violations, violations
+
+
+def test_the_software_bill_of_materials_lists_the_python_and_npm_components(tmp_path):
+    """scripts/sbom.py (what `scripts/dev sbom` and the Dockerfile run) writes valid CycloneDX."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    out = tmp_path / "sbom.cdx.json"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "sbom.py"), "-o", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 60
+    bom = json.loads(out.read_text(encoding="utf-8"))
+    spec = importlib.util.spec_from_file_location("sbom", ROOT / "scripts" / "sbom.py")
+    sbom = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sbom)
+    assert bom["bomFormat"] == "CycloneDX" and bom["specVersion"] == "1.6" and sbom.problems(bom) == []
+    assert bom["metadata"]["component"]["name"] == "geocloud"
+    purls = {c.get("purl", "").split("@")[0] for c in bom["components"]}
+    assert {"pkg:pypi/pygeoapi", "pkg:pypi/uvicorn", "pkg:pypi/starlette", "pkg:pypi/psycopg", "pkg:pypi/rasterio",
+            "pkg:pypi/titiler-core", "pkg:npm/maplibre-gl"} <= purls
+    root = next(d for d in bom["dependencies"] if d["ref"] == bom["metadata"]["component"]["bom-ref"])
+    assert any(r.startswith("maplibre-gl@") for r in root["dependsOn"])
+    assert any(r.startswith("pygeoapi==") for r in root["dependsOn"])
+    broken = dict(bom, components=[{"name": "no type"}])
+    assert sbom.problems(broken)  # the check does catch an invalid document

@@ -89,6 +89,10 @@ def test_a_token_never_outlives_its_key_and_cannot_renew_itself(served):
     assert body["exp"] <= key_expires.timestamp()
     renewed = httpx.post(served.url + "/auth/token", params={"token": issued["token"], "expires_in": 86400})
     assert renewed.status_code == 403 and "token cannot issue another token" in renewed.json()["description"]
+    jwt = served.sso.token()  # valid for 10 minutes
+    from_jwt = httpx.post(served.url + "/auth/token", params={"expires_in": 3600},
+                          headers={"Authorization": f"Bearer {jwt}"})
+    assert from_jwt.status_code == 200 and from_jwt.json()["expires"] <= time.time() + 601
 
 
 def _requests_with_credentials_in_the_query(served, url: str) -> tuple[str, list[str]]:
@@ -199,7 +203,7 @@ def test_forwarded_headers_from_an_untrusted_client_are_ignored(served):
 
 
 def test_forwarded_headers_from_a_trusted_proxy_are_honoured(proxied):
-    url, _ = proxied
+    url, log_path = proxied
     for headers in ({"X-Forwarded-Host": "maps.example", "X-Forwarded-Proto": "https", "X-Forwarded-Prefix": "/gis"},
                     {"Forwarded": 'for="203.0.113.7";proto=https;host=maps.example', "X-Forwarded-Prefix": "/gis"}):
         r = httpx.get(url + LINKED[0], headers=headers)
@@ -208,6 +212,13 @@ def test_forwarded_headers_from_a_trusted_proxy_are_honoured(proxied):
         items = httpx.get(url + LINKED[2], headers=headers).json()
         assert all(x.startswith("https://maps.example/gis/") for x in _links(items["links"]))
     assert "strict-transport-security" not in httpx.get(url + LINKED[0]).headers  # plain HTTP: no HSTS
+    httpx.get(url + "/conformance?forwarded-client", headers={"X-Forwarded-For": "198.51.100.23, 127.0.0.1"})
+    for _ in range(20):
+        line = next((x for x in log_path.read_text().splitlines() if "forwarded-client" in x), "")
+        if line:
+            break
+        time.sleep(0.1)
+    assert "198.51.100.23" in line  # the client the proxy names (rate limits count it, not the proxy)
 
 
 def test_security_headers_on_every_answer_and_csp_on_html(served):
@@ -293,3 +304,31 @@ def test_the_software_bill_of_materials_lists_the_python_and_npm_components(tmp_
     assert any(r.startswith("pygeoapi==") for r in root["dependsOn"])
     broken = dict(bom, components=[{"name": "no type"}])
     assert sbom.problems(broken)  # the check does catch an invalid document
+
+
+def test_log_records_are_redacted_with_their_exceptions():
+    """The filter on every handler of `geocloud serve` (its access log is checked above): messages
+    and tracebacks, with a credential in an argument or in the exception's text."""
+    import io
+    import logging
+    import logging.config
+
+    from geocloud.cli.serve import log_config
+
+    config = log_config(access_log=False)
+    assert all(h["filters"] == ["redact"] for h in config["handlers"].values()) and config["root"]["handlers"]
+    out = io.StringIO()
+    config["handlers"]["default"]["stream"] = out
+    root, saved = logging.getLogger(), (logging.getLogger().handlers[:], logging.getLogger().level)
+    logging.config.dictConfig(config)
+    try:
+        key = "gck_abcdefabcdef_" + "k" * 43
+        try:
+            raise ValueError(f"could not fetch https://x.example/a?api_key={key}")
+        except ValueError:
+            logging.getLogger("geocloud.serve").exception("unexpected error on /a?token=%s", "gct_abc.def")
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+    text = out.getvalue()
+    assert "api_key=REDACTED" in text and "token=gct_REDACTED" not in text and "token=REDACTED" in text
+    assert "ValueError" in text and "k" * 43 not in text and "gct_abc.def" not in text

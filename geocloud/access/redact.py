@@ -56,16 +56,19 @@ def redact_detail(detail: dict) -> dict:
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter (for handlers) that redacts credentials from the message, its arguments and
-    the formatted exception, so that no handler ever writes one."""
+    """A logging filter (for handlers) that redacts credentials from the message (formatted with its
+    arguments first, so that a placeholder is never taken for a value) and the formatted exception,
+    so that no handler ever writes one."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
-        elif isinstance(record.args, dict):
-            record.args = {k: redact(a) if isinstance(a, str) else a for k, a in record.args.items()}
+        if record.name == "uvicorn.access":  # a fixed template; its formatter reads the arguments
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args or ())
+        else:
+            try:
+                message = record.getMessage()
+            except (TypeError, ValueError):  # a malformed call: leave it to logging to report
+                return True
+            record.msg, record.args = redact(message), ()
         if record.exc_info and not record.exc_text:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         return True

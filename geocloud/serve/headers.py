@@ -98,8 +98,8 @@ class SharedHeaders:
         fwd = _parse_forwarded(headers.get("forwarded", ""))
         chain = fwd["for"] or [_address(a) for a in _items(headers.get("x-forwarded-for", ""))]
         client = next((a for a in reversed(chain) if not self._is_proxy(a)), chain[0] if chain else None)
-        if client:
-            scope["client"] = (client, 0)
+        if client:  # the port stays the proxy connection's: the guard remembers keys per connection
+            scope["client"] = (client, scope["client"][1])
         proto = (fwd["proto"] or _items(headers.get("x-forwarded-proto", "")) or [None])[-1]
         if proto in ("http", "https"):
             scope["scheme"] = proto

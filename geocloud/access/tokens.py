@@ -74,7 +74,7 @@ def verify(conn: psycopg.Connection | None, token: str):
         return None
     if body.get("exp", 0) < time.time():
         return None
-    if body.get("s", "key") == "key":  # tokens from before "s" was recorded were all issued to keys or JWTs
+    if body.get("s", "key") == "key":  # a token older than "s" counts as a key's (a JWT's then fails: no such key)
         usable = keys.active(conn, str(body.get("kid")))
         if usable is keys.MISS:
             return keys.MISS

@@ -51,7 +51,11 @@ def test_a_remembered_key_is_rechecked_for_revocation_without_scrypt(database):
         assert keys.cached(key) is keys.MISS
         start = time.perf_counter()
         assert keys.verify(conn, key).agency == "TCG-X"
-        assert time.perf_counter() - start < 0.01  # the state re-read, not scrypt's tens of milliseconds
+        recheck = time.perf_counter() - start
+        start = time.perf_counter()
+        keys._hash("any secret", keys.DUMMY_SALT)
+        # the state re-read, not scrypt's tens of milliseconds (measured here: the machine may be busy)
+        assert recheck < (time.perf_counter() - start) / 2
         keys.revoke(conn, keys.KEY.match(key).group(1))
         for fingerprint, (_, principal) in list(keys._cache.items()):
             keys._cache[fingerprint] = (time.monotonic() - keys.CACHE_SECONDS - 1, principal)

@@ -332,3 +332,31 @@ def test_log_records_are_redacted_with_their_exceptions():
     text = out.getvalue()
     assert "api_key=REDACTED" in text and "token=gct_REDACTED" not in text and "token=REDACTED" in text
     assert "ValueError" in text and "k" * 43 not in text and "gct_abc.def" not in text
+
+
+CITY = "https://gis.city.example/geo/"
+
+
+@pytest.mark.parametrize("host, public, allowed, expected", [
+    ("127.0.0.1:8443", "http://127.0.0.1:8000", "", "http://127.0.0.1:8443"),  # the public URL's host, any port
+    ("maps.city.example", CITY, "maps.city.example", "http://maps.city.example"),
+    ("MAPS.city.example:81", CITY, "intra.example, maps.city.example", "http://MAPS.city.example:81"),
+    ("maps.city.example", CITY, "", "https://gis.city.example/geo"),  # not listed: the public URL
+    ("127.0.0.1:80/evil", "http://127.0.0.1:8000", "", "http://127.0.0.1:8000"),  # not a host
+    ("evil@127.0.0.1", "http://127.0.0.1:8000", "", "http://127.0.0.1:8000"),
+])
+def test_links_use_the_host_header_only_for_known_hosts(monkeypatch, host, public, allowed, expected):
+    from starlette.requests import Request
+
+    from geocloud.config import get_settings
+    from geocloud.serve.http import base_url
+
+    monkeypatch.setenv("GEOCLOUD_PUBLIC_URL", public)
+    monkeypatch.setenv("GEOCLOUD_ALLOWED_HOSTS", allowed)
+    get_settings.cache_clear()
+    try:
+        request = Request({"type": "http", "scheme": "http", "path": "/", "root_path": "", "query_string": b"",
+                           "headers": [(b"host", host.encode())], "client": ("192.0.2.1", 5)})
+        assert base_url(request) == expected
+    finally:
+        get_settings.cache_clear()

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     publish_timeout: float = Field(default=30.0, description="Seconds to wait for a portal's answer")
     publish_retries: int = Field(default=3, description="Attempts per request when a portal fails transiently")
     publish_backoff: float = Field(default=2.0, description="Seconds before the first retry; doubles each time")
+    db_timeout: float = Field(default=5.0, gt=0, description="Seconds a request waits for the database (a pooled "
+                              "connection, or connecting) before it is answered 503 with Retry-After")
+    db_statement_timeout: float = Field(default=15.0, gt=0, description="Seconds any one SQL statement a request "
+                                        "starts may run before PostgreSQL cancels it (answered 503)")
+    db_retry_after: int = Field(default=5, ge=1, description="Seconds a 503 for an unavailable database tells "
+                                "clients to wait (Retry-After)")
     oidc_agency_claim: str = "agency"
     oidc_roles_claim: str = "roles"
 

@@ -32,6 +32,10 @@ class DatabaseError(GeocloudError):
     exit_code = 4
 
 
+class DatabaseUnavailable(DatabaseError):
+    """The database is down or did not answer in time: a request may succeed if tried again later."""
+
+
 class InputError(GeocloudError):
     """A source file handed to the ETL cannot be loaded as it is."""
 

@@ -159,24 +159,13 @@ class Served:
         return httpx.get(self.url + path, timeout=60, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def served(template_db, tmp_path_factory):
-    """The sample city loaded through the real ETL and served on a free port (one per test module)."""
-    import time
-
-    import httpx
-
+def load_city(db_url: str, data_dir: Path, city_dir: Path) -> dict:
+    """Generate the sample city into ``city_dir``, load it through the real ETL into the (migrated)
+    database ``db_url`` and make the access tests' keys (returned)."""
     from geocloud.etl import run_pipeline
 
-    name = f"geocloud_srv_{uuid.uuid4().hex[:8]}"
-    with _admin() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
-    db_url = _url_for(name)
-    data_dir = tmp_path_factory.mktemp("served-data")
-    city_dir = tmp_path_factory.mktemp("served-city")
     generate(city_dir)
-    env = {"GEOCLOUD_DATABASE_URL": db_url, "GEOCLOUD_DATA_DIR": str(data_dir), "GEOCLOUD_OPERATOR": "tester",
-           "GEOCLOUD_RATE_LIMIT_ANONYMOUS": "1000000"}  # tests hammer one address; test_access checks the limits
+    env = {"GEOCLOUD_DATABASE_URL": db_url, "GEOCLOUD_DATA_DIR": str(data_dir), "GEOCLOUD_OPERATOR": "tester"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     get_settings.cache_clear()
@@ -184,7 +173,7 @@ def served(template_db, tmp_path_factory):
     try:
         for pipeline in MANIFEST_PIPELINES:
             run_pipeline(pipeline, source_of(city_dir, pipeline))
-        keys = make_keys(db_url)
+        return make_keys(db_url)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -193,28 +182,61 @@ def served(template_db, tmp_path_factory):
                 os.environ[k] = v
         get_settings.cache_clear()
         get_catalog.cache_clear()
+
+
+def start_server(db_url: str, data_dir: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """``geocloud serve`` in a subprocess on a free port, once it answers /conformance: (process, URL).
+    Its log is data_dir/server.log."""
+    import time
+
+    import httpx
+
+    env = {"GEOCLOUD_DATABASE_URL": db_url, "GEOCLOUD_DATA_DIR": str(data_dir), "GEOCLOUD_OPERATOR": "tester",
+           "GEOCLOUD_RATE_LIMIT_ANONYMOUS": "1000000",  # tests hammer one address; test_access checks the limits
+           **(env or {})}
     port = free_port()
-    sso = SSO(data_dir)
-    log = (data_dir / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "geocloud", "serve", "--port", str(port)],
-                            env={**os.environ, **env, **sso.env}, stdout=subprocess.DEVNULL, stderr=log)
+    with (data_dir / "server.log").open("ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "geocloud", "serve", "--port", str(port)],
+                                env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         try:
             if httpx.get(url + "/conformance", timeout=2).status_code == 200:
-                break
+                return proc, url
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
             raise RuntimeError(f"server did not start: {(data_dir / 'server.log').read_text()[-3000:]}")
         time.sleep(0.2)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def served(template_db, tmp_path_factory):
+    """The sample city loaded through the real ETL and served on a free port (one per test module)."""
+    name = f"geocloud_srv_{uuid.uuid4().hex[:8]}"
+    with _admin() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
+    db_url = _url_for(name)
+    data_dir = tmp_path_factory.mktemp("served-data")
+    city_dir = tmp_path_factory.mktemp("served-city")
+    keys = load_city(db_url, data_dir, city_dir)
+    sso = SSO(data_dir)
+    proc, url = start_server(db_url, data_dir, sso.env)
     served = Served(url, db_url, data_dir, city_dir, proc, keys)
     served.sso = sso
     yield served
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    stop_server(proc)
     _drop(name)
 
 

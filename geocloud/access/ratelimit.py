@@ -43,11 +43,13 @@ def _start() -> None:
 
 
 def _flusher() -> None:
+    """Add this worker's counts to the shared ones and learn the totals back. A count leaves
+    ``_pending`` only once written, so while the database is down (this thread then waits for it)
+    limits go on from the last totals plus this worker's own counts: they still hold, per worker."""
     while True:
         time.sleep(FLUSH)
         with _lock:
             batch = dict(_pending)
-            _pending.clear()
         if not batch:
             continue
         try:
@@ -60,13 +62,13 @@ def _flusher() -> None:
                     ([k[0] for k in batch], [k[1] for k in batch], list(batch.values()))).fetchall()
                 if int(time.time()) % 60 < FLUSH * 2:
                     conn.execute("DELETE FROM geocloud.rate_counts WHERE minute < %s", (int(time.time() // 60) - 2,))
-        except Exception:  # noqa: BLE001 - counting must never break serving; the counts come back next time
-            with _lock:
-                for k, v in batch.items():
-                    _pending[k] = _pending.get(k, 0) + v
+        except Exception:  # noqa: BLE001 - counting must never break serving; the counts are sent next time
             continue
         current = int(time.time() // 60)
         with _lock:
+            for k, v in batch.items():
+                if (left := _pending.pop(k) - v) > 0:
+                    _pending[k] = left
             for client, minute, count in rows:
                 _totals[(client, minute)] = count
             for k in [k for k in _totals if k[1] < current - 1]:

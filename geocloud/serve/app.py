@@ -11,7 +11,7 @@ from starlette.routing import Mount
 
 from geocloud.errors import DatabaseError, GeocloudError
 from geocloud.serve import auth, catalog, downloads, features, geocoding, headers, tiles, viewer, wmts
-from geocloud.serve.guard import AuthMiddleware
+from geocloud.serve.guard import AuthMiddleware, service_unavailable
 from geocloud.serve.rasters import create_raster_app
 from geocloud.serve.http import HTTPError, error_response
 
@@ -29,9 +29,7 @@ async def _starlette_error(request: Request, exc: HTTPException):
 
 async def _geocloud_error(request: Request, exc: GeocloudError):
     if isinstance(exc, DatabaseError):
-        LOG.error("database unavailable: %s", exc)
-        return error_response(HTTPError(503, "ServiceUnavailable", "the database is unavailable; try again shortly",
-                                        {"Retry-After": "5"}))
+        return error_response(service_unavailable(exc))
     return error_response(HTTPError(400, "InvalidParameterValue", str(exc)))
 
 

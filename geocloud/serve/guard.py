@@ -12,7 +12,9 @@ layers are audited after the response, with the bytes sent.
 
 import base64
 import contextvars
+import hashlib
 import json
+import logging
 import time
 from urllib.parse import parse_qs
 
@@ -21,7 +23,9 @@ from starlette.concurrency import run_in_threadpool
 from geocloud.access import ANONYMOUS, Principal, audit, keys, oidc, ratelimit, tokens, visible
 from geocloud.access.policy import can_read
 from geocloud.catalog import Layer, get_catalog
+from geocloud.config import get_settings
 from geocloud.db.pool import get_pool
+from geocloud.errors import DatabaseError, DatabaseUnavailable
 from geocloud.serve.http import HTTPError
 from geocloud.serve.state import snapshot
 
@@ -33,6 +37,18 @@ _reads: contextvars.ContextVar[list | None] = contextvars.ContextVar("geocloud_a
 
 def unauthorized(reason: str) -> HTTPError:
     return HTTPError(401, "Unauthorized", reason, {"WWW-Authenticate": CHALLENGE})
+
+
+def service_unavailable(exc: DatabaseError) -> HTTPError:
+    """503 with Retry-After for a database that is down, slow or misconfigured. The reason is given
+    when it was written for clients (DatabaseUnavailable, which the pool logs once an outage); others
+    may name hosts, and are logged."""
+    if isinstance(exc, DatabaseUnavailable):
+        reason = exc.what
+    else:
+        logging.getLogger("geocloud.serve").error("database unavailable: %s", exc)
+        reason = "the database is unavailable; try again shortly"
+    return HTTPError(503, "ServiceUnavailable", reason, {"Retry-After": str(get_settings().db_retry_after)})
 
 
 def _credential_headers(scope) -> tuple[bytes | None, bytes | None, int]:
@@ -91,6 +107,31 @@ def _check(credential: str, conn):
     return keys.cached(credential) if conn is None else keys.verify(conn, credential)
 
 
+_remembered: dict[bytes, Principal] = {}  # credential digest -> the principal the database last gave it
+
+
+def _fingerprint(credential: str) -> bytes:
+    return hashlib.sha256(credential.encode()).digest()
+
+
+def _remember(credential: str, principal: Principal | None) -> None:
+    if principal is None:
+        _remembered.pop(_fingerprint(credential), None)
+        return
+    if len(_remembered) > 10_000:
+        _remembered.clear()
+    _remembered[_fingerprint(credential)] = principal
+
+
+def _remembered_principal(credential: str):
+    """What the database last said of a credential, for use only while it cannot be asked: a key
+    cannot be revoked during an outage either. keys.MISS if this worker never saw it."""
+    found = _remembered.get(_fingerprint(credential), keys.MISS)
+    if found is not keys.MISS and found.expires <= time.time():
+        return None
+    return found
+
+
 CONNECTION_SECONDS = 5.0  # with keys.CACHE_SECONDS, the longest a revoked key still works here: 30 s
 _by_connection: dict[tuple, tuple[bytes, float, Principal]] = {}
 
@@ -105,9 +146,11 @@ def _connection_key(scope, headers: tuple[bytes | None, bytes | None, int]) -> t
     return tuple(client), headers[0] if headers[0] is not None else headers[1]
 
 
-def resolve(scope, conn=None):
+def resolve(scope, conn=None, *, outage: bool = False):
     """The caller. Without ``conn`` nothing touches the database (no credentials, or all of them
-    remembered) and NEED_DATABASE says a lookup is needed. A bad credential raises 401.
+    remembered) and NEED_DATABASE says a lookup is needed. A bad credential raises 401. With
+    ``outage`` (the database is unreachable), credentials this worker verified before stand for
+    what they were then, whatever their age.
 
     An API key verified on a connection is remembered for that connection (its exact header bytes)
     for CONNECTION_SECONDS: the next requests on it skip parsing and hashing the key."""
@@ -120,8 +163,12 @@ def resolve(scope, conn=None):
     principal = None
     for credential in _presented(scope, headers):
         found = _check(credential, conn)
+        if found is keys.MISS and outage:
+            found = _remembered_principal(credential)
         if found is keys.MISS:
             return NEED_DATABASE
+        if conn is not None:
+            _remember(credential, found)
         if found is None:
             raise unauthorized("the API key or token is malformed, invalid, expired or revoked")
         principal = principal or found
@@ -133,8 +180,14 @@ def resolve(scope, conn=None):
 
 
 def resolve_with_database(scope) -> Principal:
-    with get_pool().connection() as conn:
-        return resolve(scope, conn)
+    try:
+        with get_pool().connection() as conn:
+            return resolve(scope, conn)
+    except DatabaseUnavailable:
+        principal = resolve(scope, outage=True)
+        if principal is NEED_DATABASE:
+            raise
+        return principal
 
 
 def visible_layers() -> frozenset[str]:
@@ -190,7 +243,9 @@ class AuthMiddleware:
             if wait is not None:
                 raise HTTPError(429, "TooManyRequests", f"more than {ratelimit.limit_for(client)} requests a minute; "
                                                         f"retry in {wait} s", {"Retry-After": str(wait)})
-        except HTTPError as exc:
+        except (HTTPError, DatabaseError) as exc:
+            if isinstance(exc, DatabaseError):
+                exc = service_unavailable(exc)
             body = json.dumps({"code": exc.code, "description": exc.description}).encode()
             headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")] + \
                 [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]

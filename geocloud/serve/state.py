@@ -2,7 +2,11 @@
 
 Read from ``geocloud.layer_versions`` and re-read at most every REFRESH seconds per process, so
 that several workers on several machines all follow an ETL publish or rollback within seconds,
-with nothing shared in memory."""
+with nothing shared in memory.
+
+While the database is unreachable the last snapshot read is kept (and the read retried at each
+request, at once refused while the pool knows the database is down), so that what needs no database,
+such as cached tiles and the conformance page, keeps answering through an outage."""
 
 import threading
 import time
@@ -10,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from geocloud.db.pool import get_pool
+from geocloud.errors import DatabaseError
 
 REFRESH = 2.0
 EVENTS_KEPT = 5_000
@@ -89,12 +94,24 @@ def _read() -> Snapshot:
 
 
 def snapshot() -> Snapshot:
+    """The live state, read again if older than REFRESH seconds. One request reads while the others
+    go on with the snapshot they have; while the database is unreachable the last one stays (only a
+    process that never read one has nothing to answer with, and raises DatabaseUnavailable)."""
     global _current
-    now = time.monotonic()
     current = _current
-    if current is None or now - current[0] > REFRESH:
-        with _lock:
-            if _current is None or now - _current[0] > REFRESH:
-                _current = (now, _read())
-            current = _current
-    return current[1]
+    if current is not None and time.monotonic() - current[0] <= REFRESH:
+        return current[1]
+    if not _lock.acquire(blocking=current is None):
+        return current[1]  # another request is reading it now
+    try:
+        if _current is not current and _current is not None:
+            return _current[1]  # read by another request meanwhile
+        try:
+            _current = (time.monotonic(), _read())
+        except DatabaseError:  # the pool has logged the outage
+            if current is None:
+                raise
+            return current[1]
+        return _current[1]
+    finally:
+        _lock.release()

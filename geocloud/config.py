@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     allowed_hosts: str = Field(
         default="", description="Host names (comma-separated) links may be built for from the Host header, besides "
                                 "GEOCLOUD_PUBLIC_URL's; any other Host gets links to GEOCLOUD_PUBLIC_URL")
+    access_log: bool = Field(default=False, description="Log every request (credentials in queries redacted); "
+                                                         "`geocloud serve --access-log` does the same")
     cors_origins: str = Field(
         default="*", description="Origins (comma-separated) browsers may read answers from, '*' for any, "
                                  "empty for none; never with credentials (cookies, browser-cached Basic auth)")

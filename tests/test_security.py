@@ -4,7 +4,6 @@ Vary, forwarded headers believed from anyone, missing security headers and CORS.
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from geocloud.db.migrate import available
 from geocloud.serve import guard
 from geocloud.serve.tms import SERVED
 
-from conftest import free_port, geocloud_cli
+from conftest import geocloud_cli, start_server, stop_server
 
 HALL = (120.647296502, 24.1619892378)
 RESTRICTED = "/collections/inspection_sites/items"
@@ -28,29 +27,13 @@ RESTRICTED = "/collections/inspection_sites/items"
 @pytest.fixture(scope="module")
 def proxied(served, tmp_path_factory):
     """A second server on the same database behind a "reverse proxy" at 127.0.0.1 (trusted), with the
-    access log on; its standard output and error go to one log file."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("proxied") / "server.log"
-    env = {**os.environ, "GEOCLOUD_DATABASE_URL": served.db_url, "GEOCLOUD_DATA_DIR": str(served.data_dir),
-           "GEOCLOUD_TRUSTED_PROXIES": "127.0.0.1", "GEOCLOUD_RATE_LIMIT_ANONYMOUS": "1000000"}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "geocloud", "serve", "--port", str(port), "--access-log"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/conformance", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
-            time.sleep(0.2)
-        yield url, log_path
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    access log on; everything it logs goes to its server.log."""
+    folder = tmp_path_factory.mktemp("proxied")
+    proc, url = start_server(served.db_url, folder, {"GEOCLOUD_DATA_DIR": str(served.data_dir),
+                                                     "GEOCLOUD_TRUSTED_PROXIES": "127.0.0.1",
+                                                     "GEOCLOUD_ACCESS_LOG": "true"})
+    yield url, folder / "server.log"
+    stop_server(proc)
 
 
 def _key(served, expires=None) -> str:

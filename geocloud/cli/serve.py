@@ -13,17 +13,20 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from geocloud import db
+from geocloud.config import get_settings
 
 REDACT = {"()": "geocloud.access.redact.RedactingFilter"}
 
 
 def log_config(access_log: bool) -> dict:
     """uvicorn's logging set-up, with every handler redacting and warnings (and, if asked, the
-    access log) shown; geocloud's loggers write through the same redacting handler."""
+    access log) shown, all on standard error (one stream: the server's log); geocloud's loggers
+    write through the same redacting handler."""
     config = copy.deepcopy(LOGGING_CONFIG)
     config["filters"] = {"redact": REDACT}
     for handler in config["handlers"].values():
         handler["filters"] = ["redact"]
+        handler["stream"] = "ext://sys.stderr"
     config["loggers"]["uvicorn"]["level"] = "WARNING"
     config["loggers"]["uvicorn.error"]["level"] = "WARNING"
     config["loggers"]["uvicorn.access"]["level"] = "INFO" if access_log else "WARNING"
@@ -35,11 +38,13 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)"),
     port: int = typer.Option(8000, help="TCP port"),
     workers: int = typer.Option(1, help="Worker processes; they share nothing but PostGIS and the data directory"),
-    access_log: bool = typer.Option(False, "--access-log/--no-access-log",
-                                    help="Log every request to standard output (credentials in queries redacted)"),
+    access_log: bool = typer.Option(None, "--access-log/--no-access-log", show_default=False,
+                                    help="Log every request to standard error, credentials in queries redacted "
+                                         "(default: GEOCLOUD_ACCESS_LOG, off)"),
 ):
     """Serve OGC API Features and downloads for every live layer of the catalog."""
-    access_log = access_log is True  # `geocloud demo` calls this function and leaves the option's default object
+    if not isinstance(access_log, bool):  # not given, or `geocloud demo` calling this function directly
+        access_log = get_settings().access_log
     db.connect().close()  # fail now, with a clear message, if the database is unreachable
     uvicorn.run("geocloud.serve:create_app", factory=True, host=host, port=port, workers=workers,
                 proxy_headers=False, server_header=False, access_log=access_log, log_level=None,

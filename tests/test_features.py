@@ -57,6 +57,24 @@ def test_collections_in_both_languages(served):
     assert accept["title"] == "Urban planning zoning"
 
 
+@pytest.mark.parametrize("language, expected", [
+    ("zh-CN", "zh"), ("zh-HK", "zh"), ("ja", "en"), ("fr", "en"), ("*", "zh"), ("x;q=abc", "en"),
+    ("fr, zh;q=0.3", "zh"), ("en;q=0.2, zh-TW;q=0.9", "zh"), (",,,", "en")])
+@pytest.mark.parametrize("path", ["/", "/collections", "/collections/buildings", "/openapi",
+                                  "/collections/buildings/items?limit=1"])
+def test_any_language_falls_back_to_zh_tw_or_english(served, path, language, expected):
+    r = served.get(path, headers={"Accept-Language": language})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-language"].startswith(expected)
+
+
+@pytest.mark.parametrize("lang, expected", [("AAA", "en"), ("ja", "en"), ("zh-CN", "zh"), ("en", "en")])
+def test_any_lang_parameter_falls_back_to_zh_tw_or_english(served, lang, expected):
+    for path in ("/", "/collections", "/collections/buildings", "/openapi", "/collections/buildings/items"):
+        r = served.get(path, params={"lang": lang, "limit": 1} if "items" in path else {"lang": lang})
+        assert r.status_code == 200 and r.headers["content-language"].startswith(expected), (path, r.text)
+
+
 def test_collection_crs_and_extent(served):
     c = served.get("/collections/buildings").json()
     assert c["storageCrs"] == EPSG.format(3826)
@@ -178,6 +196,32 @@ def test_queryables_and_sortby(served):
     ("/collections/buildings/items", {"limit": "0"}, "limit"),
     ("/collections/buildings/items", {"offset": "-1"}, "offset"),
     ("/collections/buildings/download", {"f": "xls"}, "f"),
+    # values PostgreSQL would refuse (a 500 before): too big, not finite, wrong type, NUL bytes
+    ("/collections/buildings/items", {"offset": "99999999999999999999999"}, "offset"),
+    ("/collections/buildings/items", {"filter": "floors = 99999999999999999999999999999"}, "filter"),
+    ("/collections/buildings/items", {"filter": "floors IN (1, -99999999999999999999999)"}, "filter"),
+    ("/collections/buildings/items", {"filter": "floors BETWEEN 1 AND 99999999999999999999999"}, "filter"),
+    ("/collections/buildings/items", {"filter": "floors = 1e400"}, "filter"),
+    ("/collections/buildings/items", {"filter": "floors = DATE('2020-01-01')"}, "filter"),
+    ("/collections/buildings/items", {"filter-lang": "cql2-json",
+                                      "filter": '{"op": "=", "args": [{"property": "usage"}, "a\\u0000"]}'}, "filter"),
+    ("/collections/buildings/items", {"filter": "usage = 'a\x00'"}, "filter"),
+    # geometry literals GEOS or PROJ cannot take
+    ("/collections/buildings/items", {"filter": "S_INTERSECTS(geom, POLYGON((0 0, 1 1)))"}, "filter"),
+    ("/collections/buildings/items", {"filter": "S_INTERSECTS(geom, POLYGON((1 1, 2 2, 1 2, 2 1, 1 1)))"}, "filter"),
+    ("/collections/buildings/items", {"filter": "S_INTERSECTS(geom, POINT(0 95))"}, "filter"),
+    ("/collections/buildings/items", {"filter": "S_INTERSECTS(geom, BBOX(0, 0, 1, 1e400))"}, "filter"),
+    ("/collections/buildings/items", {"floors": "abc"}, "floors"),
+    ("/collections/buildings/items", {"floors": "99999999999999"}, "floors"),
+    ("/collections/buildings/items", {"usage": "a\x00"}, "usage"),
+    ("/collections/buildings/items", {"cursor": "AA"}, "cursor"),
+    ("/collections/buildings/items", {"skipGeometry": "maybe"}, "skipGeometry"),
+    ("/collections/buildings/items", {"f": "\x1f"}, "f"),
+    ("/collections/buildings/items/B%00", {}, "featureId"),
+    ("/collections/buildings/queryables", {"properties": ","}, "properties"),
+    ("/collections/buildings/queryables", {"profile": "any"}, "profile"),
+    ("/conformance", {"f": "xml"}, "f"),
+    ("/openapi", {"ui": "nope"}, "ui"),
 ])
 def test_bad_parameters_answer_400_naming_the_parameter(served, path, params, name):
     r = served.get(path, params=params)
@@ -223,6 +267,22 @@ def test_html_pages_and_hits(served):
     assert item.status_code == 200 and "臺中市政府" in item.text
     hits = served.get("/collections/buildings/items", params={"resulttype": "hits"}).json()
     assert hits["numberMatched"] == 2000 and hits["features"] == []
+
+
+def test_html_pages_of_restricted_collections_render_for_an_authorised_key(served):
+    """pygeoapi caches its translated configuration by language alone: the anonymous view, rendered
+    first, once made every restricted collection's page a 500 for an authorised key."""
+    key = {"X-API-Key": served.keys["fire"]}
+    assert served.get("/collections/buildings", params={"f": "html"}).status_code == 200
+    for layer in ("road_works", "inspection_sites"):
+        for path in (f"/collections/{layer}", f"/collections/{layer}/items", f"/collections/{layer}/queryables"):
+            r = served.get(path, params={"f": "html"}, headers=key)
+            assert r.status_code == 200 and "text/html" in r.headers["content-type"], (path, r.text[-300:])
+
+
+def test_json_ld_page_without_features_is_json(served):
+    r = served.get("/collections/buildings/items", params={"f": "jsonld", "floors": "-5"})
+    assert r.status_code == 200 and r.json()["features"] == []
 
 
 def test_cursor_from_another_source_is_refused(served):

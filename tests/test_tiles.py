@@ -109,7 +109,7 @@ def test_basemap_combines_layers(served):
     ("/collections/roads/tiles/WebMercatorQuad/12/1762/3420?f=png", 400, "f:"),
     ("/rasters/roads/info", 400, "vector layer"),
     ("/rasters/nope/tiles/WebMercatorQuad/12/3420/1762.png", 401, "authenticate"),
-    ("/rasters/satellite/tiles/WebMercatorQuad/12/3420/1762.gif", 422, "Input should be 'png'"),
+    ("/rasters/satellite/tiles/WebMercatorQuad/12/3420/1762.gif", 400, "format: Input should be 'png'"),
 ])
 def test_bad_tile_requests_are_4xx(served, path, status, text):
     r = served.get(path)

@@ -34,8 +34,12 @@ async def _geocloud_error(request: Request, exc: GeocloudError):
 
 
 async def _unexpected(request: Request, exc: Exception):
+    """The last resort: a JSON 500 that says ``Connection: close``. Starlette re-raises the error
+    after this response and uvicorn then closes the connection; the header tells a keep-alive
+    client so, instead of leaving it to find a dropped connection on its next request."""
     LOG.exception("unexpected error on %s", request.url.path)
-    return JSONResponse({"code": "ServerError", "description": "internal error (logged)"}, status_code=500)
+    return JSONResponse({"code": "ServerError", "description": "internal error (logged)"}, status_code=500,
+                        headers={"Connection": "close", "Cache-Control": "no-store"})
 
 
 def create_app() -> Starlette:

@@ -6,10 +6,13 @@ catalog does not publish. A problem raises FilterError naming what is wrong (a 4
 """
 
 import json
+import math
 from datetime import date, datetime
 
 import pygeofilter.ast as ast
 import pygeofilter.values as values
+import shapely
+from shapely.geometry import shape
 from psycopg import sql
 from pygeofilter.backends.evaluator import Evaluator, handle
 from pygeofilter.parsers.cql2_json import parse as parse_json
@@ -26,20 +29,95 @@ SPATIAL = {ast.GeometryIntersects: "ST_Intersects", ast.GeometryContains: "ST_Co
            ast.GeometryTouches: "ST_Touches", ast.GeometryCrosses: "ST_Crosses", ast.GeometryOverlaps: "ST_Overlaps"}
 
 
+INTEGER_RANGES = {"integer": (-2**31, 2**31 - 1), "bigint": (-2**63, 2**63 - 1)}
+BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+MAX_FILTER = 16_384  # characters: a filter longer than any URL a proxy passes is refused early
+
+
 class FilterError(ValueError):
     """A filter that cannot be applied; the message is for the client."""
+
+
+def checked_value(ftype: str | None, value):
+    """``value`` as a field of catalog type ``ftype`` holds it, or ValueError saying why it cannot
+    be: PostgreSQL would refuse it (NUL in text, an integer beyond the column's range, a
+    non-finite number), and a 500 is no answer to a client's typo."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("text must not contain NUL (\\0) characters")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number")
+    if ftype in ("date", "timestamp") and isinstance(value, str):
+        return parse_value(ftype, value)
+    if ftype in PY_TYPES and isinstance(value, (datetime, date)):
+        raise ValueError(f"{value.isoformat()} is a date or time, not a valid {ftype}")
+    if ftype in PY_TYPES and not isinstance(value, (datetime, date)):
+        if ftype == "boolean" and isinstance(value, str):
+            if value.strip().lower() not in BOOLEANS:
+                raise ValueError(f"{value!r} is not a boolean (true or false)")
+            return BOOLEANS[value.strip().lower()]
+        if not (ftype in INTEGER_RANGES and isinstance(value, float) and not value.is_integer()):
+            try:
+                value = PY_TYPES[ftype](value)
+            except (TypeError, ValueError, OverflowError):
+                raise ValueError(f"{value!r} is not a valid {ftype}") from None
+    if ftype in INTEGER_RANGES and isinstance(value, int) and not isinstance(value, bool):
+        low, high = INTEGER_RANGES[ftype]
+        if not low <= value <= high:
+            raise ValueError(f"{value} is out of range for an {ftype} ({low} to {high})")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
+    return value
+
+
+def parse_value(ftype: str, text: str):
+    """A query parameter's text as a value of catalog type ``ftype`` (ValueError if it is not one)."""
+    if ftype == "date":
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+    if ftype == "timestamp":
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an RFC 3339 date-time") from None
+    return checked_value(ftype, text)
+
+
+def _check_geometries(node) -> None:
+    """Refuse geometry literals PostGIS or the CRS transformation would fail on: too few points,
+    non-finite coordinates, invalid shapes (self-intersections), each named in the message."""
+    if isinstance(node, values.Geometry):
+        try:
+            geom = shape(node.geometry)
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError, shapely.errors.ShapelyError) as exc:
+            raise FilterError(f"filter: invalid geometry literal: {exc}") from None
+        if not all(math.isfinite(c) for c in shapely.get_coordinates(geom).ravel()):
+            raise FilterError("filter: geometry literal has non-finite coordinates")
+        if not geom.is_valid:
+            raise FilterError(f"filter: invalid geometry literal: {shapely.is_valid_reason(geom)}")
+    elif isinstance(node, ast.Node):
+        for child in node.get_sub_nodes():
+            _check_geometries(child)
 
 
 def parse(text: str, lang: str | None):
     lang = (lang or "cql2-text").lower()
     if lang not in ("cql2-text", "cql2-json"):
         raise FilterError(f"filter-lang {lang!r} is not supported; use cql2-text or cql2-json")
+    if len(text) > MAX_FILTER:
+        raise FilterError(f"filter: longer than {MAX_FILTER} characters ({len(text)}); use a bbox or split the query")
+    if "\x00" in text:
+        raise FilterError("filter: must not contain NUL (\\0) characters")
     try:
-        node = parse_json(text) if lang == "cql2-json" else parse_text(text)
+        node = _boxes_as_polygons(parse_json(text) if lang == "cql2-json" else parse_text(text))
+    except RecursionError:
+        raise FilterError("filter: nested too deeply") from None
     except Exception as exc:  # pygeofilter raises lark and json errors of many kinds
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FilterError(f"filter is not valid {lang}: {first}") from None
-    return _boxes_as_polygons(node)
+    _check_geometries(node)
+    return node
 
 
 def _box_polygon(x1, y1, x2, y2) -> values.Geometry:
@@ -100,7 +178,10 @@ class _ToSQL(Evaluator):
 
     @handle(values.Geometry)
     def geometry(self, node):
-        self.params.append(json.dumps(node.geometry))
+        text = json.dumps(node.geometry)
+        if "Infinity" in text or "NaN" in text:  # e.g. a latitude beyond 90 moved into the layer's CRS
+            raise FilterError("filter: a geometry literal lies outside the area its CRS (filter-crs) covers")
+        self.params.append(text)
         return sql.SQL("ST_SetSRID(ST_GeomFromGeoJSON({}), {})").format(sql.Placeholder(), sql.Literal(self.layer.srid))
 
     @handle(values.Envelope)
@@ -112,7 +193,10 @@ class _ToSQL(Evaluator):
     def function(self, node, *args):
         name = node.name.lower()
         if name == "bbox" and len(args) == 4 and all(isinstance(a, _Literal) for a in args):
-            self.params.extend(float(a.value) for a in args)
+            try:
+                self.params.extend(checked_value("double", a.value) for a in args)
+            except ValueError as exc:
+                raise FilterError(f"filter: BBOX: {exc}") from None
             return sql.SQL("ST_MakeEnvelope({}, {}, {}, {}, {})").format(*[sql.Placeholder()] * 4,
                                                                          sql.Literal(self.layer.srid))
         if name in ("lower", "casei") and len(args) == 1:
@@ -130,13 +214,10 @@ class _ToSQL(Evaluator):
         if isinstance(operand, _Column):
             return operand.sql
         if isinstance(operand, _Literal):
-            value = operand.value
-            if ftype in PY_TYPES and not isinstance(value, (datetime, date)):
-                try:
-                    value = PY_TYPES[ftype](value) if not (ftype in ("integer", "bigint") and isinstance(value, float)
-                                                           and not value.is_integer()) else value
-                except (TypeError, ValueError):
-                    raise FilterError(f"filter: {operand.value!r} is not a valid {ftype}") from None
+            try:
+                value = checked_value(ftype, operand.value)
+            except ValueError as exc:
+                raise FilterError(f"filter: {exc}") from None
             self.params.append(value)
             cast = SQL_TYPES.get(ftype or "", None)
             if cast and not (ftype in ("integer", "bigint") and isinstance(value, float)):
@@ -185,6 +266,8 @@ class _ToSQL(Evaluator):
     def like(self, node, lhs):
         if not isinstance(lhs, _Column) or not isinstance(node.pattern, str):
             raise FilterError("filter: LIKE needs a property on the left and a text pattern on the right")
+        if "\x00" in node.pattern:
+            raise FilterError("filter: a LIKE pattern must not contain NUL (\\0) characters")
         self.params.append(_like_pattern(node.pattern, node.wildcard, node.escapechar))
         return sql.SQL("({}::text {}{} {})").format(lhs.sql, sql.SQL("NOT " if node.not_ else ""),
                                                    sql.SQL("ILIKE" if node.nocase else "LIKE"), sql.Placeholder())
@@ -231,7 +314,10 @@ def _like_pattern(pattern: str, wildcard: str, escape: str) -> str:
 def to_sql(node, layer: Layer) -> tuple[sql.Composable, list]:
     """(WHERE clause over table alias ``t``, bind parameters) for a parsed filter."""
     visitor = _ToSQL(layer)
-    clause = visitor.evaluate(node)
+    try:
+        clause = visitor.evaluate(node)
+    except RecursionError:
+        raise FilterError("filter: nested too deeply") from None
     if isinstance(clause, (_Column, _Literal)):
         raise FilterError("filter: the expression is not a condition")
     return clause, visitor.params

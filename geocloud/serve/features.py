@@ -13,6 +13,7 @@ from collections import OrderedDict
 from threading import Lock
 
 from pygeoapi import api as core_api
+from pygeoapi import l10n
 from pygeoapi.api import API, APIRequest
 from pygeoapi.api import itemtypes as items_api
 from starlette.requests import Request
@@ -21,7 +22,7 @@ from starlette.routing import Route
 
 from geocloud.catalog import get_catalog
 from geocloud.serve import guard, params, pygeoapi_config
-from geocloud.serve.http import HTTPError, base_url, not_found, not_modified, validators
+from geocloud.serve.http import HTTPError, bad_parameter, base_url, not_found, not_modified, validators
 from geocloud.serve.provider import extras
 from geocloud.serve.state import snapshot
 
@@ -55,6 +56,25 @@ CONFORMANCE = [
 PASSED_ON = ("filter", "filter-lang", "filter-crs", "bbox", "bbox-crs")
 ROUTE_PARAMS = (*PASSED_ON, "cursor")
 
+ZH_TW, ENGLISH = "zh-TW", "en-US"
+FORMATS = ("json", "html", "jsonld", "")  # f= (empty) is the default, as in pygeoapi
+
+
+class _NoConfigCache(dict):
+    """pygeoapi caches the translated configuration of its HTML pages by locale alone, for every
+    API object at once: the first caller's view (say, anonymous: no restricted layers) would be
+    reused for everyone, and a restricted collection's page fails for an authorised key. Each
+    page translates the configuration it renders instead (a small dict, once per HTML page)."""
+
+    def get(self, key, default=None):
+        return default
+
+    def __setitem__(self, key, value):
+        pass
+
+
+l10n._cfg_cache = _NoConfigCache()
+
 _apis: "OrderedDict[tuple, API]" = OrderedDict()
 _apis_lock = Lock()
 
@@ -82,11 +102,50 @@ def _run_in_thread(loop, fn, *args):
     return fn(*args)
 
 
+def _served_language(tag: str) -> str | None:
+    """The served language for one requested language tag: Chinese of any region or script is
+    given zh-TW, English is English, ``*`` is the server's default (zh-TW); others: None."""
+    tag = tag.strip().lower()
+    if tag == "*" or tag == "zh" or tag.startswith(("zh-", "zh_")):
+        return ZH_TW
+    if tag == "en" or tag.startswith(("en-", "en_")):
+        return ENGLISH
+    return None
+
+
+def accepted_language(header: str) -> str:
+    """The language to answer an ``Accept-Language`` header in: the most preferred of zh-TW and
+    English it names (by q value), else English (a caller asking for, say, Japanese reads English
+    more likely than Chinese). pygeoapi's own matching fails (500) on any other language."""
+    ranked = []
+    for i, part in enumerate(header.split(",")):
+        tag, _, q = part.partition(";")
+        try:
+            weight = float(q.strip().removeprefix("q=")) if q.strip() else 1.0
+        except ValueError:
+            weight = 0.0
+        if weight > 0 and (served := _served_language(tag)) is not None:
+            ranked.append((-weight, i, served))
+    return min(ranked)[2] if ranked else ENGLISH
+
+
+def _language_scope(scope: dict, query_string: str | None) -> dict:
+    """The request as pygeoapi should see it: ``lang`` and ``Accept-Language`` reduced to one of
+    the served languages (zh-TW or English)."""
+    query = query_string if query_string is not None else scope.get("query_string", b"").decode("latin-1")
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, encoding="latin-1")
+    if any(k == "lang" for k, _ in pairs):
+        query = urllib.parse.urlencode([(k, (_served_language(v) or ENGLISH) if k == "lang" else v)
+                                        for k, v in pairs], encoding="latin-1")
+    headers = [(k, accepted_language(v.decode("latin-1")).encode() if k == b"accept-language" else v)
+               for k, v in scope["headers"]]
+    return dict(scope, query_string=query.encode("latin-1"), headers=headers)
+
+
 async def call(request: Request, fn, *args, query_string: str | None = None) -> tuple[dict, int, object]:
+    params.choice("f", request.query_params.get("f"), FORMATS)
     api = api_for(request)
-    if query_string is not None:
-        scope = dict(request.scope, query_string=query_string.encode())
-        request = Request(scope, request.receive)
+    request = Request(_language_scope(request.scope, query_string), request.receive)
     api_request = await APIRequest.from_starlette(request, api.locales)
     if not api_request.is_valid():
         return api.get_format_exception(api_request)
@@ -130,11 +189,13 @@ async def landing(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
+    params.choice("ui", request.query_params.get("ui"), ("swagger", "redoc"))
     return to_response(*await call(request, core_api.openapi_))
 
 
 async def conformance(request: Request) -> Response:
     body = {"conformsTo": CONFORMANCE}
+    params.choice("f", request.query_params.get("f"), FORMATS)
     if request.query_params.get("f") == "html" or (
             "text/html" in request.headers.get("accept", "") and request.query_params.get("f") != "json"):
         items = "".join(f"<li>{c}</li>" for c in CONFORMANCE)
@@ -158,6 +219,8 @@ async def queryables(request: Request) -> Response:
     """pygeoapi's queryables, with each field's zh-TW and English titles from the catalog."""
     cid = request.path_params["collection_id"]
     layer, _ = live_layer(cid)
+    params.choice("profile", request.query_params.get("profile"), ("actual-domain", "valid-domain"))
+    params.names("properties", request.query_params.get("properties"), layer)
     headers, status, content = await call(request, items_api.get_collection_queryables, cid)
     if status == 200 and isinstance(content, str) and headers.get("Content-Type", "").endswith("json"):
         data = json.loads(content)
@@ -226,6 +289,9 @@ def _fix_links(content: str, query, request: Request, filter_params: list) -> st
 async def item(request: Request) -> Response:
     cid, iid = request.path_params["collection_id"], request.path_params["item_id"]
     layer, live = live_layer(cid, "item")
+    if "\x00" in iid:
+        raise bad_parameter("featureId", "must not contain NUL (\\0) characters")
+    params.no_nul(request.query_params)
     params._crs("crs", request.query_params.get("crs"))
     hdrs = layer_validators(request, layer, live)
     return not_modified(request, hdrs) or to_response(

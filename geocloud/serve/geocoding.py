@@ -17,6 +17,7 @@ from geocloud.serve.pygeoapi_config import CRS84
 from geocloud.serve.state import snapshot
 
 MAX_UPLOAD = 64 * 2**20
+MAX_METRES = 1e7  # beyond any TWD97 / TM2 coordinate; PROJ fails on infinite or huge ones
 
 
 def _crs(value: str | None, name: str = "crs") -> str:
@@ -101,6 +102,9 @@ async def reverse_lookup(request: Request):
     srid_in = 4326 if uri == CRS84 or uri.endswith("/4326") else 3826
     if srid_in == 4326 and not (-180 <= values[0] <= 180 and -90 <= values[1] <= 90):
         raise bad_parameter(names[0], "longitude/latitude out of range (x and y are east and north)")
+    if srid_in == 3826 and not all(-MAX_METRES <= v <= MAX_METRES for v in values):  # also NaN
+        raise bad_parameter(names[0], f"x and y must be finite EPSG:3826 metres within ±{MAX_METRES:.0f}, "
+                                      f"got {values[0]}, {values[1]}")
     options, _ = _options(request)
     _require_addresses()
     live = set(snapshot().layers) & guard.visible_layers()

@@ -16,7 +16,7 @@ from geocloud.catalog import Layer
 from geocloud.serve import cql
 from geocloud.serve.http import bad_parameter
 from geocloud.serve.provider import QueryExtras
-from geocloud.serve.pygeoapi_config import CRS84, EPSG_URI, MAX_LIMIT, OUTPUT_CRS
+from geocloud.serve.pygeoapi_config import CRS84, EPSG_URI, MAX_LIMIT, MAX_OFFSET, OUTPUT_CRS
 
 
 def _crs(name: str, value: str | None) -> str | None:
@@ -79,7 +79,7 @@ def bbox_in(layer: Layer, value: str, crs_uri: str) -> list[float]:
     return list(_transformer(crs_uri, target).transform_bounds(*box, densify_pts=21))
 
 
-def _names(name: str, value: str | None, layer: Layer, signed: bool = False) -> None:
+def names(name: str, value: str | None, layer: Layer, signed: bool = False) -> None:
     if value is None:
         return
     known = {f.name for f in layer.fields}
@@ -89,17 +89,44 @@ def _names(name: str, value: str | None, layer: Layer, signed: bool = False) -> 
             raise bad_parameter(name, f"unknown property {prop!r}; use one of {', '.join(sorted(known))}")
 
 
+def no_nul(params) -> None:
+    """PostgreSQL text cannot hold NUL: a parameter carrying one is refused, by name."""
+    for name, value in params.multi_items():
+        if "\x00" in value or "\x00" in name:
+            raise bad_parameter(name.replace("\x00", "\\0"), "must not contain NUL (\\0) characters")
+
+
+def choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
+    if value is not None and value not in allowed:
+        raise bad_parameter(name, f"use one of {', '.join(allowed)}, got {value!r}")
+
+
+def _property_values(params, layer: Layer) -> None:
+    """``?<field>=<value>`` selects features by equality (pygeoapi): the value must be of the
+    field's type, within the column's range."""
+    for f in layer.fields:
+        for value in params.getlist(f.name):
+            try:
+                cql.parse_value(f.type, value)
+            except ValueError as exc:
+                raise bad_parameter(f.name, f"{exc} (the {f.name!r} property is {f.type})") from None
+
+
 def items(params, layer: Layer) -> QueryExtras:
     """Check an items request; return the filter translated to SQL for the provider."""
+    no_nul(params)
     _int("limit", params.get("limit"), 1, MAX_LIMIT)
-    _int("offset", params.get("offset"), 0, None)
+    _int("offset", params.get("offset"), 0, MAX_OFFSET)
+    _property_values(params, layer)
+    skip = params.get("skipGeometry")
+    choice("skipGeometry", skip.lower() if skip is not None else None, ("true", "false"))
     _crs("crs", params.get("crs"))
     bbox_crs = _crs("bbox-crs", params.get("bbox-crs"))
     if bbox_crs and params.get("bbox") is None:
         raise bad_parameter("bbox-crs", "given without bbox")
     _bbox(params.get("bbox"), bbox_crs or CRS84)
-    _names("properties", params.get("properties"), layer)
-    _names("sortby", params.get("sortby"), layer, signed=True)
+    names("properties", params.get("properties"), layer)
+    names("sortby", params.get("sortby"), layer, signed=True)
     if params.get("q") is not None:
         raise bad_parameter("q", "free-text search is not supported; use filter (CQL2)")
     extras = QueryExtras()
@@ -112,7 +139,10 @@ def items(params, layer: Layer) -> QueryExtras:
         filter_crs = _crs("filter-crs", params.get("filter-crs")) or CRS84
         try:
             node = cql.parse(text, params.get("filter-lang"))
-            node = modify_pygeofilter(node, filter_crs_uri=filter_crs, storage_crs_uri=EPSG_URI.format(layer.srid))
+            try:
+                node = modify_pygeofilter(node, filter_crs_uri=filter_crs, storage_crs_uri=EPSG_URI.format(layer.srid))
+            except (ValueError, TypeError) as exc:  # shapely and pyproj on a geometry they cannot move
+                raise cql.FilterError(f"filter: a geometry cannot be moved from {filter_crs}: {exc}") from None
             extras.where, extras.params = cql.to_sql(node, layer)
         except cql.FilterError as exc:
             raise bad_parameter("filter", str(exc).removeprefix("filter: ").removeprefix("filter ")) from None
@@ -129,6 +159,6 @@ def decode_cursor(value: str) -> str:
         key = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         key = ""
-    if not key:
+    if not key or "\x00" in key:
         raise bad_parameter("cursor", "not a cursor from a next link; follow the links as given")
     return key

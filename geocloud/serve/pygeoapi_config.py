@@ -7,11 +7,13 @@ version, CRS lists, limits), so a layer is described once.
 
 from copy import deepcopy
 from functools import lru_cache
+from pathlib import Path
 
 import yaml
 from pygeoapi.openapi import get_oas
 
 from geocloud.catalog import Catalog, Layer
+from geocloud.serve.cql import INTEGER_RANGES
 from geocloud.config import get_settings
 from geocloud.serve.state import Snapshot
 
@@ -20,8 +22,10 @@ EPSG_URI = "http://www.opengis.net/def/crs/EPSG/0/{}"
 OUTPUT_CRS = [CRS84, EPSG_URI.format(4326), EPSG_URI.format(3826), EPSG_URI.format(3857)]
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
+MAX_OFFSET = 100_000_000  # beyond any layer's feature count; keeps OFFSET within PostgreSQL's bigint
 PROVIDER = "geocloud.serve.provider.GeocloudProvider"
 TAICHUNG_CRS84 = [120.45, 23.99, 121.46, 24.45]
+TEMPLATES = Path(__file__).parent / "templates"  # geocloud's fixes of pygeoapi templates; the rest are pygeoapi's
 
 
 @lru_cache
@@ -62,6 +66,7 @@ def build(catalog: Catalog, snap: Snapshot, base_url: str, visible: frozenset[st
     """The configuration for one caller's view: only the live vector layers they may read."""
     config = deepcopy(server_settings())
     config["server"]["url"] = base_url
+    config["server"]["templates"] = {"path": str(TEMPLATES)}
     config["server"].pop("limit", None)
     config["server"]["limits"] = {"default_items": DEFAULT_LIMIT, "max_items": MAX_LIMIT, "on_exceed": "error"}
     config["resources"] = {layer.id: resource(layer, snap) for layer in catalog.vector_layers()
@@ -70,4 +75,149 @@ def build(catalog: Catalog, snap: Snapshot, base_url: str, visible: frozenset[st
 
 
 def openapi(config: dict) -> dict:
-    return get_oas(config, fail_on_invalid_collection=False)
+    """pygeoapi's OpenAPI document, made to say what this server does (a fuzzer holds it to that)."""
+    return _as_served(get_oas(config, fail_on_invalid_collection=False))
+
+
+# -- the OpenAPI document as served -----------------------------------------------------------------
+# pygeoapi's document refers to the OGC's remote YAML files (a client offline, or a city network
+# without Internet access, cannot resolve them), lists routes geocloud does not serve (processes
+# jobs, collection schemas), and leaves out answers every route can give (401 for a bad
+# credential, 429, 503). It is rewritten here into a self-contained document of what is served.
+
+_JSON_OBJECT = {"type": "object"}
+_ERROR = {"type": "object", "required": ["code", "description"],
+          "properties": {"code": {"type": "string"}, "description": {"type": "string"}}}
+_LINKS = {"type": "array", "items": {"$ref": "#/components/schemas/link"}}
+
+
+def _content(schema: dict, *media: str) -> dict:
+    """``schema`` for the JSON media types; a JSON-LD rendering is another object, HTML a text."""
+    return {m: {"schema": schema if m in ("application/json", "application/geo+json") else
+                _JSON_OBJECT if "json" in m else {"type": "string"}} for m in media}
+
+
+def _response(description: str, schema: dict, *media: str) -> dict:
+    return {"description": description, "content": _content(schema, *media)}
+
+
+_PAGES = ("application/json", "text/html", "application/ld+json")
+_ERRORS = ("application/json", "text/html", "application/ld+json")
+_COMPONENTS = {
+    "schemas": {
+        "exception": _ERROR,
+        "link": {"type": "object", "required": ["href"], "properties": {
+            "href": {"type": "string"}, "rel": {"type": "string"}, "type": {"type": "string"},
+            "title": {"type": "string"}}},
+    },
+    "responses": {
+        "LandingPage": _response("the landing page, conformance or collections document",
+                                 {"type": "object", "properties": {"links": _LINKS}}, *_PAGES),
+        "Collection": _response("a collection", {"type": "object", "required": ["id", "links"], "properties": {
+            "id": {"type": "string"}, "links": _LINKS}}, *_PAGES),
+        "Features": _response("a page of features", {"type": "object", "required": ["type", "features"], "properties": {
+            "type": {"const": "FeatureCollection"}, "features": {"type": "array", "items": _JSON_OBJECT},
+            "numberMatched": {"type": "integer", "minimum": 0}, "numberReturned": {"type": "integer", "minimum": 0},
+            "links": _LINKS}}, "application/json", "application/geo+json", "text/html", "application/ld+json"),
+        "Feature": _response("one feature", {"type": "object", "required": ["type", "geometry", "properties"],
+                                             "properties": {"type": {"const": "Feature"}}},
+                             "application/json", "application/geo+json", "text/html", "application/ld+json"),
+        "Queryables": _response("the queryable properties", {"type": "object", "properties": {
+            "properties": _JSON_OBJECT}}, "application/schema+json", "text/html"),
+        "OpenAPI": _response("this document", _JSON_OBJECT, "application/vnd.oai.openapi+json;version=3.0",
+                             "text/html"),
+        "InvalidParameter": _response("a parameter is not valid; the description names it",
+                                      {"$ref": "#/components/schemas/exception"}, *_ERRORS),
+        "Unauthorized": {**_response("the credential is not valid, or (anonymous callers) the collection is "
+                                     "not public or does not exist", {"$ref": "#/components/schemas/exception"},
+                                     "application/json"),
+                         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}},
+        "NotFound": _response("no such collection or feature", {"$ref": "#/components/schemas/exception"}, *_ERRORS),
+        "TooManyRequests": _response("the caller's request rate limit is exceeded; see Retry-After",
+                                     {"$ref": "#/components/schemas/exception"}, "application/json"),
+        "ServerError": _response("an error on the server (logged)", {"$ref": "#/components/schemas/exception"},
+                                 *_ERRORS),
+        "ServiceUnavailable": _response("the database is unavailable; see Retry-After",
+                                        {"$ref": "#/components/schemas/exception"}, "application/json"),
+        "Options": {"description": "the methods allowed (read-only collections)",
+                    "headers": {"Allow": {"schema": {"type": "string"}}}},
+    },
+    "parameters": {
+        "featureId": {"name": "featureId", "in": "path", "required": True, "description": "the feature's id",
+                      "schema": {"type": "string"}},
+        "sortby": {"name": "sortby", "in": "query", "required": False, "style": "form", "explode": False,
+                   "description": "comma-separated property names, each optionally prefixed by + or -",
+                   "schema": {"type": "string"}},
+    },
+}
+_EXTERNAL = {  # pygeoapi's remote references -> the local components above
+    "ogcapi-records/master/core/openapi/parameters/sortby.yaml": "#/components/parameters/sortby",
+    "processes/part1/1.0/openapi/schemas/exception.yaml": "#/components/schemas/exception",
+    "processes/part1/1.0/openapi/responses/NotFound.yaml": "#/components/responses/NotFound",
+    "ogcapi-tiles-1.yaml#/components/schemas/link": "#/components/schemas/link",
+}
+_EVERY = {"401": "Unauthorized", "429": "TooManyRequests", "500": "ServerError", "503": "ServiceUnavailable"}
+_UNSERVED = ("/jobs", "/schema")  # pygeoapi's processes and collection schema routes: not routed here
+
+
+def _local(ref: str) -> str:
+    for tail, local in _EXTERNAL.items():
+        if ref.endswith(tail):
+            return local
+    if ref.startswith("http") and "#/components/" in ref:
+        return "#/components/" + ref.split("#/components/", 1)[1]
+    return ref
+
+
+def _localised(node):
+    if isinstance(node, dict):
+        return {k: _local(v) if k == "$ref" and isinstance(v, str) else _localised(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_localised(v) for v in node]
+    return node
+
+
+def _bounded(parameter: dict, fields: dict) -> dict:
+    """A property's query parameter with the range its column holds (a bigger number is refused)."""
+    ftype = fields.get(parameter.get("name"))
+    if ftype in INTEGER_RANGES:
+        low, high = INTEGER_RANGES[ftype]
+        parameter = {**parameter, "schema": {**parameter["schema"], "minimum": low, "maximum": high}}
+    return parameter
+
+
+def _as_served(doc: dict) -> dict:
+    from geocloud.catalog import get_catalog  # the catalog's field types bound the property parameters
+
+    fields = {f.name: f.type for layer in get_catalog().vector_layers() for f in layer.fields}
+    doc = _localised(doc)
+    components = doc.setdefault("components", {})
+    for kind, items in _COMPONENTS.items():
+        components.setdefault(kind, {}).update(items)
+    params = components["parameters"]
+    params["lang"] = {**params["lang"], "schema": {"type": "string"}, "description":
+                      "zh-TW (the default) or en; any other language is answered in English (zh-* in zh-TW)"}
+    params["f"] = {**params["f"], "schema": {**params["f"]["schema"], "enum": ["json", "html", "jsonld", ""]}}
+    params["offset"] = {**params["offset"], "schema": {**params["offset"]["schema"], "maximum": MAX_OFFSET}}
+    components["responses"].pop("default", None)
+    paths = {}
+    for path, item in doc["paths"].items():
+        if any(part in path for part in _UNSERVED):
+            continue
+        for method, op in item.items():
+            responses = op.setdefault("responses", {})
+            responses.pop("default", None)
+            if method == "options":
+                op["responses"] = {"204": {"$ref": "#/components/responses/Options"}}
+                responses = op["responses"]
+            elif path == "/openapi":
+                responses["200"] = {"$ref": "#/components/responses/OpenAPI"}
+            responses.setdefault("400", {"$ref": "#/components/responses/InvalidParameter"})
+            if path.startswith("/collections/"):
+                responses.setdefault("404", {"$ref": "#/components/responses/NotFound"})
+            for status, name in _EVERY.items():
+                responses[status] = {"$ref": f"#/components/responses/{name}"}
+            op["parameters"] = [_bounded(p, fields) if "name" in p else p for p in op.get("parameters", [])]
+        paths[path] = item
+    doc["paths"] = paths
+    return doc

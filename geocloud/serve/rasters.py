@@ -8,48 +8,220 @@ Tiles are cached on disk like vector tiles and invalidated by the same publish/r
 """
 
 import hashlib
+import json
+import logging
+import math
+import re
+from functools import lru_cache
 
 import morecantile
+import numpy
+import rasterio
 from fastapi import FastAPI, HTTPException, Path
+from fastapi.exceptions import RequestValidationError
+from rio_tiler.errors import PointOutsideBounds
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import Response
-from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+from starlette.responses import JSONResponse, Response
+from titiler.core.errors import DEFAULT_STATUS_CODES
 from titiler.core.factory import TilerFactory
 
 from geocloud.catalog import get_catalog
 from geocloud.config import get_settings
 from geocloud.access import can_read
 from geocloud.serve import guard, tilecache
-from geocloud.serve.http import HTTPError
+from geocloud.serve.http import HTTPError, bad_parameter, error_response, not_found
 from geocloud.serve.state import snapshot
 from geocloud.serve.tms import SERVED, TMS
 
 
-def live_cog(layer_id: str = Path(description="Raster layer id from the catalog"),
-             tileMatrixSetId: str | None = None) -> str:  # noqa: N803 - titiler's path parameter
-    """The path of the live COG of a raster layer the caller may read; 401/404/400 otherwise.
+LOG = logging.getLogger("geocloud.serve")
+# Every parameter that scales the work of one raster request, with the range allowed: a 16384-pixel
+# tile or a 16000 x 16000 preview took a minute of a worker's time.
+LIMITS = {"tilesize": (64, 1024), "width": (1, 2048), "height": (1, 2048), "max_size": (1, 2048),
+          "buffer": (0, 64), "padding": (0, 64), "cover_scale": (1, 100), "minzoom": (0, 30), "maxzoom": (0, 30)}
+MAX_LIST = {"bidx": 16, "p": 100, "c": 256, "rescale": 16}  # repeated parameters: at most this many
+MAX_BINS = 1024
+MAX_TEXT = {"expression": 512, "algorithm_params": 1024, "colormap": 16_384}
+MAX_BODY = 1 << 20  # POST /statistics: a GeoJSON body of at most 1 MiB ...
+MAX_FEATURES = 16   # ... and of at most 16 features (each is a read of up to max_size pixels)
 
-    Web Mercator requests read the web-optimized variant the ETL writes beside the COG (aligned to
-    the WebMercatorQuad grid: a tile is a block read, no reprojection); everything else, the COG in
-    the layer's own CRS."""
+
+def _number(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise bad_parameter(name, f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise bad_parameter(name, f"must be a finite number, got {text!r}")
+    return value
+
+
+def check_limits(query, path: dict) -> None:
+    """Refuse, naming the parameter and its range, any request whose size parameters would make
+    it expensive, and any non-finite number (NaN reaches GDAL as a fill value or a coordinate)."""
+    for name, value in query.multi_items():
+        if "\x00" in value:
+            raise bad_parameter(name, "must not contain NUL (\\0) characters")
+        if name in MAX_TEXT and len(value) > MAX_TEXT[name]:
+            raise bad_parameter(name, f"longer than {MAX_TEXT[name]} characters")
+    sizes = {**{k: v for k, v in query.items() if k in LIMITS},
+             **{k: str(path[k]) for k in ("width", "height") if k in path}}
+    for name, text in sizes.items():
+        low, high = LIMITS[name]
+        value = _number(name, text)
+        if not low <= value <= high:
+            raise bad_parameter(name, f"must be between {low} and {high}, got {text}")
+    for name, most in MAX_LIST.items():
+        if len(query.getlist(name)) > most:
+            raise bad_parameter(name, f"given more than {most} times")
+    for text in query.getlist("p"):
+        if not 0 <= _number("p", text) <= 100:
+            raise bad_parameter("p", f"a percentile is between 0 and 100, got {text}")
+    bins = query.get("histogram_bins")
+    if bins is not None:
+        edges = bins.split(",")
+        count = len(edges) - 1 if len(edges) > 1 else _number("histogram_bins", bins)
+        if not 1 <= count <= MAX_BINS:
+            raise bad_parameter("histogram_bins", f"between 1 and {MAX_BINS} bins, got {bins[:40]}")
+        for edge in edges:
+            _number("histogram_bins", edge)
+    for name in ("lon", "lat"):
+        if name in path:
+            _number(name, str(path[name]))
+    if "lon" in path and query.get("coord_crs") is None and not (
+            -180 <= float(path["lon"]) <= 180 and -90 <= float(path["lat"]) <= 90):
+        raise bad_parameter("lon", f"longitude/latitude out of range: {path['lon']},{path['lat']}")
+
+
+@lru_cache(maxsize=64)
+def _bands(path: str) -> tuple[int, str]:
+    """(band count, data type) of a COG; a published COG does not change under its path."""
+    with rasterio.open(path) as src:
+        return src.count, src.dtypes[0]
+
+
+def _check_dataset(cog: str, query) -> None:
+    """Parameters that must fit the dataset: band indexes and a nodata value of its data type."""
+    count, dtype = _bands(cog)
+    for text in query.getlist("bidx"):
+        if not text.strip().isdigit() or not 1 <= int(text) <= count:
+            raise bad_parameter("bidx", f"band index must be between 1 and {count}, got {text!r}")
+    for band in re.findall(r"\bb(\d+)\b", query.get("expression", "")):
+        if not 1 <= int(band) <= count:
+            raise bad_parameter("expression", f"band b{band} does not exist; this layer has b1 to b{count}")
+    nodata = query.get("nodata")
+    if nodata is not None:
+        value = _number("nodata", nodata)
+        if numpy.issubdtype(numpy.dtype(dtype), numpy.integer):
+            info = numpy.iinfo(dtype)
+            if not (value.is_integer() and info.min <= value <= info.max):
+                raise bad_parameter("nodata", f"must be an integer from {info.min} to {info.max} for "
+                                              f"{dtype} pixels, got {nodata!r}")
+
+
+def _check_tile(path: dict) -> None:
+    """A tile address: non-negative integers (400 otherwise), inside the matrix set (404)."""
+    for name in ("z", "x", "y"):
+        text = str(path[name])
+        if not text.lstrip("-").isdecimal() or not text.isascii():
+            raise bad_parameter(name, f"must be an integer, got {text!r}")
+        if int(text) < 0:
+            raise bad_parameter(name, f"must be 0 or more, got {text}")
+    tms = SERVED.get(path.get("tileMatrixSetId", ""))
+    z, x, y = int(path["z"]), int(path["x"]), int(path["y"])
+    if tms is None:
+        return  # titiler names the matrix sets it accepts
+    if not tms.minzoom <= z <= tms.maxzoom:
+        raise not_found(f"tileMatrix {z} is outside {tms.id} (zoom {tms.minzoom}-{tms.maxzoom})")
+    matrix = tms.matrix(z)
+    if not (x < matrix.matrixWidth and y < matrix.matrixHeight):
+        raise not_found(f"tile {z}/{x}/{y} is outside the {tms.id} matrix {z} "
+                        f"({matrix.matrixWidth} columns x {matrix.matrixHeight} rows)")
+
+
+def _check_body(body: bytes) -> None:
+    """POST /statistics: a GeoJSON of at most MAX_FEATURES features (each is one read of the
+    COG), with finite numbers only."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not a JSON number")
+    try:
+        data = json.loads(body, parse_constant=refuse) if body else None
+    except ValueError as exc:
+        raise bad_parameter("body", f"not valid GeoJSON: {exc}") from None
+    if isinstance(data, dict) and len(data.get("features") or []) > MAX_FEATURES:
+        raise bad_parameter("body", f"at most {MAX_FEATURES} features per request, got {len(data['features'])}")
+
+
+async def live_cog(request: Request, layer_id: str = Path(description="Raster layer id from the catalog"),
+                   tileMatrixSetId: str | None = None) -> str:  # noqa: N803 - titiler's path parameter
+    """The path of the live COG of a raster layer the caller may read; 401/404/400 otherwise."""
+    cog = await run_in_threadpool(_live_cog, request, layer_id, tileMatrixSetId)
+    if request.method == "POST":
+        try:
+            _check_body(await request.body())
+        except HTTPError as exc:
+            raise HTTPException(exc.status, exc.description) from None
+    return cog
+
+
+def _live_cog(request: Request, layer_id: str, tileMatrixSetId: str | None) -> str:  # noqa: N803
+    """The caller is checked first, so a layer they may not read answers the same whatever else the
+    request holds. Web Mercator requests read the web-optimized variant the ETL writes beside the
+    COG (aligned to the WebMercatorQuad grid: a tile is a block read, no reprojection);
+    everything else, the COG in the layer's own CRS."""
     try:
         guard.layer_for(layer_id, "rasters", kind="raster")
+        check_limits(request.query_params, request.path_params)
+        if "z" in request.path_params:
+            _check_tile(request.path_params)
+        folder = get_settings().data_path / snapshot().layers[layer_id].storage
+        cog = folder / f"{layer_id}.tif"
+        if tileMatrixSetId == "WebMercatorQuad" and (web := folder / f"{layer_id}-webmercator.tif").exists():
+            cog = web
+        _check_dataset(str(cog), request.query_params)
     except HTTPError as exc:
         raise HTTPException(exc.status, exc.description, headers=exc.headers or None) from None
-    folder = get_settings().data_path / snapshot().layers[layer_id].storage
-    if tileMatrixSetId == "WebMercatorQuad" and (web := folder / f"{layer_id}-webmercator.tif").exists():
-        return str(web)
-    return str(folder / f"{layer_id}.tif")
+    return str(cog)
 
 
 tiler = TilerFactory(path_dependency=live_cog, supported_tms=TMS, router_prefix="/rasters/{layer_id}",
                      add_part=False, add_preview=True, add_viewer=False)
 
 
+def _error_handler(status: int):
+    """titiler's and rio-tiler's exceptions answered in geocloud's error format."""
+    code = {400: "InvalidParameterValue", 404: "NotFound"}.get(status, "ServerError")
+
+    async def handler(request: Request, exc: Exception):
+        if status >= 500:
+            LOG.error("raster error on %s", request.url.path, exc_info=exc)
+            return JSONResponse({"code": code, "description": "internal error (logged)"}, status_code=status,
+                                headers={"Connection": "close", "Cache-Control": "no-store"})
+        return error_response(HTTPError(status, code, str(exc)))
+    return handler
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException):
+    code = {401: "Unauthorized", 404: "NotFound"}.get(exc.status_code, "InvalidParameterValue")
+    return error_response(HTTPError(exc.status_code, code, str(exc.detail), dict(exc.headers or {})))
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError):
+    """FastAPI's 422 becomes the 400 every other route answers, naming the first bad parameter."""
+    first = exc.errors()[0]
+    name = first["loc"][-1] if first.get("loc") else "request"
+    return error_response(bad_parameter(str(name), first.get("msg", "invalid value")))
+
+
 def create_raster_app() -> FastAPI:
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, max_body_size=MAX_BODY)
     app.include_router(tiler.router, prefix="/rasters/{layer_id}")
-    add_exception_handlers(app, DEFAULT_STATUS_CODES)
+    for exc_class, status in {**DEFAULT_STATUS_CODES, PointOutsideBounds: 404}.items():
+        app.add_exception_handler(exc_class, _error_handler(status))
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_middleware(TileCache)
     return app
 

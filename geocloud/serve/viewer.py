@@ -34,11 +34,14 @@ def _fill(value, base: str):
 
 
 def _check(name: str, suffix: str) -> Path:
-    """A style file the caller may see: a layer's style is guarded like the layer itself."""
+    """A style file the caller may see: a layer's style is guarded like the layer itself, and a
+    style that does not exist answers as a layer that does not exist (401 to an anonymous
+    caller, 404 otherwise), so the answer never tells a restricted layer from an unknown name."""
     path = styles_dir() / f"{name}{suffix}"
-    if name in get_catalog().layers:
+    exists = name.replace("_", "").isalnum() and path.is_file()
+    if name in get_catalog().layers or not exists:
         guard.layer_for(name, "styles")
-    if not name.replace("_", "").isalnum() or not path.is_file():
+    if not exists:
         raise not_found(f"style {name!r} not found; see /styles")
     return path
 

@@ -31,6 +31,12 @@ def log_config(access_log: bool) -> dict:
     config["loggers"]["uvicorn.error"]["level"] = "WARNING"
     config["loggers"]["uvicorn.access"]["level"] = "INFO" if access_log else "WARNING"
     config["root"] = {"handlers": ["default"], "level": "WARNING"}
+    # pygeoapi logs a client's mistakes (an unknown item id) as errors with a traceback; they keep
+    # going where pygeoapi's own set-up sent them (standard output, at the level of
+    # pygeoapi-config.yml's logging), redacted like the rest
+    config["handlers"]["pygeoapi"] = {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
+                                      "formatter": "default", "filters": ["redact"]}
+    config["loggers"]["pygeoapi"] = {"handlers": ["pygeoapi"], "level": "ERROR", "propagate": False}
     return config
 
 

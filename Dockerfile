@@ -1,4 +1,12 @@
 # geocloud server and CLI. GDAL, PROJ (with EPSG:15487) and GEOS come inside the Python wheels.
+
+# The viewer's npm packages (MapLibre GL JS, served by geocloud; no CDN) and their CycloneDX list (npm >= 10).
+FROM node:22-bookworm-slim AS web
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund \
+    && npm sbom --sbom-format cyclonedx --omit dev --package-lock-only > npm-sbom.json
+
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     GEOCLOUD_PROJECT_DIR=/srv/geocloud GEOCLOUD_DATA_DIR=/data
@@ -6,6 +14,15 @@ WORKDIR /srv/geocloud
 COPY pyproject.toml README.md ./
 COPY geocloud ./geocloud
 RUN pip install --no-cache-dir .
+COPY --from=web /src/node_modules ./node_modules
+# The software bill of materials (CycloneDX JSON) of this image's Python environment and npm packages, at
+# /srv/geocloud/sbom.cdx.json; the tool that writes it runs from a virtual environment that is removed after.
+COPY scripts/sbom.py ./scripts/sbom.py
+COPY --from=web /src/npm-sbom.json /tmp/npm-sbom.json
+RUN python -m venv /tmp/sbom-tool && /tmp/sbom-tool/bin/pip install --no-cache-dir -q cyclonedx-bom \
+    && /tmp/sbom-tool/bin/python scripts/sbom.py --python /usr/local/bin/python --npm-sbom /tmp/npm-sbom.json \
+       -o /srv/geocloud/sbom.cdx.json \
+    && rm -rf /tmp/sbom-tool /tmp/npm-sbom.json
 COPY layers ./layers
 COPY etl ./etl
 COPY styles ./styles

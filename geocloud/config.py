@@ -6,10 +6,14 @@ machines agree on the database, the data directory and the catalog without shari
 
 import getpass
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from geocloud.errors import ConfigError
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -35,6 +39,17 @@ class Settings(BaseSettings):
     rate_limit_anonymous: int = Field(default=1200, description="Requests per minute per anonymous client address")
     public_url: str = Field(default="http://127.0.0.1:8000",
                             description="The server's URL as the public reaches it; metadata and portal payloads link here")
+    trusted_proxies: str = Field(
+        default="", description="Reverse proxies (IP addresses or CIDR networks, comma-separated) whose Forwarded and "
+                                "X-Forwarded-* headers are believed; from anyone else they are ignored")
+    allowed_hosts: str = Field(
+        default="", description="Host names (comma-separated) links may be built for from the Host header, besides "
+                                "GEOCLOUD_PUBLIC_URL's; any other Host gets links to GEOCLOUD_PUBLIC_URL")
+    access_log: bool = Field(default=False, description="Log every request (credentials in queries redacted); "
+                                                         "`geocloud serve --access-log` does the same")
+    cors_origins: str = Field(
+        default="*", description="Origins (comma-separated) browsers may read answers from, '*' for any, "
+                                 "empty for none; never with credentials (cookies, browser-cached Basic auth)")
     tgos_csw_url: str | None = Field(default=None, description="TGOS CSW 2.0.2 endpoint that accepts CSW-T")
     tgos_username: str | None = None
     tgos_password: str | None = None
@@ -56,6 +71,25 @@ class Settings(BaseSettings):
                                         "its width or height stops")
     oidc_agency_claim: str = "agency"
     oidc_roles_claim: str = "roles"
+
+    @property
+    def link_hosts(self) -> frozenset[str]:
+        """Host names whose Host header may appear in the links the server writes."""
+        names = {h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()}
+        public = urlsplit(self.public_url).hostname
+        return frozenset(names | ({public.lower()} if public else set()))
+
+    @property
+    def proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        try:
+            return tuple(ip_network(p.strip(), strict=False) for p in self.trusted_proxies.split(",") if p.strip())
+        except ValueError as exc:
+            raise ConfigError(f"GEOCLOUD_TRUSTED_PROXIES: {exc}", fix="list IP addresses or networks, e.g. "
+                                                                        "10.0.0.5,192.168.10.0/24") from None
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def layers_dir(self) -> Path:

@@ -98,6 +98,10 @@ def test_every_route_every_caller_every_layer(served):
                 r = client.request(method, path, **kwargs)
                 body = r.text
                 where = f"{caller} {method} {path} -> {r.status_code}"
+                vary = r.headers.get("vary", "").lower()
+                if "cache-control" not in r.headers or "authorization" not in vary or "x-api-key" not in vary \
+                        or r.headers.get("x-content-type-options") != "nosniff":
+                    problems.append(f"{where}: every answer needs Cache-Control, Vary on the credentials and nosniff")
                 if caller in INVALID:
                     if r.status_code != 401 or "WWW-Authenticate" not in r.headers:
                         problems.append(f"{where}: bad credentials must be refused with 401")

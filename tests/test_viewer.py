@@ -2,6 +2,7 @@
 a click shows attributes with zh-TW and English field titles, no console errors."""
 
 import shutil
+import time
 
 import pytest
 from playwright.sync_api import sync_playwright
@@ -10,6 +11,15 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+
+
+def wait_until(page, expression: str, timeout: float = 60) -> None:
+    """Poll a JavaScript expression until it is true. (Playwright's wait_for_function evaluates its
+    predicate with eval inside the page, which the viewer's Content-Security-Policy forbids.)"""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        time.sleep(0.1)
 
 
 def test_viewer_loads_toggles_and_shows_attributes(served, tmp_path):
@@ -23,13 +33,12 @@ def test_viewer_loads_toggles_and_shows_attributes(served, tmp_path):
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(served.url + "/map/#15/24.1620/120.6473")
         page.wait_for_selector("#layers li[data-layer=buildings]", timeout=60_000)
-        page.wait_for_function("window.geocloudMap && window.geocloudMap.loaded() && "
-                               "window.geocloudMap.areTilesLoaded()", timeout=60_000)
+        wait_until(page, "window.geocloudMap && window.geocloudMap.loaded() && window.geocloudMap.areTilesLoaded()")
         assert page.evaluate("geocloudMap.queryRenderedFeatures().filter(f => f.sourceLayer === 'buildings').length") > 0
 
         page.click("#toggle-buildings")
         assert page.evaluate("geocloudMap.getLayoutProperty('buildings-fill', 'visibility')") == "none"
-        page.wait_for_function("geocloudMap.loaded()")
+        wait_until(page, "geocloudMap.loaded()")
 
         box = page.locator("#map").bounding_box()
         spot = page.evaluate("""() => {
@@ -49,8 +58,8 @@ def test_viewer_loads_toggles_and_shows_attributes(served, tmp_path):
         assert page.inner_text("h1") == "Taichung GeoCloud"
         page.keyboard.press("Escape")
         page.mouse.click(box["x"] + spot[0], box["y"] + spot[1])
-        page.wait_for_function("document.querySelector('.maplibregl-popup') && "
-                               "document.querySelector('.maplibregl-popup').innerText.includes('Zone code')", timeout=10_000)
+        wait_until(page, "!!document.querySelector('.maplibregl-popup') && "
+                         "document.querySelector('.maplibregl-popup').innerText.includes('Zone code')", 10)
         links = page.eval_on_selector_all("#layers li[data-layer=zoning] a", "els => els.map(a => a.href)")
         assert any(href.endswith("/collections/zoning/download?f=gpkg") for href in links)
         assert page.input_value("#qgis-url") == served.url

@@ -1,7 +1,8 @@
 """The audit trail: reads of non-public layers and changes to keys and agencies.
 
 Reads are queued in memory and written by a background thread in batches (write-behind), so a
-request never waits for the audit insert; administrative actions are written at once.
+request never waits for the audit insert; administrative actions are written at once. Every record
+passes ``redact`` on its way in: a credential sent in a query (``?api_key=``) is never stored.
 """
 
 import atexit
@@ -14,6 +15,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from geocloud.access import background
+from geocloud.access.redact import redact_detail
 from geocloud.db.pool import get_pool
 
 _queue: "queue.Queue[tuple]" = queue.Queue(maxsize=100_000)
@@ -23,7 +25,8 @@ TILE_SURFACES = ("tiles", "rasters")
 def record(conn: psycopg.Connection, action: str, principal: str | None, agency: str | None,
            layer: str | None = None, surface: str | None = None, detail: dict | None = None) -> None:
     conn.execute("INSERT INTO geocloud.audit (action, principal, agency, layer, surface, detail) "
-                 "VALUES (%s, %s, %s, %s, %s, %s)", (action, principal, agency, layer, surface, Jsonb(detail or {})))
+                 "VALUES (%s, %s, %s, %s, %s, %s)",
+                 (action, principal, agency, layer, surface, Jsonb(redact_detail(detail or {}))))
 
 
 _tile_reads: dict[tuple, list] = {}   # (principal, agency, layer, surface) -> [tiles, bytes, paths, key]
@@ -90,11 +93,7 @@ def _writer() -> None:
         if not batch and not tiles:
             continue
         try:
-            with get_pool().connection() as conn:
-                with conn.cursor().copy("COPY geocloud.audit (action, principal, agency, layer, surface, detail) "
-                                        "FROM STDIN") as copy:
-                    for p, a, layer, s, d in batch + tiles:
-                        copy.write_row(("read", p, a, layer, s, json.dumps(d, ensure_ascii=False)))
+            _write_reads(batch + tiles)
         except Exception:  # noqa: BLE001 - the writer must outlive a database hiccup; say what was lost
             logging.getLogger("geocloud.audit").exception("%d audit records could not be written",
                                                            len(batch) + len(tiles))
@@ -103,14 +102,19 @@ def _writer() -> None:
                 _queue.task_done()
 
 
+def _write_reads(reads: list[tuple]) -> None:
+    """The one place read records are written: one COPY, each record's details redacted."""
+    with get_pool().connection() as conn, conn.cursor().copy(
+            "COPY geocloud.audit (action, principal, agency, layer, surface, detail) FROM STDIN") as copy:
+        for p, a, layer, s, d in reads:
+            copy.write_row(("read", p, a, layer, s, json.dumps(redact_detail(d), ensure_ascii=False)))
+
+
 def flush(timeout: float = 5.0) -> None:
     """Wait until queued reads are written (used at shutdown)."""
     if _tile_reads:
         try:
-            with get_pool().connection() as conn, conn.cursor().copy(
-                    "COPY geocloud.audit (action, principal, agency, layer, surface, detail) FROM STDIN") as copy:
-                for p, a, layer, s, d in _take_tile_reads():
-                    copy.write_row(("read", p, a, layer, s, json.dumps(d, ensure_ascii=False)))
+            _write_reads(_take_tile_reads())
         except Exception:  # noqa: BLE001 - at exit, nothing more can be done
             logging.getLogger("geocloud.audit").exception("tile reads could not be recorded at exit")
     if background.running("geocloud-audit"):

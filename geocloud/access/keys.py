@@ -6,6 +6,9 @@ not reveal which ids exist. Verified keys are remembered per process for CACHE_S
 therefore the longest a revoked key can still be used on a worker that had just verified it. After
 that, a key whose secret this worker has verified is checked again for its state only (revoked,
 expired, past its grace, agency deleted), without repeating scrypt.
+
+The state of each key id is remembered the same way (``active``), so that a token a key issued
+stops within the same window when the key is revoked or expires.
 """
 
 import hashlib
@@ -27,6 +30,7 @@ SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 CACHE_SECONDS = 25.0  # plus the serving guard's 5 s per connection: a revoked key works 30 s at most
 DUMMY_SALT = b"geocloud-no-such-key-salt"
 _cache: dict[bytes, tuple[float, Principal | None]] = {}
+_state: dict[str, tuple[float, bool]] = {}   # key id -> (when read, usable)
 _lock = threading.Lock()
 
 
@@ -68,6 +72,30 @@ def rotate(conn: psycopg.Connection, key_id: str, grace: timedelta) -> str:
 
 
 MISS = object()
+USABLE = ("(k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()) "
+          "AND (k.grace_until IS NULL OR k.grace_until > now()) AND a.deleted_at IS NULL)")
+
+
+def _remember_state(key_id: str, usable: bool, now: float) -> None:
+    if len(_state) > 10_000:
+        _state.clear()
+    _state[key_id] = (now, usable)
+
+
+def active(conn: psycopg.Connection | None, key_id: str):
+    """Whether key ``key_id`` may still be used (not revoked, expired, past its grace or of a deleted
+    agency), as read in the last CACHE_SECONDS; MISS when that needs the database and ``conn`` is None."""
+    hit = _state.get(key_id)  # one dict read: atomic, no lock needed
+    now = time.monotonic()
+    if hit and now - hit[0] < CACHE_SECONDS:
+        return hit[1]
+    if conn is None:
+        return MISS
+    row = conn.execute(f"SELECT {USABLE} FROM geocloud.api_keys k JOIN geocloud.agencies a ON a.code = k.agency "
+                       "WHERE k.id = %s", (key_id,)).fetchone()
+    usable = bool(row and row[0])
+    _remember_state(key_id, usable, now)
+    return usable
 
 
 def cached(presented: str):
@@ -86,9 +114,8 @@ def verify(conn: psycopg.Connection, presented: str) -> Principal | None:
     now = time.monotonic()
     m = KEY.match(presented)
     row = conn.execute(
-        "SELECT k.salt, k.hash, k.agency, k.principal, k.role, k.layers, a.city_agency, "
-        "(k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()) "
-        " AND (k.grace_until IS NULL OR k.grace_until > now()) AND a.deleted_at IS NULL) "
+        f"SELECT k.salt, k.hash, k.agency, k.principal, k.role, k.layers, a.city_agency, {USABLE}, "
+        "extract(epoch FROM least(k.expires_at, k.grace_until))::float8 "
         "FROM geocloud.api_keys k JOIN geocloud.agencies a ON a.code = k.agency WHERE k.id = %s",
         (m.group(1) if m else "",)).fetchone()
     with _lock:
@@ -100,7 +127,10 @@ def verify(conn: psycopg.Connection, presented: str) -> Principal | None:
         digest = _hash(secret, row[0] if row else DUMMY_SALT)
         good = row is not None and hmac.compare_digest(digest, bytes(row[1])) and row[7]
     principal = Principal("key", m.group(1), row[3], row[2], row[4], row[6],
-                          frozenset(row[5]) if row[5] is not None else None) if good else None
+                          frozenset(row[5]) if row[5] is not None else None,
+                          expires=row[8] if row[8] is not None else float("inf")) if good else None
+    if row is not None:
+        _remember_state(m.group(1), bool(row[7]), now)
     with _lock:
         if len(_cache) > 10_000:
             _cache.clear()
@@ -127,3 +157,14 @@ def parse_expiry(text: str | None) -> datetime | None:
     except ValueError:
         raise ConfigError(f"--expires {text!r} is not a duration or a date", fix="write e.g. 90d, 12h or 2027-06-30") from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def parse_new_expiry(text: str | None) -> datetime | None:
+    """A new key's ``--expires``: as ``parse_expiry``, and refused when already past (such a key
+    would be born dead, which is always a typo)."""
+    value = parse_expiry(text)
+    if value is not None and value <= datetime.now(timezone.utc):
+        raise ConfigError(f"{text!r} ({value:%Y-%m-%d %H:%M} UTC) is in the past: the key would never work",
+                          where="--expires", fix="give a future date (e.g. 2027-06-30) or a duration (e.g. 90d), "
+                                                 "or leave --expires out for a key that does not expire")
+    return value

@@ -70,13 +70,14 @@ def keys_create(agency: str = typer.Option(..., "--agency"), role: str = typer.O
                 expires: str = typer.Option(None, "--expires", help="e.g. 90d, 12h or 2027-06-30")):
     """Create a key. The secret is printed once, on the last line; only a slow hash is stored."""
     scope = [x.strip() for x in layers.split(",")] if layers else None
+    expires_at = api_keys.parse_new_expiry(expires)
     if scope:
         unknown = [x for x in scope if x not in get_catalog().layers]
         if unknown:
             raise ConfigError(f"unknown layer(s) {', '.join(unknown)}", where="--layers",
                               fix="see `geocloud layers list`")
     with db.transaction() as conn:
-        key = api_keys.create(conn, agency, principal or f"{agency}/{role}", role, scope, api_keys.parse_expiry(expires))
+        key = api_keys.create(conn, agency, principal or f"{agency}/{role}", role, scope, expires_at)
         key_id = api_keys.KEY.match(key).group(1)
         audit_log.record(conn, "key-created", operator(), agency, detail={"key": key_id, "role": role, "layers": scope})
     console.print(f"key {key_id} for {agency} ({role}) created; keep the secret below, it is not shown again:")

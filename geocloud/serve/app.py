@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount
 
 from geocloud.errors import DatabaseError, GeocloudError
-from geocloud.serve import auth, catalog, downloads, features, geocoding, tiles, viewer, wmts
+from geocloud.serve import auth, catalog, downloads, features, geocoding, headers, tiles, viewer, wmts
 from geocloud.serve.guard import AuthMiddleware, service_unavailable
 from geocloud.serve.rasters import create_raster_app
 from geocloud.serve.http import HTTPError, error_response
@@ -47,7 +47,7 @@ def create_app() -> Starlette:
         routes=[*tiles.routes, *features.routes, *downloads.routes, *geocoding.routes, *wmts.routes, *viewer.routes,
                 *auth.routes, *catalog.routes,
                 Mount("", app=create_raster_app())],
-        middleware=[Middleware(AuthMiddleware)],
+        middleware=[*headers.middleware(), Middleware(AuthMiddleware)],
         exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,
                             GeocloudError: _geocloud_error, Exception: _unexpected},
     )

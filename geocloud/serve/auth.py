@@ -1,4 +1,7 @@
-"""``POST /auth/token``: a short-lived signed token for tile URLs in web pages."""
+"""``POST /auth/token``: a short-lived signed token for tile URLs in web pages.
+
+Only an API key or a JWT gets one (a token cannot renew itself), and never for longer than the
+key or JWT itself is valid."""
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -8,13 +11,15 @@ from starlette.routing import Route
 from geocloud.access import tokens
 from geocloud.db.pool import get_pool
 from geocloud.serve import guard
-from geocloud.serve.http import bad_parameter
+from geocloud.serve.http import HTTPError, bad_parameter
 
 
 async def issue_token(request: Request) -> JSONResponse:
     principal = guard.current.get()
     if principal.anonymous:
         raise guard.unauthorized("authenticate with an API key to get a token")
+    if principal.kind == "token":
+        raise HTTPError(403, "Forbidden", "a token cannot issue another token; ask with the API key or JWT")
     q = request.query_params
     try:
         seconds = int(q.get("expires_in", "3600"))

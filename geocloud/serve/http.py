@@ -1,11 +1,15 @@
 """HTTP plumbing shared by every route: the URL the client reached, errors, and cache validators."""
 
 import hashlib
+import re
 from datetime import timezone
 from email.utils import format_datetime
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from geocloud.config import get_settings
 
 
 class HTTPError(Exception):
@@ -29,13 +33,27 @@ def error_response(exc: HTTPError) -> Response:
                         headers={"Cache-Control": "no-store", **exc.headers})
 
 
+HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
+FORWARDED = "geocloud.forwarded"  # scope key: the host and prefix a trusted proxy named (serve/headers.py)
+
+
 def base_url(request: Request) -> str:
-    """The server's root URL as this client reached it, honouring a reverse proxy's headers."""
-    h = request.headers
-    proto = h.get("x-forwarded-proto", request.url.scheme).split(",")[0].strip()
-    host = h.get("x-forwarded-host", h.get("host", request.url.netloc)).split(",")[0].strip()
-    prefix = h.get("x-forwarded-prefix", "").rstrip("/")
-    return f"{proto}://{host}{prefix}{request.scope.get('root_path', '')}".rstrip("/")
+    """The server's root URL as this client reached it, for the links the server writes.
+
+    Links that end up in shared caches must not be the client's to choose: the host and prefix a
+    reverse proxy names count only when the proxy is trusted (GEOCLOUD_TRUSTED_PROXIES; the
+    middleware in serve/headers.py has then put them, and the scheme, in the scope); the Host header
+    counts only when it names GEOCLOUD_PUBLIC_URL's host or one of GEOCLOUD_ALLOWED_HOSTS.
+    Anything else gets links to GEOCLOUD_PUBLIC_URL."""
+    scope = request.scope
+    forwarded = scope.get(FORWARDED) or {}
+    host = forwarded.get("host")
+    if host is None:
+        host = request.headers.get("host", "")
+        settings = get_settings()
+        if not HOST.match(host) or urlsplit(f"//{host}").hostname not in settings.link_hosts:
+            return settings.public_url.rstrip("/")
+    return f"{scope['scheme']}://{host}{forwarded.get('prefix', '')}{scope.get('root_path', '')}".rstrip("/")
 
 
 def validators(request: Request, version_token: str, last_modified, cache_control: str = "no-cache") -> dict:

@@ -155,6 +155,8 @@ def test_a_server_error_closes_the_keep_alive_connection_it_announces(served):
             with socket.create_connection((host, int(port)), timeout=30) as sock:
                 status, headers, body = _raw_get(sock, "/collections/topo_water/items?limit=1")
                 assert status == 500 and headers["connection"] == "close", headers
+                # sent from outside every middleware, it still carries the shared headers
+                assert headers["x-content-type-options"] == "nosniff" and "x-api-key" in headers["vary"].lower()
                 assert headers["content-type"] == "application/json" and b'"ServerError"' in body
                 assert sock.recv(1) == b""  # and the server has closed it, as announced
         finally:

@@ -6,14 +6,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Mount
 
 from geocloud.errors import DatabaseError, GeocloudError
 from geocloud.serve import auth, catalog, downloads, features, geocoding, headers, tiles, viewer, wmts
 from geocloud.serve.guard import AuthMiddleware, service_unavailable
 from geocloud.serve.rasters import create_raster_app
-from geocloud.serve.http import HTTPError, error_response
+from geocloud.serve.http import HTTPError, error_response, server_error
 
 LOG = logging.getLogger("geocloud.serve")
 
@@ -34,12 +33,8 @@ async def _geocloud_error(request: Request, exc: GeocloudError):
 
 
 async def _unexpected(request: Request, exc: Exception):
-    """The last resort: a JSON 500 that says ``Connection: close``. Starlette re-raises the error
-    after this response and uvicorn then closes the connection; the header tells a keep-alive
-    client so, instead of leaving it to find a dropped connection on its next request."""
     LOG.exception("unexpected error on %s", request.url.path)
-    return JSONResponse({"code": "ServerError", "description": "internal error (logged)"}, status_code=500,
-                        headers={"Connection": "close", "Cache-Control": "no-store"})
+    return server_error()
 
 
 def create_app() -> Starlette:

@@ -26,9 +26,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from geocloud.config import get_settings
-from geocloud.serve.http import FORWARDED, HOST
+from geocloud.serve.http import ALWAYS, CREDENTIAL_HEADERS, FORWARDED, HOST
 
-CREDENTIAL_HEADERS = b"Authorization, X-API-Key, Cookie"
 DEFAULT_CACHE = b"private, no-cache"
 HSTS = b"max-age=31536000"
 _SELF = "default-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
@@ -37,7 +36,6 @@ VIEWER_CSP = (f"{_SELF}; script-src 'self'; worker-src 'self' blob:; child-src '
 PAGES_CSP = (f"{_SELF}; script-src 'self' 'unsafe-inline' https://unpkg.com https://cdnjs.cloudflare.com "
              "https://cdn.jsdelivr.net; style-src 'self' 'unsafe-inline' https://unpkg.com https://cdn.jsdelivr.net; "
              "img-src 'self' data: blob: https:; font-src 'self' data: https://unpkg.com; connect-src 'self'").encode()
-ALWAYS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"strict-origin-when-cross-origin")]
 CORS_HEADERS = ["Authorization", "X-API-Key", "Accept", "Accept-Language", "Content-Type", "If-None-Match",
                 "If-Modified-Since"]
 CORS_EXPOSED = ["ETag", "Last-Modified", "Link", "Content-Crs", "Content-Disposition", "Retry-After",

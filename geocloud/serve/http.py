@@ -34,7 +34,20 @@ def error_response(exc: HTTPError) -> Response:
 
 
 HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
+CREDENTIAL_HEADERS = b"Authorization, X-API-Key, Cookie"  # what an answer may vary on
+ALWAYS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"strict-origin-when-cross-origin")]
 FORWARDED = "geocloud.forwarded"  # scope key: the host and prefix a trusted proxy named (serve/headers.py)
+
+
+def server_error() -> Response:
+    """The last resort: a JSON 500 that says ``Connection: close``. Starlette sends it from outside
+    every middleware and re-raises, and uvicorn then closes the connection: the header tells a
+    keep-alive client so, and the shared headers (serve/headers.py) are set here since no
+    middleware will add them."""
+    shared = {name.decode(): value.decode() for name, value in ALWAYS}
+    return JSONResponse({"code": "ServerError", "description": "internal error (logged)"}, status_code=500,
+                        headers={"Connection": "close", "Cache-Control": "no-store",
+                                 "Vary": CREDENTIAL_HEADERS.decode(), **shared})
 
 
 def base_url(request: Request) -> str:

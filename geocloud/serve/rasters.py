@@ -23,7 +23,7 @@ from rio_tiler.errors import PointOutsideBounds
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from titiler.core.errors import DEFAULT_STATUS_CODES
 from titiler.core.factory import TilerFactory
 
@@ -31,7 +31,7 @@ from geocloud.catalog import get_catalog
 from geocloud.config import get_settings
 from geocloud.access import can_read
 from geocloud.serve import guard, tilecache
-from geocloud.serve.http import HTTPError, bad_parameter, error_response, not_found
+from geocloud.serve.http import HTTPError, bad_parameter, error_response, not_found, server_error
 from geocloud.serve.state import snapshot
 from geocloud.serve.tms import SERVED, TMS
 
@@ -197,8 +197,7 @@ def _error_handler(status: int):
     async def handler(request: Request, exc: Exception):
         if status >= 500:
             LOG.error("raster error on %s", request.url.path, exc_info=exc)
-            return JSONResponse({"code": code, "description": "internal error (logged)"}, status_code=status,
-                                headers={"Connection": "close", "Cache-Control": "no-store"})
+            return server_error()
         return error_response(HTTPError(status, code, str(exc)))
     return handler
 

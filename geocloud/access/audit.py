@@ -10,6 +10,7 @@ import json
 import logging
 import queue
 import threading
+import time
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -17,9 +18,11 @@ from psycopg.types.json import Jsonb
 from geocloud.access import background
 from geocloud.access.redact import redact_detail
 from geocloud.db.pool import get_pool
+from geocloud.errors import DatabaseError
 
 _queue: "queue.Queue[tuple]" = queue.Queue(maxsize=100_000)
 TILE_SURFACES = ("tiles", "rasters")
+RETRY_SECONDS = 1.0  # between attempts to write a batch while the database is away
 
 
 def record(conn: psycopg.Connection, action: str, principal: str | None, agency: str | None,
@@ -64,18 +67,32 @@ def _start() -> None:
     background.ensure("geocloud-audit", _writer)
 
 
-def _take_tile_reads() -> list[tuple]:
-    """The tile reads counted since the last call, one record per principal and layer."""
+def _take_tile_reads(taken: dict) -> list[tuple]:
+    """The tile reads counted since the last call, one record per principal and layer; ``taken``
+    gets each group's count as it was before, so that a failed write can give them back."""
     out = []
     for group_key, group in list(_tile_reads.items()):
         tiles, size = group[0], group[1]
         paths, group[2] = group[2], []
         before = _tile_written.get(group_key, (0, 0))
         if tiles > before[0]:
+            taken[group_key] = before
             _tile_written[group_key] = (tiles, size)
             out.append((*group_key, {"tiles": tiles - before[0], "bytes": size - before[1], "paths": paths,
                                      "key": group[3]}))
     return out
+
+
+def _give_back(batch: list[tuple], taken: dict) -> bool:
+    """Put a batch the database could not take back in line (reads in the queue, tile counts as not
+    yet written), so an outage that cuts a write short loses nothing; False if the queue is full."""
+    _tile_written.update(taken)
+    try:
+        for read in batch:
+            _queue.put_nowait(read)
+    except queue.Full:
+        return False
+    return True
 
 
 def _writer() -> None:
@@ -89,12 +106,17 @@ def _writer() -> None:
                 batch.append(_queue.get(timeout=0.2))
             except queue.Empty:
                 break
-        tiles = _take_tile_reads()
+        taken: dict = {}
+        tiles = _take_tile_reads(taken)
         if not batch and not tiles:
             continue
         try:
             _write_reads(batch + tiles)
-        except Exception:  # noqa: BLE001 - the writer must outlive a database hiccup; say what was lost
+        except (DatabaseError, psycopg.OperationalError):
+            if not _give_back(batch, taken):
+                logging.getLogger("geocloud.audit").error("audit queue full: reads not recorded after an outage")
+            time.sleep(RETRY_SECONDS)
+        except Exception:  # noqa: BLE001 - the writer must outlive a bad record; say what was lost
             logging.getLogger("geocloud.audit").exception("%d audit records could not be written",
                                                            len(batch) + len(tiles))
         finally:
@@ -114,7 +136,7 @@ def flush(timeout: float = 5.0) -> None:
     """Wait until queued reads are written (used at shutdown)."""
     if _tile_reads:
         try:
-            _write_reads(_take_tile_reads())
+            _write_reads(_take_tile_reads({}))
         except Exception:  # noqa: BLE001 - at exit, nothing more can be done
             logging.getLogger("geocloud.audit").exception("tile reads could not be recorded at exit")
     if background.running("geocloud-audit"):

@@ -289,3 +289,23 @@ def test_nan_and_inf_text_in_csv_coordinates_are_named(database, city, tmp_path)
     err = _refused(5, "landmarks", path, "coordinate columns TWD97_X/TWD97_Y: a coordinate is NaN or infinite",
                    "(3 row(s): 6, 8, 10)", url=database, layer="landmarks")
     assert "not numbers" not in err and "outside" not in err
+
+
+def test_warnings_outside_a_read_still_show_after_another_thread_restored_the_read_hook(recwarn):
+    """catch_warnings is not thread-safe: a thread that enters it while a read runs saves the read's
+    warning hook and puts it back after the read ended. Warnings raised later (a COG build's
+    deprecation warning, say) must still be shown, not fail the code that raised them."""
+    import warnings
+
+    from geocloud.etl import gdalread
+
+    gdalread._join()
+    other = warnings.catch_warnings()
+    other.__enter__()  # the other thread saves the hook the read installed
+    gdalread._leave()
+    other.__exit__(None, None, None)  # ... and restores it after the read's session ended
+    try:
+        warnings.warn("shown, not raised as a TypeError", PendingDeprecationWarning)
+    finally:
+        warnings.showwarning = warnings._showwarning_orig
+    assert [str(w.message) for w in recwarn] == ["shown, not raised as a TypeError"]

@@ -57,7 +57,9 @@ def _route(message, category, filename, lineno, file=None, line=None):
         if not str(message).startswith(ACCEPTED):
             said.append(str(message))
         return
-    _session["show"](message, category, filename, lineno, file, line)
+    # Another thread's catch_warnings may have saved this hook while a read ran and put it back
+    # after the session ended: then warnings go to Python's own display.
+    (_session["show"] or warnings._showwarning_orig)(message, category, filename, lineno, file, line)
 
 
 def _join() -> None:

@@ -215,7 +215,9 @@ def main() -> None:
                         page = get_json(peer, peer.paths()["bbox page, city scale"][0])
                         counts[peer.name] = (page.get("numberMatched"), page.get("numberMatchedIsEstimate", False))
                         results[peer.name] = compare(ours, peer, args.seconds, args.pairs, args.paged_pairs)
-                        print(f"  measured {peer.name}", flush=True)
+                        ratios = "  ".join(f"{label} {ours_r['rps'] / peer_r['rps']:.2f}x"
+                                           for label, (ours_r, peer_r) in results[peer.name].items())
+                        print(f"  measured {peer.name}: geocloud/{peer.name} {ratios}", flush=True)  # kept if cut short
     report(results, counts, args)
 
 

@@ -13,6 +13,9 @@ import psycopg
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
+# geocloud's own session settings (geocloud/db/pool.py), given to the peers for the "tuned" columns
+SESSION_SETTINGS = {"jit": "off", "max_parallel_workers_per_gather": "0", "statement_timeout": "60000"}
+TUNED_PGOPTIONS = " ".join(f"-c {k}={v}" for k, v in SESSION_SETTINGS.items())  # libpq's PGOPTIONS
 
 
 def server_url() -> str:
@@ -102,6 +105,78 @@ def server(cmd: list[str], port: int, ready_path: str, env: dict | None = None, 
         log.close()
 
 
+def geocloud_cmd(port: int, patches: str = "") -> list[str]:
+    """``geocloud serve`` on ``port``, one process; ``patches`` (comma-separated, see bench/patched.py)
+    changes a constant in-process for a what-if run, never geocloud's code on disk."""
+    if not patches:
+        return [sys.executable, "-m", "geocloud", "serve", "--port", str(port)]
+    return [sys.executable, str(ROOT / "bench" / "patched.py"), patches, "--port", str(port)]
+
+
+def median_pair(measure_a, measure_b, pairs: int = 3, key=lambda a, b: a["rps"] / b["rps"]) -> tuple:
+    """Alternate ``measure_a()`` and ``measure_b()`` ``pairs`` times and keep the pair whose ratio is
+    the median: a noisy neighbour then slows both sides of a pair instead of one server's whole run."""
+    found = sorted(((measure_a(), measure_b()) for _ in range(pairs)), key=lambda ab: key(*ab))
+    return found[len(found) // 2]
+
+
+@contextmanager
+def nginx(server_block: str, port: int, workers: int = 1):
+    """nginx (``apt-get install nginx``) on 127.0.0.1:``port`` with one ``server`` block, its files in a
+    temporary directory; ``workers`` processes, like the server it is compared with."""
+    import shutil
+    import tempfile
+
+    exe = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(exe).exists():
+        sys.exit("nginx is not installed: apt-get install nginx (see bench/README.md)")
+    with tempfile.TemporaryDirectory(prefix="bench-nginx-") as tmp:
+        for d in ("logs", "body", "fastcgi"):
+            (Path(tmp) / d).mkdir()
+        (Path(tmp) / "nginx.conf").write_text(f"""
+{"user root;" if os.geteuid() == 0 else ""}
+worker_processes {workers};
+pid {tmp}/nginx.pid;
+error_log {tmp}/logs/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body;
+  fastcgi_temp_path {tmp}/fastcgi;
+  proxy_temp_path {tmp}/body;
+  uwsgi_temp_path {tmp}/body;
+  scgi_temp_path {tmp}/body;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{port};
+    {server_block}
+  }}
+}}
+""")
+        proc = subprocess.Popen([exe, "-p", tmp, "-c", f"{tmp}/nginx.conf", "-g", "daemon off;"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _wait_for_port(port, proc, "nginx")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def _wait_for_port(port: int, proc, name: str) -> None:
+    import socket
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"{name} did not start on port {port}")
+            time.sleep(0.1)
+
+
 def _drive(base: str, batches: list[list[str]], before_each, headers: dict | None, concurrency: int) -> dict:
     """GET every path of each batch from ``concurrency`` keep-alive clients (kept across batches),
     ``before_each()`` before a batch; only the batches are timed. Requests per second and latency
@@ -127,7 +202,7 @@ def _drive(base: str, batches: list[list[str]], before_each, headers: dict | Non
             resp = conn.getresponse()
             body = resp.read()
             latencies.append(time.perf_counter() - t0)
-            if resp.status != 200:
+            if resp.status not in (200, 204):  # 204: a tile with nothing in it
                 errors.append(f"{resp.status} {path}: {body[:200]!r}")
 
     busy = 0.0

@@ -1,23 +1,35 @@
-"""bench/features: geocloud against stock pygeoapi (its own PostgreSQL provider) and tipg, on the
-same PostGIS data and machine, one server process each, 4 concurrent keep-alive clients.
+"""bench/features: geocloud against stock pygeoapi (its own PostgreSQL provider), tipg and MapServer 8,
+on the same PostGIS data and machine, one server process each, 4 concurrent keep-alive clients.
 
 Prints requests per second and p50/p95 latency for a 100-feature bbox page at city and street
 scale and a CQL2 attribute filter, and the time of a full paged read of the buildings layer.
 
-    .venv/bin/python bench/features.py [--scale 50] [--requests 400]
+Every peer runs twice: as shipped (the server's default session settings: JIT and parallel query
+on) and tuned (geocloud's own session settings from geocloud/db/pool.py, through PGOPTIONS for
+libpq clients and the connection URL's server settings for tipg's asyncpg); the targets apply to
+the tuned column. Each figure is the median of ``--pairs`` alternated pairs (geocloud, peer), so a
+noisy machine slows both sides of a pair. geocloud is also measured with exact counts forced, with
+the rate limit's counting removed, and with a key on an internal layer (all in-process what-ifs of
+bench/patched.py or a copy of the project; geocloud's code is unchanged).
+
+    .venv/bin/python bench/features.py [--scale 50] [--seconds 4] [--pairs 3] [--paged-pairs 1] [--peers geocloud,pygeoapi,tipg,mapserver]
 """
 
 import argparse
+import http.client
 import json
 import sys
+import urllib.parse
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psycopg
 import yaml
 from pygeoapi.openapi import get_oas
 
-from common import (ROOT, agency_key, free_port, internal_project, load, load_city, page_all, sample_city,
-                    scratch_database, server)
+from common import (ROOT, SESSION_SETTINGS, TUNED_PGOPTIONS, agency_key, free_port, geocloud_cmd, internal_project,
+                    load, load_city, median_pair, page_all, sample_city, scratch_database, server)
+from mapserver import mapserver
 
 from geocloud import db
 from geocloud.catalog import load_catalog
@@ -59,76 +71,195 @@ def stock_pygeoapi_config(url: str, port: int, folder: Path) -> tuple[Path, Path
     return cfg, oas
 
 
-def scenarios(items: str, filter_lang: str = "&filter-lang=cql2-text") -> dict[str, list[str]]:
+def scenarios(items: str, kind: str = "geocloud") -> dict[str, list[str]]:
     """The requests of each scenario. Stock pygeoapi refuses filter-lang=cql2-text (it parses the
-    filter as ECQL, which reads this simple comparison the same way), so it gets none."""
-    return {
-        "bbox page, city scale": [f"{items}?limit=100&bbox={CITY_BBOX}"],
-        "bbox page, street scale": [f"{items}?limit=100&bbox={STREET_BBOX}"],
-        "CQL2 attribute filter": [f"{items}?limit=100&filter={FILTER}{filter_lang}"],
+    filter as ECQL, which reads this simple comparison the same way), so it gets none. MapServer 8.0
+    ignores ``filter`` (it answers every feature), so it has no filter scenario; it is asked for
+    GeoJSON by ``f=json`` (its default is HTML)."""
+    first = items + ("?f=json&" if kind == "mapserver" else "?")
+    found = {
+        "bbox page, city scale": [f"{first}limit=100&bbox={CITY_BBOX}"],
+        "bbox page, street scale": [f"{first}limit=100&bbox={STREET_BBOX}"],
+        "CQL2 attribute filter": [f"{first}limit=100&filter={FILTER}"
+                                  + ("" if kind == "pygeoapi" else "&filter-lang=cql2-text")],
     }
+    if kind == "mapserver":
+        del found["CQL2 attribute filter"]
+    return found
+
+
+# issue #17's targets: geocloud / tuned peer, per scenario; a full paged read >= 3x all three
+TARGETS = {"pygeoapi": 2.0, "tipg": 1.5, "MapServer 8": 1.25}
+PAGED_TARGET = 3.0
+
+
+class Served:
+    def __init__(self, name: str, base: str, items: str, kind: str, headers: dict | None = None):
+        self.name, self.base, self.items, self.kind, self.headers = name, base, items, kind, headers
+
+    def paths(self) -> dict[str, list[str]]:
+        return scenarios(self.items, self.kind)
+
+    def first_page(self) -> str:
+        return self.items + ("?f=json&" if self.kind == "mapserver" else "?") + "limit=1000"
+
+
+@contextmanager
+def geocloud(name: str, url: str, patches: str = "", env: dict | None = None, headers: dict | None = None):
+    port = free_port()
+    items = "/collections/buildings/items"
+    ready = items + "?limit=1" + (f"&api_key={headers['X-API-Key']}" if headers else "")
+    with server(geocloud_cmd(port, patches), port, ready, env={"GEOCLOUD_DATABASE_URL": url, **(env or {})},
+                log_name=name.replace(" ", "").replace(",", "-")) as base:
+        yield Served(name, base, items, "geocloud", headers)
+
+
+@contextmanager
+def pygeoapi(url: str, folder: Path, tuned: bool):
+    port = free_port()
+    cfg, oas = stock_pygeoapi_config(url, port, folder)
+    env = {"PYGEOAPI_CONFIG": str(cfg), "PYGEOAPI_OPENAPI": str(oas), **({"PGOPTIONS": TUNED_PGOPTIONS} if tuned else {})}
+    with server([sys.executable, "-m", "uvicorn", "pygeoapi.starlette_app:APP", "--port", str(port), "--log-level",
+                 "error"], port, "/collections/buildings/items?limit=1", env=env,
+                log_name=f"pygeoapi-{'tuned' if tuned else 'shipped'}") as base:
+        yield Served(f"pygeoapi {'tuned' if tuned else 'shipped'}", base, "/collections/buildings/items", "pygeoapi")
+
+
+@contextmanager
+def tipg(url: str, tuned: bool):
+    port = free_port()
+    # asyncpg reads no PGOPTIONS; it takes the connection URL's query parameters as server settings
+    dsn = url + ("?" + urllib.parse.urlencode(SESSION_SETTINGS) if tuned else "")
+    items = "/collections/live.buildings/items"
+    with server([sys.executable, "-m", "uvicorn", "tipg.main:app", "--port", str(port), "--log-level", "error"], port,
+                items + "?limit=1", env={"DATABASE_URL": dsn, "TIPG_DB_SCHEMAS": '["live"]'},
+                log_name=f"tipg-{'tuned' if tuned else 'shipped'}") as base:
+        yield Served(f"tipg {'tuned' if tuned else 'shipped'}", base, items, "tipg")
+
+
+@contextmanager
+def mapserver_peer(url: str, tuned: bool):
+    layer = load_catalog(ROOT / "layers", ROOT / "agencies.yml").layers["buildings"]
+    with mapserver(url, layer, env={"PGOPTIONS": TUNED_PGOPTIONS} if tuned else None) as (base, items):
+        yield Served(f"MapServer 8 {'tuned' if tuned else 'shipped'}", base, items, "mapserver")
+
+
+def get_json(served: Served, path: str) -> dict:
+    host = urllib.parse.urlsplit(served.base)
+    conn = http.client.HTTPConnection(host.hostname, host.port, timeout=120)
+    conn.request("GET", path, headers={"Accept": "application/geo+json", **(served.headers or {})})
+    resp = conn.getresponse()
+    body = resp.read()
+    if resp.status != 200:
+        sys.exit(f"{resp.status} from {served.name} {path}: {body[:300]!r}")
+    return json.loads(body)
+
+
+def compare(ours: Served, peer: Served, seconds: float, pairs: int, paged_pairs: int) -> dict:
+    """The median alternated pair (ours, peer) of every scenario both serve, and of a full paged read.
+    Each side sends as many requests as its warm-up rate says fit in ``seconds`` (at least 20): a
+    server answering a page a second is not held for minutes, a fast one is timed long enough."""
+    found = {}
+    for label, peer_paths in peer.paths().items():
+        our_paths = ours.paths()[label]
+        n_ours = max(20, int(seconds * load(ours.base, our_paths, 20, headers=ours.headers)["rps"]))  # warm up
+        n_peer = max(20, int(seconds * load(peer.base, peer_paths, 20, headers=peer.headers)["rps"]))
+        found[label] = median_pair(lambda: load(ours.base, our_paths, n_ours, headers=ours.headers),
+                                   lambda: load(peer.base, peer_paths, n_peer, headers=peer.headers), pairs)
+
+    def paged(served: Served) -> dict:
+        took, count = page_all(served.base, served.first_page(), headers=served.headers)
+        return {"rps": count / took, "seconds": took, "features": count}
+
+    found["full paged read"] = median_pair(lambda: paged(ours), lambda: paged(peer), paged_pairs)
+    return found
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=float, default=50.0, help="sample city scale (50 = 100,000 buildings)")
-    ap.add_argument("--requests", type=int, default=400, help="requests per scenario and server")
+    ap.add_argument("--seconds", type=float, default=4.0, help="about how long each side of a pair is timed")
+    ap.add_argument("--pairs", type=int, default=3, help="alternated (geocloud, peer) pairs; the median is kept")
+    ap.add_argument("--paged-pairs", type=int, default=1,
+                    help="pairs for the full paged read (a peer paging by offset takes minutes per read)")
+    ap.add_argument("--peers", default="geocloud,pygeoapi,tipg,mapserver",
+                    help="comma-separated groups to compare with geocloud (geocloud = its own what-ifs)")
     args = ap.parse_args()
     city = sample_city(args.scale)
     folder = ROOT / ".geocloud" / "bench"
-    results: dict[str, dict] = {}
+    results: dict[str, dict] = {}   # peer name -> scenario -> (geocloud's figure, the peer's figure)
+    counts: dict[str, tuple] = {}   # server name -> (numberMatched, estimated?) of the city-scale page
     with scratch_database() as url:
         db.upgrade(url)
         load_city(url, city, ["buildings"])
         with psycopg.connect(url) as conn:  # every server meets the same warm database cache
             conn.execute("SELECT count(*), sum(length(ST_AsBinary(geom))) FROM live.buildings").fetchone()
-        env = {"GEOCLOUD_DATABASE_URL": url}
-        runs = []
-        port = free_port()
-        runs.append(("geocloud", [sys.executable, "-m", "geocloud", "serve", "--port", str(port)], port, env,
-                     "/collections/buildings/items"))
-        port = free_port()
-        runs.append(("geocloud, key, internal", [sys.executable, "-m", "geocloud", "serve", "--port", str(port)], port,
-                     {**env, "GEOCLOUD_PROJECT_DIR": str(internal_project("buildings"))}, "/collections/buildings/items"))
         key_headers = {"X-API-Key": agency_key(url)}
-        port = free_port()
-        cfg, oas = stock_pygeoapi_config(url, port, folder)
-        runs.append(("pygeoapi (stock)", [sys.executable, "-m", "uvicorn", "pygeoapi.starlette_app:APP", "--port",
-                                          str(port), "--log-level", "error"], port,
-                     {"PYGEOAPI_CONFIG": str(cfg), "PYGEOAPI_OPENAPI": str(oas)}, "/collections/buildings/items"))
-        port = free_port()
-        runs.append(("tipg", [sys.executable, "-m", "uvicorn", "tipg.main:app", "--port", str(port), "--log-level",
-                              "error"], port, {"DATABASE_URL": url, "TIPG_DB_SCHEMAS": '["live"]'},
-                     "/collections/live.buildings/items"))
-        for name, cmd, port, extra_env, items in runs:
-            auth = key_headers if "key" in name else None
-            ready = items + "?limit=1" + (f"&api_key={key_headers['X-API-Key']}" if auth else "")
-            with server(cmd, port, ready, env=extra_env, log_name=name.split()[0].strip(",")) as base:
-                row = {}
-                lang = "" if name.startswith("pygeoapi") else "&filter-lang=cql2-text"
-                for label, paths in scenarios(items, lang).items():
-                    load(base, paths, 20, headers=auth)  # warm up
-                    row[label] = load(base, paths, args.requests, headers=auth)
-                seconds, count = page_all(base, items + "?limit=1000", headers=auth)
-                row["full paged read"] = {"seconds": seconds, "features": count}
-                results[name] = row
-                print(f"  measured {name}", flush=True)
-    n = next(iter(results.values()))["full paged read"]["features"]
-    print(f"\nbuildings layer: {n:,} features; one server process each; 4 concurrent clients, "
-          f"{args.requests} requests per scenario")
-    print(f"{'scenario':<26}{'server':<24}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}")
-    for label in scenarios("x"):
+        groups = {
+            "geocloud": [lambda: geocloud("geocloud, exact counts", url, "exact_counts"),
+                         lambda: geocloud("geocloud, no rate limit", url, "no_rate_limit"),
+                         lambda: geocloud("geocloud, key, internal", url, headers=key_headers,
+                                          env={"GEOCLOUD_PROJECT_DIR": str(internal_project("buildings"))})],
+            "pygeoapi": [lambda: pygeoapi(url, folder, False), lambda: pygeoapi(url, folder, True)],
+            "tipg": [lambda: tipg(url, False), lambda: tipg(url, True)],
+            "mapserver": [lambda: mapserver_peer(url, False), lambda: mapserver_peer(url, True)],
+        }
+        with geocloud("geocloud", url) as ours:
+            load(ours.base, ours.paths()["bbox page, street scale"], 40)  # open the pool, read the catalog
+            page = get_json(ours, ours.paths()["bbox page, city scale"][0])
+            counts[ours.name] = (page["numberMatched"], page.get("numberMatchedIsEstimate", False))
+            for group in args.peers.split(","):
+                for start in groups[group]:
+                    with ExitStack() as stack:
+                        peer = stack.enter_context(start())
+                        page = get_json(peer, peer.paths()["bbox page, city scale"][0])
+                        counts[peer.name] = (page.get("numberMatched"), page.get("numberMatchedIsEstimate", False))
+                        results[peer.name] = compare(ours, peer, args.seconds, args.pairs, args.paged_pairs)
+                        ratios = "  ".join(f"{label} {ours_r['rps'] / peer_r['rps']:.2f}x"
+                                           for label, (ours_r, peer_r) in results[peer.name].items())
+                        print(f"  measured {peer.name}: geocloud/{peer.name} {ratios}", flush=True)  # kept if cut short
+    report(results, counts, args)
+
+
+def report(results: dict, counts: dict, args) -> None:
+    any_row = next(iter(results.values()))
+    n = any_row["full paged read"][0]["features"]
+    print(f"\nbuildings layer: {n:,} features; one server process each; 4 concurrent clients, about {args.seconds:g} s "
+          f"per scenario and server; each row the median of {args.pairs} alternated (geocloud, peer) pairs "
+          f"({args.paged_pairs} for the full paged read)")
+    print(f"peers 'tuned' run with geocloud's session settings ({TUNED_PGOPTIONS}); targets apply to them\n")
+    print(f"{'scenario':<26}{'peer':<26}{'peer req/s':>11}{'p50':>7}{'p95':>7}{'geocloud':>10}{'p50':>7}{'p95':>7}"
+          f"{'ratio':>8}  target")
+    labels = [*scenarios("x"), "full paged read"]
+    for label in labels:
         for name, row in results.items():
-            r = row[label]
-            print(f"{label:<26}{name:<24}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}")
-        ours, stock = results["geocloud"][label]["rps"], results["pygeoapi (stock)"][label]["rps"]
-        keyed = results["geocloud, key, internal"][label]["rps"]
-        print(f"{'':<26}geocloud/pygeoapi {ours / stock:.2f}x   geocloud/tipg {ours / results['tipg'][label]['rps']:.2f}x"
-              f"   key+internal / anonymous+public {keyed / ours:.3f}")
-    print(f"\n{'full paged read (limit=1000)':<30}{'seconds':>9}{'features':>10}{'features/s':>12}")
-    for name, row in results.items():
-        r = row["full paged read"]
-        print(f"  {name:<28}{r['seconds']:>9.1f}{r['features']:>10,}{r['features'] / r['seconds']:>12,.0f}")
+            if label not in row:
+                continue
+            ours, peer = row[label]
+            ratio = ours["rps"] / peer["rps"]
+            family = next((f for f in TARGETS if name.startswith(f)), None)
+            target = ""
+            if family and name.endswith("tuned"):
+                want = PAGED_TARGET if label == "full paged read" else TARGETS[family]
+                target = f">= {want:g}x {'met' if ratio >= want else 'NOT met'}"
+            if label == "full paged read":
+                print(f"{label:<26}{name:<26}{peer['rps']:>9,.0f}/s{peer['seconds']:>6.1f}s{'':>7}"
+                      f"{ours['rps']:>8,.0f}/s{ours['seconds']:>6.1f}s{'':>7}{ratio:>7.2f}x  {target}")
+            else:
+                print(f"{label:<26}{name:<26}{peer['rps']:>11.1f}{peer['p50']:>7.1f}{peer['p95']:>7.1f}"
+                      f"{ours['rps']:>10.1f}{ours['p50']:>7.1f}{ours['p95']:>7.1f}{ratio:>7.2f}x  {target}")
+    print("  (full paged read: features/s and seconds for limit=1000 pages followed by their next links)")
+    print("\nnumberMatched of the city-scale page (geocloud's default: the planner's estimate above "
+          "10,000 matches, since an exact count there reads every match; exact below)")
+    for name, (matched, estimated) in counts.items():
+        print(f"  {name:<28}{matched if matched is not None else '-':>10}{'  (estimate)' if estimated else ''}")
+    for name, note in (("geocloud, exact counts", "exact counts forced / default (estimate)"),
+                       ("geocloud, no rate limit", "rate limit counting removed / default"),
+                       ("geocloud, key, internal", "key on an internal layer / anonymous on a public layer")):
+        if name in results:
+            cells = "   ".join(f"{label}: {1 / (results[name][label][0]['rps'] / results[name][label][1]['rps']):.3f}"
+                               for label in labels)
+            print(f"\n{note}:\n  {cells}")
 
 
 if __name__ == "__main__":

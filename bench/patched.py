@@ -1,0 +1,45 @@
+"""Run ``geocloud serve`` with a constant changed in-process, for what-if runs of the benchmarks:
+what a switch geocloud does not have would cost or save. Nothing on disk changes.
+
+    python bench/patched.py exact_counts,no_rate_limit --port 8000
+
+exact_counts    numberMatched always counted (no planner estimate above 10,000 matches)
+no_rate_limit   requests not counted for the rate limit at all
+same_tile_work  vector tiles with the work of tipg run with TIPG_TILE_BUFFER=0: every feature that
+                meets the tile, clipped at its edge (no buffer), none dropped, none simplified
+"""
+
+import sys
+
+
+def exact_counts() -> None:
+    from geocloud.serve import provider
+
+    provider.EXACT_COUNT_LIMIT = float("inf")
+
+
+def no_rate_limit() -> None:
+    from geocloud.access import ratelimit
+
+    ratelimit.hit = lambda client: None
+
+
+def same_tile_work() -> None:
+    from geocloud.serve import vectortiles
+
+    vectortiles.BUFFER = 0  # tipg selects features meeting the tile itself, so only a buffer of 0 matches
+    vectortiles.GENERALIZE_FROM = float("inf")
+    vectortiles.SIMPLIFY_FROM = float("inf")
+
+
+PATCHES = {f.__name__: f for f in (exact_counts, no_rate_limit, same_tile_work)}
+
+if __name__ == "__main__":
+    for name in sys.argv[1].split(","):
+        if name not in PATCHES:
+            sys.exit(f"unknown patch {name!r}; use any of {', '.join(PATCHES)}")
+        PATCHES[name]()
+    from geocloud.cli import main
+
+    sys.argv = ["geocloud", "serve", *sys.argv[2:]]
+    main()

@@ -32,6 +32,8 @@ def geocode(served, address, **params):
     ("臺中市西屯區中興路67巷28弄21號四樓之5", "中興路67巷28弄21號四樓之5"),
     ("惠中路一段４９６一５號", "惠中路一段４９６一５號"),
     ("西屯區瓦■路12號", "瓦磘路１２號"),
+    ("臺中市西屯區臺灣大道三段99", "臺灣大道三段９９號"),  # 號 left off
+    ("西屯區文心路二段２之３之２", "文心路二段２之３之２號"),
 ])
 def test_reference_cases_resolve_to_the_right_point(served, query, raw):
     lon, lat = one(served, "SELECT ST_X(ST_Transform(geom, 4326)), ST_Y(ST_Transform(geom, 4326)) FROM live.addresses "

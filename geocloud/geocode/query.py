@@ -1,6 +1,7 @@
 """Parse a free-text 門牌 query into the parts the address layer holds, with the ETL's normalizer.
 
 ``台中市西屯區臺灣大道3段９９號`` -> county 臺中市, district 西屯區, road 臺灣大道, section 三, number 99.
+A number that ends the text is the house number even without its 號 (``臺灣大道三段99``), as people type it.
 Characters missing from Big5 (``■``, ``?``) become single-character wildcards in the road name.
 """
 
@@ -22,7 +23,7 @@ _ROAD = re.compile(
     r"(?P<area>[^\d巷弄號]*?)"
     r"(?:(?P<lane>\d+|[一二三四五六七八九十百]+|[^\d\s巷弄號]{1,4}?)巷)?"
     r"(?:(?P<alley>\d+|[一二三四五六七八九十百]+)弄)?"
-    r"(?:(?P<number>\d+(?:之\d+)*)號(?P<sub>(?:之\d+)*))?"
+    r"(?:(?P<number>\d+(?:之\d+)*)(?:號|(?=\s*$))(?P<sub>(?:之\d+)*))?"  # 號 may be left off at the end
     r"(?P<floor>.*)$")
 
 

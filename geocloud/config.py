@@ -5,7 +5,7 @@ machines agree on the database, the data directory and the catalog without shari
 """
 
 import getpass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     oidc_agency_claim: str = "agency"
     oidc_roles_claim: str = "roles"
 
-    @property
+    @cached_property
     def link_hosts(self) -> frozenset[str]:
         """Host names whose Host header may appear in the links the server writes."""
         names = {h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()}

@@ -98,9 +98,14 @@ def active(conn: psycopg.Connection | None, key_id: str):
     return usable
 
 
+def fingerprint(presented: str) -> bytes:
+    """What a credential is remembered by: its digest, never the secret itself."""
+    return hashlib.sha256(presented.encode()).digest()
+
+
 def cached(presented: str):
     """The principal (or None) remembered for a key verified in the last CACHE_SECONDS, else MISS."""
-    hit = _cache.get(hashlib.sha256(presented.encode()).digest())  # one dict read: atomic, no lock needed
+    hit = _cache.get(fingerprint(presented))  # one dict read: atomic, no lock needed
     if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
         return hit[1]
     return MISS
@@ -110,7 +115,7 @@ def verify(conn: psycopg.Connection, presented: str) -> Principal | None:
     """The principal of a valid key, or None (malformed, unknown, wrong, expired or revoked)."""
     if (hit := cached(presented)) is not MISS:
         return hit
-    fingerprint = hashlib.sha256(presented.encode()).digest()
+    digest = fingerprint(presented)
     now = time.monotonic()
     m = KEY.match(presented)
     row = conn.execute(
@@ -119,7 +124,7 @@ def verify(conn: psycopg.Connection, presented: str) -> Principal | None:
         "FROM geocloud.api_keys k JOIN geocloud.agencies a ON a.code = k.agency WHERE k.id = %s",
         (m.group(1) if m else "",)).fetchone()
     with _lock:
-        known = _cache.get(fingerprint)
+        known = _cache.get(digest)
     if known is not None and known[1] is not None and row is not None:
         good = row[7]  # this very secret passed scrypt here before: only the key's state can have changed
     else:
@@ -134,7 +139,7 @@ def verify(conn: psycopg.Connection, presented: str) -> Principal | None:
     with _lock:
         if len(_cache) > 10_000:
             _cache.clear()
-        _cache[fingerprint] = (now, principal)
+        _cache[digest] = (now, principal)
     return principal
 
 

@@ -10,9 +10,11 @@ A first load (nothing live) is never stopped.
 """
 
 from dataclasses import dataclass
+from typing import get_args
 
 import psycopg
 
+from geocloud.catalog.models import GeometryType
 from geocloud.config import get_settings
 from geocloud.errors import GuardRefused
 from geocloud.etl.pipeline import Rules
@@ -81,8 +83,7 @@ def _geometry_type(conn: psycopg.Connection, layer) -> list[dict]:
                        "AND f_geometry_column = 'geom'", (layer.id,)).fetchone()
     if row is None or row[0].upper() == layer.geometry.upper():
         return []
-    old = next((t for t in ("Point", "LineString", "Polygon", "MultiPoint", "MultiLineString", "MultiPolygon")
-                if t.upper() == row[0].upper()), row[0])
+    old = next((t for t in get_args(GeometryType) if t.upper() == row[0].upper()), row[0])
     return [{"layer": layer.id, "check": "geometry_type", "live_type": old, "new_type": layer.geometry,
              "message": f"{layer.id}: the geometry type would change from {old} (live) to {layer.geometry}"}]
 

@@ -196,12 +196,13 @@ def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rule
                               f"({layer.geometry}); row rejected", batch.rows[wrong & (type_ids == tid)])
     reject |= wrong
     live = ~(reject | drop)
-    coords, owner = shapely.get_coordinates(geoms[live], return_index=True)
-    nonfinite = np.zeros(len(geoms), dtype=bool)
-    nonfinite[np.flatnonzero(live)[np.unique(owner[~np.isfinite(coords).all(axis=1)])]] = True
-    quality.note("error", f"geometry: {NONFINITE}", batch.rows[nonfinite])
-    reject |= nonfinite
-    live = ~(reject | drop)
+    if not np.isfinite(shapely.get_coordinates(geoms[live])).all():  # which rows: only when some are bad
+        coords, owner = shapely.get_coordinates(geoms[live], return_index=True)
+        nonfinite = np.zeros(len(geoms), dtype=bool)
+        nonfinite[np.flatnonzero(live)[np.unique(owner[~np.isfinite(coords).all(axis=1)])]] = True
+        quality.note("error", f"geometry: {NONFINITE}", batch.rows[nonfinite])
+        reject |= nonfinite
+        live = ~(reject | drop)
 
     raw_bounds = shapely.bounds(geoms[live])
     geoms = geoms.copy()

@@ -61,8 +61,9 @@ def _promote(conn: psycopg.Connection, layer: Layer, schema: str, table: str) ->
 
 
 def publish(conn: psycopg.Connection, run_id: int, staged: list[Staged], operator: str, data_dir: Path,
-            before_commit=lambda: None, *, limits: Limits, force: bool = False) -> dict:
-    """Make every staged layer of a run live at once; return {layer: new version}.
+            before_commit=lambda: None, *, limits: Limits, force: bool = False) -> tuple[dict, dict]:
+    """Make every staged layer of a run live at once; return ({layer: new version}, the guard's
+    record: what a forced publish overrode, {} when the guard found nothing).
 
     The guard reviews the staged versions against the live ones first (their rows locked, so no
     other switch slips in between): beyond ``limits`` it raises ``GuardRefused`` and nothing
@@ -75,9 +76,9 @@ def publish(conn: psycopg.Connection, run_id: int, staged: list[Staged], operato
         findings = review(conn, staged, limits)
         if findings and not force:
             raise refuse(findings)
-        if findings:
-            conn.execute("UPDATE geocloud.etl_runs SET guard = %s WHERE id = %s",
-                         (Jsonb({"findings": findings, "forced": True, "operator": operator}), run_id))
+        guard = {"findings": findings, "forced": True, "operator": operator} if findings else {}
+        if guard:
+            conn.execute("UPDATE geocloud.etl_runs SET guard = %s WHERE id = %s", (Jsonb(guard), run_id))
         for item in staged:
             layer = item.layer
             current = current_of[layer.id]
@@ -100,7 +101,7 @@ def publish(conn: psycopg.Connection, run_id: int, staged: list[Staged], operato
         before_commit()
     for folder in doomed:  # raster files go only once the switch is committed
         shutil.rmtree(data_dir / folder, ignore_errors=True)
-    return versions
+    return versions, guard
 
 
 _EXTENT_SQL = "CASE WHEN %s::float8 IS NULL THEN NULL ELSE ST_MakeEnvelope(%s, %s, %s, %s, 4326) END"

@@ -215,6 +215,10 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
         report.timings["diff"] = round(report.timings.get("diff", 0) + time.perf_counter() - t0, 3)
         return change
 
+    def discard():
+        for lid in layers:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS staging.{}").format(sql.Identifier(tables[lid])))
+
     staged = []
     try:
         with timed("index"):
@@ -225,13 +229,8 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
             checkpoint("index")
     except BaseException:
         with contextlib.suppress(psycopg.Error):  # best effort: the next run drops leftovers anyway
-            for lid in layers:
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS staging.{}").format(sql.Identifier(tables[lid])))
+            discard()
         raise
-
-    def discard():
-        for lid in layers:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS staging.{}").format(sql.Identifier(tables[lid])))
 
     _go_live(conn, report, staged, pipeline, force, timed, discard)
 
@@ -250,13 +249,13 @@ def _go_live(conn, report: Report, staged: list[Staged], pipeline: Pipeline, for
     else:
         try:
             with timed("publish"):
-                report.versions = publish(conn, report.run_id, staged, report.operator, get_settings().data_path,
-                                          before_commit=lambda: checkpoint("publish"), limits=limits, force=force)
+                report.versions, report.guard = publish(
+                    conn, report.run_id, staged, report.operator, get_settings().data_path,
+                    before_commit=lambda: checkpoint("publish"), limits=limits, force=force)
         except GuardRefused as exc:
             report.guard = {"findings": exc.findings, "forced": False}
             discard()
             raise
-        report.guard = runs.guard(conn, report.run_id)
         report.status = "published"
         return
     discard()

@@ -36,11 +36,6 @@ def finish(conn: psycopg.Connection, run_id: int, status: str, *, sha256: str | 
          Jsonb(quality or {}), error, Jsonb(guard or {}), run_id))
 
 
-def guard(conn: psycopg.Connection, run_id: int) -> dict:
-    """What the guard objected to in a run and whether it was forced (written by the publish step)."""
-    return conn.execute("SELECT guard FROM geocloud.etl_runs WHERE id = %s", (run_id,)).fetchone()[0]
-
-
 def write_report(data_dir: Path, run_id: int, report: dict) -> Path:
     folder = data_dir / "reports"
     folder.mkdir(parents=True, exist_ok=True)

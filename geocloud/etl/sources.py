@@ -320,22 +320,21 @@ def _read_intact(reader: pa.RecordBatchReader, src: OpenedSource, offset: int, g
     batch, failure, said = gdalread.read(reader.read_next_batch)
     delivered = batch.num_rows if batch is not None else 0
     # the stream gave up, or ended short of the features the file declares (a damaged GeoPackage page)
-    stopped = isinstance(failure, OSError) or 0 <= offset + delivered < src.layer_features.get(layer, -1) and \
+    stopped = isinstance(failure, OSError) or offset + delivered < src.layer_features.get(layer, -1) and \
         delivered < BATCH
     if failure is not None and not stopped:
         raise failure
     if said or stopped:
-        raise _data_lost(src, said or [str(failure)], batch, offset, geometry, layer, stopped)
+        raise _data_lost(src, said or [str(failure)], batch, delivered, offset, geometry, layer, stopped)
     return batch
 
 
-def _data_lost(src: OpenedSource, said: list[str], batch: pa.RecordBatch | None, offset: int, geometry: str,
-               layer: str | None, stopped: bool) -> InputError:
+def _data_lost(src: OpenedSource, said: list[str], batch: pa.RecordBatch | None, delivered: int, offset: int,
+               geometry: str, layer: str | None, stopped: bool) -> InputError:
     """Name the first record GDAL could not read: the first one it delivered without a geometry or
     with an empty one (a shapefile record past the end of the .shp, a GeoJSON point with one
     coordinate), else the one after the last it delivered when reading stopped (a GeoPackage
     stops at a damaged page). Features are numbered from 1 in each layer."""
-    delivered = batch.num_rows if batch is not None else 0
     lost = []
     if delivered:
         with np.errstate(invalid="ignore"):

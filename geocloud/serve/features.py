@@ -57,7 +57,6 @@ PASSED_ON = ("filter", "filter-lang", "filter-crs", "bbox", "bbox-crs")
 ROUTE_PARAMS = (*PASSED_ON, "cursor")
 
 ZH_TW, ENGLISH = "zh-TW", "en-US"
-FORMATS = ("json", "html", "jsonld", "")  # f= (empty) is the default, as in pygeoapi
 
 
 class _NoConfigCache(dict):
@@ -143,7 +142,7 @@ def _language_scope(scope: dict, query_string: str | None) -> dict:
 
 
 async def call(request: Request, fn, *args, query_string: str | None = None) -> tuple[dict, int, object]:
-    params.choice("f", request.query_params.get("f"), FORMATS)
+    params.choice("f", request.query_params.get("f"), pygeoapi_config.FORMATS)
     api = api_for(request)
     request = Request(_language_scope(request.scope, query_string), request.receive)
     api_request = await APIRequest.from_starlette(request, api.locales)
@@ -195,7 +194,7 @@ async def openapi(request: Request) -> Response:
 
 async def conformance(request: Request) -> Response:
     body = {"conformsTo": CONFORMANCE}
-    params.choice("f", request.query_params.get("f"), FORMATS)
+    params.choice("f", request.query_params.get("f"), pygeoapi_config.FORMATS)
     if request.query_params.get("f") == "html" or (
             "text/html" in request.headers.get("accept", "") and request.query_params.get("f") != "json"):
         items = "".join(f"<li>{c}</li>" for c in CONFORMANCE)

@@ -12,7 +12,6 @@ layers are audited after the response, with the bytes sent.
 
 import base64
 import contextvars
-import hashlib
 import json
 import logging
 import time
@@ -24,7 +23,7 @@ from geocloud.access import ANONYMOUS, Principal, audit, keys, oidc, ratelimit, 
 from geocloud.access.policy import can_read
 from geocloud.catalog import Layer, get_catalog
 from geocloud.config import get_settings
-from geocloud.db.pool import get_pool
+from geocloud.db.pool import UNAVAILABLE, get_pool
 from geocloud.errors import DatabaseError, DatabaseUnavailable
 from geocloud.serve.http import HTTPError
 from geocloud.serve.state import snapshot
@@ -47,7 +46,7 @@ def service_unavailable(exc: DatabaseError) -> HTTPError:
         reason = exc.what
     else:
         logging.getLogger("geocloud.serve").error("database unavailable: %s", exc)
-        reason = "the database is unavailable; try again shortly"
+        reason = UNAVAILABLE
     return HTTPError(503, "ServiceUnavailable", reason, {"Retry-After": str(get_settings().db_retry_after)})
 
 
@@ -110,23 +109,19 @@ def _check(credential: str, conn):
 _remembered: dict[bytes, Principal] = {}  # credential digest -> the principal the database last gave it
 
 
-def _fingerprint(credential: str) -> bytes:
-    return hashlib.sha256(credential.encode()).digest()
-
-
 def _remember(credential: str, principal: Principal | None) -> None:
     if principal is None:
-        _remembered.pop(_fingerprint(credential), None)
+        _remembered.pop(keys.fingerprint(credential), None)
         return
     if len(_remembered) > 10_000:
         _remembered.clear()
-    _remembered[_fingerprint(credential)] = principal
+    _remembered[keys.fingerprint(credential)] = principal
 
 
 def _remembered_principal(credential: str):
     """What the database last said of a credential, for use only while it cannot be asked: a key
     cannot be revoked during an outage either. keys.MISS if this worker never saw it."""
-    found = _remembered.get(_fingerprint(credential), keys.MISS)
+    found = _remembered.get(keys.fingerprint(credential), keys.MISS)
     if found is not keys.MISS and found.expires <= time.time():
         return None
     return found

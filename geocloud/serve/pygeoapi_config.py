@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from pygeoapi.openapi import get_oas
 
-from geocloud.catalog import Catalog, Layer
+from geocloud.catalog import Catalog, Layer, get_catalog
 from geocloud.serve.cql import INTEGER_RANGES
 from geocloud.config import get_settings
 from geocloud.serve.state import Snapshot
@@ -101,8 +101,8 @@ def _response(description: str, schema: dict, *media: str) -> dict:
     return {"description": description, "content": _content(schema, *media)}
 
 
-_PAGES = ("application/json", "text/html", "application/ld+json")
-_ERRORS = ("application/json", "text/html", "application/ld+json")
+_PAGES = ("application/json", "text/html", "application/ld+json")  # pages and errors alike
+FORMATS = ("json", "html", "jsonld", "")  # f= (empty) is the default, as in pygeoapi
 _COMPONENTS = {
     "schemas": {
         "exception": _ERROR,
@@ -127,16 +127,16 @@ _COMPONENTS = {
         "OpenAPI": _response("this document", _JSON_OBJECT, "application/vnd.oai.openapi+json;version=3.0",
                              "text/html"),
         "InvalidParameter": _response("a parameter is not valid; the description names it",
-                                      {"$ref": "#/components/schemas/exception"}, *_ERRORS),
+                                      {"$ref": "#/components/schemas/exception"}, *_PAGES),
         "Unauthorized": {**_response("the credential is not valid, or (anonymous callers) the collection is "
                                      "not public or does not exist", {"$ref": "#/components/schemas/exception"},
                                      "application/json"),
                          "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}},
-        "NotFound": _response("no such collection or feature", {"$ref": "#/components/schemas/exception"}, *_ERRORS),
+        "NotFound": _response("no such collection or feature", {"$ref": "#/components/schemas/exception"}, *_PAGES),
         "TooManyRequests": _response("the caller's request rate limit is exceeded; see Retry-After",
                                      {"$ref": "#/components/schemas/exception"}, "application/json"),
         "ServerError": _response("an error on the server (logged)", {"$ref": "#/components/schemas/exception"},
-                                 *_ERRORS),
+                                 *_PAGES),
         "ServiceUnavailable": _response("the database is unavailable; see Retry-After",
                                         {"$ref": "#/components/schemas/exception"}, "application/json"),
         "Options": {"description": "the methods allowed (read-only collections)",
@@ -187,7 +187,6 @@ def _bounded(parameter: dict, fields: dict) -> dict:
 
 
 def _as_served(doc: dict) -> dict:
-    from geocloud.catalog import get_catalog  # the catalog's field types bound the property parameters
 
     fields = {f.name: f.type for layer in get_catalog().vector_layers() for f in layer.fields}
     doc = _localised(doc)
@@ -197,7 +196,7 @@ def _as_served(doc: dict) -> dict:
     params = components["parameters"]
     params["lang"] = {**params["lang"], "schema": {"type": "string"}, "description":
                       "zh-TW (the default) or en; any other language is answered in English (zh-* in zh-TW)"}
-    params["f"] = {**params["f"], "schema": {**params["f"]["schema"], "enum": ["json", "html", "jsonld", ""]}}
+    params["f"] = {**params["f"], "schema": {**params["f"]["schema"], "enum": list(FORMATS)}}
     params["offset"] = {**params["offset"], "schema": {**params["offset"]["schema"], "maximum": MAX_OFFSET}}
     components["responses"].pop("default", None)
     paths = {}

@@ -104,7 +104,7 @@ def snapshot() -> Snapshot:
     if not _lock.acquire(blocking=current is None):
         return current[1]  # another request is reading it now
     try:
-        if _current is not current and _current is not None:
+        if _current is not current:
             return _current[1]  # read by another request meanwhile
         try:
             _current = (time.monotonic(), _read())

@@ -129,8 +129,8 @@ def verify(conn: psycopg.Connection, presented: str) -> Principal | None:
         good = row[7]  # this very secret passed scrypt here before: only the key's state can have changed
     else:
         secret = m.group(2) if m else presented
-        digest = _hash(secret, row[0] if row else DUMMY_SALT)
-        good = row is not None and hmac.compare_digest(digest, bytes(row[1])) and row[7]
+        hashed = _hash(secret, row[0] if row else DUMMY_SALT)
+        good = row is not None and hmac.compare_digest(hashed, bytes(row[1])) and row[7]
     principal = Principal("key", m.group(1), row[3], row[2], row[4], row[6],
                           frozenset(row[5]) if row[5] is not None else None,
                           expires=row[8] if row[8] is not None else float("inf")) if good else None

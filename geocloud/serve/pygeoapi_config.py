@@ -5,6 +5,7 @@
 version, CRS lists, limits), so a layer is described once.
 """
 
+import json
 from copy import deepcopy
 from functools import lru_cache
 from pathlib import Path
@@ -62,8 +63,65 @@ def resource(layer: Layer, snap: Snapshot) -> dict:
     }
 
 
+OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
+RASTER = "geocloud-raster"  # a provider type pygeoapi does not know: it describes the collection, loads nothing
+
+
+def raster_resource(layer: Layer, snap: Snapshot, base_url: str, publisher: bool) -> dict:
+    """A raster layer as a collection: pygeoapi lists and describes it (titles in both languages,
+    extent, HTML and JSON-LD pages), and its links lead to what geocloud serves for it: the
+    coverage (serve/coverages.py, with the domain and range GDAL's OGCAPI driver reads), the
+    map tilesets (serve/maptiles.py), TileJSON, the WMTS capabilities and the metadata record."""
+    live = snap.layers.get(layer.id)
+    here = f"{base_url}/collections/{layer.id}"
+
+    def link(rel: str, media: str, href: str, en: str, zh: str) -> dict:
+        return {"type": media, "rel": rel, "href": href, "title": {"en": en, "zh-TW": zh}}
+    links = [
+        {"type": "text/html", "rel": "license", "title": layer.license, "href": layer.license_url},
+        link(OGC_REL + "coverage", "image/tiff; application=geotiff", f"{here}/coverage",
+             "Coverage as GeoTIFF (bbox or subset, width/height or scale-size)", "涵蓋範圍 GeoTIFF"),
+        link(OGC_REL + "coverage-domainset", "application/json", f"{here}/coverage/domainset",
+             "Coverage domain (grid)", "涵蓋範圍網格"),
+        link(OGC_REL + "coverage-rangetype", "application/json", f"{here}/coverage/rangetype",
+             "Coverage range (bands)", "涵蓋範圍波段"),
+        link(OGC_REL + "tilesets-map", "application/json", f"{here}/map/tiles", "Map tilesets", "地圖圖磚集"),
+        *(link("describedby", "application/json", f"{base_url}/rasters/{layer.id}/{tms}/tilejson.json",
+               f"TileJSON ({tms})", f"TileJSON（{tms}）") for tms in ("WebMercatorQuad", "TWD97TM2Quad")),
+        link("related", "application/xml", f"{base_url}/wmts/1.0.0/WMTSCapabilities.xml",
+             f"WMTS 1.0.0 capabilities (layer {layer.id})", f"WMTS 1.0.0 服務能力文件（圖層 {layer.id}）"),
+    ]
+    if publisher:
+        links.append(link("describedby", "application/xml", f"{base_url}/metadata/{layer.id}.xml",
+                          "Metadata record (TWSMP)", "詮釋資料（TWSMP）"))
+    return {
+        "type": "collection",
+        "title": _i18n(layer.title),
+        "description": _i18n(layer.description),
+        "keywords": {"zh-TW": layer.keywords, "en": layer.keywords},
+        "links": links,
+        "extents": {"spatial": {"bbox": list(live.extent) if live and live.extent else TAICHUNG_CRS84, "crs": CRS84}},
+        "providers": [{"type": RASTER, "name": RASTER, "data": layer.id}],
+    }
+
+
+def with_data_types(headers: dict, status: int, content):
+    """pygeoapi's collection document(s) with ``layerDataType: Coverage`` on the raster layers:
+    GDAL's OAPIF driver (and so QGIS through GDAL) then leaves them out of the feature layers it
+    lists, and its OGCAPI driver lists them as rasters. Other documents pass unchanged."""
+    if status != 200 or not isinstance(content, str) or not headers.get("Content-Type", "").endswith("json"):
+        return headers, status, content
+    data = json.loads(content)
+    rasters = {layer.id for layer in get_catalog().layers.values() if layer.kind == "raster"}
+    for collection in data.get("collections", [data]):
+        if collection.get("id") in rasters:
+            collection["layerDataType"] = "Coverage"
+    return headers, status, json.dumps(data, ensure_ascii=False)
+
+
 def build(catalog: Catalog, snap: Snapshot, base_url: str, visible: frozenset[str]) -> dict:
-    """The configuration for one caller's view: only the live vector layers they may read."""
+    """The configuration for one caller's view: only the live layers they may read (rasters after
+    the vector layers)."""
     config = deepcopy(server_settings())
     config["server"]["url"] = base_url
     config["server"]["templates"] = {"path": str(TEMPLATES)}
@@ -71,6 +129,9 @@ def build(catalog: Catalog, snap: Snapshot, base_url: str, visible: frozenset[st
     config["server"]["limits"] = {"default_items": DEFAULT_LIMIT, "max_items": MAX_LIMIT, "on_exceed": "error"}
     config["resources"] = {layer.id: resource(layer, snap) for layer in catalog.vector_layers()
                            if layer.id in snap.layers and layer.id in visible}
+    config["resources"].update({layer.id: raster_resource(layer, snap, base_url, catalog.publisher is not None)
+                                for layer in catalog.layers.values()
+                                if layer.kind == "raster" and layer.id in snap.layers and layer.id in visible})
     return config
 
 

@@ -11,7 +11,6 @@ in: a Lon/Lat subset or a CRS84 ``bbox`` gives a longitude/latitude grid, an E/N
 rio-tiler reads (``part``/``preview``) and writes the GeoTIFF.
 """
 
-import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,10 +27,13 @@ from starlette.routing import Route
 from geocloud.serve import guard, openapi30, params
 from geocloud.serve.http import bad_parameter, not_modified, validators
 from geocloud.serve.pygeoapi_config import CRS84, EPSG_URI, OUTPUT_CRS
-from geocloud.serve.rasters import LIMITS, cog_path, raster_layer
+from geocloud.serve.rasters import LIMITS, cog_path, number, raster_layer
 from geocloud.serve.state import snapshot
 
 GEOTIFF = "image/tiff; application=geotiff"
+# What these routes implement, in the URIs pygeoapi uses; for /conformance (serve/features.py).
+CONFORMANCE = [f"http://www.opengis.net/spec/ogcapi-coverages-1/1.0/conf/{c}"
+               for c in ("core", "oas30", "geodata-coverage", "coverage-subset", "coverage-bbox")]
 FORMATS = ("tif", "tiff", "geotiff", "gtiff")  # f=, any case; GeoTIFF is the only encoding
 MAX_SIDE = LIMITS["width"][1]
 LONLAT, NATIVE = "lonlat", "native"
@@ -80,16 +82,6 @@ class Ask:
     height: int | None
 
 
-def _number(name: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise bad_parameter(name, f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise bad_parameter(name, f"must be a finite number, got {text!r}")
-    return value
-
-
 def _axis_calls(name: str, query) -> list[tuple[str, str]]:
     """``Lon(120.6:120.7),Lat(24.1:24.2)`` (one parameter, or repeated) as (axis, argument) pairs."""
     calls = []
@@ -122,8 +114,8 @@ def _subset(query, grid: Grid) -> tuple[tuple[float, float, float, float], str] 
         if not sep:
             raise bad_parameter("subset", f"expected {axis}(low:high), got {axis}({argument})")
         i = AXES[axis][1]
-        box[i] = full[i] if low.strip() == "*" else _number("subset", low)
-        box[i + 2] = full[i + 2] if high.strip() == "*" else _number("subset", high)
+        box[i] = full[i] if low.strip() == "*" else number("subset", low)
+        box[i + 2] = full[i + 2] if high.strip() == "*" else number("subset", high)
     return tuple(box), kind
 
 
@@ -155,7 +147,7 @@ def _size(query, ratio: float) -> tuple[int | None, int | None]:
             sizes[name] = query[name]
     out = {}
     for name, text in sizes.items():
-        value = _number(name, text)
+        value = number(name, text)
         low, high = LIMITS[name]
         if not (value.is_integer() and low <= value <= high):
             raise bad_parameter(name, f"must be an integer from {low} to {high}, got {text!r}")

@@ -55,7 +55,8 @@ MAX_BODY = 1 << 20  # POST /statistics: a GeoJSON body of at most 1 MiB ...
 MAX_FEATURES = 16   # ... and of at most 16 features (each is a read of up to max_size pixels)
 
 
-def _number(name: str, text: str) -> float:
+def number(name: str, text: str) -> float:
+    """A finite number, or 400 naming the parameter."""
     try:
         value = float(text)
     except ValueError:
@@ -77,26 +78,26 @@ def check_limits(query, path: dict) -> None:
              **{k: str(path[k]) for k in ("width", "height") if k in path}}
     for name, text in sizes.items():
         low, high = LIMITS[name]
-        value = _number(name, text)
+        value = number(name, text)
         if not low <= value <= high:
             raise bad_parameter(name, f"must be between {low} and {high}, got {text}")
     for name, most in MAX_LIST.items():
         if len(query.getlist(name)) > most:
             raise bad_parameter(name, f"given more than {most} times")
     for text in query.getlist("p"):
-        if not 0 <= _number("p", text) <= 100:
+        if not 0 <= number("p", text) <= 100:
             raise bad_parameter("p", f"a percentile is between 0 and 100, got {text}")
     bins = query.get("histogram_bins")
     if bins is not None:
         edges = bins.split(",")
-        count = len(edges) - 1 if len(edges) > 1 else _number("histogram_bins", bins)
+        count = len(edges) - 1 if len(edges) > 1 else number("histogram_bins", bins)
         if not 1 <= count <= MAX_BINS:
             raise bad_parameter("histogram_bins", f"between 1 and {MAX_BINS} bins, got {bins[:40]}")
         for edge in edges:
-            _number("histogram_bins", edge)
+            number("histogram_bins", edge)
     for name in ("lon", "lat"):
         if name in path:
-            _number(name, str(path[name]))
+            number(name, str(path[name]))
     if "lon" in path and query.get("coord_crs") is None and not (
             -180 <= float(path["lon"]) <= 180 and -90 <= float(path["lat"]) <= 90):
         raise bad_parameter("lon", f"longitude/latitude out of range: {path['lon']},{path['lat']}")
@@ -120,7 +121,7 @@ def _check_dataset(cog: str, query) -> None:
             raise bad_parameter("expression", f"band b{band} does not exist; this layer has b1 to b{count}")
     nodata = query.get("nodata")
     if nodata is not None:
-        value = _number("nodata", nodata)
+        value = number("nodata", nodata)
         if numpy.issubdtype(numpy.dtype(dtype), numpy.integer):
             info = numpy.iinfo(dtype)
             if not (value.is_integer() and info.min <= value <= info.max):

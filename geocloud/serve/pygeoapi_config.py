@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 from pygeoapi.openapi import get_oas
+from pygeoapi.util import to_json
 
 from geocloud.catalog import Catalog, Layer, get_catalog
 from geocloud.serve.cql import INTEGER_RANGES
@@ -113,10 +114,12 @@ def with_data_types(headers: dict, status: int, content):
         return headers, status, content
     data = json.loads(content)
     rasters = {layer.id for layer in get_catalog().layers.values() if layer.kind == "raster"}
-    for collection in data.get("collections", [data]):
-        if collection.get("id") in rasters:
-            collection["layerDataType"] = "Coverage"
-    return headers, status, json.dumps(data, ensure_ascii=False)
+    marked = [c for c in data.get("collections", [data]) if c.get("id") in rasters]
+    if not marked:
+        return headers, status, content
+    for collection in marked:
+        collection["layerDataType"] = "Coverage"
+    return headers, status, to_json(data, server_settings()["server"].get("pretty_print", False))
 
 
 def build(catalog: Catalog, snap: Snapshot, base_url: str, visible: frozenset[str]) -> dict:

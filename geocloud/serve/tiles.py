@@ -6,13 +6,13 @@ is the dataset-level ``/tiles`` with the same shape. Tiles come from the shared 
 still holds them for the live data; otherwise PostGIS renders them and they are cached.
 """
 
+import hashlib
+
 import morecantile
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-import hashlib
 
 from geocloud.catalog import I18n, Layer, get_catalog
 from geocloud.serve import guard, tilecache, vectortiles

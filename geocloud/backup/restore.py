@@ -36,6 +36,9 @@ def restore(folder: Path) -> dict:
             _stage_files(folder, manifest, stage)
             pgtools.run(tool, ["--single-transaction", "--exit-on-error", "--no-owner", str(folder / DUMP)],
                         url, " to restore the database (nothing was restored)")
+            # pg_restore leaves the planner without statistics: the same queries would take other plans,
+            # slower ones, and return rows in another order (a vector tile's features, byte for byte)
+            conn.execute("ANALYZE")
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise

@@ -5,6 +5,8 @@ import getpass
 import hashlib
 import json
 import shutil
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -14,7 +16,8 @@ import pytest
 from psycopg import sql
 
 from conftest import _admin, _drop, _url_for, geocloud_cli, load_city, source_of, start_server, stop_server
-from geocloud.backup import pgtools
+from geocloud.backup import pgtools, verify
+from geocloud.backup.manifest import BackupDamaged
 from geocloud.catalog import get_catalog
 from geocloud.errors import DatabaseError
 from geocloud.etl.stage import lock_layers
@@ -171,3 +174,110 @@ def _timeless(body: bytes, path: str) -> bytes:
         doc.pop("timeStamp")
         return json.dumps(doc, sort_keys=True).encode()
     return body
+
+
+def _flip(path: Path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, named", [
+    ("dump", "database.dump: SHA-256 differs"),
+    ("cog", "data/rasters/topo_sheets/v1/topo_sheets.tif: SHA-256 differs"),
+    ("truncated", "data/rasters/satellite/v1/satellite.tif: 1000 bytes, the manifest says"),
+    ("missing report", "data/reports/run-1.json: missing"),
+    ("manifest", "the manifest is not valid JSON"),
+    ("no manifest", "the manifest is missing"),
+])
+def test_verify_names_the_damaged_file(backup, tmp_path, damage, named):
+    copy = tmp_path / "copy"
+    shutil.copytree(backup, copy)
+    assert verify(copy)["files"]
+    if damage == "dump":
+        _flip(copy / "database.dump", (copy / "database.dump").stat().st_size // 2)
+    elif damage == "cog":
+        _flip(copy / "data/rasters/topo_sheets/v1/topo_sheets.tif", 5000)
+    elif damage == "truncated":
+        with (copy / "data/rasters/satellite/v1/satellite.tif").open("r+b") as f:
+            f.truncate(1000)
+    elif damage == "missing report":
+        (copy / "data/reports/run-1.json").unlink()
+    elif damage == "manifest":
+        (copy / "manifest.json").write_text((copy / "manifest.json").read_text()[:-40])
+    else:
+        (copy / "manifest.json").unlink()
+    with pytest.raises(BackupDamaged) as info:
+        verify(copy)
+    assert named in str(info.value) and str(copy) in str(info.value) and info.value.exit_code == 11
+
+
+def test_a_damaged_backup_fails_verify_and_restore_changing_nothing(backup, databases, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(backup, copy)
+    good = geocloud_cli("backup", "verify", copy)
+    assert good.returncode == 0 and "backup is whole" in good.stdout, good.stderr
+    _flip(copy / "database.dump", (copy / "database.dump").stat().st_size // 2)
+    bad = geocloud_cli("backup", "verify", copy)
+    assert bad.returncode == 11 and "database.dump: SHA-256 differs" in bad.stderr, bad.stderr
+    target, target_dir = new_database(databases), tmp_path / "target-data"
+    refused = geocloud_cli("backup", "restore", copy, env=env_of(target, target_dir))
+    assert refused.returncode == 11 and "database.dump: SHA-256 differs" in refused.stderr, refused.stderr
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname IN ('geocloud', 'live')").fetchone()[0] == 0
+    assert not target_dir.exists()
+
+
+def test_restore_refuses_a_target_that_is_not_empty(backup, databases, template_db, tmp_path):
+    # a database that already has geocloud's schemas (a migrated one, as any live installation)
+    name = f"geocloud_bk_{uuid.uuid4().hex[:8]}"
+    with _admin() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
+    databases.append(name)
+    migrated, empty_dir = _url_for(name), tmp_path / "empty"
+    refused = geocloud_cli("backup", "restore", backup, env=env_of(migrated, empty_dir))
+    assert refused.returncode == 7, refused.stderr
+    assert "already has geocloud's schemas (geocloud, history, live, staging); nothing was changed" in refused.stderr
+    with psycopg.connect(migrated) as conn:
+        assert conn.execute("SELECT count(*) FROM geocloud.layer_versions").fetchone()[0] == 0
+    assert not empty_dir.exists()
+
+    # an empty database, but a data directory that holds a file
+    target, busy_dir = new_database(databases), tmp_path / "busy"
+    busy_dir.mkdir()
+    (busy_dir / "notes.txt").write_text("keep me")
+    refused = geocloud_cli("backup", "restore", backup, env=env_of(target, busy_dir))
+    assert refused.returncode == 7 and "the data directory is not empty (notes.txt)" in refused.stderr, refused.stderr
+    assert str(busy_dir) in refused.stderr
+    assert [p.name for p in busy_dir.iterdir()] == ["notes.txt"]
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'geocloud'").fetchone()[0] == 0
+
+
+def test_create_waits_for_a_raster_run_and_never_overwrites(source, tmp_path):
+    """A raster run may retire (delete) a kept version's COGs: a backup holds the layer locks ETL runs
+    take, and waits for a run that holds one."""
+    db_url, data_dir, _ = source
+    with psycopg.connect(db_url, autocommit=True) as etl:
+        lock_layers(etl, ["topo_sheets"])  # as a raster run under way does
+        busy = geocloud_cli("backup", "create", tmp_path / "b1", "--wait", "1", env=env_of(db_url, data_dir))
+        assert busy.returncode == 7 and "'topo_sheets' is being updated by another run" in busy.stderr, busy.stderr
+        assert "waited 1 s" in busy.stderr and list((tmp_path / "b1").iterdir()) == []  # whole or absent
+
+        finish = threading.Timer(3, etl.execute, ["SELECT pg_advisory_unlock_all()"])  # the run ends in 3 s
+        t0 = time.monotonic()
+        finish.start()
+        done = geocloud_cli("backup", "create", tmp_path / "b1", "--wait", "60", env=env_of(db_url, data_dir))
+        assert done.returncode == 0 and time.monotonic() - t0 >= 3, done.stderr
+    assert verify(tmp_path / "b1")["layers"]["topo_sheets"]["live"] == 2
+    again = geocloud_cli("backup", "create", tmp_path / "b1", env=env_of(db_url, data_dir))
+    assert again.returncode == 7 and "the backup folder is not empty" in again.stderr, again.stderr
+
+
+def test_pg_tools_fit_the_server_and_the_password_stays_off_the_command_line():
+    with pytest.raises(DatabaseError) as info:
+        pgtools.find_tool("pg_dump", 99)
+    assert "PostgreSQL 99" in str(info.value) and "postgresql-client-99" in str(info.value)
+    assert pgtools.tool_major(pgtools.find_tool("pg_dump", 15)) >= 15
+    conninfo, env = pgtools.libpq_target("postgresql://geocloud:s3cret@127.0.0.1:54329/city")
+    assert "s3cret" not in conninfo and "dbname=city" in conninfo and env["PGPASSWORD"] == "s3cret"

@@ -8,6 +8,7 @@ import shutil
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import morecantile
@@ -122,8 +123,10 @@ def test_a_restored_system_answers_identically(source, backup, databases, tmp_pa
         paths = _surfaces(original, auth, db_url)
         assert len(paths) > 60
         drawn = set()  # layers with a tile that is not empty
-        for path in paths:
-            a, b = (httpx.get(base + path, headers=auth, timeout=60) for base in (original, restored))
+        with httpx.Client(headers=auth, timeout=60) as client, ThreadPoolExecutor(4) as pool:
+            answers = pool.map(lambda path: (path, client.get(original + path), client.get(restored + path)), paths)
+            answers = list(answers)
+        for path, a, b in answers:
             assert a.status_code == 200 or (a.status_code == 204 and "/tiles/" in path), path
             if "/tiles/" in path and a.status_code == 200:
                 drawn.add(path.split("/")[2])

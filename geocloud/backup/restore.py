@@ -36,15 +36,15 @@ def restore(folder: Path) -> dict:
             _stage_files(folder, manifest, stage)
             pgtools.run(tool, ["--single-transaction", "--exit-on-error", "--no-owner", str(folder / DUMP)],
                         url, " to restore the database (nothing was restored)")
-            # pg_restore leaves the planner without statistics: the same queries would take other plans,
-            # slower ones, and return rows in another order (a vector tile's features, byte for byte)
-            conn.execute("ANALYZE")
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
-    for entry in stage.iterdir():
-        entry.rename(data_dir / entry.name)
-    stage.rmdir()
+        for entry in stage.iterdir():
+            entry.rename(data_dir / entry.name)
+        stage.rmdir()
+        # pg_restore leaves the planner without statistics: the same queries would take other plans,
+        # slower ones, and return rows in another order (a vector tile's features, byte for byte)
+        conn.execute("ANALYZE")
     pending = [m.version for m in available() if m.version > manifest["migration"]]
     return {"manifest": manifest, "pending_migrations": pending}
 

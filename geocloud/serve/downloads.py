@@ -5,6 +5,11 @@
 GeoJSON and CSV stream straight from a server-side cursor. Shapefile, GeoPackage and KML are
 written batch by batch into a temporary file by GDAL (pyogrio), then streamed and deleted. File
 names carry the layer and its live version, e.g. ``buildings-v3.gpkg``.
+
+A .dbf field name holds at most 10 characters: the Shapefile's fields get GDAL's own short names
+(``plan_area_name`` -> ``plan_are_1``), chosen here rather than laundered by GDAL, and the zip
+carries ``<layer>.fields.csv`` mapping each short name back to the field and its zh-TW and English
+titles.
 """
 
 import csv
@@ -27,21 +32,12 @@ from geocloud.catalog import Layer
 from geocloud.serve import guard, params
 from geocloud.serve.features import layer_validators, live_layer
 from geocloud.serve.http import bad_parameter, not_modified
+from geocloud.serve.links import DOWNLOADS, TERMS, TERMS_VERSION
 from geocloud.db.pool import get_pool
 from geocloud.serve.provider import column, where
 
 BATCH = 5_000
-TERMS_VERSION = "tcg-restricted-2026-1"
-TERMS = ("for the official duties of the caller's agency only; no redistribution; personal data is handled "
-         "under the Personal Data Protection Act; the download is recorded")
-FORMATS = {
-    "geojson": ("application/geo+json", "geojson"),
-    "csv": ("text/csv; charset=utf-8", "csv"),
-    "csv-bom": ("text/csv; charset=utf-8", "csv"),
-    "shp": ("application/zip", "shp.zip"),
-    "gpkg": ("application/geopackage+sqlite3", "gpkg"),
-    "kml": ("application/vnd.google-earth.kml+xml", "kml"),
-}
+FORMATS = {fmt: (media, ext) for fmt, (media, ext, _) in DOWNLOADS.items()}
 OGR = {"shp": ("ESRI Shapefile", 3826), "gpkg": ("GPKG", 3826), "kml": ("KML", 4326)}
 ARROW = {"text": pa.string(), "integer": pa.int32(), "bigint": pa.int64(), "double": pa.float64(),
          "boolean": pa.bool_(), "date": pa.date32(), "timestamp": pa.timestamp("us", tz="UTC")}
@@ -106,6 +102,34 @@ def _csv(layer: Layer, request: Request, bom: bool):
     return body()
 
 
+def short_names(layer: Layer) -> dict[str, str]:
+    """Each field's .dbf name, as GDAL's laundering would make it (the first 10 characters; on a
+    clash the first 8 and ``_1``, ``_2``…), so the names are the ones users already know."""
+    taken: set[str] = set()
+    out = {}
+    for f in layer.fields:
+        name, n = f.name[:10], 0
+        while name in taken:
+            n += 1
+            name = f.name[:10 - len(f"_{n}")] + f"_{n}"
+        taken.add(name)
+        out[f.name] = name
+    return out
+
+
+FIELDS_CSV = ["short_name", "field", "title_zh-TW", "title_en", "type"]
+
+
+def _field_table(layer: Layer, shorts: dict[str, str]) -> str:
+    """The short name -> field table shipped in the zip: UTF-8 with a BOM (Excel shows the Chinese
+    titles), one row per .dbf field, in the .dbf's order."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\r\n")
+    out.writerow(FIELDS_CSV)
+    out.writerows([shorts[f.name], f.name, f.title.zh_TW, f.title.en, f.type] for f in layer.fields)
+    return "\ufeff" + buf.getvalue()
+
+
 def _ogr_file(layer: Layer, request: Request, fmt: str, folder: Path) -> Path:
     driver, srid = OGR[fmt]
     geom = sql.SQL("ST_AsBinary(t.geom)") if srid == layer.srid else \
@@ -113,7 +137,8 @@ def _ogr_file(layer: Layer, request: Request, fmt: str, folder: Path) -> Path:
     cols = [column(layer, f.name) for f in layer.fields] + [geom]
     query, args = _query(layer, request, sql.SQL(", ").join(cols))
     target = folder / f"{layer.id}.{'shp' if fmt == 'shp' else fmt}"
-    names = [f.name for f in layer.fields]
+    shorts = short_names(layer) if fmt == "shp" else {f.name: f.name for f in layer.fields}
+    names = [shorts[f.name] for f in layer.fields]
     types = [ARROW[f.type] for f in layer.fields]  # typed, so a batch where a field is all empty stays typed
     written = False
     options = {"encoding": "UTF-8"} if fmt == "shp" else {}
@@ -135,6 +160,7 @@ def _ogr_file(layer: Layer, request: Request, fmt: str, folder: Path) -> Path:
         for part in sorted(folder.glob(f"{layer.id}.*")):
             if part.suffix in (".shp", ".shx", ".dbf", ".prj", ".cpg"):
                 zf.write(part, part.name)
+        zf.writestr(f"{layer.id}.fields.csv", _field_table(layer, shorts))
     return archive
 
 

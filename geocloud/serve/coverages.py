@@ -31,9 +31,6 @@ from geocloud.serve.rasters import LIMITS, cog_path, number, raster_layer
 from geocloud.serve.state import snapshot
 
 GEOTIFF = "image/tiff; application=geotiff"
-# What these routes implement, in the URIs pygeoapi uses; for /conformance (serve/features.py).
-CONFORMANCE = [f"http://www.opengis.net/spec/ogcapi-coverages-1/1.0/conf/{c}"
-               for c in ("core", "oas30", "geodata-coverage", "coverage-subset", "coverage-bbox")]
 FORMATS = ("tif", "tiff", "geotiff", "gtiff")  # f=, any case; GeoTIFF is the only encoding
 MAX_SIDE = LIMITS["width"][1]
 LONLAT, NATIVE = "lonlat", "native"

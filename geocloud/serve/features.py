@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from geocloud.catalog import get_catalog
-from geocloud.serve import coverages, guard, maptiles, params, pygeoapi_config
+from geocloud.serve import guard, params, pygeoapi_config, rasters
 from geocloud.serve.http import HTTPError, bad_parameter, base_url, not_found, not_modified, validators
 from geocloud.serve.provider import JSON_TYPES, extras
 from geocloud.serve.state import snapshot
@@ -51,7 +51,7 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
 ]
-CONFORMANCE += coverages.CONFORMANCE + maptiles.CONFORMANCE  # the raster collections' coverage and map tiles
+CONFORMANCE += rasters.CONFORMANCE  # the raster collections' coverage and map tiles
 # Parameters geocloud handles itself (parsed once, CRS work cached) and hides from pygeoapi; they
 # are put back on the links pygeoapi builds.
 PASSED_ON = ("filter", "filter-lang", "filter-crs", "bbox", "bbox-crs")

@@ -25,9 +25,6 @@ from geocloud.serve.tiles import TILING_SCHEME, tms_or_404
 from geocloud.serve.tms import SERVED, zoom_range
 
 FORMATS = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
-# What these routes implement, in the URIs pygeoapi uses; for /conformance (serve/features.py).
-CONFORMANCE = [f"http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/{c}"
-               for c in ("core", "tileset", "tilesets-list", "geodata-tilesets", "png", "jpeg")]
 CRS84 = CRS.from_user_input("OGC:CRS84")
 
 

@@ -16,7 +16,7 @@ from pygeoapi.util import to_json
 
 from geocloud.catalog import Catalog, Layer, get_catalog
 from geocloud.serve.cql import INTEGER_RANGES
-from geocloud.serve.links import collection_links
+from geocloud.serve.links import collection_links, raster_links
 from geocloud.config import get_settings
 from geocloud.serve.state import Snapshot
 
@@ -42,19 +42,25 @@ def _i18n(text) -> dict:
     return {"zh-TW": text.zh_TW, "en": text.en}
 
 
-def resource(layer: Layer, snap: Snapshot, base_url: str) -> dict:
-    """A vector layer as a pygeoapi collection; its links (tilesets, styles, downloads, metadata,
-    sortables) as absolute URLs under ``base_url``, the URL the caller reached."""
+def _described(layer: Layer, snap: Snapshot, links: list[dict]) -> dict:
+    """What every collection has: titles, description and keywords in both languages, the license
+    and ``links``, and the live extent."""
     live = snap.layers.get(layer.id)
-    bbox = list(live.extent) if live and live.extent else TAICHUNG_CRS84
     return {
         "type": "collection",
         "title": _i18n(layer.title),
         "description": _i18n(layer.description),
         "keywords": {"zh-TW": layer.keywords, "en": layer.keywords},
-        "links": [{"type": "text/html", "rel": "license", "title": layer.license, "href": layer.license_url},
-                  *collection_links(layer, base_url)],
-        "extents": {"spatial": {"bbox": bbox, "crs": CRS84}},
+        "links": [{"type": "text/html", "rel": "license", "title": layer.license, "href": layer.license_url}, *links],
+        "extents": {"spatial": {"bbox": list(live.extent) if live and live.extent else TAICHUNG_CRS84, "crs": CRS84}},
+    }
+
+
+def resource(layer: Layer, snap: Snapshot, base_url: str) -> dict:
+    """A vector layer as a pygeoapi collection; its links (tilesets, styles, downloads, metadata,
+    sortables) as absolute URLs under ``base_url``, the URL the caller reached."""
+    return {
+        **_described(layer, snap, collection_links(layer, base_url)),
         "limits": {"default_items": DEFAULT_LIMIT, "max_items": MAX_LIMIT, "on_exceed": "error"},
         "providers": [{
             "type": "feature",
@@ -68,46 +74,14 @@ def resource(layer: Layer, snap: Snapshot, base_url: str) -> dict:
     }
 
 
-OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
 RASTER = "geocloud-raster"  # a provider type pygeoapi does not know: it describes the collection, loads nothing
 
 
-def raster_resource(layer: Layer, snap: Snapshot, base_url: str, publisher: bool) -> dict:
-    """A raster layer as a collection: pygeoapi lists and describes it (titles in both languages,
-    extent, HTML and JSON-LD pages), and its links lead to what geocloud serves for it: the
-    coverage (serve/coverages.py, with the domain and range GDAL's OGCAPI driver reads), the
-    map tilesets (serve/maptiles.py), TileJSON, the WMTS capabilities and the metadata record."""
-    live = snap.layers.get(layer.id)
-    here = f"{base_url}/collections/{layer.id}"
-
-    def link(rel: str, media: str, href: str, en: str, zh: str) -> dict:
-        return {"type": media, "rel": rel, "href": href, "title": {"en": en, "zh-TW": zh}}
-    links = [
-        {"type": "text/html", "rel": "license", "title": layer.license, "href": layer.license_url},
-        link(OGC_REL + "coverage", "image/tiff; application=geotiff", f"{here}/coverage",
-             "Coverage as GeoTIFF (bbox or subset, width/height or scale-size)", "涵蓋範圍 GeoTIFF"),
-        link(OGC_REL + "coverage-domainset", "application/json", f"{here}/coverage/domainset",
-             "Coverage domain (grid)", "涵蓋範圍網格"),
-        link(OGC_REL + "coverage-rangetype", "application/json", f"{here}/coverage/rangetype",
-             "Coverage range (bands)", "涵蓋範圍波段"),
-        link(OGC_REL + "tilesets-map", "application/json", f"{here}/map/tiles", "Map tilesets", "地圖圖磚集"),
-        *(link("describedby", "application/json", f"{base_url}/rasters/{layer.id}/{tms}/tilejson.json",
-               f"TileJSON ({tms})", f"TileJSON（{tms}）") for tms in ("WebMercatorQuad", "TWD97TM2Quad")),
-        link("related", "application/xml", f"{base_url}/wmts/1.0.0/WMTSCapabilities.xml",
-             f"WMTS 1.0.0 capabilities (layer {layer.id})", f"WMTS 1.0.0 服務能力文件（圖層 {layer.id}）"),
-    ]
-    if publisher:
-        links.append(link("describedby", "application/xml", f"{base_url}/metadata/{layer.id}.xml",
-                          "Metadata record (TWSMP)", "詮釋資料（TWSMP）"))
-    return {
-        "type": "collection",
-        "title": _i18n(layer.title),
-        "description": _i18n(layer.description),
-        "keywords": {"zh-TW": layer.keywords, "en": layer.keywords},
-        "links": links,
-        "extents": {"spatial": {"bbox": list(live.extent) if live and live.extent else TAICHUNG_CRS84, "crs": CRS84}},
-        "providers": [{"type": RASTER, "name": RASTER, "data": layer.id}],
-    }
+def raster_resource(layer: Layer, snap: Snapshot, base_url: str) -> dict:
+    """A raster layer as a collection: pygeoapi lists and describes it (extent, HTML and JSON-LD
+    pages); its links (serve/links.py) lead to what geocloud serves for it."""
+    return {**_described(layer, snap, raster_links(layer, base_url)),
+            "providers": [{"type": RASTER, "name": RASTER, "data": layer.id}]}
 
 
 def with_data_types(headers: dict, status: int, content):
@@ -136,7 +110,7 @@ def build(catalog: Catalog, snap: Snapshot, base_url: str, visible: frozenset[st
     config["server"]["limits"] = {"default_items": DEFAULT_LIMIT, "max_items": MAX_LIMIT, "on_exceed": "error"}
     config["resources"] = {layer.id: resource(layer, snap, base_url) for layer in catalog.vector_layers()
                            if layer.id in snap.layers and layer.id in visible}
-    config["resources"].update({layer.id: raster_resource(layer, snap, base_url, catalog.publisher is not None)
+    config["resources"].update({layer.id: raster_resource(layer, snap, base_url)
                                 for layer in catalog.layers.values()
                                 if layer.kind == "raster" and layer.id in snap.layers and layer.id in visible})
     return config

@@ -219,6 +219,12 @@ class _LayerTiler(TilerFactory):
 
 
 PREFIX = "/rasters"
+# What the raster collections implement (serve/coverages.py, serve/maptiles.py), in the URIs pygeoapi
+# uses; for /conformance (serve/features.py, which serve/maptiles.py imports through serve/tiles.py).
+CONFORMANCE = [*(f"http://www.opengis.net/spec/ogcapi-coverages-1/1.0/conf/{c}"
+                 for c in ("core", "oas30", "geodata-coverage", "coverage-subset", "coverage-bbox")),
+               *(f"http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/{c}"
+                 for c in ("core", "tileset", "tilesets-list", "geodata-tilesets", "png", "jpeg"))]
 UNSERVED = {"info_geojson", "tileset_list", "tileset"}  # see the module docstring
 tiler = _LayerTiler(path_dependency=live_cog, supported_tms=TMS, router=APIRouter(prefix="/{layer_id}"),
                     router_prefix=PREFIX, add_part=False, add_preview=True, add_viewer=False)

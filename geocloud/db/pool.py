@@ -1,8 +1,11 @@
 """One connection pool per server process and database, opened on first use, that fails fast while
 the database is down and is whole again as soon as the database is back.
 
-Workers share nothing in memory: each has its own pool onto the same PostGIS (point
-GEOCLOUD_DATABASE_URL at a read replica for read-only workers).
+Workers share nothing in memory: each has its own pools. Reads (``get_pool``) go to
+GEOCLOUD_DATABASE_READ_URL's replica while it keeps within GEOCLOUD_REPLICA_MAX_LAG of its primary
+(geocloud.db.replica watches it), else to the primary; what a request writes (audit records, rate
+counts, tokens' secret) goes to GEOCLOUD_DATABASE_URL (``write_pool``). Without a read URL both
+are the one pool.
 
 Outages. A request waits at most GEOCLOUD_DB_TIMEOUT for a connection, and every statement stops
 after GEOCLOUD_DB_STATEMENT_TIMEOUT. A connection lost under a request (the server shut down or
@@ -29,6 +32,7 @@ from psycopg_pool import ConnectionPool, PoolClosed
 
 from geocloud.config import get_settings
 from geocloud.db.connect import connect, connection_options, database_url
+from geocloud.db.replica import Replica
 from geocloud.errors import DatabaseError, DatabaseUnavailable
 
 LOG = logging.getLogger("geocloud.db")
@@ -169,10 +173,10 @@ class Pool:
 
 _lock = threading.Lock()
 _pools: dict[str, Pool] = {}
+_replicas: dict[str, Replica] = {}
 
 
-def get_pool() -> Pool:
-    url = database_url()
+def _pool_for(url: str) -> Pool:
     pool = _pools.get(url)
     if pool is None:
         with _lock:
@@ -180,6 +184,35 @@ def get_pool() -> Pool:
             if pool is None:
                 pool = _pools[url] = Pool(url)
     return pool
+
+
+def write_pool() -> Pool:
+    """The primary's pool: for everything a request writes."""
+    return _pool_for(database_url())
+
+
+def replica() -> Replica | None:
+    """The watched read replica, None without GEOCLOUD_DATABASE_READ_URL."""
+    url = get_settings().database_read_url
+    if not url:
+        return None
+    watched = _replicas.get(url)
+    if watched is None:
+        pool = _pool_for(url)
+        with _lock:
+            watched = _replicas.get(url)
+            if watched is None:
+                watched = _replicas[url] = Replica(pool)
+    return watched
+
+
+def get_pool() -> Pool:
+    """The pool reads go to: the replica while it is reachable and within GEOCLOUD_REPLICA_MAX_LAG of
+    its primary, else the primary (whose outage then answers reads 503 with Retry-After)."""
+    watched = replica()
+    if watched is not None and watched.usable():
+        return watched.pool
+    return write_pool()
 
 
 @atexit.register

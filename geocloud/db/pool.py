@@ -171,39 +171,31 @@ class Pool:
         self._pool.close()
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _pools: dict[str, Pool] = {}
 _replicas: dict[str, Replica] = {}
 
 
-def _pool_for(url: str) -> Pool:
-    pool = _pools.get(url)
-    if pool is None:
+def _once(made: dict, url: str, make):
+    """``made[url]``, made by ``make(url)`` the first time, once however many threads ask."""
+    found = made.get(url)
+    if found is None:
         with _lock:
-            pool = _pools.get(url)
-            if pool is None:
-                pool = _pools[url] = Pool(url)
-    return pool
+            found = made.get(url)
+            if found is None:
+                found = made[url] = make(url)
+    return found
 
 
 def write_pool() -> Pool:
     """The primary's pool: for everything a request writes."""
-    return _pool_for(database_url())
+    return _once(_pools, database_url(), Pool)
 
 
 def replica() -> Replica | None:
     """The watched read replica, None without GEOCLOUD_DATABASE_READ_URL."""
     url = get_settings().database_read_url
-    if not url:
-        return None
-    watched = _replicas.get(url)
-    if watched is None:
-        pool = _pool_for(url)
-        with _lock:
-            watched = _replicas.get(url)
-            if watched is None:
-                watched = _replicas[url] = Replica(pool)
-    return watched
+    return _once(_replicas, url, lambda u: Replica(_once(_pools, u, Pool))) if url else None
 
 
 def get_pool() -> Pool:

@@ -30,13 +30,13 @@ class Replica:
         self.lag: float | None = None
         self.behind = False
         self._over = False
-        self._measure()
+        self._measure(quiet=True)
         threading.Thread(target=self._watch, name="geocloud-replica-lag", daemon=True).start()
 
     def usable(self) -> bool:
         return self.lag is not None and not self.behind
 
-    def _measure(self) -> None:
+    def _measure(self, quiet: bool = False) -> None:
         was = self.usable()
         try:
             with self.pool.connection() as conn:
@@ -49,7 +49,7 @@ class Replica:
         if was and self.behind:
             LOG.warning("the read replica is %.1f s behind its primary (GEOCLOUD_REPLICA_MAX_LAG %g s): reading "
                         "from the primary until it catches up", lag, limit)
-        elif was != self.usable():
+        elif was != self.usable() and not quiet:
             LOG.warning("reading from the %s", "replica again" if self.usable() else "primary: the replica is unreachable")
 
     def _watch(self) -> None:

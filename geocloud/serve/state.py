@@ -168,6 +168,7 @@ def tables(conn: psycopg.Connection, layer_ids) -> dict[str, sql.Composable]:
     from, or a version retired since) is answered 503 with Retry-After, and the process's snapshot
     read again."""
     global _current
+    layer_ids = sorted(set(layer_ids))  # one order for every request: no deadlock between two of them
     if not layer_ids:
         return {}
     snap = snapshot()
@@ -185,7 +186,7 @@ def tables(conn: psycopg.Connection, layer_ids) -> dict[str, sql.Composable]:
     cur.nextset()
     cur.nextset()
     found = {layer: sql.Identifier(*storage.split(".", 1)) for layer, storage in cur.fetchall()}
-    if len(found) < len(set(layer_ids)):
+    if len(found) < len(layer_ids):
         if (current := _current) is not None:
             _current = (float("-inf"), *current[1:])  # read again by the next request
         missing = ", ".join(sorted(set(layer_ids) - set(found)))

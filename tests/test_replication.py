@@ -8,12 +8,13 @@ folder, under a steady read load from a client thread.
    replica's lag plus state.REFRESH), and no response on the way mixes versions: every items page's
    numberMatched (the version's feature count) is the number of rows it returned, and one ETag
    always comes with the same body.
-2. The replica falls behind (its replay paused): past GEOCLOUD_REPLICA_MAX_LAG the nodes read from
-   the primary and their /health/ready says so; caught up, they read from the replica again.
+2. The replica is cut off from its primary and falls behind: past GEOCLOUD_REPLICA_MAX_LAG the
+   nodes read from the primary and their /health/ready says so; caught up, they read from the
+   replica again.
 3. The primary stops: reads go on from the replica without one failed request; writes answer 503
    with Retry-After (and a key cannot be created: one clear message, as the CLI prints it).
 4. The replica is promoted: writes (a token issued, a key created, an ETL run) work again without
-   restarting either node.
+   restarting either node. With that last server stopped too, the nodes are live but not ready.
 """
 
 import csv
@@ -34,6 +35,7 @@ import httpx
 import morecantile
 import psycopg
 import pytest
+from psycopg import sql
 
 from geocloud import db
 from geocloud.access import keys as api_keys
@@ -190,6 +192,15 @@ def _committed(url: str) -> float:
         return conn.execute("SELECT extract(epoch FROM max(at))::float8 FROM geocloud.layer_events").fetchone()[0]
 
 
+def _stream_from(standby: Standby, conninfo: str) -> str:
+    """Point the standby's WAL receiver at ``conninfo`` ('' cuts it off); return the former one."""
+    with psycopg.connect(standby.url(), autocommit=True) as conn:
+        former = conn.execute("SHOW primary_conninfo").fetchone()[0]
+        conn.execute(sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(sql.Literal(conninfo)))
+        conn.execute("SELECT pg_reload_conf()")
+    return former
+
+
 def _create_key(url: str) -> str:
     """A new API key, made through ``url`` (libpq picks the server that takes writes)."""
     with db.connect(url, autocommit=True) as conn:
@@ -256,9 +267,9 @@ def test_replicas_serve_reads_converge_and_survive_failover(replicated, tmp_path
         assert max(convergence) <= MAX_LAG + REFRESH + SLACK, convergence
         assert not _failed(load.since(0)) and not _mixed(load.since(0))
 
-        # 2. the replica falls behind: the nodes read from the primary, and say so
-        with psycopg.connect(standby.url(), autocommit=True) as conn:
-            conn.execute("SELECT pg_wal_replay_pause()")
+        # 2. the replica is cut off from its primary and falls behind: the nodes read from the
+        # primary, and say so (the replica has replayed all it received: only the primary knows)
+        conninfo = _stream_from(standby, "")
         new_key = _create_key(write_url)
         for node in nodes:
             behind = _ready_when(node, lambda h: h["reads_from"] == "primary", "lag noticed")
@@ -266,8 +277,7 @@ def test_replicas_serve_reads_converge_and_survive_failover(replicated, tmp_path
             assert behind["databases"]["replica"]["lag_seconds"] > MAX_LAG
             # the key exists on the primary only: it is read there
             assert httpx.get(node + ITEMS, headers={"X-API-Key": new_key}, timeout=30).status_code == 200
-        with psycopg.connect(standby.url(), autocommit=True) as conn:
-            conn.execute("SELECT pg_wal_replay_resume()")
+        _stream_from(standby, conninfo)
         for node in nodes:
             _ready_when(node, lambda h: h["reads_from"] == "replica", "back on the replica")
 
@@ -306,6 +316,14 @@ def test_replicas_serve_reads_converge_and_survive_failover(replicated, tmp_path
         assert not _failed(answers), _failed(answers)[:5]
         assert not _mixed(answers), _mixed(answers)[:5]
         assert all(p.poll() is None for p in procs)
+
+        # no database left to read from: not ready (the process still lives)
+        standby.stop()
+        for node in nodes:
+            r = _poll(lambda: (r if (r := httpx.get(node + "/health/ready", timeout=30)).status_code == 503 else None),
+                      30, "not ready")
+            assert r.json()["status"] == "not ready" and int(r.headers["retry-after"]) > 0
+            assert httpx.get(node + "/health/live", timeout=30).status_code == 200
         print(f"\ndrill: {len(answers)} requests, {len(_failed(answers))} failed, {len(_mixed(answers))} mixed; "
               f"convergence {', '.join(f'{c:.2f}' for c in convergence)} s (bound {MAX_LAG + REFRESH:g} s); "
               f"writes {', '.join(f'{w:.2f}' for w in writable)} s after promotion")

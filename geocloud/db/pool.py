@@ -195,7 +195,7 @@ def write_pool() -> Pool:
 def replica() -> Replica | None:
     """The watched read replica, None without GEOCLOUD_DATABASE_READ_URL."""
     url = get_settings().database_read_url
-    return _once(_replicas, url, lambda u: Replica(_once(_pools, u, Pool))) if url else None
+    return _once(_replicas, url, lambda u: Replica(_once(_pools, u, Pool), write_pool)) if url else None
 
 
 def get_pool() -> Pool:

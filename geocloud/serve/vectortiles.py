@@ -58,7 +58,10 @@ def layer_sql(layer: Layer, table: sql.Composable, tms: morecantile.TileMatrixSe
         simplify = ground > SIMPLIFY_FROM
         geom = sql.SQL("CASE WHEN ST_NPoints({g}) > {n} THEN ST_Simplify({g}, %s, true) ELSE {g} END").format(
             g=source, n=sql.Literal(SIMPLIFY_POINTS)) if simplify else source
-        thin, order, thin_args, order_args = sql.SQL(""), sql.SQL(""), [], []
+        # in key order: a strong ETag promises the same bytes from every node, replica and restore,
+        # whatever plan their statistics choose
+        thin, thin_args, order_args = sql.SQL(""), [], []
+        order = sql.SQL("ORDER BY t.{}").format(sql.Identifier(layer.key))
         polygons = layer.geometry.endswith("Polygon") and coarse
         size_filter = sql.SQL(" AND (ST_XMax({g}) - ST_XMin({g}) >= %s OR ST_YMax({g}) - ST_YMin({g}) >= %s)").format(
             g=source) if polygons else sql.SQL("")

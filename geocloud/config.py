@@ -71,6 +71,13 @@ class Settings(BaseSettings):
                                         "its width or height stops")
     oidc_agency_claim: str = "agency"
     oidc_roles_claim: str = "roles"
+    database_read_url: str | None = Field(
+        default=None, description="PostgreSQL URL of the read replica(s) every read surface uses (libpq multi-host "
+                                  "URLs work); writes go to GEOCLOUD_DATABASE_URL. Unset: reads use it too")
+    replica_max_lag: float = Field(default=30.0, gt=0, description="Seconds a read replica may fall behind its "
+                                   "primary before this node reads from the primary instead")
+    tile_cache_dir: Path | None = Field(default=None, description="Tile cache folder, e.g. on storage shared by "
+                                        "several nodes; defaults to <data dir>/tile-cache")
 
     @cached_property
     def link_hosts(self) -> frozenset[str]:

@@ -35,6 +35,7 @@ from geocloud.serve.http import bad_parameter, not_modified
 from geocloud.serve.links import DOWNLOADS, TERMS, TERMS_VERSION
 from geocloud.db.pool import get_pool
 from geocloud.serve.provider import column, where
+from geocloud.serve.state import tables
 
 BATCH = 5_000
 FORMATS = {fmt: (media, ext) for fmt, (media, ext, _) in DOWNLOADS.items()}
@@ -43,20 +44,25 @@ ARROW = {"text": pa.string(), "integer": pa.int32(), "bigint": pa.int64(), "doub
          "boolean": pa.bool_(), "date": pa.date32(), "timestamp": pa.timestamp("us", tz="UTC")}
 
 
-def _query(layer: Layer, request: Request, select: sql.Composable) -> tuple[sql.Composable, list]:
+def _query(layer: Layer, request: Request, select: sql.Composable):
+    """The download's query, as a function of the table holding the request's version, and its
+    arguments: the rows, like the file name and the ETag, belong to the version the snapshot names."""
     extra = params.items(request.query_params, layer)
     clauses, args = where(layer, None, (), None, extra)
     cond = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
-    return sql.SQL("SELECT {} FROM live.{} t {} ORDER BY t.{}").format(
-        select, sql.Identifier(layer.id), cond, sql.Identifier(layer.key)), args
+
+    def on(table: sql.Composable) -> sql.Composable:
+        return sql.SQL("SELECT {} FROM {} t {} ORDER BY t.{}").format(select, table, cond, sql.Identifier(layer.key))
+    return on, args
 
 
-def _rows(query: sql.Composable, args: list):
+def _rows(layer: Layer, query, args: list):
     """Rows from a server-side cursor, BATCH at a time, holding one pooled connection."""
-    with get_pool().connection() as conn, conn.transaction():
-        with conn.cursor(name="geocloud_download") as cur:
+    with get_pool().connection() as conn:
+        table = tables(conn, [layer.id])[layer.id]
+        with conn.transaction(), conn.cursor(name="geocloud_download") as cur:
             cur.itersize = BATCH
-            cur.execute(query, args)
+            cur.execute(query(table), args)
             while rows := cur.fetchmany(BATCH):
                 yield rows
 
@@ -72,7 +78,7 @@ def _geojson(layer: Layer, request: Request):
     def body():
         yield '{"type": "FeatureCollection", "features": [\n'
         first = True
-        for rows in _rows(query, args):
+        for rows in _rows(layer, query, args):
             chunk = ",\n".join(r[0] for r in rows)
             yield chunk if first else ",\n" + chunk
             first = False
@@ -94,7 +100,7 @@ def _csv(layer: Layer, request: Request, bom: bool):
         out = csv.writer(buf, lineterminator="\r\n")
         out.writerow(layer.csv_columns())
         yield ("\ufeff" if bom else "") + buf.getvalue()
-        for rows in _rows(query, args):
+        for rows in _rows(layer, query, args):
             buf.seek(0)
             buf.truncate()
             out.writerows(rows)
@@ -142,7 +148,7 @@ def _ogr_file(layer: Layer, request: Request, fmt: str, folder: Path) -> Path:
     types = [ARROW[f.type] for f in layer.fields]  # typed, so a batch where a field is all empty stays typed
     written = False
     options = {"encoding": "UTF-8"} if fmt == "shp" else {}
-    for rows in _rows(query, args):
+    for rows in _rows(layer, query, args):
         columns = list(zip(*rows))
         table = pa.table({**{n: pa.array(columns[i], types[i]) for i, n in enumerate(names)},
                           "geometry": pa.array(columns[-1], pa.binary())})

@@ -35,8 +35,8 @@ def routes() -> list[str]:
     for route in create_app().routes:
         if isinstance(route, Route):
             out.append(route.path)
-        elif isinstance(route, Mount) and route.path == "":
-            out += [r.path for r in route.app.routes if hasattr(r, "path") and r.path.startswith("/rasters")]
+        elif isinstance(route, Mount):  # the raster app (/rasters); the static files' mounts have no routes
+            out += [route.path + r.path for r in route.routes if isinstance(r, Route)]
     return sorted(set(out))
 
 

@@ -49,7 +49,7 @@ def test_openapi_declares_limit_default_and_maximum(served):
 def test_collections_in_both_languages(served):
     zh = {c["id"]: c for c in served.get("/collections").json()["collections"]}
     assert {"addresses", "roads", "buildings", "zoning", "landmarks", "districts", "topo_contours"} <= set(zh)
-    assert "satellite" not in zh  # rasters are not feature collections
+    assert zh["satellite"]["layerDataType"] == "Coverage"  # a raster: a coverage, not a feature collection
     assert zh["buildings"]["title"] == "建物輪廓"
     en = {c["id"]: c for c in served.get("/collections", params={"lang": "en"}).json()["collections"]}
     assert en["buildings"]["title"] == "Building footprints"

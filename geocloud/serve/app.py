@@ -6,12 +6,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.routing import Mount
 
 from geocloud.errors import DatabaseError, GeocloudError
-from geocloud.serve import auth, catalog, downloads, features, geocoding, headers, health, tiles, viewer, wmts
+from geocloud.serve import (auth, catalog, coverages, downloads, features, geocoding, headers, health, maptiles, rasters,
+                            tiles, viewer, wmts)
 from geocloud.serve.guard import AuthMiddleware, service_unavailable
-from geocloud.serve.rasters import create_raster_app
 from geocloud.serve.http import HTTPError, error_response, server_error
 
 LOG = logging.getLogger("geocloud.serve")
@@ -23,7 +22,7 @@ async def _client_error(request: Request, exc: HTTPError):
 
 async def _starlette_error(request: Request, exc: HTTPException):
     return error_response(HTTPError(exc.status_code, "NotFound" if exc.status_code == 404 else "HTTPError",
-                                    str(exc.detail)))
+                                    str(exc.detail), dict(exc.headers or {})))  # 405 keeps its Allow
 
 
 async def _geocloud_error(request: Request, exc: GeocloudError):
@@ -41,7 +40,7 @@ def create_app() -> Starlette:
     return Starlette(
         routes=[*tiles.routes, *features.routes, *downloads.routes, *geocoding.routes, *wmts.routes, *viewer.routes,
                 *auth.routes, *catalog.routes, *health.routes,
-                Mount("", app=create_raster_app())],
+                *coverages.routes, *maptiles.routes, rasters.mount()],
         middleware=[*headers.middleware(), Middleware(AuthMiddleware)],
         exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,
                             GeocloudError: _geocloud_error, Exception: _unexpected},

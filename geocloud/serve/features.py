@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from geocloud.catalog import get_catalog
-from geocloud.serve import guard, params, pygeoapi_config
+from geocloud.serve import guard, params, pygeoapi_config, rasters
 from geocloud.serve.http import HTTPError, bad_parameter, base_url, not_found, not_modified, validators
 from geocloud.serve.provider import JSON_TYPES, extras
 from geocloud.serve.state import snapshot
@@ -51,6 +51,7 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
 ]
+CONFORMANCE += rasters.CONFORMANCE  # the raster collections' coverage and map tiles
 # Parameters geocloud handles itself (parsed once, CRS work cached) and hides from pygeoapi; they
 # are put back on the links pygeoapi builds.
 PASSED_ON = ("filter", "filter-lang", "filter-crs", "bbox", "bbox-crs")
@@ -172,10 +173,10 @@ def to_response(headers: dict, status: int, content, extra: dict | None = None) 
     return Response(content, status_code=status, headers=headers, media_type=media)
 
 
-def live_layer(collection_id: str, surface: str = "features"):
-    """A vector layer the caller may read, with its live version (401/404 otherwise)."""
+def live_layer(collection_id: str, surface: str = "features", kind: str | None = "vector"):
+    """A vector layer (or, kind None, any layer) the caller may read, with its live version (401/404 otherwise)."""
     try:
-        layer = guard.layer_for(collection_id, surface, kind="vector")
+        layer = guard.layer_for(collection_id, surface, kind=kind)
     except HTTPError as exc:
         if exc.status == 400:  # a raster layer has no feature collection
             raise not_found(f"collection {collection_id!r} not found") from None
@@ -215,14 +216,16 @@ async def conformance(request: Request) -> Response:
 
 async def collections(request: Request) -> Response:
     hdrs = _catalog_validators(request)
-    return not_modified(request, hdrs) or to_response(*await call(request, core_api.describe_collections), hdrs)
+    return not_modified(request, hdrs) or to_response(
+        *pygeoapi_config.with_data_types(*await call(request, core_api.describe_collections)), hdrs)
 
 
 async def collection(request: Request) -> Response:
     cid = request.path_params["collection_id"]
-    layer, live = live_layer(cid)
+    layer, live = live_layer(cid, kind=None)  # raster layers are collections too (pygeoapi_config.raster_resource)
     hdrs = layer_validators(request, layer, live)
-    return not_modified(request, hdrs) or to_response(*await call(request, core_api.describe_collections, cid), hdrs)
+    return not_modified(request, hdrs) or to_response(
+        *pygeoapi_config.with_data_types(*await call(request, core_api.describe_collections, cid)), hdrs)
 
 
 async def queryables(request: Request) -> Response:

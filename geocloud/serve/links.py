@@ -1,6 +1,7 @@
 """What a vector collection offers besides its features, and the links its collection document
 carries to each (tilesets, TileJSON, styles, downloads, metadata record, sortables), so that a
-client follows links instead of knowing URL patterns.
+client follows links instead of knowing URL patterns; likewise for a raster collection (coverage,
+map tilesets, TileJSON, WMTS, metadata record).
 
 Kept apart from the routes that serve these (tiles, viewer, downloads, catalog) because the
 collection document (serve/pygeoapi_config.py) is built below them: the download formats and
@@ -79,7 +80,34 @@ def collection_links(layer: Layer, base: str) -> list[dict]:
         *_downloads(layer, base),
         _link(REL + "sortables", SCHEMA_JSON, _t("可排序欄位", "Sortable properties"), f"{prefix}/sortables"),
     ]
-    if get_catalog().publisher is not None:  # the record names its publisher: none configured, no record
-        links.append(_link("describedby", METADATA_XML, _t("詮釋資料（TWSMP）", "Metadata record (TWSMP)"),
-                           f"{base}/metadata/{layer.id}.xml"))
-    return links
+    return links + _record(layer, base)
+
+
+def _record(layer: Layer, base: str) -> list[dict]:
+    if get_catalog().publisher is None:  # the record names its publisher: none configured, no record
+        return []
+    return [_link("describedby", METADATA_XML, _t("詮釋資料（TWSMP）", "Metadata record (TWSMP)"),
+                  f"{base}/metadata/{layer.id}.xml")]
+
+
+def raster_links(layer: Layer, base: str) -> list[dict]:
+    """Every link of a raster collection: its coverage (serve/coverages.py, with the domain and
+    range GDAL's OGCAPI driver reads), map tilesets (serve/maptiles.py), TileJSON per tile matrix
+    set, the WMTS capabilities and the metadata record."""
+    prefix = f"{base}/collections/{layer.id}"
+    return [
+        _link(REL + "coverage", "image/tiff; application=geotiff", _t(
+            "涵蓋範圍 GeoTIFF（bbox 或 subset，width/height 或 scale-size）",
+            "Coverage as GeoTIFF (bbox or subset, width/height or scale-size)"), f"{prefix}/coverage"),
+        _link(REL + "coverage-domainset", "application/json", _t("涵蓋範圍網格", "Coverage domain (grid)"),
+              f"{prefix}/coverage/domainset"),
+        _link(REL + "coverage-rangetype", "application/json", _t("涵蓋範圍波段", "Coverage range (bands)"),
+              f"{prefix}/coverage/rangetype"),
+        _link(REL + "tilesets-map", "application/json", _t("地圖圖磚集", "Map tilesets"), f"{prefix}/map/tiles"),
+        *(_link("describedby", "application/json", _t(f"TileJSON（{tms}）", f"TileJSON ({tms})"),
+                f"{base}/rasters/{layer.id}/{tms}/tilejson.json") for tms in ("WebMercatorQuad", "TWD97TM2Quad")),
+        _link("related", "application/xml", _t(f"WMTS 1.0.0 服務能力文件（圖層 {layer.id}）",
+                                               f"WMTS 1.0.0 capabilities (layer {layer.id})"),
+              f"{base}/wmts/1.0.0/WMTSCapabilities.xml"),
+        *_record(layer, base),
+    ]

@@ -5,16 +5,18 @@
 version, CRS lists, limits), so a layer is described once.
 """
 
+import json
 from copy import deepcopy
 from functools import lru_cache
 from pathlib import Path
 
 import yaml
 from pygeoapi.openapi import get_oas
+from pygeoapi.util import to_json
 
 from geocloud.catalog import Catalog, Layer, get_catalog
 from geocloud.serve.cql import INTEGER_RANGES
-from geocloud.serve.links import collection_links
+from geocloud.serve.links import collection_links, raster_links
 from geocloud.config import get_settings
 from geocloud.serve.state import Snapshot
 
@@ -40,19 +42,25 @@ def _i18n(text) -> dict:
     return {"zh-TW": text.zh_TW, "en": text.en}
 
 
-def resource(layer: Layer, snap: Snapshot, base_url: str) -> dict:
-    """A vector layer as a pygeoapi collection; its links (tilesets, styles, downloads, metadata,
-    sortables) as absolute URLs under ``base_url``, the URL the caller reached."""
+def _described(layer: Layer, snap: Snapshot, links: list[dict]) -> dict:
+    """What every collection has: titles, description and keywords in both languages, the license
+    and ``links``, and the live extent."""
     live = snap.layers.get(layer.id)
-    bbox = list(live.extent) if live and live.extent else TAICHUNG_CRS84
     return {
         "type": "collection",
         "title": _i18n(layer.title),
         "description": _i18n(layer.description),
         "keywords": {"zh-TW": layer.keywords, "en": layer.keywords},
-        "links": [{"type": "text/html", "rel": "license", "title": layer.license, "href": layer.license_url},
-                  *collection_links(layer, base_url)],
-        "extents": {"spatial": {"bbox": bbox, "crs": CRS84}},
+        "links": [{"type": "text/html", "rel": "license", "title": layer.license, "href": layer.license_url}, *links],
+        "extents": {"spatial": {"bbox": list(live.extent) if live and live.extent else TAICHUNG_CRS84, "crs": CRS84}},
+    }
+
+
+def resource(layer: Layer, snap: Snapshot, base_url: str) -> dict:
+    """A vector layer as a pygeoapi collection; its links (tilesets, styles, downloads, metadata,
+    sortables) as absolute URLs under ``base_url``, the URL the caller reached."""
+    return {
+        **_described(layer, snap, collection_links(layer, base_url)),
         "limits": {"default_items": DEFAULT_LIMIT, "max_items": MAX_LIMIT, "on_exceed": "error"},
         "providers": [{
             "type": "feature",
@@ -66,8 +74,35 @@ def resource(layer: Layer, snap: Snapshot, base_url: str) -> dict:
     }
 
 
+RASTER = "geocloud-raster"  # a provider type pygeoapi does not know: it describes the collection, loads nothing
+
+
+def raster_resource(layer: Layer, snap: Snapshot, base_url: str) -> dict:
+    """A raster layer as a collection: pygeoapi lists and describes it (extent, HTML and JSON-LD
+    pages); its links (serve/links.py) lead to what geocloud serves for it."""
+    return {**_described(layer, snap, raster_links(layer, base_url)),
+            "providers": [{"type": RASTER, "name": RASTER, "data": layer.id}]}
+
+
+def with_data_types(headers: dict, status: int, content):
+    """pygeoapi's collection document(s) with ``layerDataType: Coverage`` on the raster layers:
+    GDAL's OAPIF driver (and so QGIS through GDAL) then leaves them out of the feature layers it
+    lists, and its OGCAPI driver lists them as rasters. Other documents pass unchanged."""
+    if status != 200 or not isinstance(content, str) or not headers.get("Content-Type", "").endswith("json"):
+        return headers, status, content
+    data = json.loads(content)
+    rasters = {layer.id for layer in get_catalog().layers.values() if layer.kind == "raster"}
+    marked = [c for c in data.get("collections", [data]) if c.get("id") in rasters]
+    if not marked:
+        return headers, status, content
+    for collection in marked:
+        collection["layerDataType"] = "Coverage"
+    return headers, status, to_json(data, server_settings()["server"].get("pretty_print", False))
+
+
 def build(catalog: Catalog, snap: Snapshot, base_url: str, visible: frozenset[str]) -> dict:
-    """The configuration for one caller's view: only the live vector layers they may read."""
+    """The configuration for one caller's view: only the live layers they may read (rasters after
+    the vector layers)."""
     config = deepcopy(server_settings())
     config["server"]["url"] = base_url
     config["server"]["templates"] = {"path": str(TEMPLATES)}
@@ -75,6 +110,9 @@ def build(catalog: Catalog, snap: Snapshot, base_url: str, visible: frozenset[st
     config["server"]["limits"] = {"default_items": DEFAULT_LIMIT, "max_items": MAX_LIMIT, "on_exceed": "error"}
     config["resources"] = {layer.id: resource(layer, snap, base_url) for layer in catalog.vector_layers()
                            if layer.id in snap.layers and layer.id in visible}
+    config["resources"].update({layer.id: raster_resource(layer, snap, base_url)
+                                for layer in catalog.layers.values()
+                                if layer.kind == "raster" and layer.id in snap.layers and layer.id in visible})
     return config
 
 

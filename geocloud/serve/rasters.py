@@ -1,10 +1,15 @@
-"""Raster tiles for every raster layer: titiler.core's endpoint factory, mounted in the same app.
+"""Raster tiles for every raster layer: titiler.core's endpoint factory, mounted at ``/rasters``.
 
 The dataset is resolved from the catalog id in the path to the live COG under the data
 directory; no parameter names a file or URL (titiler's ``url=`` is not offered), so the server
 never reads a path a caller chooses. Tiles in PNG, JPEG and WebP, WebMercatorQuad and the TWD97
-quadtree, TileJSON and WMTS capabilities come from titiler; low zooms read the COG overviews.
+quadtree, TileJSON, info, statistics, point values and previews come from titiler; low zooms read
+the COG overviews. titiler's own tileset documents and ``info.geojson`` are not served: the OGC
+API tilesets of a raster layer are ``/collections/{id}/map/tiles`` (serve/maptiles.py).
 Tiles are cached on disk like vector tiles and invalidated by the same publish/rollback events.
+
+The app is mounted under ``/rasters`` only (not at the root), so a wrong method on any other
+route is the 405 of that route, not this app's 404.
 """
 
 import hashlib
@@ -17,20 +22,22 @@ from functools import lru_cache
 import morecantile
 import numpy
 import rasterio
-from fastapi import FastAPI, HTTPException, Path
+from fastapi import APIRouter, FastAPI, HTTPException, Path
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from rio_tiler.errors import PointOutsideBounds
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Mount
 from titiler.core.errors import DEFAULT_STATUS_CODES
 from titiler.core.factory import TilerFactory
 
-from geocloud.catalog import get_catalog
+from geocloud.catalog import Layer, get_catalog
 from geocloud.config import get_settings
 from geocloud.access import can_read
-from geocloud.serve import guard, tilecache
+from geocloud.serve import guard, openapi30, tilecache
 from geocloud.serve.http import HTTPError, bad_parameter, error_response, not_found, server_error
 from geocloud.serve.state import snapshot
 from geocloud.serve.tms import SERVED, TMS
@@ -48,7 +55,8 @@ MAX_BODY = 1 << 20  # POST /statistics: a GeoJSON body of at most 1 MiB ...
 MAX_FEATURES = 16   # ... and of at most 16 features (each is a read of up to max_size pixels)
 
 
-def _number(name: str, text: str) -> float:
+def number(name: str, text: str) -> float:
+    """A finite number, or 400 naming the parameter."""
     try:
         value = float(text)
     except ValueError:
@@ -70,26 +78,26 @@ def check_limits(query, path: dict) -> None:
              **{k: str(path[k]) for k in ("width", "height") if k in path}}
     for name, text in sizes.items():
         low, high = LIMITS[name]
-        value = _number(name, text)
+        value = number(name, text)
         if not low <= value <= high:
             raise bad_parameter(name, f"must be between {low} and {high}, got {text}")
     for name, most in MAX_LIST.items():
         if len(query.getlist(name)) > most:
             raise bad_parameter(name, f"given more than {most} times")
     for text in query.getlist("p"):
-        if not 0 <= _number("p", text) <= 100:
+        if not 0 <= number("p", text) <= 100:
             raise bad_parameter("p", f"a percentile is between 0 and 100, got {text}")
     bins = query.get("histogram_bins")
     if bins is not None:
         edges = bins.split(",")
-        count = len(edges) - 1 if len(edges) > 1 else _number("histogram_bins", bins)
+        count = len(edges) - 1 if len(edges) > 1 else number("histogram_bins", bins)
         if not 1 <= count <= MAX_BINS:
             raise bad_parameter("histogram_bins", f"between 1 and {MAX_BINS} bins, got {bins[:40]}")
         for edge in edges:
-            _number("histogram_bins", edge)
+            number("histogram_bins", edge)
     for name in ("lon", "lat"):
         if name in path:
-            _number(name, str(path[name]))
+            number(name, str(path[name]))
     if "lon" in path and query.get("coord_crs") is None and not (
             -180 <= float(path["lon"]) <= 180 and -90 <= float(path["lat"]) <= 90):
         raise bad_parameter("lon", f"longitude/latitude out of range: {path['lon']},{path['lat']}")
@@ -113,7 +121,7 @@ def _check_dataset(cog: str, query) -> None:
             raise bad_parameter("expression", f"band b{band} does not exist; this layer has b1 to b{count}")
     nodata = query.get("nodata")
     if nodata is not None:
-        value = _number("nodata", nodata)
+        value = number("nodata", nodata)
         if numpy.issubdtype(numpy.dtype(dtype), numpy.integer):
             info = numpy.iinfo(dtype)
             if not (value.is_integer() and info.min <= value <= info.max):
@@ -176,18 +184,50 @@ def _live_cog(request: Request, layer_id: str, tileMatrixSetId: str | None) -> s
         check_limits(request.query_params, request.path_params)
         if "z" in request.path_params:
             _check_tile(request.path_params)
-        folder = get_settings().data_path / snapshot().layers[layer_id].storage
-        cog = folder / f"{layer_id}.tif"
-        if tileMatrixSetId == "WebMercatorQuad" and (web := folder / f"{layer_id}-webmercator.tif").exists():
-            cog = web
-        _check_dataset(str(cog), request.query_params)
+        cog = cog_path(layer_id, web_mercator=tileMatrixSetId == "WebMercatorQuad")
+        _check_dataset(cog, request.query_params)
     except HTTPError as exc:
         raise HTTPException(exc.status, exc.description, headers=exc.headers or None) from None
-    return str(cog)
+    return cog
 
 
-tiler = TilerFactory(path_dependency=live_cog, supported_tms=TMS, router_prefix="/rasters/{layer_id}",
-                     add_part=False, add_preview=True, add_viewer=False)
+def cog_path(layer_id: str, web_mercator: bool = False) -> str:
+    """The live COG of a raster layer (the web-optimized variant if asked and there is one)."""
+    folder = get_settings().data_path / snapshot().layers[layer_id].storage
+    web = folder / f"{layer_id}-webmercator.tif"
+    return str(web if web_mercator and web.exists() else folder / f"{layer_id}.tif")
+
+
+def raster_layer(collection_id: str, surface: str) -> Layer:
+    """A raster layer the caller may read, as an OGC API collection (401/404 otherwise; a vector
+    collection has no coverage or map tiles: 404)."""
+    try:
+        return guard.layer_for(collection_id, surface, kind="raster")
+    except HTTPError as exc:
+        if exc.status == 400:
+            raise not_found(f"collection {collection_id!r} is a vector layer: it has no coverage or map tiles; "
+                            f"see /collections/{collection_id}/tiles") from None
+        raise
+
+
+class _LayerTiler(TilerFactory):
+    """titiler's factory with its routes under ``/{layer_id}`` (so the app lists them with their
+    full paths); the links titiler writes (TileJSON's tile URL) get the layer id back."""
+
+    def url_for(self, request: Request, name: str, **path_params) -> str:
+        return super().url_for(request, name, layer_id=request.path_params["layer_id"], **path_params)
+
+
+PREFIX = "/rasters"
+# What the raster collections implement (serve/coverages.py, serve/maptiles.py), in the URIs pygeoapi
+# uses; for /conformance (serve/features.py, which serve/maptiles.py imports through serve/tiles.py).
+CONFORMANCE = [*(f"http://www.opengis.net/spec/ogcapi-coverages-1/1.0/conf/{c}"
+                 for c in ("core", "oas30", "geodata-coverage", "coverage-subset", "coverage-bbox")),
+               *(f"http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/{c}"
+                 for c in ("core", "tileset", "tilesets-list", "geodata-tilesets", "png", "jpeg"))]
+UNSERVED = {"info_geojson", "tileset_list", "tileset"}  # see the module docstring
+tiler = _LayerTiler(path_dependency=live_cog, supported_tms=TMS, router=APIRouter(prefix="/{layer_id}"),
+                    router_prefix=PREFIX, add_part=False, add_preview=True, add_viewer=False)
 
 
 def _error_handler(status: int):
@@ -203,7 +243,8 @@ def _error_handler(status: int):
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException):
-    code = {401: "Unauthorized", 404: "NotFound"}.get(exc.status_code, "InvalidParameterValue")
+    code = {401: "Unauthorized", 404: "NotFound", 405: "HTTPError", 413: "HTTPError"}.get(exc.status_code,
+                                                                                      "InvalidParameterValue")
     return error_response(HTTPError(exc.status_code, code, str(exc.detail), dict(exc.headers or {})))
 
 
@@ -215,14 +256,19 @@ async def _invalid_request(request: Request, exc: RequestValidationError):
 
 
 def create_raster_app() -> FastAPI:
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, max_body_size=MAX_BODY)
-    app.include_router(tiler.router, prefix="/rasters/{layer_id}")
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, max_body_size=MAX_BODY,
+                  routes=[r for r in tiler.router.routes if r.name not in UNSERVED])
     for exc_class, status in {**DEFAULT_STATUS_CODES, PointOutsideBounds: 404}.items():
         app.add_exception_handler(exc_class, _error_handler(status))
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_middleware(TileCache)
     return app
+
+
+def mount() -> Mount:
+    """The raster app as a route of the main app."""
+    return Mount(PREFIX, app=create_raster_app())
 
 
 class TileCache:
@@ -241,18 +287,18 @@ class TileCache:
         layer_id, tms_id, tile, y_fmt = found
         request = Request(scope)
         snap, tms = snapshot(), SERVED[tms_id]
-        options = sorted((k, v) for k, v in request.query_params.multi_items() if k not in ("token", "api_key"))
-        digest = hashlib.sha256(repr(options).encode()).hexdigest()[:16] if options else "default"
-        key = tilecache.tile_path("raster", layer_id, tms_id, tile.z, tile.x, f"{y_fmt}.{digest}")
+        variant = _variant(request.query_params)
+        key = tilecache.tile_path("raster", layer_id, tms_id, tile.z, tile.x, f"{y_fmt}-{variant}")
         cached = tilecache.read(key, snap, [layer_id], lambda: tuple(tms.bounds(tile)))
         token = snap.layer_token(layer_id)
-        etag = f'W/"{layer_id}-{tms_id}-{tile.z}-{tile.x}-{y_fmt}-{cached[1] if cached else token}"'
+        etag = f'W/"{layer_id}-{tms_id}-{tile.z}-{tile.x}-{y_fmt}-{variant}-{cached[1] if cached else token}"'
+        headers = {"ETag": etag, "Cache-Control": guard.cache_control([layer_id])}
         if cached is not None:
             if request.headers.get("if-none-match") == etag:
-                return await Response(status_code=304, headers={"ETag": etag})(scope, receive, send)
+                return await Response(status_code=304, headers=headers)(scope, receive, send)
             guard.layer_for(layer_id, "rasters")  # audits reads of non-public rasters
-            response = Response(cached[0], media_type=_media(y_fmt), headers={
-                "ETag": etag, "Cache-Control": guard.cache_control([layer_id]), "X-Tile-Cache": "hit"})
+            media, body = _unpacked(cached[0])
+            response = Response(body, media_type=media, headers={**headers, "X-Tile-Cache": "hit"})
             return await response(scope, receive, send)
         start, chunks = None, []
 
@@ -269,11 +315,12 @@ class TileCache:
                 await send(start)
                 await send({"type": "http.response.body", "body": body})
             return
-        tilecache.write(key, token, body)
-        skip = {b"content-length", b"etag", b"content-type"}
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in start["headers"] if k.lower() not in skip}
-        headers.update({"ETag": etag, "Cache-Control": guard.cache_control([layer_id]), "X-Tile-Cache": "miss"})
-        await Response(body, status_code=200, headers=headers, media_type=_media(y_fmt))(scope, receive, send)
+        kept = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in start["headers"]}
+        media = _media(kept.pop("content-type", "application/octet-stream"))
+        tilecache.write(key, token, _packed(media, body))
+        kept.pop("content-length", None)
+        kept.update({k.lower(): v for k, v in headers.items()}, **{"x-tile-cache": "miss"})
+        await Response(body, status_code=200, media_type=media, headers=kept)(scope, receive, send)
 
     @staticmethod
     def _cacheable(scope):
@@ -299,8 +346,66 @@ class TileCache:
         return layer_id, tms_id, tile, y_fmt
 
 
-def _media(name: str) -> str:
-    """The registered media type of a tile format (titiler answers image/jpg for .jpg)."""
-    ext = name.rsplit(".", 1)[-1] if "." in name else "png"
-    return {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "tif": "image/tiff",
-            "tiff": "image/tiff", "jp2": "image/jp2", "npy": "application/x-binary", "pngraw": "image/png"}.get(ext, "image/png")
+def _variant(query) -> str:
+    """What in the query makes one tile's bytes differ from another's, as a short digest: every
+    parameter but the credentials, sorted by name only (the order of a repeated parameter such as
+    ``bidx=3&bidx=1`` is the order of the bands). It keys the cache and is part of the ETag."""
+    options = sorted(((k, v) for k, v in query.multi_items() if k not in ("token", "api_key")), key=lambda kv: kv[0])
+    return hashlib.sha256(repr(options).encode()).hexdigest()[:16] if options else "default"
+
+
+def _media(content_type: str) -> str:
+    """The registered media type of titiler's answer (it says image/jpg for JPEG). A tile asked for
+    without an extension is JPEG or PNG depending on its pixels (PNG where any is transparent), so
+    the type is the one titiler chose for these bytes, never one guessed from the path."""
+    return "image/jpeg" if content_type == "image/jpg" else content_type
+
+
+def _packed(media: str, body: bytes) -> bytes:
+    """A cached raster tile: its media type, a newline, its bytes (a hit must say what it holds)."""
+    return media.encode("latin-1") + b"\n" + body
+
+
+def _unpacked(raw: bytes) -> tuple[str, bytes]:
+    media, _, body = raw.partition(b"\n")
+    return media.decode("latin-1"), body
+
+
+def _openapi_paths() -> dict:
+    """OpenAPI 3.0 path items of the routes above, from FastAPI's document of titiler's routes with
+    geocloud's bounds on every parameter that scales the work (see serve/openapi30.py)."""
+    doc = get_openapi(title="rasters", version="1", routes=[r for r in tiler.router.routes if r.name not in UNSERVED])
+    definitions = doc.get("components", {}).get("schemas", {})
+    paths: dict = {}
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            parameters = []
+            for p in op.get("parameters", []):
+                schema = openapi30.to_30(p["schema"], definitions)
+                name = "layerId" if p["name"] == "layer_id" else p["name"]
+                if name in LIMITS:
+                    schema = {k: v for k, v in schema.items() if not k.startswith("exclusive")}
+                    schema.update(minimum=LIMITS[name][0], maximum=LIMITS[name][1])
+                if name in MAX_LIST:
+                    schema["maxItems"] = MAX_LIST[name]
+                if name in MAX_TEXT:
+                    schema["maxLength"] = MAX_TEXT[name]
+                if name == "tileMatrixSetId":
+                    schema = {"type": "string", "enum": list(SERVED)}
+                described = p.get("description") or schema.get("description") or name
+                parameters.append({k: v for k, v in p.items() if k != "examples"} |
+                                  {"name": name, "schema": schema, "description": described})
+            ok = op["responses"]["200"]
+            operation = {"tags": ["rasters"], "summary": op.get("summary", ""), "operationId": "rasters_" + op["operationId"].rsplit(".", 1)[-1],
+                         "parameters": parameters,
+                         "responses": openapi30.responses({"description": ok.get("description", "OK"),
+                                                           "content": openapi30.content(*ok.get("content", {}))})}
+            if method == "post":
+                operation["requestBody"] = {"required": True, "description": f"a GeoJSON Feature or FeatureCollection "
+                                            f"of at most {MAX_FEATURES} features, {MAX_BODY} bytes at most",
+                                            "content": openapi30.content("application/json", "application/geo+json")}
+            paths.setdefault(PREFIX + path.replace("{layer_id}", "{layerId}"), {})[method] = operation
+    return paths
+
+
+OPENAPI_PATHS = _openapi_paths()

@@ -1,0 +1,189 @@
+"""Operating several nodes (issue #16): /metrics for Prometheus (restricted unless configured, one
+scrape for every worker), JSON log lines naming the request id the answer carried, and client
+mistakes that are not logged as server errors (issue #14). Real servers, their real logs."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import psycopg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import free_port, stop_server
+from geocloud.serve.tms import SERVED
+
+HALL = (120.647296502, 24.1619892378)
+UNKNOWN_ITEM = "/collections/buildings/items/NO-SUCH-BUILDING"
+SURFACES = {"landing", "openapi", "features", "items", "tiles", "downloads", "coverages", "rasters", "styles",
+            "wmts", "geocode", "metadata", "viewer", "auth", "health", "metrics", "other"}
+
+
+def start(served, folder, env: dict, *args: str) -> tuple[subprocess.Popen, str, object]:
+    """`geocloud serve ARGS` over the served city's database, with its own data directory; standard
+    output and standard error both go to folder/server.log (pygeoapi once wrote to the first)."""
+    env = {"GEOCLOUD_DATABASE_URL": served.db_url, "GEOCLOUD_DATA_DIR": str(folder / "data"),
+           "GEOCLOUD_RATE_LIMIT_ANONYMOUS": "1000000", **env}
+    for name in ("GEOCLOUD_METRICS", "GEOCLOUD_LOG_FORMAT", "GEOCLOUD_ACCESS_LOG", "PROMETHEUS_MULTIPROC_DIR"):
+        os.environ.get(name) and env.setdefault(name, "")
+    port = free_port()
+    log = folder / "server.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "geocloud", "serve", "--port", str(port), *args],
+                                env={**os.environ, **env}, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180  # workers import everything: slow on a busy machine
+    while True:
+        try:
+            if httpx.get(url + "/conformance", timeout=2).status_code == 200:
+                return proc, url, log
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"server did not start: {log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def watched(served, tmp_path_factory):
+    """Two workers, JSON logs with the access log, /metrics for 127.0.0.1, 127.0.0.1 a trusted proxy."""
+    proc, url, log = start(served, tmp_path_factory.mktemp("watched"),
+                           {"GEOCLOUD_METRICS": "127.0.0.1", "GEOCLOUD_TRUSTED_PROXIES": "127.0.0.1"},
+                           "--workers", "2", "--log-format", "json", "--access-log")
+    yield url, log
+    stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def keyed(served, tmp_path_factory):
+    """Text logs with the access log; /metrics for keys with the role 'metrics' and a far network."""
+    proc, url, log = start(served, tmp_path_factory.mktemp("keyed"),
+                           {"GEOCLOUD_METRICS": "key,192.0.2.0/24", "GEOCLOUD_ACCESS_LOG": "true"})
+    yield url, log
+    stop_server(proc)
+
+
+def scrape(url: str, **kwargs) -> dict:
+    """{(name, sorted labels): value} of every sample /metrics gives."""
+    r = httpx.get(url + "/metrics", timeout=30, **kwargs)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain"), r.text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(r.text) for s in family.samples}
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels``."""
+    return sum(v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items())
+
+
+def log_lines(log, rid: str, wanted: int = 1) -> list[str]:
+    """The lines of the server log naming ``rid`` (waits for the access line: written after the answer)."""
+    for _ in range(50):
+        lines = [line for line in log.read_text(encoding="utf-8").splitlines() if rid in line]
+        if len(lines) >= wanted:
+            return lines
+        time.sleep(0.1)
+    return lines
+
+
+def test_metrics_are_off_by_default_and_cover_every_worker_when_on(served, watched):
+    assert served.get("/metrics").status_code == 404  # GEOCLOUD_METRICS unset: no such route
+    url, _ = watched
+    tile = SERVED["WebMercatorQuad"].tile(*HALL, 15)
+    tile_path = f"/collections/buildings/tiles/WebMercatorQuad/{tile.z}/{tile.y}/{tile.x}"
+    for _ in range(3):
+        assert httpx.get(url + tile_path, timeout=30).status_code in (200, 204)
+    for _ in range(12):  # one connection each: the kernel spreads them over both workers
+        assert httpx.get(url + "/collections/roads/items?limit=1", timeout=30).status_code == 200
+    assert httpx.get(url + UNKNOWN_ITEM, timeout=30).status_code == 404
+    samples = scrape(url)
+    assert value(samples, "geocloud_http_requests_total", surface="items", code="200", method="GET") == 12
+    assert value(samples, "geocloud_http_requests_total", surface="items", code="404") == 1
+    assert value(samples, "geocloud_http_request_duration_seconds_count", surface="items", status="2xx") == 12
+    assert value(samples, "geocloud_http_requests_total", surface="tiles") == 3
+    assert value(samples, "geocloud_tile_cache_total", result="miss") == 1
+    assert value(samples, "geocloud_tile_cache_total", result="hit") == 2
+    # a bounded label set: never a path or an id
+    assert {v for (_, ls) in samples for k, v in ls if k == "surface"} <= SURFACES
+    assert not [v for (_, ls) in samples for _, v in ls if "NO-SUCH" in v or "collections" in v]
+    assert value(samples, "geocloud_db_pool_connections") >= 1
+    assert ("geocloud_db_pool_waiting_requests" in {n for n, _ in samples})
+    # the ETL runs that loaded the city, read from PostGIS
+    assert value(samples, "geocloud_database_up") == 1
+    assert value(samples, "geocloud_etl_run_seconds_count", pipeline="buildings", status="published") == 1
+    assert value(samples, "geocloud_etl_run_seconds_sum", pipeline="buildings") > 0
+    assert value(samples, "geocloud_etl_last_success_timestamp_seconds", pipeline="roads") > time.time() - 86400
+
+
+def test_metrics_are_refused_to_others_and_open_to_a_metrics_key(served, keyed):
+    from geocloud.access import keys as api_keys
+
+    url, _ = keyed
+    assert httpx.get(url + "/metrics", timeout=30).status_code == 401  # anonymous, not in 192.0.2.0/24
+    fire = {"X-API-Key": served.keys["fire"]}
+    assert httpx.get(url + "/metrics", headers=fire, timeout=30).status_code == 403  # an inspector's key
+    with psycopg.connect(served.db_url, autocommit=True) as conn:
+        key = api_keys.create(conn, "TCG-INFO", "prometheus", "metrics", None, None)
+    samples = scrape(url, headers={"Authorization": f"Bearer {key}"})
+    assert value(samples, "geocloud_http_requests_total", surface="metrics", code="403") == 1
+
+
+def test_json_log_lines_carry_the_request_id_of_the_answer(watched):
+    url, log = watched
+    r = httpx.get(url + "/collections/roads/items?limit=2&api_key=not-a-real-key-123", timeout=30)
+    rid = r.headers["x-request-id"]
+    assert len(rid) == 32 and r.status_code == 401
+    ours = httpx.get(url + "/conformance", headers={"X-Request-Id": "lb-7f3a.2"}, timeout=30)
+    assert ours.headers["x-request-id"] == "lb-7f3a.2"  # from a trusted proxy: kept
+    bad = httpx.get(url + "/conformance", headers={"X-Request-Id": "no spaces\tor tabs"}, timeout=30)
+    assert len(bad.headers["x-request-id"]) == 32
+    lines = log_lines(log, rid)
+    assert lines
+    for line in log.read_text(encoding="utf-8").splitlines():
+        json.loads(line)  # every line of the log is one JSON object
+    access = [json.loads(line) for line in lines if json.loads(line)["logger"] == "geocloud.access"]
+    assert len(access) == 1, lines
+    entry = access[0]
+    assert entry["request_id"] == rid and entry["method"] == "GET" and entry["status"] == 401
+    assert entry["path"] == "/collections/roads/items?limit=2&api_key=REDACTED" and entry["level"] == "INFO"
+    assert isinstance(entry["duration_ms"], float) and entry["time"].startswith("20")
+    assert "not-a-real-key-123" not in log.read_text(encoding="utf-8")
+    assert any(json.loads(line)["request_id"] == "lb-7f3a.2" for line in log_lines(log, "lb-7f3a.2"))
+
+
+def test_an_incoming_request_id_is_ignored_from_untrusted_clients(served):
+    r = served.get("/conformance", headers={"X-Request-Id": "chosen-by-the-client"})
+    assert r.headers["x-request-id"] != "chosen-by-the-client" and len(r.headers["x-request-id"]) == 32
+
+
+def test_an_unknown_item_is_one_info_line_without_a_traceback(keyed):
+    url, log = keyed
+    r = httpx.get(url + UNKNOWN_ITEM, timeout=30)
+    assert r.status_code == 404
+    lines = log_lines(log, "NO-SUCH-BUILDING", wanted=2)
+    text = log.read_text(encoding="utf-8")
+    assert "Traceback" not in text and "ProviderItemNotFoundError" not in text, text[-3000:]
+    said = [line for line in lines if "answered 404" in line]
+    assert len(said) == 1 and said[0].startswith("INFO"), lines
+    assert not [line for line in text.splitlines() if line.startswith(("ERROR", "WARNING"))], text[-3000:]
+
+
+def test_a_server_error_keeps_its_traceback_with_the_request_id(served, watched):
+    url, log = watched
+    with psycopg.connect(served.db_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE live.topo_water RENAME TO topo_water_gone")
+        try:
+            r = httpx.get(url + "/collections/topo_water/items?limit=1", timeout=30)
+        finally:
+            conn.execute("ALTER TABLE live.topo_water_gone RENAME TO topo_water")
+    assert r.status_code == 500
+    rid = r.headers["x-request-id"]
+    entries = [json.loads(line) for line in log_lines(log, rid, wanted=2)]
+    errors = [e for e in entries if e["level"] == "ERROR"]
+    assert errors and all(e["request_id"] == rid for e in errors), entries
+    assert any("Traceback" in e.get("exc_info", "") and "topo_water" in e["exc_info"] for e in errors), entries
+    assert [e["status"] for e in entries if e["logger"] == "geocloud.access"] == [500]

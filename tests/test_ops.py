@@ -4,6 +4,7 @@ mistakes that are not logged as server errors (issue #14). Real servers, their r
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import free_port, stop_server
+from conftest import ROOT, free_port, stop_server
 from geocloud.serve.tms import SERVED
 
 HALL = (120.647296502, 24.1619892378)
@@ -187,3 +188,104 @@ def test_a_server_error_keeps_its_traceback_with_the_request_id(served, watched)
     assert errors and all(e["request_id"] == rid for e in errors), entries
     assert any("Traceback" in e.get("exc_info", "") and "topo_water" in e["exc_info"] for e in errors), entries
     assert [e["status"] for e in entries if e["logger"] == "geocloud.access"] == [500]
+
+
+# --- the image and the topology (no Docker daemon here: their files are checked as written) ---
+
+def packages(section: str) -> list[str]:
+    out = subprocess.run([str(ROOT / "scripts" / "packages"), section], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's instructions ((INSTRUCTION, arguments), continuation lines joined), per stage."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text(encoding="utf-8"))
+    stages: list[list[tuple[str, str]]] = []
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        op, _, args = line.strip().partition(" ")
+        if op.upper() == "FROM":
+            stages.append([])
+        stages[-1].append((op.upper(), " ".join(args.split())))
+    return stages
+
+
+def test_the_image_and_scripts_dev_install_from_the_one_list_and_the_image_has_the_viewer():
+    web, image = dockerfile_stages()
+    listed = [p for s in ("debian", "debian-dev", "debian-web", "debian-test", "debian-database") for p in packages(s)]
+    assert "postgresql-client" in packages("debian") and packages("pip") == ["."]
+    # each stage copies the list before the step that installs from it, and installs nothing else
+    for stage, steps in (("web", web), ("image", image)):
+        copied = next(i for i, (op, args) in enumerate(steps) if op == "COPY" and "scripts/packages.txt" in args)
+        runs = [(i, args) for i, (op, args) in enumerate(steps) if op == "RUN"]
+        installs = [(i, a) for i, a in runs if re.search(r"apt-get install|pip install|\bnpm (ci|install|\$\(scripts/packages npm\))", a)
+                    and "/tmp/sbom-tool" not in a]
+        assert installs and all(i > copied and "$(scripts/packages " in a for i, a in installs), (stage, installs)
+        apt = [a for _, a in runs if "apt-get install" in a]
+        assert not [p for a in apt for p in listed if re.search(rf"(?<![\w/-]){re.escape(p)}(?![\w-])", a)]
+    assert any("apt-get install" in a and "$(scripts/packages debian)" in a for _, a in image)
+    assert any("pip install" in a and "$(scripts/packages pip)" in a for _, a in image)
+    assert any(a.startswith("npm $(scripts/packages npm)") for _, a in web)
+    # the viewer's npm packages reach the image, where the viewer looks for them (project_dir/node_modules)
+    assert ("COPY", "--from=web /src/node_modules ./node_modules") in image
+    assert ("WORKDIR", "/srv/geocloud") in image and any("GEOCLOUD_PROJECT_DIR=/srv/geocloud" in a for _, a in image)
+    dev = (ROOT / "scripts" / "dev").read_text(encoding="utf-8")
+    for section in ("debian", "debian-dev", "debian-web", "debian-test", "debian-database", "pip", "npm"):
+        assert re.search(rf"packages {section}\b", dev), section
+    start = dev.index("system_packages() {")
+    body = re.sub(r"command -v \w+", "", dev[start:dev.index("\n}\n", start)])  # a command, not a package
+    assert all("$(packages " in line for line in body.splitlines() if "pkgs+=" in line or "local pkgs=" in line)
+    assert not [p for p in listed if p != "python3-venv" and re.search(rf"(?<![\w/-]){re.escape(p)}(?![\w-])", body)]
+    # every asset the viewer's page loads is in the image: geocloud's packaged static folder, or
+    # MapLibre's dist folder from node_modules, copied from the npm stage (package-lock.json's packages)
+    from geocloud.serve import viewer
+
+    html = (ROOT / "geocloud" / "serve" / "static" / "map.html").read_text(encoding="utf-8")
+    refs = re.findall(r'(?:src|href)="(static/[^"]+)"', html)
+    assert len(refs) >= 4
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    lock = json.loads((ROOT / "package-lock.json").read_text(encoding="utf-8"))
+    mounts = {r.path: r for r in viewer.routes if hasattr(r, "app") and r.path.startswith("/map/static")}
+    for ref in refs:
+        path = "/map/" + ref
+        if path.startswith("/map/static/maplibre-gl/"):
+            assert "node_modules/maplibre-gl" in lock["packages"] and "/map/static/maplibre-gl" in mounts
+            assert (ROOT / "node_modules" / "maplibre-gl" / "dist" / ref.rsplit("/", 1)[1]).is_file(), ref
+        else:
+            assert (viewer.STATIC / ref.removeprefix("static/")).is_file() and '"serve/static/*"' in pyproject, ref
+    assert ("COPY", "geocloud ./geocloud") in image and ("COPY", "styles ./styles") in image  # basemap.json
+
+
+def test_the_compose_file_is_the_production_topology(tmp_path):
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    assert {"postgis", "postgis-replica", "geocloud", "loadbalancer"} <= set(services)
+    assert [name for name, s in services.items() if "ports" in s] == ["loadbalancer"]  # one published port
+    assert all("healthcheck" in s for s in services.values())
+    app = services["geocloud"]
+    assert app["deploy"]["replicas"] >= 2 and "/health/ready" in " ".join(app["healthcheck"]["test"])
+    assert "@postgis:5432/" in app["environment"]["GEOCLOUD_DATABASE_URL"]
+    assert "@postgis-replica:5432/" in app["environment"]["GEOCLOUD_DATABASE_READ_URL"]
+    lb_address = services["loadbalancer"]["networks"]["backend"]["ipv4_address"]
+    assert app["environment"]["GEOCLOUD_TRUSTED_PROXIES"] == lb_address
+    replica = services["postgis-replica"]
+    script = next(v.split(":")[0] for v in replica["volumes"] if "replica-entrypoint" in v)
+    assert "pg_basebackup" in (ROOT / script).read_text() and " -R " in (ROOT / script).read_text()
+    assert replica["depends_on"]["postgis"]["condition"] == "service_healthy"
+    primary_init = next(v.split(":")[0] for v in services["postgis"]["volumes"] if "initdb" in v)
+    assert "REPLICATION" in (ROOT / primary_init).read_text()
+    haproxy = (ROOT / "deploy" / "haproxy.cfg").read_text()
+    assert "option httpchk GET /health/ready" in haproxy and re.search(r"server-template \S+ \S+ geocloud:8000 check", haproxy)
+    # docker-compose (Debian's, scripts/packages.txt's debian-dev) validates it without a daemon, and
+    # refuses it without the passwords
+    env = {**os.environ, "GEOCLOUD_DB_PASSWORD": "x", "GEOCLOUD_REPLICATION_PASSWORD": "y"}
+    checked = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+                             capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    env.pop("GEOCLOUD_REPLICATION_PASSWORD")
+    refused = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+                             capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert refused.returncode != 0 and "GEOCLOUD_REPLICATION_PASSWORD" in refused.stderr

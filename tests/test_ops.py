@@ -6,7 +6,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 
 import httpx
@@ -14,7 +13,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ROOT, free_port, stop_server
+from conftest import ROOT, start_server, stop_server
 from geocloud.serve.tms import SERVED
 
 HALL = (120.647296502, 24.1619892378)
@@ -24,29 +23,11 @@ SURFACES = {"landing", "openapi", "features", "items", "tiles", "downloads", "co
 
 
 def start(served, folder, env: dict, *args: str) -> tuple[subprocess.Popen, str, object]:
-    """`geocloud serve ARGS` over the served city's database, with its own data directory; standard
-    output and standard error both go to folder/server.log (pygeoapi once wrote to the first)."""
-    env = {"GEOCLOUD_DATABASE_URL": served.db_url, "GEOCLOUD_DATA_DIR": str(folder / "data"),
-           "GEOCLOUD_RATE_LIMIT_ANONYMOUS": "1000000", **env}
-    for name in ("GEOCLOUD_METRICS", "GEOCLOUD_LOG_FORMAT", "GEOCLOUD_ACCESS_LOG", "PROMETHEUS_MULTIPROC_DIR"):
-        os.environ.get(name) and env.setdefault(name, "")
-    port = free_port()
-    log = folder / "server.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "geocloud", "serve", "--port", str(port), *args],
-                                env={**os.environ, **env}, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180  # workers import everything: slow on a busy machine
-    while True:
-        try:
-            if httpx.get(url + "/conformance", timeout=2).status_code == 200:
-                return proc, url, log
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"server did not start: {log.read_text()[-3000:]}")
-        time.sleep(0.2)
+    """`geocloud serve ARGS` over the served city's database, with its own data directory and log
+    (folder/server.log: standard output too, where pygeoapi once wrote)."""
+    env = {"GEOCLOUD_METRICS": "off", "GEOCLOUD_LOG_FORMAT": "text", "GEOCLOUD_ACCESS_LOG": "false", **env}
+    proc, url = start_server(served.db_url, folder, env, args)
+    return proc, url, folder / "server.log"
 
 
 @pytest.fixture(scope="module")

@@ -84,13 +84,21 @@ _HEADS = {"": "landing", "openapi": "openapi", "conformance": "landing", "api": 
 
 def observe(path: str, method: str, status: int, seconds: float, tile_cache: bytes | None) -> None:
     """Count one answered request."""
-    name = surface(path)
-    REQUESTS.labels(name, method if method in METHODS else "other", str(status)).inc()
-    LATENCY.labels(name, f"{status // 100}xx").observe(seconds)
-    if tile_cache in (b"hit", b"miss"):
-        TILES.labels(name, tile_cache.decode()).inc()
+    key = (surface(path), method if method in METHODS else "other", status, tile_cache)
+    found = _children.get(key)
+    if found is None:  # labels() costs more than the count itself: each label set is looked up once
+        name = key[0]
+        tiles = TILES.labels(name, tile_cache.decode()) if tile_cache in (b"hit", b"miss") else None
+        found = _children[key] = (REQUESTS.labels(name, key[1], str(status)),
+                                  LATENCY.labels(name, f"{status // 100}xx"), tiles)
+    found[0].inc()
+    found[1].observe(seconds)
+    if found[2] is not None:
+        found[2].inc()
     _pools_now()
 
+
+_children: dict[tuple, tuple] = {}  # bounded: surfaces x 5 methods x statuses x tile states
 
 _pools_seen: dict[str, float] = {}
 _pools_at = 0.0

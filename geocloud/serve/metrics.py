@@ -22,6 +22,7 @@ import time
 from functools import lru_cache
 from ipaddress import ip_address, ip_network
 
+import psycopg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -217,7 +218,7 @@ class DatabaseCollector:
                 pushes = conn.execute(
                     "SELECT target, ok, count(*), extract(epoch FROM max(at)) FROM geocloud.publish_attempts "
                     "GROUP BY 1, 2").fetchall()
-        except DatabaseError:
+        except (DatabaseError, psycopg.Error):  # down, or not migrated yet: say so, count the rest
             up.add_metric([], 0)
             yield up
             return

@@ -8,7 +8,6 @@ import getpass
 from functools import cached_property, lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -73,7 +72,7 @@ class Settings(BaseSettings):
     metrics: str = Field(
         default="off", description="Who may read /metrics (Prometheus): off (404), key (a key, token or JWT with the "
                                    "role 'metrics'), and/or IP addresses or networks (comma-separated)")
-    log_format: Literal["text", "json"] = Field(
+    log_format: str = Field(
         default="text", description="`geocloud serve`'s log: text lines, or one JSON object a line with the request id")
     oidc_agency_claim: str = "agency"
     oidc_roles_claim: str = "roles"

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ROOT, start_server, stop_server
+from conftest import ROOT, geocloud_cli, start_server, stop_server
 from geocloud.serve.tms import SERVED
 
 HALL = (120.647296502, 24.1619892378)
@@ -169,6 +169,14 @@ def test_a_server_error_keeps_its_traceback_with_the_request_id(served, watched)
     assert errors and all(e["request_id"] == rid for e in errors), entries
     assert any("Traceback" in e.get("exc_info", "") and "topo_water" in e["exc_info"] for e in errors), entries
     assert [e["status"] for e in entries if e["logger"] == "geocloud.access"] == [500]
+
+
+def test_a_wrong_log_format_or_metrics_setting_stops_the_start_saying_what_to_write():
+    bad = geocloud_cli("serve", env={"GEOCLOUD_LOG_FORMAT": "xml"}, timeout=120)
+    assert bad.returncode == 2 and "GEOCLOUD_LOG_FORMAT" in bad.stderr and "text or" in bad.stderr, bad.stderr
+    bad = geocloud_cli("serve", env={"GEOCLOUD_METRICS": "key,10.0.0.0/33"}, timeout=120)
+    said = " ".join(bad.stderr.split())
+    assert bad.returncode == 3 and "GEOCLOUD_METRICS" in said and "10.0.0.0/8" in said and "Traceback" not in said
 
 
 # --- the image and the topology (no Docker daemon here: their files are checked as written) ---

@@ -87,7 +87,8 @@ def serve(
     if not isinstance(log_format, str):
         log_format = settings.log_format
     if log_format not in ("text", "json"):
-        raise typer.BadParameter(f"must be text or json, got {log_format!r}", param_hint="--log-format")
+        raise typer.BadParameter(f"must be text or json, got {log_format!r}",
+                                 param_hint="--log-format (or GEOCLOUD_LOG_FORMAT)")
     if settings.metrics.strip() not in ("", "off"):
         _metrics_folder()  # before prometheus_client is imported: it picks its storage then
     from geocloud.serve.metrics import Access

@@ -14,6 +14,8 @@ import atexit
 import copy
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -67,6 +69,9 @@ def _metrics_folder() -> None:
     folder = tempfile.mkdtemp(prefix="geocloud-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    # uvicorn ends by raising the SIGTERM it caught again, with the handler it found: make that an
+    # exit that runs the clean-up above (the default handler would end the process without it)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def serve(

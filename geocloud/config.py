@@ -76,6 +76,13 @@ class Settings(BaseSettings):
         default="text", description="`geocloud serve`'s log: text lines, or one JSON object a line with the request id")
     oidc_agency_claim: str = "agency"
     oidc_roles_claim: str = "roles"
+    database_read_url: str | None = Field(
+        default=None, description="PostgreSQL URL of the read replica(s) every read surface uses (libpq multi-host "
+                                  "URLs work); writes go to GEOCLOUD_DATABASE_URL. Unset: reads use it too")
+    replica_max_lag: float = Field(default=30.0, gt=0, description="Seconds a read replica may fall behind its "
+                                   "primary before this node reads from the primary instead")
+    tile_cache_dir: Path | None = Field(default=None, description="Tile cache folder, e.g. on storage shared by "
+                                        "several nodes; defaults to <data dir>/tile-cache")
 
     @cached_property
     def link_hosts(self) -> frozenset[str]:

@@ -159,9 +159,9 @@ class Served:
         return httpx.get(self.url + path, timeout=60, **kwargs)
 
 
-def load_city(db_url: str, data_dir: Path, city_dir: Path) -> dict:
-    """Generate the sample city into ``city_dir``, load it through the real ETL into the (migrated)
-    database ``db_url`` and make the access tests' keys (returned)."""
+def load_city(db_url: str, data_dir: Path, city_dir: Path, pipelines=MANIFEST_PIPELINES) -> dict:
+    """Generate the sample city into ``city_dir``, load it (or only ``pipelines``) through the real
+    ETL into the (migrated) database ``db_url`` and make the access tests' keys (returned)."""
     from geocloud.etl import run_pipeline
 
     generate(city_dir)
@@ -171,7 +171,7 @@ def load_city(db_url: str, data_dir: Path, city_dir: Path) -> dict:
     get_settings.cache_clear()
     get_catalog.cache_clear()
     try:
-        for pipeline in MANIFEST_PIPELINES:
+        for pipeline in pipelines:
             run_pipeline(pipeline, source_of(city_dir, pipeline))
         return make_keys(db_url)
     finally:

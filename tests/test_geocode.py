@@ -68,6 +68,24 @@ def test_fuzzy_nearest_number_same_parity_first(served):
     assert abs(int(c["parts"]["number"].split("之")[0]) - (n + 2)) <= 30 and c["score"] < 100
 
 
+@pytest.mark.parametrize("same_parity", ["true", "false"])
+def test_a_nearest_number_of_the_other_parity_is_labelled_so(served, same_parity):
+    """100號 -> 99號: within max_distance=1 only the other side of the street is near enough."""
+    road, section, n = one(served, """
+        SELECT a.road, coalesce(a.section, ''), a.number_value FROM live.addresses a
+        WHERE a.lane IS NULL AND a.alley IS NULL AND a.number_value > 10 AND NOT EXISTS (
+            SELECT 1 FROM live.addresses b WHERE b.road = a.road AND coalesce(b.section, '') = coalesce(a.section, '')
+            AND b.lane IS NULL AND b.alley IS NULL AND b.number_value = a.number_value + 1)
+        ORDER BY a.address_key LIMIT 1""")
+    query = f"{road}{section + '段' if section else ''}{n + 1}號"
+    body = geocode(served, query, max_distance=1, same_parity=same_parity)
+    c = body["candidates"][0]
+    assert int(c["parts"]["number"].split("之")[0]) % 2 != (n + 1) % 2
+    assert body["match_type"] == c["match_type"] == "fuzzy:nearest-number:other-parity"
+    tgos = served.get("/geocode", params={"address": query, "max_distance": 1, "format": "tgos"}).json()
+    assert tgos["Info"][0]["OutMatchType"] == "[最近門牌號機制]"
+
+
 def test_a_fuzzy_match_never_crosses_a_locked_district(served):
     road, section, district, n = one(served, """
         SELECT road, coalesce(section, ''), district, number_value FROM live.addresses WHERE lane IS NULL

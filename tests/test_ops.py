@@ -256,8 +256,9 @@ def test_the_compose_file_is_the_production_topology(tmp_path):
     assert all("healthcheck" in s for s in services.values())
     app = services["geocloud"]
     assert app["deploy"]["replicas"] >= 2 and "/health/ready" in " ".join(app["healthcheck"]["test"])
-    assert "@postgis:5432/" in app["environment"]["GEOCLOUD_DATABASE_URL"]
-    assert "@postgis-replica:5432/" in app["environment"]["GEOCLOUD_DATABASE_READ_URL"]
+    writes, reads = app["environment"]["GEOCLOUD_DATABASE_URL"], app["environment"]["GEOCLOUD_DATABASE_READ_URL"]
+    assert "@postgis:5432," in writes and "target_session_attrs=read-write" in writes  # the primary first
+    assert "@postgis-replica:5432/" in reads
     lb_address = services["loadbalancer"]["networks"]["backend"]["ipv4_address"]
     assert app["environment"]["GEOCLOUD_TRUSTED_PROXIES"] == lb_address
     replica = services["postgis-replica"]

@@ -11,6 +11,7 @@ import pytest
 import rasterio
 from rasterio.warp import transform as warp
 
+from geocloud.catalog import get_catalog
 from geocloud.serve.tms import SERVED
 
 from conftest import geocloud_cli, source_of
@@ -52,6 +53,27 @@ def test_tilejson(served):
     assert (tj["minzoom"], tj["maxzoom"]) == (8, 22)
     basemap = served.get("/tiles/WebMercatorQuad/tilejson.json").json()
     assert {"roads", "buildings", "zoning"} <= {v["id"] for v in basemap["vector_layers"]}
+
+
+def test_tileset_titles_follow_the_requested_language(served):
+    layer = get_catalog().layers["roads"]
+    asks = {"zh-TW": ({}, {}), "en": ({"lang": "en"}, {}), "en-US": ({}, {"Accept-Language": "en-US,en;q=0.9"}),
+            "zh-Hant": ({}, {"Accept-Language": "zh-Hant-TW"})}
+    for language, (params, headers) in asks.items():
+        zh = not language.startswith("en")
+        title, base = (layer.title.zh_TW, "臺中市底圖") if zh else (layer.title.en, "Taichung base map")
+        r = served.get("/collections/roads/tiles", params=params, headers=headers)
+        assert {t["title"] for t in r.json()["tilesets"]} == {title}, language
+        assert r.headers["content-language"] == ("zh-TW" if zh else "en-US")
+        assert served.get("/collections/roads/tiles/TWD97TM2Quad", params=params,
+                          headers=headers).json()["title"] == title
+        assert {t["title"] for t in served.get("/tiles", params=params, headers=headers).json()["tilesets"]} == {base}
+        assert served.get("/tiles/WebMercatorQuad", params=params, headers=headers).json()["title"] == base
+        tj = served.get("/collections/roads/tiles/WebMercatorQuad/tilejson.json", params=params, headers=headers)
+        assert tj.json()["description"] == (layer.description.zh_TW if zh else layer.description.en)
+        assert tj.json()["vector_layers"][0]["description"] == title
+        collection = served.get("/collections/roads", params={"f": "json", **params}, headers=headers).json()
+        assert collection["title"] == title, language
 
 
 def _lonlat(tile, x, y):
@@ -222,3 +244,30 @@ def test_seed_fills_the_cache(served):
     bad = geocloud_cli("tiles", "seed", "roads", "--zoom", "x", env=env)
     assert bad.returncode == 3 and "--zoom" in bad.stderr
     assert os.path.isdir(served.data_dir / "tile-cache" / "vector" / "roads")
+
+
+def test_a_tile_has_the_same_bytes_whatever_order_the_rows_are_stored_in(served):
+    """A strong ETag promises the same bytes from every node: a replica, a restored copy or a
+    re-clustered table store the rows in another order than the primary, and the tile must not
+    follow it."""
+    tile = WEB.tile(*HALL, 15)
+    path = f"/collections/buildings/tiles/WebMercatorQuad/{tile.z}/{tile.y}/{tile.x}"
+    cache = served.data_dir / "tile-cache"
+
+    def fresh():
+        for f in cache.rglob("*"):
+            if f.is_file():
+                f.unlink()
+        r = served.get(path)
+        assert r.status_code == 200
+        return r.content, r.headers["etag"]
+    before, etag = fresh()
+    assert len(mapbox_vector_tile.decode(before)["buildings"]["features"]) > 1
+    with psycopg.connect(served.db_url, autocommit=True) as conn:  # the same rows, stored backwards
+        cols = ", ".join(f'"{c}"' for (c,) in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'live' "
+            "AND table_name = 'buildings' AND is_generated = 'NEVER'"))
+        conn.execute(f"CREATE TEMP TABLE b AS SELECT {cols} FROM live.buildings ORDER BY ctid DESC")
+        conn.execute(f"BEGIN; DELETE FROM live.buildings; INSERT INTO live.buildings ({cols}) SELECT {cols} FROM b; "
+                     "COMMIT")
+    assert fresh() == (before, etag)

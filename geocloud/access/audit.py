@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from geocloud.access import background
 from geocloud.access.redact import redact_detail
-from geocloud.db.pool import get_pool
+from geocloud.db.pool import write_pool
 from geocloud.errors import DatabaseError
 
 _queue: "queue.Queue[tuple]" = queue.Queue(maxsize=100_000)
@@ -126,7 +126,7 @@ def _writer() -> None:
 
 def _write_reads(reads: list[tuple]) -> None:
     """The one place read records are written: one COPY, each record's details redacted."""
-    with get_pool().connection() as conn, conn.cursor().copy(
+    with write_pool().connection() as conn, conn.cursor().copy(
             "COPY geocloud.audit (action, principal, agency, layer, surface, detail) FROM STDIN") as copy:
         for p, a, layer, s, d in reads:
             copy.write_row(("read", p, a, layer, s, json.dumps(redact_detail(d), ensure_ascii=False)))

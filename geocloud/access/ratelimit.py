@@ -11,7 +11,7 @@ import time
 
 from geocloud.access import background
 from geocloud.config import get_settings
-from geocloud.db.pool import get_pool
+from geocloud.db.pool import write_pool
 
 FLUSH = 0.5
 _lock = threading.Lock()
@@ -53,7 +53,7 @@ def _flusher() -> None:
         if not batch:
             continue
         try:
-            with get_pool().connection() as conn:
+            with write_pool().connection() as conn:
                 rows = conn.execute(
                     "INSERT INTO geocloud.rate_counts AS r (client, minute, count) "
                     "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::int[]) "

@@ -34,10 +34,13 @@ def secret_known() -> bool:
 def secret(conn: psycopg.Connection) -> bytes:
     global _secret
     if _secret is None:
-        conn.execute("INSERT INTO geocloud.secrets (name, value) VALUES ('token-signing', %s) ON CONFLICT DO NOTHING",
-                     (secrets.token_hex(32),))
-        _secret = bytes.fromhex(conn.execute("SELECT value FROM geocloud.secrets WHERE name = 'token-signing'")
-                                .fetchone()[0])
+        query = "SELECT value FROM geocloud.secrets WHERE name = 'token-signing'"
+        row = conn.execute(query).fetchone()
+        if row is None:  # the first token ever: made on the primary (a read replica takes no INSERT)
+            conn.execute("INSERT INTO geocloud.secrets (name, value) VALUES ('token-signing', %s) "
+                         "ON CONFLICT DO NOTHING", (secrets.token_hex(32),))
+            row = conn.execute(query).fetchone()
+        _secret = bytes.fromhex(row[0])
     return _secret
 
 

@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "demo": ("demo", "demo"),
     "serve": ("serve", "serve"),
     "geocode": ("geocode", "geocode_csv"),
+    "backup": ("backup", "app"),
 }
 
 

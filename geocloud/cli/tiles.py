@@ -8,7 +8,7 @@ from geocloud.catalog import get_catalog
 from geocloud.cli.output import console, err_console
 from geocloud.errors import ConfigError, NotFound
 from geocloud.serve import tilecache, vectortiles
-from geocloud.serve.state import snapshot
+from geocloud.serve.state import pin, snapshot
 from geocloud.serve.tiles import basemap_layers, within
 from geocloud.serve.tms import SERVED, zoom_range
 
@@ -34,6 +34,7 @@ def seed(
     tms = SERVED.get(tms_id)
     if tms is None:
         raise ConfigError(f"unknown tile matrix set {tms_id!r}", fix=f"use one of {', '.join(SERVED)}")
+    pin()  # every tile rendered from the versions this snapshot names
     snap = snapshot()
     if layer == "basemap":
         layers = basemap_layers()

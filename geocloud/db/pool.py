@@ -1,8 +1,11 @@
 """One connection pool per server process and database, opened on first use, that fails fast while
 the database is down and is whole again as soon as the database is back.
 
-Workers share nothing in memory: each has its own pool onto the same PostGIS (point
-GEOCLOUD_DATABASE_URL at a read replica for read-only workers).
+Workers share nothing in memory: each has its own pools. Reads (``get_pool``) go to
+GEOCLOUD_DATABASE_READ_URL's replica while it keeps within GEOCLOUD_REPLICA_MAX_LAG of its primary
+(geocloud.db.replica watches it), else to the primary; what a request writes (audit records, rate
+counts, tokens' secret) goes to GEOCLOUD_DATABASE_URL (``write_pool``). Without a read URL both
+are the one pool.
 
 Outages. A request waits at most GEOCLOUD_DB_TIMEOUT for a connection, and every statement stops
 after GEOCLOUD_DB_STATEMENT_TIMEOUT. A connection lost under a request (the server shut down or
@@ -29,6 +32,7 @@ from psycopg_pool import ConnectionPool, PoolClosed
 
 from geocloud.config import get_settings
 from geocloud.db.connect import _redacted, connect, connection_options, database_url
+from geocloud.db.replica import Replica
 from geocloud.errors import DatabaseError, DatabaseUnavailable
 
 LOG = logging.getLogger("geocloud.db")
@@ -171,19 +175,40 @@ class Pool:
         self._pool.close()
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _pools: dict[str, Pool] = {}
+_replicas: dict[str, Replica] = {}
+
+
+def _once(made: dict, url: str, make):
+    """``made[url]``, made by ``make(url)`` the first time, once however many threads ask."""
+    found = made.get(url)
+    if found is None:
+        with _lock:
+            found = made.get(url)
+            if found is None:
+                found = made[url] = make(url)
+    return found
+
+
+def write_pool() -> Pool:
+    """The primary's pool: for everything a request writes."""
+    return _once(_pools, database_url(), Pool)
+
+
+def replica() -> Replica | None:
+    """The watched read replica, None without GEOCLOUD_DATABASE_READ_URL."""
+    url = get_settings().database_read_url
+    return _once(_replicas, url, lambda u: Replica(_once(_pools, u, Pool), write_pool)) if url else None
 
 
 def get_pool() -> Pool:
-    url = database_url()
-    pool = _pools.get(url)
-    if pool is None:
-        with _lock:
-            pool = _pools.get(url)
-            if pool is None:
-                pool = _pools[url] = Pool(url)
-    return pool
+    """The pool reads go to: the replica while it is reachable and within GEOCLOUD_REPLICA_MAX_LAG of
+    its primary, else the primary (whose outage then answers reads 503 with Retry-After)."""
+    watched = replica()
+    if watched is not None and watched.usable():
+        return watched.pool
+    return write_pool()
 
 
 def open_pools() -> list[tuple[str, Pool]]:

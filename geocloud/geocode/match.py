@@ -4,8 +4,10 @@ Each step is one SQL statement for a whole batch (``unnest`` of the queries, ``L
 on the ``(road, number_value)`` index), and only the rows it leaves unmatched go to the next:
 
 1. ``exact``: road, section, lane, alley and number equal (floors ignored for the point);
-2. ``fuzzy:nearest-number``: same road, section, lane and alley, the nearest house number within
-   ``max_distance``, same parity (side of the street) first unless ``same_parity`` is off;
+2. ``fuzzy:nearest-number:same-parity`` or ``…:other-parity``: same road, section, lane and alley,
+   the nearest house number within ``max_distance``, same parity (side of the street) first unless
+   ``same_parity`` is off; the label says the parity of the number matched (100號 -> 99號 is
+   ``other-parity`` when no even number is near enough);
 3. ``road``: no house number matched: the centre of the address points of the road and section
    (and of the lane, when locked).
 
@@ -97,11 +99,11 @@ def _step(conn, name: str, rows: list[tuple[int, Parts]], options: Options, patt
     locks = _lock_conditions(options)
     k = sql.Literal(options.candidates)
     if name == "exact":
-        inner = sql.SQL("""SELECT {parts}, 100.0 AS score, {xy} FROM live.addresses a
+        inner = sql.SQL("""SELECT {parts}, true AS same_side, 100.0 AS score, {xy} FROM live.addresses a
             WHERE {road} AND a.number_value = q.nv AND a.number = q.number AND {same}{locks}
             ORDER BY (a.district = q.district) DESC, (a.floor IS NULL) DESC, a.address_key LIMIT {k}""")
     elif name == "fuzzy":
-        inner = sql.SQL("""SELECT {parts},
+        inner = sql.SQL("""SELECT {parts}, a.number_value %% 2 = q.nv %% 2 AS same_side,
                 greatest(50.0, 95.0 - 1.5 * abs(a.number_value - q.nv)
                          - CASE WHEN a.number_value %% 2 <> q.nv %% 2 THEN 10 ELSE 0 END) AS score, {xy}
             FROM live.addresses a
@@ -132,10 +134,10 @@ def _step(conn, name: str, rows: list[tuple[int, Parts]], options: Options, patt
     query = sql.SQL("SELECT q.i, m.* FROM {} CROSS JOIN LATERAL ({}) m").format(source, inner)
     out = {}
     for row in conn.execute(query, arrays).fetchall():
-        i, values, score, x, y = row[0], row[1:-3], row[-3], row[-2], row[-1]
+        i, values, same_side, score, x, y = row[0], row[1:-4], row[-4], row[-3], row[-2], row[-1]
         parts_ = dict(zip(PART_COLUMNS, values))
-        kind = "exact" if name == "exact" else "fuzzy:nearest-number" + (
-            ":same-parity" if options.same_parity else "")
+        kind = "exact" if name == "exact" else \
+            f"fuzzy:nearest-number:{'same-parity' if same_side else 'other-parity'}"
         out.setdefault(i, []).append(Candidate(kind, float(score), parts_, x, y))
     return out
 

@@ -18,7 +18,7 @@ EPSG = "http://www.opengis.net/def/crs/EPSG/0/{}"
 CRS_CHOICES = {"CRS84": CRS84, CRS84: CRS84, **{f"EPSG:{c}": EPSG.format(c) for c in (4326, 3826)},
                **{EPSG.format(c): EPSG.format(c) for c in (4326, 3826)}}
 TGOS_MATCH = {"exact": "完全比對", "fuzzy:nearest-number:same-parity": "[單雙號機制]+[最近門牌號機制]",
-              "fuzzy:nearest-number": "[最近門牌號機制]", "road": "道路層級"}
+              "fuzzy:nearest-number:other-parity": "[最近門牌號機制]", "road": "道路層級"}
 RESULT_COLUMNS = ["match_type", "score", "matched_address", "county", "district", "village", "neighborhood",
                   "x", "y", "error"]
 

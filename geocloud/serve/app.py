@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.routing import Mount
 
 from geocloud.errors import DatabaseError, GeocloudError
-from geocloud.serve import auth, catalog, downloads, features, geocoding, headers, metrics, tiles, viewer, wmts
+from geocloud.serve import (auth, catalog, downloads, features, geocoding, headers, health, metrics, tiles, viewer,
+                            wmts)
 from geocloud.serve.guard import AuthMiddleware, service_unavailable
 from geocloud.serve.rasters import create_raster_app
 from geocloud.serve.http import HTTPError, error_response, server_error
@@ -40,7 +41,7 @@ async def _unexpected(request: Request, exc: Exception):
 def create_app() -> Starlette:
     return Starlette(
         routes=[*tiles.routes, *features.routes, *downloads.routes, *geocoding.routes, *wmts.routes, *viewer.routes,
-                *auth.routes, *catalog.routes, *metrics.routes,
+                *auth.routes, *catalog.routes, *health.routes, *metrics.routes,
                 Mount("", app=create_raster_app())],
         middleware=[*headers.middleware(), Middleware(AuthMiddleware)],
         exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from geocloud.access import tokens
-from geocloud.db.pool import get_pool
+from geocloud.db.pool import write_pool
 from geocloud.serve import guard
 from geocloud.serve.http import HTTPError, bad_parameter
 
@@ -36,7 +36,7 @@ async def issue_token(request: Request) -> JSONResponse:
         layers = wanted
 
     def make():
-        with get_pool().connection() as conn:
+        with write_pool().connection() as conn:
             return tokens.issue(conn, principal, layers, seconds)
     token, expires = await run_in_threadpool(make)
     return JSONResponse({"token": token, "expires": expires, "use": "append ?token=<token> to tile URLs"},

@@ -5,6 +5,11 @@
 GeoJSON and CSV stream straight from a server-side cursor. Shapefile, GeoPackage and KML are
 written batch by batch into a temporary file by GDAL (pyogrio), then streamed and deleted. File
 names carry the layer and its live version, e.g. ``buildings-v3.gpkg``.
+
+A .dbf field name holds at most 10 characters: the Shapefile's fields get GDAL's own short names
+(``plan_area_name`` -> ``plan_are_1``), chosen here rather than laundered by GDAL, and the zip
+carries ``<layer>.fields.csv`` mapping each short name back to the field and its zh-TW and English
+titles.
 """
 
 import csv
@@ -27,40 +32,37 @@ from geocloud.catalog import Layer
 from geocloud.serve import guard, params
 from geocloud.serve.features import layer_validators, live_layer
 from geocloud.serve.http import bad_parameter, not_modified
+from geocloud.serve.links import DOWNLOADS, TERMS, TERMS_VERSION
 from geocloud.db.pool import get_pool
 from geocloud.serve.provider import column, where
+from geocloud.serve.state import tables
 
 BATCH = 5_000
-TERMS_VERSION = "tcg-restricted-2026-1"
-TERMS = ("for the official duties of the caller's agency only; no redistribution; personal data is handled "
-         "under the Personal Data Protection Act; the download is recorded")
-FORMATS = {
-    "geojson": ("application/geo+json", "geojson"),
-    "csv": ("text/csv; charset=utf-8", "csv"),
-    "csv-bom": ("text/csv; charset=utf-8", "csv"),
-    "shp": ("application/zip", "shp.zip"),
-    "gpkg": ("application/geopackage+sqlite3", "gpkg"),
-    "kml": ("application/vnd.google-earth.kml+xml", "kml"),
-}
+FORMATS = {fmt: (media, ext) for fmt, (media, ext, _) in DOWNLOADS.items()}
 OGR = {"shp": ("ESRI Shapefile", 3826), "gpkg": ("GPKG", 3826), "kml": ("KML", 4326)}
 ARROW = {"text": pa.string(), "integer": pa.int32(), "bigint": pa.int64(), "double": pa.float64(),
          "boolean": pa.bool_(), "date": pa.date32(), "timestamp": pa.timestamp("us", tz="UTC")}
 
 
-def _query(layer: Layer, request: Request, select: sql.Composable) -> tuple[sql.Composable, list]:
+def _query(layer: Layer, request: Request, select: sql.Composable):
+    """The download's query, as a function of the table holding the request's version, and its
+    arguments: the rows, like the file name and the ETag, belong to the version the snapshot names."""
     extra = params.items(request.query_params, layer)
     clauses, args = where(layer, None, (), None, extra)
     cond = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
-    return sql.SQL("SELECT {} FROM live.{} t {} ORDER BY t.{}").format(
-        select, sql.Identifier(layer.id), cond, sql.Identifier(layer.key)), args
+
+    def on(table: sql.Composable) -> sql.Composable:
+        return sql.SQL("SELECT {} FROM {} t {} ORDER BY t.{}").format(select, table, cond, sql.Identifier(layer.key))
+    return on, args
 
 
-def _rows(query: sql.Composable, args: list):
+def _rows(layer: Layer, query, args: list):
     """Rows from a server-side cursor, BATCH at a time, holding one pooled connection."""
-    with get_pool().connection() as conn, conn.transaction():
-        with conn.cursor(name="geocloud_download") as cur:
+    with get_pool().connection() as conn:
+        table = tables(conn, [layer.id])[layer.id]
+        with conn.transaction(), conn.cursor(name="geocloud_download") as cur:
             cur.itersize = BATCH
-            cur.execute(query, args)
+            cur.execute(query(table), args)
             while rows := cur.fetchmany(BATCH):
                 yield rows
 
@@ -76,7 +78,7 @@ def _geojson(layer: Layer, request: Request):
     def body():
         yield '{"type": "FeatureCollection", "features": [\n'
         first = True
-        for rows in _rows(query, args):
+        for rows in _rows(layer, query, args):
             chunk = ",\n".join(r[0] for r in rows)
             yield chunk if first else ",\n" + chunk
             first = False
@@ -98,12 +100,40 @@ def _csv(layer: Layer, request: Request, bom: bool):
         out = csv.writer(buf, lineterminator="\r\n")
         out.writerow(layer.csv_columns())
         yield ("\ufeff" if bom else "") + buf.getvalue()
-        for rows in _rows(query, args):
+        for rows in _rows(layer, query, args):
             buf.seek(0)
             buf.truncate()
             out.writerows(rows)
             yield buf.getvalue()
     return body()
+
+
+def short_names(layer: Layer) -> dict[str, str]:
+    """Each field's .dbf name, as GDAL's laundering would make it (the first 10 characters; on a
+    clash the first 8 and ``_1``, ``_2``…), so the names are the ones users already know."""
+    taken: set[str] = set()
+    out = {}
+    for f in layer.fields:
+        name, n = f.name[:10], 0
+        while name in taken:
+            n += 1
+            name = f.name[:10 - len(f"_{n}")] + f"_{n}"
+        taken.add(name)
+        out[f.name] = name
+    return out
+
+
+FIELDS_CSV = ["short_name", "field", "title_zh-TW", "title_en", "type"]
+
+
+def _field_table(layer: Layer, shorts: dict[str, str]) -> str:
+    """The short name -> field table shipped in the zip: UTF-8 with a BOM (Excel shows the Chinese
+    titles), one row per .dbf field, in the .dbf's order."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\r\n")
+    out.writerow(FIELDS_CSV)
+    out.writerows([shorts[f.name], f.name, f.title.zh_TW, f.title.en, f.type] for f in layer.fields)
+    return "\ufeff" + buf.getvalue()
 
 
 def _ogr_file(layer: Layer, request: Request, fmt: str, folder: Path) -> Path:
@@ -113,11 +143,12 @@ def _ogr_file(layer: Layer, request: Request, fmt: str, folder: Path) -> Path:
     cols = [column(layer, f.name) for f in layer.fields] + [geom]
     query, args = _query(layer, request, sql.SQL(", ").join(cols))
     target = folder / f"{layer.id}.{'shp' if fmt == 'shp' else fmt}"
-    names = [f.name for f in layer.fields]
+    shorts = short_names(layer) if fmt == "shp" else {f.name: f.name for f in layer.fields}
+    names = [shorts[f.name] for f in layer.fields]
     types = [ARROW[f.type] for f in layer.fields]  # typed, so a batch where a field is all empty stays typed
     written = False
     options = {"encoding": "UTF-8"} if fmt == "shp" else {}
-    for rows in _rows(query, args):
+    for rows in _rows(layer, query, args):
         columns = list(zip(*rows))
         table = pa.table({**{n: pa.array(columns[i], types[i]) for i, n in enumerate(names)},
                           "geometry": pa.array(columns[-1], pa.binary())})
@@ -135,6 +166,7 @@ def _ogr_file(layer: Layer, request: Request, fmt: str, folder: Path) -> Path:
         for part in sorted(folder.glob(f"{layer.id}.*")):
             if part.suffix in (".shp", ".shx", ".dbf", ".prj", ".cpg"):
                 zf.write(part, part.name)
+        zf.writestr(f"{layer.id}.fields.csv", _field_table(layer, shorts))
     return archive
 
 

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from geocloud.catalog import get_catalog
 from geocloud.serve import guard, params, pygeoapi_config
 from geocloud.serve.http import HTTPError, bad_parameter, base_url, not_found, not_modified, validators
-from geocloud.serve.provider import extras
+from geocloud.serve.provider import JSON_TYPES, extras
 from geocloud.serve.state import snapshot
 
 CONFORMANCE = [
@@ -126,6 +126,17 @@ def accepted_language(header: str) -> str:
         if weight > 0 and (served := _served_language(tag)) is not None:
             ranked.append((-weight, i, served))
     return min(ranked)[2] if ranked else ENGLISH
+
+
+def requested_language(request: Request) -> str:
+    """The language to answer in, as pygeoapi picks it for the collections: ``lang`` first, then
+    ``Accept-Language``, else the server's default (zh-TW). For the routes pygeoapi does not answer
+    (tiles, sortables), so they follow the same request as the collection's titles."""
+    lang = request.query_params.get("lang")
+    if lang is not None:
+        return _served_language(lang) or ENGLISH
+    header = request.headers.get("accept-language")
+    return accepted_language(header) if header else ZH_TW
 
 
 def _language_scope(scope: dict, query_string: str | None) -> dict:
@@ -233,6 +244,31 @@ async def queryables(request: Request) -> Response:
     return to_response(headers, status, content)
 
 
+def _sortable(field, lang: str) -> dict:
+    jtype, fmt = JSON_TYPES[field.type]
+    return {"title": field.title.get(lang), "type": jtype, **({"format": fmt} if fmt else {}),
+            "x-title-zh-TW": field.title.zh_TW, "x-title-en": field.title.en}
+
+
+async def sortables(request: Request) -> Response:
+    """The properties ``sortby`` accepts (every field of the layer; see params.items), as a JSON
+    schema shaped like the queryables, with each field's zh-TW and English titles."""
+    cid = request.path_params["collection_id"]
+    layer, live = live_layer(cid)
+    params.choice("f", request.query_params.get("f"), ("json",))
+    hdrs = layer_validators(request, layer, live)
+    if (cached := not_modified(request, hdrs)) is not None:
+        return cached
+    lang = requested_language(request)
+    body = {"$schema": "https://json-schema.org/draft/2019-09/schema",
+            "$id": f"{base_url(request)}/collections/{layer.id}/sortables",
+            "type": "object", "title": layer.title.get(lang),
+            "properties": {f.name: _sortable(f, lang) for f in layer.fields},
+            "additionalProperties": False}
+    return JSONResponse(body, media_type="application/schema+json",
+                        headers={**hdrs, "Content-Language": lang, "Vary": "Accept-Language"})
+
+
 def _with_filter(href: str, filter_params: list[tuple[str, str]]) -> str:
     if not filter_params:
         return href
@@ -256,6 +292,8 @@ async def items(request: Request) -> Response:
         extras.reset(token)
     if status == 200 and isinstance(content, str) and headers.get("Content-Type", "").endswith("json"):
         content = _fix_links(content, query, request, filter_params)
+        if headers["Content-Type"] == "application/json":  # a page of features is GeoJSON, as its links say
+            headers["Content-Type"] = "application/geo+json"
     return to_response(headers, status, content, hdrs if status == 200 else None)
 
 
@@ -310,6 +348,7 @@ routes = [
     Route("/collections", collections, methods=["GET"]),
     Route("/collections/{collection_id}", collection, methods=["GET"]),
     Route("/collections/{collection_id}/queryables", queryables, methods=["GET"]),
+    Route("/collections/{collection_id}/sortables", sortables, methods=["GET"]),
     Route("/collections/{collection_id}/items", items, methods=["GET"]),
     Route("/collections/{collection_id}/items", options, methods=["OPTIONS"]),
     Route("/collections/{collection_id}/items/{item_id}", item, methods=["GET"]),

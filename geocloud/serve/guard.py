@@ -26,7 +26,7 @@ from geocloud.config import get_settings
 from geocloud.db.pool import UNAVAILABLE, get_pool
 from geocloud.errors import DatabaseError, DatabaseUnavailable
 from geocloud.serve.http import HTTPError
-from geocloud.serve.state import snapshot
+from geocloud.serve.state import pin, snapshot, unpin
 
 CHALLENGE = 'Basic realm="geocloud", charset="UTF-8", Bearer realm="geocloud"'
 MAX_CREDENTIAL = 4096
@@ -248,6 +248,7 @@ class AuthMiddleware:
             await send({"type": "http.response.body", "body": body})
             return
         token = current.set(principal)
+        pinned = pin()  # one snapshot, so one set of layer versions, for the whole response
         reads: list = []
         reads_token = _reads.set(reads)
         sent = 0
@@ -265,6 +266,7 @@ class AuthMiddleware:
             await self.app(scope, receive, counting_send)
         finally:
             current.reset(token)
+            unpin(pinned)
             _reads.reset(reads_token)
             for layer_id, surface, detail in reads:
                 if surface in audit.TILE_SURFACES:  # summed per principal and layer: only the path and size count

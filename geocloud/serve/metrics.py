@@ -35,7 +35,7 @@ from starlette.routing import Route
 from geocloud.config import get_settings
 from geocloud.db.pool import get_pool, open_pools
 from geocloud.errors import ConfigError, DatabaseError
-from geocloud.serve import guard
+from geocloud.serve import guard, health
 from geocloud.serve.http import HTTPError
 
 ROLE = "metrics"
@@ -59,9 +59,9 @@ POOL_WAITED = Counter("geocloud_db_pool_wait_seconds", "Time requests waited for
 
 
 def replica_lag_seconds() -> float | None:
-    """REPLICA LAG HOOK: how far this node's read replica is behind the primary, in seconds, or None
-    without a replica. The replicas work (geocloud/db) provides the function; wire it here."""
-    return None
+    """How far this node's read replica is behind the primary, in seconds (as /health/ready measures
+    it), or None without a replica or while it cannot be reached."""
+    return health.replica_lag()
 
 
 def surface(path: str) -> str:

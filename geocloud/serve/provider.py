@@ -1,4 +1,4 @@
-"""geocloud's pygeoapi feature provider: reads ``live.<layer>`` through a psycopg 3 pool.
+"""geocloud's pygeoapi feature provider: reads the live version's table through a psycopg 3 pool.
 
 GeoJSON is built by PostGIS (``ST_AsGeoJSON``, reprojected with ``ST_Transform`` and put in the
 axis order the requested CRS defines), so Python only joins strings. Paging fetches one row more
@@ -21,7 +21,7 @@ from pyproj import CRS
 from geocloud.catalog import get_catalog
 from geocloud.catalog.models import SQL_TYPES
 from geocloud.db.pool import get_pool
-from geocloud.serve.state import snapshot
+from geocloud.serve.state import snapshot, tables
 
 EXACT_COUNT_LIMIT = 10_000
 JSON_TYPES = {"text": ("string", None), "integer": ("integer", None), "bigint": ("integer", None),
@@ -109,7 +109,6 @@ class GeocloudProvider(BaseProvider):
         super().__init__(provider_def)
         self.layer = get_catalog().layer(provider_def["data"])
         self.id_field = self.layer.key
-        self.table = sql.SQL("live.{}").format(sql.Identifier(self.layer.id))
         self._fields = {}
         for f in self.layer.fields:
             jtype, fmt = JSON_TYPES[f.type]
@@ -137,12 +136,16 @@ class GeocloudProvider(BaseProvider):
                        "json_build_object({}))::text").format(
             sql.Identifier(self.layer.key), self._geometry(crs_transform_spec, skip_geometry), props)
 
-    def _count(self, conn, where: sql.Composable, params: list, filtered: bool) -> tuple[int, bool]:
+    def _table(self, conn) -> sql.Composable:
+        """The table of the live version the request's snapshot names (see state.tables)."""
+        return tables(conn, [self.layer.id])[self.layer.id]
+
+    def _count(self, conn, table, where: sql.Composable, params: list, filtered: bool) -> tuple[int, bool]:
         if not filtered:
             live = snapshot().layers.get(self.layer.id)
             if live and live.feature_count is not None:
                 return live.feature_count, False
-        rows_sql = sql.SQL("SELECT 1 FROM {} t {}").format(self.table, where)
+        rows_sql = sql.SQL("SELECT 1 FROM {} t {}").format(table, where)
         with ClientCursor(conn) as cur:  # client-side binding: EXPLAIN takes no server-side parameters
             plan = cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + rows_sql, params).fetchone()[0]
         estimate = int(plan[0]["Plan"]["Plan Rows"])
@@ -167,12 +170,13 @@ class GeocloudProvider(BaseProvider):
         order.append(sql.SQL("t.{}").format(sql.Identifier(self.layer.key)))
         try:
             with get_pool().connection() as conn:
-                matched, estimated = self._count(conn, condition, params, bool(clauses))
+                table = self._table(conn)
+                matched, estimated = self._count(conn, table, condition, params, bool(clauses))
                 features: list[str] = []
                 if resulttype != "hits":
                     query = sql.SQL("SELECT {}, t.{}::text FROM {} t {} ORDER BY {} LIMIT %s OFFSET %s").format(
                         self._feature(crs_transform_spec, select_properties, skip_geometry),
-                        sql.Identifier(self.layer.key), self.table, page_condition, sql.SQL(", ").join(order))
+                        sql.Identifier(self.layer.key), table, page_condition, sql.SQL(", ").join(order))
                     rows = conn.execute(query, [*page_params, limit + 1, offset]).fetchall()
                     features = [r[0] for r in rows]
         except psycopg.errors.DataException as exc:  # e.g. an invalid geometry literal in a filter
@@ -188,9 +192,9 @@ class GeocloudProvider(BaseProvider):
         return result
 
     def get(self, identifier, crs_transform_spec=None, **kwargs):
-        query = sql.SQL("SELECT {} FROM {} t WHERE t.{} = %s::text").format(
-            self._feature(crs_transform_spec, [], False), self.table, sql.Identifier(self.layer.key))
         with get_pool().connection() as conn:
+            query = sql.SQL("SELECT {} FROM {} t WHERE t.{} = %s::text").format(
+                self._feature(crs_transform_spec, [], False), self._table(conn), sql.Identifier(self.layer.key))
             row = conn.execute(query, [str(identifier)]).fetchone()
         if row is None:
             raise ProviderItemNotFoundError(f"no item {identifier!r} in collection {self.layer.id!r}")

@@ -14,6 +14,7 @@ from pygeoapi.openapi import get_oas
 
 from geocloud.catalog import Catalog, Layer, get_catalog
 from geocloud.serve.cql import INTEGER_RANGES
+from geocloud.serve.links import collection_links
 from geocloud.config import get_settings
 from geocloud.serve.state import Snapshot
 
@@ -39,7 +40,9 @@ def _i18n(text) -> dict:
     return {"zh-TW": text.zh_TW, "en": text.en}
 
 
-def resource(layer: Layer, snap: Snapshot) -> dict:
+def resource(layer: Layer, snap: Snapshot, base_url: str) -> dict:
+    """A vector layer as a pygeoapi collection; its links (tilesets, styles, downloads, metadata,
+    sortables) as absolute URLs under ``base_url``, the URL the caller reached."""
     live = snap.layers.get(layer.id)
     bbox = list(live.extent) if live and live.extent else TAICHUNG_CRS84
     return {
@@ -47,7 +50,8 @@ def resource(layer: Layer, snap: Snapshot) -> dict:
         "title": _i18n(layer.title),
         "description": _i18n(layer.description),
         "keywords": {"zh-TW": layer.keywords, "en": layer.keywords},
-        "links": [{"type": "text/html", "rel": "license", "title": layer.license, "href": layer.license_url}],
+        "links": [{"type": "text/html", "rel": "license", "title": layer.license, "href": layer.license_url},
+                  *collection_links(layer, base_url)],
         "extents": {"spatial": {"bbox": bbox, "crs": CRS84}},
         "limits": {"default_items": DEFAULT_LIMIT, "max_items": MAX_LIMIT, "on_exceed": "error"},
         "providers": [{
@@ -69,7 +73,7 @@ def build(catalog: Catalog, snap: Snapshot, base_url: str, visible: frozenset[st
     config["server"]["templates"] = {"path": str(TEMPLATES)}
     config["server"].pop("limit", None)
     config["server"]["limits"] = {"default_items": DEFAULT_LIMIT, "max_items": MAX_LIMIT, "on_exceed": "error"}
-    config["resources"] = {layer.id: resource(layer, snap) for layer in catalog.vector_layers()
+    config["resources"] = {layer.id: resource(layer, snap, base_url) for layer in catalog.vector_layers()
                            if layer.id in snap.layers and layer.id in visible}
     return config
 

@@ -6,15 +6,27 @@ with nothing shared in memory.
 
 While the database is unreachable the last snapshot read is kept (and the read retried at each
 request, at once refused while the pool knows the database is down), so that what needs no database,
-such as cached tiles and the conformance page, keeps answering through an outage."""
+such as cached tiles and the conformance page, keeps answering through an outage.
+
+One view per response. The snapshot is read where reads go (the read replica, when there is one),
+so the versions it names are versions that database has. A request keeps the snapshot it first
+saw (``pin``), and its queries read the rows of exactly those versions (``tables``): in one
+REPEATABLE READ transaction, from ``live.<layer>``, or from the version's history table when a
+publish or rollback came in since the snapshot was read. Metadata, items, tiles and ETags of one
+response thus always belong to the same layer versions, and a node follows a switch on the primary
+within the replica's lag plus REFRESH seconds."""
 
 import threading
 import time
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import datetime
 
-from geocloud.db.pool import get_pool
-from geocloud.errors import DatabaseError
+import psycopg
+from psycopg import sql
+
+from geocloud.db.pool import Pool, get_pool
+from geocloud.errors import DatabaseError, DatabaseUnavailable
 
 REFRESH = 2.0
 EVENTS_KEPT = 5_000
@@ -66,23 +78,23 @@ class Snapshot:
 
 
 _lock = threading.Lock()
-_current: tuple[float, Snapshot] | None = None
+_current: tuple[float, Snapshot, Pool] | None = None  # (when read, what, from where)
+_pinned: ContextVar[list | None] = ContextVar("geocloud_snapshot", default=None)
 
 
-def _read() -> Snapshot:
-    with get_pool().connection() as conn:
-        token = conn.execute("SELECT coalesce(max(id), 0) FROM geocloud.layer_events").fetchone()[0]
-        rows = conn.execute(
-            "SELECT v.layer, v.version, e.at, v.feature_count, ST_XMin(v.extent), ST_YMin(v.extent), "
-            "ST_XMax(v.extent), ST_YMax(v.extent), v.storage FROM geocloud.layer_versions v "
-            "JOIN LATERAL (SELECT max(at) AS at FROM geocloud.layer_events e WHERE e.layer = v.layer "
-            "AND e.to_version = v.version) e ON true WHERE v.state = 'live'").fetchall()
-        events = conn.execute(
-            "SELECT id, layer, ST_XMin(changed_extent), ST_YMin(changed_extent), ST_XMax(changed_extent), "
-            "ST_YMax(changed_extent) FROM geocloud.layer_events ORDER BY id DESC LIMIT %s", (EVENTS_KEPT,)).fetchall()
-        columns = dict(conn.execute(
-            "SELECT table_name, array_agg(column_name::text) FROM information_schema.columns "
-            "WHERE table_schema = 'live' GROUP BY table_name").fetchall())
+def _read(conn: psycopg.Connection) -> Snapshot:
+    token = conn.execute("SELECT coalesce(max(id), 0) FROM geocloud.layer_events").fetchone()[0]
+    rows = conn.execute(
+        "SELECT v.layer, v.version, e.at, v.feature_count, ST_XMin(v.extent), ST_YMin(v.extent), "
+        "ST_XMax(v.extent), ST_YMax(v.extent), v.storage FROM geocloud.layer_versions v "
+        "JOIN LATERAL (SELECT max(at) AS at FROM geocloud.layer_events e WHERE e.layer = v.layer "
+        "AND e.to_version = v.version) e ON true WHERE v.state = 'live'").fetchall()
+    events = conn.execute(
+        "SELECT id, layer, ST_XMin(changed_extent), ST_YMin(changed_extent), ST_XMax(changed_extent), "
+        "ST_YMax(changed_extent) FROM geocloud.layer_events ORDER BY id DESC LIMIT %s", (EVENTS_KEPT,)).fetchall()
+    columns = dict(conn.execute(
+        "SELECT table_name, array_agg(column_name::text) FROM information_schema.columns "
+        "WHERE table_schema = 'live' GROUP BY table_name").fetchall())
     layers = {}
     for layer, version, at, count, *box, storage in rows:
         layers[layer] = LiveLayer(layer, version, at, count, tuple(box) if box[0] is not None else None, storage,
@@ -93,13 +105,43 @@ def _read() -> Snapshot:
     return Snapshot(token, layers, listed, oldest)
 
 
+def _read_consistent(pool: Pool) -> Snapshot:
+    """The snapshot as of one moment of the database (its statements in one transaction)."""
+    with pool.connection() as conn:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return _read(conn)
+
+
+def pin() -> Token:
+    """Make the calling request keep the first snapshot it sees until ``unpin``."""
+    return _pinned.set([])
+
+
+def unpin(token: Token) -> None:
+    _pinned.reset(token)
+
+
 def snapshot() -> Snapshot:
-    """The live state, read again if older than REFRESH seconds. One request reads while the others
-    go on with the snapshot they have; while the database is unreachable the last one stays (only a
-    process that never read one has nothing to answer with, and raises DatabaseUnavailable)."""
+    """The live state: the one the calling request saw first, if it is pinned; else the process's,
+    read again if older than REFRESH seconds."""
+    held = _pinned.get()
+    if held:
+        return held[0]
+    snap = _latest()
+    if held is not None:
+        held.append(snap)
+    return snap
+
+
+def _latest() -> Snapshot:
+    """The process's snapshot, read again if older than REFRESH seconds or read from another
+    database than reads now go to (the replica fell behind, or caught up). One request reads while
+    the others go on with the snapshot they have; while the database is unreachable the last one
+    stays (only a process that never read one has nothing to answer with, and raises
+    DatabaseUnavailable)."""
     global _current
-    current = _current
-    if current is not None and time.monotonic() - current[0] <= REFRESH:
+    current, pool = _current, get_pool()
+    if current is not None and time.monotonic() - current[0] <= REFRESH and current[2] is pool:
         return current[1]
     if not _lock.acquire(blocking=current is None):
         return current[1]  # another request is reading it now
@@ -107,7 +149,7 @@ def snapshot() -> Snapshot:
         if _current is not current:
             return _current[1]  # read by another request meanwhile
         try:
-            _current = (time.monotonic(), _read())
+            _current = (time.monotonic(), _read_consistent(pool), pool)
         except DatabaseError:  # the pool has logged the outage
             if current is None:
                 raise
@@ -115,3 +157,38 @@ def snapshot() -> Snapshot:
         return _current[1]
     finally:
         _lock.release()
+
+
+def tables(conn: psycopg.Connection, layer_ids) -> dict[str, sql.Composable]:
+    """Start a REPEATABLE READ transaction on ``conn`` (it ends when the connection goes back to its
+    pool) and give, for each of ``layer_ids``, the table holding the rows of the version the
+    request's snapshot names: what the request reads on ``conn`` then belongs to those versions.
+
+    A version this database does not have (a replica behind the primary this snapshot was read
+    from, or a version retired since) is answered 503 with Retry-After, and the process's snapshot
+    read again."""
+    global _current
+    layer_ids = sorted(set(layer_ids))  # one order for every request: no deadlock between two of them
+    if not layer_ids:
+        return {}
+    snap = snapshot()
+    wanted = sql.SQL(", ").join(sql.SQL("({}, {})").format(sql.Literal(i), sql.Literal(snap.layers[i].version))
+                                for i in layer_ids)
+    # Table names are not versioned like rows: a switch committed between reading where a version
+    # is and reading its rows would hand over another version's table. The lock on the live tables,
+    # taken before the transaction's view is, makes any switch of these layers wait until the
+    # request is done (on a replica, its replay waits; up to max_standby_streaming_delay).
+    live = sql.SQL(", ").join(sql.Identifier("live", i) for i in layer_ids)
+    cur = conn.execute(sql.SQL(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE {} IN ACCESS SHARE MODE; "
+        "SELECT layer, storage FROM geocloud.layer_versions WHERE (layer, version) IN ({}) AND state <> 'retired'"
+    ).format(live, wanted))
+    cur.nextset()
+    cur.nextset()
+    found = {layer: sql.Identifier(*storage.split(".", 1)) for layer, storage in cur.fetchall()}
+    if len(found) < len(layer_ids):
+        if (current := _current) is not None:
+            _current = (float("-inf"), *current[1:])  # read again by the next request
+        missing = ", ".join(sorted(set(layer_ids) - set(found)))
+        raise DatabaseUnavailable(f"this node is switching to another version of {missing}; try again in a moment")
+    return found

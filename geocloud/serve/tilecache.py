@@ -1,10 +1,16 @@
-"""A tile cache on disk, in the shared data directory, so every worker on every machine reuses it.
+"""A tile cache on disk, in the shared data directory (or GEOCLOUD_TILE_CACHE_DIR), so every worker
+on every machine reuses it.
 
 Each cached tile records the id of the newest publish/rollback event of its layers when it was
 rendered. A tile is served from the cache only if no later event of those layers changed an area
 that touches the tile: an ETL publish or a rollback invalidates exactly the tiles inside its
 changed bounding box, and unchanged areas stay cached. Nothing needs deleting, so a worker that
-has not yet seen an event can never resurrect a stale tile.
+has not yet seen an event can never resurrect a stale tile; nor does a node serve a tile another
+node rendered after an event this node has not seen yet (its replica is behind): it renders its own.
+
+Several nodes may write the same tile at once: each writes a temporary file in the tile's folder and
+renames it over the tile (atomic on one file system, NFS included), and a tile records its length,
+so a file cut short (a writer killed, a full disk) is a miss, never a torn tile.
 """
 
 import os
@@ -14,7 +20,7 @@ import tempfile
 from geocloud.config import get_settings
 from geocloud.serve.state import Snapshot
 
-HEADER = struct.Struct("<Q")
+HEADER = struct.Struct("<QQ")  # render token, tile length
 
 
 _root: tuple[object, str] | None = None
@@ -25,7 +31,7 @@ def root() -> str:
     global _root
     settings = get_settings()
     if _root is None or _root[0] is not settings:
-        _root = (settings, os.path.join(settings.data_path, "tile-cache"))
+        _root = (settings, str(settings.tile_cache_dir or os.path.join(settings.data_path, "tile-cache")))
     return _root[1]
 
 
@@ -52,8 +58,8 @@ def read(path: str, snap: Snapshot, layers, bounds_crs84) -> tuple[bytes, int] |
         os.close(fd)
     if len(raw) < HEADER.size:
         return None
-    (token,) = HEADER.unpack_from(raw)
-    if snap.changed_since(token, layers, bounds_crs84):
+    token, length = HEADER.unpack_from(raw)
+    if length != len(raw) - HEADER.size or token > snap.token or snap.changed_since(token, layers, bounds_crs84):
         return None
     return raw[HEADER.size:], token
 
@@ -63,5 +69,5 @@ def write(path: str, token: int, data: bytes) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tile-")
     with os.fdopen(fd, "wb") as fh:
-        fh.write(HEADER.pack(token) + data)
+        fh.write(HEADER.pack(token, len(data)) + data)
     os.replace(tmp, path)  # atomic: readers see the old tile or the new one

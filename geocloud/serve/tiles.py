@@ -6,16 +6,17 @@ is the dataset-level ``/tiles`` with the same shape. Tiles come from the shared 
 still holds them for the live data; otherwise PostGIS renders them and they are cached.
 """
 
+import hashlib
+
 import morecantile
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from geocloud.catalog import Layer, get_catalog
-import hashlib
-
+from geocloud.catalog import I18n, Layer, get_catalog
 from geocloud.serve import guard, tilecache, vectortiles
+from geocloud.serve.features import requested_language
 from geocloud.serve.http import base_url, bad_parameter, not_found
 from geocloud.serve.state import snapshot
 from geocloud.serve.tms import SERVED, zoom_range
@@ -23,6 +24,7 @@ from geocloud.serve.tms import SERVED, zoom_range
 MVT = "application/vnd.mapbox-vector-tile"
 BASEMAP = ["districts", "zoning", "topo_water", "topo_contours", "roads", "buildings", "landmarks"]
 TILING_SCHEME = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
+BASEMAP_TITLE = I18n(**{"zh-TW": "臺中市底圖", "en": "Taichung base map"})
 JSON_TYPES = {"text": "String", "integer": "Number", "bigint": "Number", "double": "Number", "boolean": "Boolean",
               "date": "String", "timestamp": "String"}
 
@@ -119,14 +121,14 @@ def _links_for(request: Request, prefix: str, tms: morecantile.TileMatrixSet, f:
     ]
 
 
-def _vector_layer_json(layer: Layer, tms: morecantile.TileMatrixSet) -> dict:
+def _vector_layer_json(layer: Layer, tms: morecantile.TileMatrixSet, lang: str) -> dict:
     low, high = zoom_range(layer.zooms, tms)
-    return {"id": layer.id, "description": layer.title.en, "minzoom": low, "maxzoom": high,
+    return {"id": layer.id, "description": layer.title.get(lang), "minzoom": low, "maxzoom": high,
             "fields": {f.name: f"{f.title.zh_TW} / {f.title.en} ({JSON_TYPES[f.type]})" for f in layer.fields}}
 
 
-def _tileset(request: Request, prefix: str, title: str, layers: list[Layer], tms: morecantile.TileMatrixSet) -> dict:
-    return {"title": title, "dataType": "vector", "crs": tms.crs.srs,
+def _tileset(request: Request, prefix: str, title: I18n, layers: list[Layer], tms: morecantile.TileMatrixSet) -> dict:
+    return {"title": title.get(requested_language(request)), "dataType": "vector", "crs": tms.crs.srs,
             "tileMatrixSetURI": tms.uri or f"{base_url(request)}/tileMatrixSets/{tms.id}",
             "links": _links_for(request, prefix, tms),
             "layers": [{"id": layer.id, "dataType": "vector", "geometryDimension": _dimension(layer),
@@ -138,20 +140,26 @@ def _dimension(layer: Layer) -> int:
     return 0 if layer.geometry.endswith("Point") else 1 if "Line" in layer.geometry else 2
 
 
-def _tilejson(request: Request, prefix: str, name: str, description: str, layers: list[Layer],
+def _tilejson(request: Request, prefix: str, name: str, description: I18n, layers: list[Layer],
               tms: morecantile.TileMatrixSet) -> dict:
-    live = snapshot().layers
+    live, lang = snapshot().layers, requested_language(request)
     boxes = [live[layer.id].extent for layer in layers if live.get(layer.id) and live[layer.id].extent]
     bounds = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
               max(b[3] for b in boxes)] if boxes else [120.45, 23.99, 121.46, 24.45]
     minzoom = min((zoom_range(layer.zooms, tms)[0] for layer in layers), default=0)
     maxzoom = max((zoom_range(layer.zooms, tms)[1] for layer in layers), default=22)
-    return {"tilejson": "3.0.0", "name": name, "description": description, "version": "1.0.0",
+    return {"tilejson": "3.0.0", "name": name, "description": description.get(lang), "version": "1.0.0",
             "scheme": "xyz", "tiles": [f"{base_url(request)}{prefix}/{tms.id}/{{z}}/{{y}}/{{x}}"],
             "minzoom": minzoom, "maxzoom": maxzoom, "bounds": bounds,
             "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, max(minzoom, 12)],
             "attribution": "© 臺中市政府 Taichung City Government (政府資料開放授權條款－第1版)",
-            "vector_layers": [_vector_layer_json(layer, tms) for layer in layers]}
+            "vector_layers": [_vector_layer_json(layer, tms, lang) for layer in layers]}
+
+
+def _localised(request: Request, body: dict) -> JSONResponse:
+    """A tileset or TileJSON document: its titles are in the language the request asks for, as a
+    collection's are (``lang``, then ``Accept-Language``; zh-TW by default)."""
+    return JSONResponse(body, headers={"Content-Language": requested_language(request), "Vary": "Accept-Language"})
 
 
 async def tile_matrix_sets(request: Request) -> JSONResponse:
@@ -169,39 +177,38 @@ async def tile_matrix_set(request: Request) -> JSONResponse:
 async def collection_tilesets(request: Request) -> JSONResponse:
     layer = vector_layer(request.path_params["collection_id"])
     prefix = f"/collections/{layer.id}/tiles"
-    return JSONResponse({"links": [{"rel": "self", "href": f"{base_url(request)}{prefix}"}],
-                         "tilesets": [_tileset(request, prefix, layer.title.en, [layer], t) for t in SERVED.values()]})
+    return _localised(request, {"links": [{"rel": "self", "href": f"{base_url(request)}{prefix}"}],
+                                "tilesets": [_tileset(request, prefix, layer.title, [layer], t) for t in SERVED.values()]})
 
 
 async def collection_tileset(request: Request) -> JSONResponse:
     layer = vector_layer(request.path_params["collection_id"])
     tms = tms_or_404(request.path_params["tms"])
-    return JSONResponse(_tileset(request, f"/collections/{layer.id}/tiles", layer.title.en, [layer], tms))
+    return _localised(request, _tileset(request, f"/collections/{layer.id}/tiles", layer.title, [layer], tms))
 
 
 async def collection_tilejson(request: Request) -> JSONResponse:
     layer = vector_layer(request.path_params["collection_id"])
     tms = tms_or_404(request.path_params["tms"])
-    lang = request.query_params.get("lang")
-    return JSONResponse(_tilejson(request, f"/collections/{layer.id}/tiles", layer.id,
-                                  layer.description.get(lang), [layer], tms))
+    return _localised(request, _tilejson(request, f"/collections/{layer.id}/tiles", layer.id, layer.description,
+                                         [layer], tms))
 
 
 async def basemap_tilesets(request: Request) -> JSONResponse:
     layers = basemap_layers()
-    return JSONResponse({"links": [{"rel": "self", "href": f"{base_url(request)}/tiles"}],
-                         "tilesets": [_tileset(request, "/tiles", "Taichung base map", layers, t)
-                                      for t in SERVED.values()]})
+    return _localised(request, {"links": [{"rel": "self", "href": f"{base_url(request)}/tiles"}],
+                                "tilesets": [_tileset(request, "/tiles", BASEMAP_TITLE, layers, t)
+                                             for t in SERVED.values()]})
 
 
 async def basemap_tileset(request: Request) -> JSONResponse:
     tms = tms_or_404(request.path_params["tms"])
-    return JSONResponse(_tileset(request, "/tiles", "Taichung base map", basemap_layers(), tms))
+    return _localised(request, _tileset(request, "/tiles", BASEMAP_TITLE, basemap_layers(), tms))
 
 
 async def basemap_tilejson(request: Request) -> JSONResponse:
     tms = tms_or_404(request.path_params["tms"])
-    return JSONResponse(_tilejson(request, "/tiles", "basemap", "臺中市底圖 Taichung base map", basemap_layers(), tms))
+    return _localised(request, _tilejson(request, "/tiles", "basemap", BASEMAP_TITLE, basemap_layers(), tms))
 
 
 def _format_check(request: Request) -> None:

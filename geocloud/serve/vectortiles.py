@@ -15,7 +15,7 @@ from geocloud.catalog import Layer
 from geocloud.catalog.models import WEB_MERCATOR_GEOM
 from geocloud.db.pool import get_pool
 from geocloud.serve.provider import column
-from geocloud.serve.state import snapshot
+from geocloud.serve.state import snapshot, tables
 from geocloud.serve.tms import srid
 
 EXTENT = 4096
@@ -26,7 +26,8 @@ SIMPLIFY_FROM = 20.0   # metres per pixel (about zoom 12): simplify lines and po
 SIMPLIFY_POINTS = 16   # geometries with fewer vertices gain nothing from simplification
 
 
-def layer_sql(layer: Layer, tms: morecantile.TileMatrixSet, tile: morecantile.Tile) -> tuple[sql.Composable, list]:
+def layer_sql(layer: Layer, table: sql.Composable, tms: morecantile.TileMatrixSet,
+              tile: morecantile.Tile) -> tuple[sql.Composable, list]:
     box = tms.xy_bounds(tile)
     tms_srid = srid(tms)
     pixel = (box.right - box.left) / 256.0
@@ -57,7 +58,10 @@ def layer_sql(layer: Layer, tms: morecantile.TileMatrixSet, tile: morecantile.Ti
         simplify = ground > SIMPLIFY_FROM
         geom = sql.SQL("CASE WHEN ST_NPoints({g}) > {n} THEN ST_Simplify({g}, %s, true) ELSE {g} END").format(
             g=source, n=sql.Literal(SIMPLIFY_POINTS)) if simplify else source
-        thin, order, thin_args, order_args = sql.SQL(""), sql.SQL(""), [], []
+        # in key order: a strong ETag promises the same bytes from every node, replica and restore,
+        # whatever plan their statistics choose
+        thin, thin_args, order_args = sql.SQL(""), [], []
+        order = sql.SQL("ORDER BY t.{}").format(sql.Identifier(layer.key))
         polygons = layer.geometry.endswith("Polygon") and coarse
         size_filter = sql.SQL(" AND (ST_XMax({g}) - ST_XMin({g}) >= %s OR ST_YMax({g}) - ST_YMin({g}) >= %s)").format(
             g=source) if polygons else sql.SQL("")
@@ -68,12 +72,12 @@ def layer_sql(layer: Layer, tms: morecantile.TileMatrixSet, tile: morecantile.Ti
     query = sql.SQL("""
         SELECT ST_AsMVT(q, {name}, {extent}, 'geom') FROM (
             SELECT {thin} ST_AsMVTGeom({geom}, {env}, {extent}, {buffer}, true) AS geom{attrs}
-            FROM live.{table} t
+            FROM {table} t
             WHERE t.geom && ST_Expand({query_env}, %s){size_filter}
             {order} OFFSET 0) q
         WHERE q.geom IS NOT NULL""").format(
         name=sql.Literal(layer.id), extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER), thin=thin, geom=geom,
-        env=env, attrs=attrs, table=sql.Identifier(layer.id), query_env=query_env, size_filter=size_filter,
+        env=env, attrs=attrs, table=table, query_env=query_env, size_filter=size_filter,
         order=order)
     bounds = [box.left, box.bottom, box.right, box.top]
     args = [*thin_args, *geom_args, *bounds, *bounds, margin, *size_args, *order_args]
@@ -84,8 +88,9 @@ def render(layers: list[Layer], tms: morecantile.TileMatrixSet, tile: morecantil
     """One tile holding each of ``layers`` as an MVT layer (an empty result is b"")."""
     parts = []
     with get_pool().connection() as conn:
+        versions = tables(conn, [layer.id for layer in layers])  # of the request's snapshot: see state.tables
         for layer in layers:
-            query, args = layer_sql(layer, tms, tile)
+            query, args = layer_sql(layer, versions[layer.id], tms, tile)
             data = conn.execute(query, args).fetchone()[0]
             if data:
                 parts.append(bytes(data))

@@ -17,6 +17,8 @@ from geocloud.serve import guard
 from geocloud.serve.http import base_url, not_found
 
 STATIC = Path(__file__).parent / "static"
+MAPBOX_STYLE = "application/vnd.mapbox.style+json"  # the media types OGC API - Styles names
+QML = "application/vnd.qgis.qml"
 
 
 def styles_dir() -> Path:
@@ -61,21 +63,21 @@ def _visible_only(style: dict) -> dict:
 async def style(request: Request) -> Response:
     path = _check(request.path_params["name"], ".json")
     body = _visible_only(_fill(json.loads(path.read_text(encoding="utf-8")), base_url(request)))
-    return JSONResponse(body, headers={"Cache-Control": "private, no-cache"})
+    return JSONResponse(body, media_type=MAPBOX_STYLE, headers={"Cache-Control": "private, no-cache"})
 
 
 async def qml(request: Request) -> Response:
     name = request.path_params["name"]
-    return FileResponse(_check(name, ".qml"), media_type="application/xml", filename=f"{name}.qml")
+    return FileResponse(_check(name, ".qml"), media_type=QML, filename=f"{name}.qml")
 
 
 async def styles(request: Request) -> JSONResponse:
     base, catalog, visible = base_url(request), get_catalog().layers, guard.visible_layers()
     names = sorted(p.stem for p in styles_dir().glob("*.json") if p.stem not in catalog or p.stem in visible)
     return JSONResponse({"styles": [
-        {"id": n, "links": [{"rel": "stylesheet", "type": "application/vnd.mapbox.style+json",
+        {"id": n, "links": [{"rel": "stylesheet", "type": MAPBOX_STYLE,
                              "href": f"{base}/styles/{n}.json"}]
-         + ([{"rel": "stylesheet", "type": "application/vnd.qgis.qml", "href": f"{base}/styles/{n}.qml"}]
+         + ([{"rel": "stylesheet", "type": QML, "href": f"{base}/styles/{n}.qml"}]
             if (styles_dir() / f"{n}.qml").exists() else [])} for n in names]})
 
 

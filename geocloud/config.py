@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     etl_max_extent_change_percent: float = Field(
         default=25.0, ge=0, description="ETL guard: a run moving an edge of a layer's extent by more than this % of "
                                         "its width or height stops")
+    metrics: str = Field(
+        default="off", description="Who may read /metrics (Prometheus): off (404), key (a key, token or JWT with the "
+                                   "role 'metrics'), and/or IP addresses or networks (comma-separated)")
+    log_format: str = Field(
+        default="text", description="`geocloud serve`'s log: text lines, or one JSON object a line with the request id")
     oidc_agency_claim: str = "agency"
     oidc_roles_claim: str = "roles"
     database_read_url: str | None = Field(

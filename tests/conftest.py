@@ -184,9 +184,9 @@ def load_city(db_url: str, data_dir: Path, city_dir: Path, pipelines=MANIFEST_PI
         get_catalog.cache_clear()
 
 
-def start_server(db_url: str, data_dir: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """``geocloud serve`` in a subprocess on a free port, once it answers /conformance: (process, URL).
-    Its log is data_dir/server.log."""
+def start_server(db_url: str, data_dir: Path, env: dict | None = None, args=()) -> tuple[subprocess.Popen, str]:
+    """``geocloud serve ARGS`` in a subprocess on a free port, once it answers /conformance: (process,
+    URL). Its log (standard error and output) is data_dir/server.log."""
     import time
 
     import httpx
@@ -196,10 +196,10 @@ def start_server(db_url: str, data_dir: Path, env: dict | None = None) -> tuple[
            **(env or {})}
     port = free_port()
     with (data_dir / "server.log").open("ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "geocloud", "serve", "--port", str(port)],
-                                env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log)
+        proc = subprocess.Popen([sys.executable, "-m", "geocloud", "serve", "--port", str(port), *args],
+                                env={**os.environ, **env}, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # several workers each import everything: slow on a busy machine
     while True:
         try:
             if httpx.get(url + "/conformance", timeout=2).status_code == 200:

@@ -31,7 +31,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed
 
 from geocloud.config import get_settings
-from geocloud.db.connect import connect, connection_options, database_url
+from geocloud.db.connect import _redacted, connect, connection_options, database_url
 from geocloud.db.replica import Replica
 from geocloud.errors import DatabaseError, DatabaseUnavailable
 
@@ -167,6 +167,10 @@ class Pool:
         if old is not None:
             old.close(timeout=1.0)
 
+    def stats(self) -> dict:
+        """psycopg_pool's figures (pool_size, pool_available, requests_waiting...), for /metrics."""
+        return self._pool.get_stats()
+
     def close(self) -> None:
         self._pool.close()
 
@@ -205,6 +209,11 @@ def get_pool() -> Pool:
     if watched is not None and watched.usable():
         return watched.pool
     return write_pool()
+
+
+def open_pools() -> list[tuple[str, Pool]]:
+    """(host:port/database, pool) of every pool this process opened, for /metrics."""
+    return [(_redacted(url), pool) for url, pool in list(_pools.items())]
 
 
 @atexit.register

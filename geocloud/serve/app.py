@@ -8,8 +8,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from geocloud.errors import DatabaseError, GeocloudError
-from geocloud.serve import (auth, catalog, coverages, downloads, features, geocoding, headers, health, maptiles, rasters,
-                            tiles, viewer, wmts)
+from geocloud.serve import (auth, catalog, coverages, downloads, features, geocoding, headers, health, maptiles,
+                            metrics, rasters, tiles, viewer, wmts)
 from geocloud.serve.guard import AuthMiddleware, service_unavailable
 from geocloud.serve.http import HTTPError, error_response, server_error
 
@@ -39,7 +39,7 @@ async def _unexpected(request: Request, exc: Exception):
 def create_app() -> Starlette:
     return Starlette(
         routes=[*tiles.routes, *features.routes, *downloads.routes, *geocoding.routes, *wmts.routes, *viewer.routes,
-                *auth.routes, *catalog.routes, *health.routes,
+                *auth.routes, *catalog.routes, *health.routes, *metrics.routes,
                 *coverages.routes, *maptiles.routes, rasters.mount()],
         middleware=[*headers.middleware(), Middleware(AuthMiddleware)],
         exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,

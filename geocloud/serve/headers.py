@@ -55,14 +55,13 @@ class SharedHeaders:
         self.cors = CORSMiddleware(app, allow_origins=origins, allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
                                    allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, allow_credentials=False,
                                    max_age=600) if origins else app
-        self.proxies = settings.proxy_networks
-        self._trusted: dict[str, bool] = {}
+        self.proxies = TrustedProxies(settings.proxy_networks)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         app = self.cors if any(name == b"origin" for name, _ in scope["headers"]) else self.app
-        if self.proxies and scope.get("client") and self._is_proxy(scope["client"][0]):
+        if self.proxies and scope.get("client") and self.proxies.named(scope["client"][0]):
             self._believe_forwarded(scope)
         https = scope.get("scheme") == "https"
         csp = VIEWER_CSP if scope["path"].startswith("/map") else PAGES_CSP
@@ -72,18 +71,6 @@ class SharedHeaders:
                 message["headers"] = _complete(list(message.get("headers", ())), https, csp)
             await send(message)
         await app(scope, receive, send_with_headers)
-
-    def _is_proxy(self, address: str) -> bool:
-        known = self._trusted.get(address)
-        if known is None:
-            try:
-                known = any(ip_address(address) in net for net in self.proxies)
-            except ValueError:
-                known = False
-            if len(self._trusted) > 10_000:
-                self._trusted.clear()
-            self._trusted[address] = known
-        return known
 
     def _believe_forwarded(self, scope) -> None:
         """Take the client, scheme, host and prefix from the trusted proxy's headers into the scope."""
@@ -95,7 +82,7 @@ class SharedHeaders:
                 headers[key] = f"{headers[key]}, {value.decode('latin-1')}" if key in headers else value.decode("latin-1")
         fwd = _parse_forwarded(headers.get("forwarded", ""))
         chain = fwd["for"] or [_address(a) for a in _items(headers.get("x-forwarded-for", ""))]
-        client = next((a for a in reversed(chain) if not self._is_proxy(a)), chain[0] if chain else None)
+        client = next((a for a in reversed(chain) if not self.proxies.named(a)), chain[0] if chain else None)
         if client:  # the port stays the proxy connection's: the guard remembers keys per connection
             scope["client"] = (client, scope["client"][1])
         proto = (fwd["proto"] or _items(headers.get("x-forwarded-proto", "")) or [None])[-1]
@@ -109,6 +96,29 @@ class SharedHeaders:
         if re.fullmatch(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*", prefix):
             found["prefix"] = prefix
         scope[FORWARDED] = found
+
+
+class TrustedProxies:
+    """GEOCLOUD_TRUSTED_PROXIES, with the verdict on each address remembered."""
+
+    def __init__(self, networks):
+        self.networks = networks
+        self._known: dict[str, bool] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def named(self, address: str) -> bool:
+        known = self._known.get(address)
+        if known is None:
+            try:
+                known = any(ip_address(address) in net for net in self.networks)
+            except ValueError:
+                known = False
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[address] = known
+        return known
 
 
 def _items(value: str) -> list[str]:

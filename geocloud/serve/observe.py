@@ -1,0 +1,79 @@
+"""The outermost layer of ``geocloud serve``'s application: each request's id, access log line and metrics.
+
+It wraps the whole Starlette application, outside Starlette's last-resort 500, so that a server
+error's answer too carries ``X-Request-Id`` and is logged and counted with its status.
+
+The request id is the ``X-Request-Id`` a trusted reverse proxy sent (GEOCLOUD_TRUSTED_PROXIES; 1-128
+characters of letters, digits and ``._~:=+/-``), else a new random one. Every answer carries it, and
+every log line written while the request is answered names it (logs.py).
+"""
+
+import logging
+import re
+import secrets
+import time
+
+from geocloud.config import get_settings
+from geocloud import logs
+from geocloud.serve import app, metrics
+from geocloud.serve.headers import TrustedProxies
+
+ACCESS = logging.getLogger("geocloud.access")
+INCOMING_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._~:=+/-]{0,127}")
+
+
+def create_app():
+    """The application `geocloud serve` runs (uvicorn's factory)."""
+    return Observed(app.create_app())
+
+
+class Observed:
+    def __init__(self, inner):
+        self.app = inner
+        self.proxies = TrustedProxies(get_settings().proxy_networks)
+        self.count = metrics.enabled()
+
+    def _request_id(self, scope) -> bytes:
+        client = scope.get("client")
+        if self.proxies and client and self.proxies.named(client[0]):
+            for name, value in scope["headers"]:
+                if name == b"x-request-id" and INCOMING_ID.fullmatch(value):
+                    return value
+        return secrets.token_hex(16).encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        rid = self._request_id(scope)
+        request = logs.RequestContext(rid.decode(), scope["method"], scope["path"],
+                                      scope.get("query_string", b"").decode("latin-1"))
+        # not reset: each request is a task of its own, and uvicorn's line about an exception that
+        # escaped the application is written in this task, after this call, and names the request too
+        logs.current.set(request)
+        status, tile = 500, None
+
+        async def send_with_id(message):
+            nonlocal status, tile
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [*message.get("headers", ()), (b"x-request-id", rid)]
+                message["headers"] = headers
+                if self.count:
+                    tile = next((v for k, v in headers if k == b"x-tile-cache"), None)
+                logs.answered(request, status)
+            await send(message)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if request.status is None:  # no answer: the exception escaped, a server error
+                logs.answered(request, 500)
+            seconds = time.perf_counter() - started
+            if ACCESS.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                ACCESS.info('%s - "%s %s HTTP/%s" %d %.1f ms', f"{client[0]}:{client[1]}" if client else "-",
+                            request.method, request.path, scope.get("http_version", "1.1"), status, seconds * 1000,
+                            extra={"status": status, "duration_ms": round(seconds * 1000, 2),
+                                   "client": client[0] if client else None})
+            if self.count:
+                metrics.observe(scope["path"], scope["method"], status, seconds, tile)

@@ -113,6 +113,19 @@ def test_a_statement_past_the_time_limit_is_answered_503(city_on_own_cluster, tm
         stop_server(proc)
 
 
+def test_a_node_starts_while_its_primary_is_down_if_its_replica_answers(city_on_own_cluster, tmp_path):
+    """A node restarted during a failover serves reads from the replica (here: the cluster, named
+    as the read URL) although the write URL names a server that is not running."""
+    _, url, _, _ = city_on_own_cluster
+    dead = f"postgresql://geocloud:geocloud@127.0.0.1:{free_port()}/geocloud"
+    proc, base = start_server(dead, tmp_path, {"GEOCLOUD_DATABASE_READ_URL": url})
+    try:
+        r = httpx.get(f"{base}/collections/buildings/items?limit=1", timeout=10)
+        assert r.status_code == 200 and len(r.json()["features"]) == 1
+    finally:
+        stop_server(proc)
+
+
 def _timed(url: str) -> tuple[int, float]:
     started = time.monotonic()
     return httpx.get(url, timeout=30).status_code, time.monotonic() - started

@@ -25,6 +25,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from geocloud import db
 from geocloud.config import get_settings
+from geocloud.errors import DatabaseError
 
 REDACT = {"()": "geocloud.access.redact.RedactingFilter"}
 JSON = {"()": "geocloud.logs.JsonFormatter"}
@@ -74,6 +75,19 @@ def _metrics_folder() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
+def _check_database() -> None:
+    """Fail now, with a clear message, if no database is reachable. The replica alone is enough to
+    serve reads: a node restarted while the primary is down starts."""
+    read_url = get_settings().database_read_url
+    if read_url:
+        try:
+            db.connect(read_url).close()
+            return
+        except DatabaseError:
+            pass
+    db.connect().close()
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)"),
     port: int = typer.Option(8000, help="TCP port"),
@@ -99,7 +113,7 @@ def serve(
     from geocloud.serve.metrics import Access
 
     Access(settings.metrics)  # a mistake in GEOCLOUD_METRICS stops the start, with what to write
-    db.connect().close()  # fail now, with a clear message, if the database is unreachable
+    _check_database()
     uvicorn.run("geocloud.serve.observe:create_app", factory=True, host=host, port=port, workers=workers,
                 proxy_headers=False, server_header=False, access_log=False, log_level=None,
                 log_config=log_config(access_log, log_format))

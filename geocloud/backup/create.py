@@ -26,7 +26,7 @@ import geocloud
 from geocloud.backup import contents, pgtools
 from geocloud.backup.manifest import DATA, DUMP, FORMAT, copy_hashed, entry, write
 from geocloud.config import get_settings, operator
-from geocloud.db.connect import _redacted, connect, database_url
+from geocloud.db.connect import redacted, connect, database_url
 from geocloud.errors import ConfigError, Conflict, DatabaseError
 from geocloud.etl.stage import lock_layers
 
@@ -43,7 +43,7 @@ def create(folder: Path, *, wait: float = 600) -> dict:
         pg_dump = pgtools.find_tool("pg_dump", pgtools.server_major(conn))
         if "geocloud" not in contents.present_schemas(conn):
             raise DatabaseError("the database holds no geocloud installation (no geocloud schema)",
-                                where=_redacted(url), fix="check GEOCLOUD_DATABASE_URL")
+                                where=redacted(url), fix="check GEOCLOUD_DATABASE_URL")
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             _lock(conn, contents.raster_layers(conn), wait)
@@ -102,7 +102,7 @@ def _facts(conn: psycopg.Connection, url: str, data_dir: Path, pg_dump: str) -> 
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "snapshot_at": dumped_at.astimezone(timezone.utc).isoformat(timespec="seconds"),
         "created_by": {"os_user": getpass.getuser(), "operator": operator(), "host": socket.gethostname()},
-        "source": {"database": _redacted(url), "data_dir": str(data_dir)},
+        "source": {"database": redacted(url), "data_dir": str(data_dir)},
         "postgresql": {"server": server, "server_major": pgtools.server_major(conn), "pg_dump": pg_dump,
                        "pg_dump_major": pgtools.tool_major(Path(pg_dump))},
         "postgis": contents.postgis(conn),

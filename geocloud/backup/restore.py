@@ -15,7 +15,7 @@ from geocloud.backup import contents, pgtools
 from geocloud.backup.manifest import DATA, DUMP, BackupDamaged, copy_hashed
 from geocloud.backup.verify import pg_restore, verify
 from geocloud.config import get_settings
-from geocloud.db.connect import _redacted, connect, database_url
+from geocloud.db.connect import redacted, connect, database_url
 from geocloud.db.migrate import available
 from geocloud.errors import Conflict, DatabaseError
 
@@ -51,7 +51,7 @@ def restore(folder: Path) -> dict:
 
 def _check_target(conn, url: str, data_dir: Path, manifest: dict, major: int) -> None:
     """Refuse a target that is not empty, or a server older than the backup's."""
-    where = _redacted(url)
+    where = redacted(url)
     if major < manifest["postgresql"]["server_major"]:
         raise DatabaseError(f"the target server runs PostgreSQL {major}, older than the backup's "
                             f"{manifest['postgresql']['server']}", where=where,

@@ -3,9 +3,10 @@ sub-command runs: ``geocloud etl run`` should not pay for loading the web server
 
 Exit codes: 0 success; 1 unexpected failure; 2 wrong command-line usage; 3 bad configuration
 (catalog, pipeline or settings); 4 database unreachable or misconfigured; 5 a source file that
-cannot be loaded as it is; 6 unknown layer, pipeline, run or version; 7 another run holds the layer;
-8 a publishing target is unreachable or refused the push; 9 publishing refused (not public, below gold);
-10 the ETL guard stopped a run that would shrink or move a live layer (`--force` publishes anyway).
+cannot be loaded as it is; 6 unknown layer, pipeline, run or version; 7 another run holds the layer
+(or a backup's restore target is not empty); 8 a publishing target is unreachable or refused the push; 9 publishing refused (not public, below gold);
+10 the ETL guard stopped a run that would shrink or move a live layer (`--force` publishes anyway);
+11 a backup is damaged or incomplete (`geocloud backup verify` names each file).
 """
 
 import importlib

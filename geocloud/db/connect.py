@@ -20,7 +20,7 @@ def database_url(url: str | None = None) -> str:
     return url
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     try:
         info = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError:
@@ -51,7 +51,7 @@ def connect(url: str | None = None, *, timeout: float = 10, **kwargs) -> psycopg
     except psycopg.OperationalError as exc:
         reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or "no answer"
         raise DatabaseError(
-            f"cannot connect to the database at {_redacted(url)}: {reason}",
+            f"cannot connect to the database at {redacted(url)}: {reason}",
             fix="check that PostgreSQL is running and GEOCLOUD_DATABASE_URL's host, port, user, "
                 "password and database name (`scripts/dev setup` starts a local one)",
         ) from None

@@ -31,7 +31,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed
 
 from geocloud.config import get_settings
-from geocloud.db.connect import _redacted, connect, connection_options, database_url
+from geocloud.db.connect import redacted, connect, connection_options, database_url
 from geocloud.db.replica import Replica
 from geocloud.errors import DatabaseError, DatabaseUnavailable
 
@@ -213,7 +213,7 @@ def get_pool() -> Pool:
 
 def open_pools() -> list[tuple[str, Pool]]:
     """(host:port/database, pool) of every pool this process opened, for /metrics."""
-    return [(_redacted(url), pool) for url, pool in list(_pools.items())]
+    return [(redacted(url), pool) for url, pool in list(_pools.items())]
 
 
 @atexit.register

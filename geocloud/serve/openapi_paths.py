@@ -6,6 +6,12 @@ builder (``pygeoapi_config.openapi``); the shared components (``#/components/...
 ``{collectionId}`` is a vector collection the caller may read (the builder lists them).
 """
 
+from geocloud.geocode.match import LOCKS
+from geocloud.geocode.service import CRS_CHOICES
+from geocloud.publish.metadata import SERVICES
+from geocloud.serve.downloads import FORMATS as DOWNLOAD_FORMATS
+from geocloud.serve.tms import SERVED
+
 BINARY = {"type": "string", "format": "binary"}
 JSON_OBJECT = {"type": "object"}
 _LINKS = {"type": "array", "items": {"$ref": "#/components/schemas/link"}}
@@ -41,7 +47,7 @@ LANG = _ref("parameters", "lang")
 
 # -- tiles.py: OGC API - Tiles (vector tiles of a collection, the base map), TileJSON --------------
 TMS_ID = _path("tileMatrixSetId", "a tile matrix set (see /tileMatrixSets)",
-               {"type": "string", "enum": ["WebMercatorQuad", "TWD97TM2Quad"]})
+               {"type": "string", "enum": list(SERVED)})
 TILE = [_path("tileMatrix", "zoom level", {"type": "integer", "minimum": 0}),
         _path("tileRow", "row", {"type": "integer", "minimum": 0}),
         _path("tileCol", "column", {"type": "integer", "minimum": 0})]
@@ -88,9 +94,7 @@ WMTS = {
 
 # -- geocoding.py: addresses (門牌) to coordinates and back ------------------------------------------
 GEO_CRS = _query("crs", "the CRS of the coordinates answered (and of x/y in /reverse)",
-                 {"type": "string", "enum": ["CRS84", "EPSG:4326", "EPSG:3826", "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
-                                             "http://www.opengis.net/def/crs/EPSG/0/4326",
-                                             "http://www.opengis.net/def/crs/EPSG/0/3826"]})
+                 {"type": "string", "enum": list(CRS_CHOICES)})
 MATCHING = [
     GEO_CRS,
     _query("candidates", "how many candidates to answer", {"type": "integer", "minimum": 1, "maximum": 10}),
@@ -100,14 +104,14 @@ MATCHING = [
            {"type": "string", "enum": ["true", "false"]}),
     _query("fuzzy", "nearest (match the nearest house number) or none (exact matches only)",
            {"type": "string", "enum": ["nearest", "none"]}),
-    _query("lock", "comma-separated levels a match must agree on: county, district, road, lane",
-           {"type": "string"}),
+    _query("lock", f"comma-separated levels a match must agree on: {', '.join(LOCKS)}", {"type": "string"}),
 ]
 RESULT = _ok("the match", JSON_OBJECT, "application/json")
 ADDRESSES_NOT_LOADED = {"503": _ref("responses", "ServiceUnavailable")}
 GEOCODING = {
     "/geocode": _get("geocode one address", "Geocoding", RESULT,
-                     _query("address", "the address, e.g. 臺中市西屯區臺灣大道三段99號", {"type": "string"}, True),
+                     _query("address", "the address, e.g. 臺中市西屯區臺灣大道三段99號", {"type": "string"},
+                            True),
                      _query("format", "json (the default) or tgos (TGOS's answer shape)",
                             {"type": "string", "enum": ["json", "tgos"]}), *MATCHING),
     "/geocode/batch": {"post": {
@@ -126,15 +130,14 @@ GEOCODING = {
 }
 
 # -- downloads.py: a vector layer, whole or filtered, in a file format -----------------------------
-DOWNLOAD_MEDIA = ("application/geo+json", "text/csv", "application/zip", "application/geopackage+sqlite3",
-                  "application/vnd.google-earth.kml+xml")
+DOWNLOAD_MEDIA = sorted({media.split(";")[0] for media, _ in DOWNLOAD_FORMATS.values()})
 DOWNLOADS = {
     "/collections/{collectionId}/download": _get(
         "download a collection, whole or filtered", "Downloads",
         {"description": "the file (named after the layer and its live version)",
          "content": {m: {"schema": JSON_OBJECT if m.endswith("json") else BINARY} for m in DOWNLOAD_MEDIA}},
         COLLECTION,
-        _query("f", "the file format", {"type": "string", "enum": ["geojson", "csv", "csv-bom", "shp", "gpkg", "kml"]}),
+        _query("f", "the file format (geojson by default)", {"type": "string", "enum": list(DOWNLOAD_FORMATS)}),
         _query("accept_terms", "for a collection that is not public: the terms of use accepted", {"type": "string"}),
         _ref("parameters", "bbox"), _ref("parameters", "bbox-crs"), _ref("parameters", "filter"),
         _ref("parameters", "filter-lang"), _ref("parameters", "filter-crs"),
@@ -145,7 +148,7 @@ DOWNLOADS = {
 CATALOG = {
     "/metadata/services/{service}.xml": _get(
         "a service's metadata record", "Metadata", _ok("the record (ISO 19139)", {"type": "string"}, XML),
-        _path("service", "the service", {"type": "string", "enum": ["ogcapi", "wmts"]}),
+        _path("service", "the service", {"type": "string", "enum": list(SERVICES)}),
         more={**NOT_MODIFIED, **NOT_FOUND}),
     "/metadata/{layerId}.xml": _get(
         "a layer's metadata record", "Metadata", _ok("the record (TWSMP, ISO 19139)", {"type": "string"}, XML),

@@ -85,6 +85,15 @@ TILES = {
         more=TILE_ANSWERS),
 }
 
+# -- features.py: the sortable properties (pygeoapi describes the other features routes) ------------
+FEATURES = {
+    "/collections/{collectionId}/sortables": _get(
+        "the properties items can be sorted by (sortby), with zh-TW and English titles", "Features",
+        _ok("the sortable properties as a JSON schema", {"type": "object", "properties": {"properties": JSON_OBJECT}},
+            "application/schema+json", "application/json", "text/html"),
+        COLLECTION, _ref("parameters", "f"), LANG, more=NOT_FOUND),
+}
+
 # -- wmts.py: WMTS 1.0.0 RESTful capabilities of the raster layers ---------------------------------
 XML = "application/xml"
 WMTS = {
@@ -198,4 +207,4 @@ AUTH = {
             "403": _ref("responses", "Forbidden")}}},
 }
 
-OPENAPI_PATHS = {**TILES, **WMTS, **GEOCODING, **DOWNLOADS, **CATALOG, **VIEWER, **STATIC, **AUTH}
+OPENAPI_PATHS = {**FEATURES, **TILES, **WMTS, **GEOCODING, **DOWNLOADS, **CATALOG, **VIEWER, **STATIC, **AUTH}

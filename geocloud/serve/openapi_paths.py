@@ -11,6 +11,7 @@ from geocloud.geocode.service import CRS_CHOICES
 from geocloud.publish.metadata import SERVICES
 from geocloud.serve.downloads import FORMATS as DOWNLOAD_FORMATS
 from geocloud.serve.tms import SERVED
+from geocloud.serve.viewer import MAPBOX_STYLE, QML
 
 BINARY = {"type": "string", "format": "binary"}
 JSON_OBJECT = {"type": "object"}
@@ -177,9 +178,9 @@ VIEWER = {
     "/styles": _get("the styles the caller may use", "Styles", _ok(
         "the styles", {"type": "object", "required": ["styles"], "properties": {
             "styles": {"type": "array", "items": JSON_OBJECT}}}, "application/json")),
-    "/styles/{name}.json": _get("a MapLibre style", "Styles", _ok("the style", JSON_OBJECT, "application/json"),
+    "/styles/{name}.json": _get("a MapLibre style", "Styles", _ok("the style", JSON_OBJECT, MAPBOX_STYLE),
                                 STYLE_NAME, more=NOT_FOUND),
-    "/styles/{name}.qml": _get("a QGIS style", "Styles", _ok("the QML", {"type": "string"}, XML), STYLE_NAME,
+    "/styles/{name}.qml": _get("a QGIS style", "Styles", _ok("the QML", {"type": "string"}, QML), STYLE_NAME,
                                more=NOT_FOUND),
     "/map": _get("the map viewer (redirects to /map/)", "Viewer", _ok("the viewer", {"type": "string"}, "text/html"),
                  more={"307": {"description": "to /map/"}}),

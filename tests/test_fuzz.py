@@ -51,8 +51,8 @@ def test_openapi_document_holds_under_fuzzing(served, tmp_path, who, record_prop
         record_property(f"fuzz_{name}", value)
     assert report["failures"] == [] and report["errors"] == [] and cases["with_failures"] == 0, proc.stdout[-6000:]
     assert report["exit_code"] == 0 and report["complete"], proc.stdout[-6000:]
-    # every operation of the document was exercised (sample city: 100 anonymous; the inspector's key
-    # also reads the restricted layers: 114)
+    # every operation of the document was exercised (sample city: 101 anonymous; the inspector's key
+    # also reads the restricted layers: 115; before the rasters are described)
     assert ops["errored"] == 0 and ops["tested"] == ops["selected"] >= (95 if who == "anonymous" else 105)
     assert cases["generated"] >= 20 * ops["tested"]
     after = log.read_text(encoding="utf-8", errors="replace").count("Traceback")

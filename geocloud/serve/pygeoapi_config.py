@@ -135,8 +135,9 @@ _COMPONENTS = {
             "properties": _JSON_OBJECT}}, "application/schema+json", "text/html"),
         "OpenAPI": _response("this document", _JSON_OBJECT, "application/vnd.oai.openapi+json;version=3.0",
                              "text/html"),
+        # text/plain: a request the HTTP server itself cannot parse (uvicorn's "Invalid HTTP request")
         "InvalidParameter": _response("a parameter is not valid; the description names it",
-                                      {"$ref": "#/components/schemas/exception"}, *_PAGES),
+                                      {"$ref": "#/components/schemas/exception"}, *_PAGES, "text/plain"),
         "Unauthorized": {**_response("the credential is not valid, or (anonymous callers) the collection is "
                                      "not public or does not exist", {"$ref": "#/components/schemas/exception"},
                                      "application/json"),

@@ -139,6 +139,22 @@ def live_state(url: str, layer: str) -> tuple:
     return row[0], count, digest
 
 
+def app_routes(routes, prefix: str = "") -> list[tuple[str, frozenset[str]]]:
+    """Every (path, methods) an application routes, walking into mounted applications and included
+    routers (a mounted application without routes, such as static files, as ``<mount>/{path}``)."""
+    out = []
+    for route in routes:
+        if hasattr(route, "original_router"):  # FastAPI's include_router (a lazily flattened router)
+            out += app_routes(route.original_router.routes, prefix + route.include_context.prefix)
+        elif hasattr(route, "app") and hasattr(route, "path") and not hasattr(route, "endpoint"):  # a Mount
+            inner = getattr(route.app, "routes", None)
+            out += (app_routes(inner, prefix + route.path) if inner is not None
+                    else [(prefix + route.path + "/{path}", frozenset({"GET", "HEAD"}))])
+        elif getattr(route, "methods", None):
+            out.append((prefix + route.path, frozenset(route.methods)))
+    return out
+
+
 def free_port() -> int:
     import socket
 

@@ -17,12 +17,11 @@ import mapbox_vector_tile
 import psycopg
 import pyogrio
 import pytest
-from starlette.routing import Mount, Route
 
 from geocloud.serve import create_app
 from geocloud.serve.tms import SERVED
 
-from conftest import geocloud_cli
+from conftest import app_routes, geocloud_cli
 
 HALL = (120.647296502, 24.1619892378)
 LAYERS = {"public": "roads", "internal": "road_works", "restricted": "inspection_sites"}
@@ -31,13 +30,8 @@ INTERNAL_WORDS = ("road_works", "道路施工", "Road works")
 
 
 def routes() -> list[str]:
-    out = []
-    for route in create_app().routes:
-        if isinstance(route, Route):
-            out.append(route.path)
-        elif isinstance(route, Mount):  # the raster app (/rasters); the static files' mounts have no routes
-            out += [route.path + r.path for r in route.routes if isinstance(r, Route)]
-    return sorted(set(out))
+    """Every path the application routes, into mounted applications (rasters, static files)."""
+    return sorted({path for path, _ in app_routes(create_app().routes)})
 
 
 def fill(path: str, layer: str, served) -> str:

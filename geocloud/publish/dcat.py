@@ -32,7 +32,7 @@ def _text(value: str, lang: str) -> dict:
 def dataset(layer: Layer, live_version: int, published_at: datetime,
             extent: tuple[float, float, float, float] | None, base: str) -> dict:
     base = base.rstrip("/")
-    uri = f"{base}/collections/{layer.id}" if layer.kind == "vector" else f"{base}/rasters/{layer.id}"
+    uri = f"{base}/collections/{layer.id}"  # rasters are collections too (OGC API - Coverages, Tiles)
     items = distributions(layer, base)
     out = {
         "@id": uri,

@@ -89,7 +89,7 @@ def api_for(request: Request) -> API:
             _apis.move_to_end(key)
             return api
     config = pygeoapi_config.build(get_catalog(), snap, base, visible)
-    api = API(config, pygeoapi_config.openapi(config))
+    api = API(config, pygeoapi_config.openapi(config, request.app.state.openapi_paths))
     with _apis_lock:
         _apis[key] = api
         while len(_apis) > 16:
@@ -195,10 +195,6 @@ def _catalog_validators(request: Request) -> dict:
                       guard.cache_control(visible))
 
 
-async def landing(request: Request) -> Response:
-    return to_response(*await call(request, core_api.landing_page))
-
-
 async def openapi(request: Request) -> Response:
     params.choice("ui", request.query_params.get("ui"), ("swagger", "redoc"))
     return to_response(*await call(request, core_api.openapi_))
@@ -235,15 +231,7 @@ async def queryables(request: Request) -> Response:
     params.choice("profile", request.query_params.get("profile"), ("actual-domain", "valid-domain"))
     params.names("properties", request.query_params.get("properties"), layer)
     headers, status, content = await call(request, items_api.get_collection_queryables, cid)
-    if status == 200 and isinstance(content, str) and headers.get("Content-Type", "").endswith("json"):
-        data = json.loads(content)
-        english = headers.get("Content-Language", "").startswith("en")
-        for f in layer.fields:
-            prop = data.get("properties", {}).get(f.name)
-            if prop is not None:
-                prop.update({"title": f.title.en if english else f.title.zh_TW,
-                             "x-title-zh-TW": f.title.zh_TW, "x-title-en": f.title.en})
-        content = json.dumps(data, ensure_ascii=False)
+    content = _titled(layer, headers, status, content)
     return to_response(headers, status, content)
 
 
@@ -338,6 +326,32 @@ async def item(request: Request) -> Response:
         *await call(request, items_api.get_collection_item, cid, iid), hdrs)
 
 
+def _titled(layer, headers: dict, status: int, content):
+    """A JSON schema of a layer's properties (queryables, schema) with each field's zh-TW and
+    English titles from the catalog, ``title`` in the language answered."""
+    if status == 200 and isinstance(content, str) and headers.get("Content-Type", "").endswith("json"):
+        data = json.loads(content)
+        english = headers.get("Content-Language", "").startswith("en")
+        for f in layer.fields:
+            prop = data.get("properties", {}).get(f.name)
+            if prop is not None:
+                prop.update({"title": f.title.en if english else f.title.zh_TW,
+                             "x-title-zh-TW": f.title.zh_TW, "x-title-en": f.title.en})
+        content = json.dumps(data, ensure_ascii=False)
+    return content
+
+
+async def schema(request: Request) -> Response:
+    """pygeoapi's collection schema (OGC API - Features Part 5), titled like the queryables."""
+    cid = request.path_params["collection_id"]
+    layer, live = live_layer(cid)
+    hdrs = layer_validators(request, layer, live)
+    if (cached := not_modified(request, hdrs)) is not None:
+        return cached
+    headers, status, content = await call(request, core_api.get_collection_schema, cid)
+    return to_response(headers, status, _titled(layer, headers, status, content), hdrs if status == 200 else None)
+
+
 async def options(request: Request) -> Response:
     """Read-only collections: QGIS reads editing rights from the Allow header."""
     live_layer(request.path_params["collection_id"])
@@ -345,7 +359,6 @@ async def options(request: Request) -> Response:
 
 
 routes = [
-    Route("/", landing, methods=["GET"]),
     Route("/openapi", openapi, methods=["GET"]),
     Route("/conformance", conformance, methods=["GET"]),
     Route("/collections", collections, methods=["GET"]),
@@ -356,4 +369,5 @@ routes = [
     Route("/collections/{collection_id}/items", options, methods=["OPTIONS"]),
     Route("/collections/{collection_id}/items/{item_id}", item, methods=["GET"]),
     Route("/collections/{collection_id}/items/{item_id}", options, methods=["OPTIONS"]),
+    Route("/collections/{collection_id}/schema", schema, methods=["GET"]),
 ]

@@ -135,8 +135,10 @@ def items(params, layer: Layer) -> QueryExtras:
     if (cursor := params.get("cursor")) is not None:
         extras.after = decode_cursor(cursor)
     text = params.get("filter")
+    filter_crs = _crs("filter-crs", params.get("filter-crs")) or CRS84
+    if text is None and (lang := params.get("filter-lang")) is not None:  # with a filter, cql.parse checks it
+        choice("filter-lang", lang.lower(), ("cql2-text", "cql2-json"))
     if text is not None:
-        filter_crs = _crs("filter-crs", params.get("filter-crs")) or CRS84
         try:
             node = cql.parse(text, params.get("filter-lang"))
             try:

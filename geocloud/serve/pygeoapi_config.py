@@ -116,16 +116,21 @@ def build(catalog: Catalog, snap: Snapshot, base_url: str, visible: frozenset[st
     return config
 
 
-def openapi(config: dict) -> dict:
-    """pygeoapi's OpenAPI document, made to say what this server does (a fuzzer holds it to that)."""
-    return _as_served(get_oas(config, fail_on_invalid_collection=False))
+def openapi(config: dict, paths: dict) -> dict:
+    """pygeoapi's OpenAPI document of the features, with ``paths`` (geocloud's other surfaces: the
+    ``OPENAPI_PATHS`` of the app's modules), made to say what this server does (a fuzzer holds
+    it to that)."""
+    return _as_served(get_oas(config, fail_on_invalid_collection=False), paths, sorted(config["resources"]))
 
 
 # -- the OpenAPI document as served -----------------------------------------------------------------
 # pygeoapi's document refers to the OGC's remote YAML files (a client offline, or a city network
-# without Internet access, cannot resolve them), lists routes geocloud does not serve (processes
-# jobs, collection schemas), and leaves out answers every route can give (401 for a bad
-# credential, 429, 503). It is rewritten here into a self-contained document of what is served.
+# without Internet access, cannot resolve them), lists routes geocloud does not serve (processes,
+# jobs), leaves out the parameters geocloud handles itself (filter, cursor) and answers every
+# route can give (401 for a bad credential, 429, 503), and knows nothing of geocloud's other
+# surfaces. It is rewritten here into a self-contained document of what is served, merged with
+# the path items the app's modules declare (OPENAPI_PATHS; tests/test_api.py holds the document
+# to the app's routes, both ways).
 
 _JSON_OBJECT = {"type": "object"}
 _ERROR = {"type": "object", "required": ["code", "description"],
@@ -168,8 +173,9 @@ _COMPONENTS = {
             "properties": _JSON_OBJECT}}, "application/schema+json", "text/html"),
         "OpenAPI": _response("this document", _JSON_OBJECT, "application/vnd.oai.openapi+json;version=3.0",
                              "text/html"),
+        # text/plain: a request the HTTP server itself cannot parse (uvicorn's "Invalid HTTP request")
         "InvalidParameter": _response("a parameter is not valid; the description names it",
-                                      {"$ref": "#/components/schemas/exception"}, *_PAGES),
+                                      {"$ref": "#/components/schemas/exception"}, *_PAGES, "text/plain"),
         "Unauthorized": {**_response("the credential is not valid, or (anonymous callers) the collection is "
                                      "not public or does not exist", {"$ref": "#/components/schemas/exception"},
                                      "application/json"),
@@ -183,8 +189,29 @@ _COMPONENTS = {
                                         {"$ref": "#/components/schemas/exception"}, "application/json"),
         "Options": {"description": "the methods allowed (read-only collections)",
                     "headers": {"Allow": {"schema": {"type": "string"}}}},
+        "NotModified": {"description": "the caller's copy (If-None-Match) is current"},
+        "Forbidden": _response("the credential may not do this; the description says why",
+                               {"$ref": "#/components/schemas/exception"}, "application/json"),
+        "PayloadTooLarge": _response("the request body is too large; the description gives the limit",
+                                     {"$ref": "#/components/schemas/exception"}, "application/json"),
+    },
+    "securitySchemes": {  # anonymous callers read the public layers; a credential reads more
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        "bearer": {"type": "http", "scheme": "bearer", "description": "an API key, a JWT or a token"},
+        "basic": {"type": "http", "scheme": "basic", "description": "the API key as the password"},
+        "token": {"type": "apiKey", "in": "query", "name": "token", "description": "a token from /auth/token"},
     },
     "parameters": {
+        "filter": {"name": "filter", "in": "query", "required": False, "schema": {"type": "string"},
+                   "description": "a CQL2 filter (text, or JSON with filter-lang=cql2-json) on the queryables"},
+        "filter-lang": {"name": "filter-lang", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": ["cql2-text", "cql2-json"]},
+                        "description": "the language of filter (cql2-text by default)"},
+        "filter-crs": {"name": "filter-crs", "in": "query", "required": False,
+                       "schema": {"type": "string", "enum": OUTPUT_CRS},
+                       "description": "the CRS of the geometries in filter (CRS84 by default)"},
+        "cursor": {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
+                   "description": "the position in the collection, as the next link gives it (follow the links)"},
         "featureId": {"name": "featureId", "in": "path", "required": True, "description": "the feature's id",
                       "schema": {"type": "string"}},
         "sortby": {"name": "sortby", "in": "query", "required": False, "style": "form", "explode": False,
@@ -199,7 +226,8 @@ _EXTERNAL = {  # pygeoapi's remote references -> the local components above
     "ogcapi-tiles-1.yaml#/components/schemas/link": "#/components/schemas/link",
 }
 _EVERY = {"401": "Unauthorized", "429": "TooManyRequests", "500": "ServerError", "503": "ServiceUnavailable"}
-_UNSERVED = ("/jobs", "/schema")  # pygeoapi's processes and collection schema routes: not routed here
+_UNSERVED = ("/jobs", "/processes")  # pygeoapi's processes routes: not routed here
+_ITEMS_PARAMETERS = ("filter", "filter-lang", "filter-crs", "cursor")  # geocloud's own (serve/params.py)
 
 
 def _local(ref: str) -> str:
@@ -228,24 +256,34 @@ def _bounded(parameter: dict, fields: dict) -> dict:
     return parameter
 
 
-def _as_served(doc: dict) -> dict:
+def merged(paths: dict, more: dict) -> dict:
+    if clash := paths.keys() & more.keys():
+        raise ValueError(f"OpenAPI paths described twice: {', '.join(sorted(clash))}")
+    return {**paths, **more}
 
+
+def _as_served(doc: dict, more_paths: dict, collections: list[str]) -> dict:
     fields = {f.name: f.type for layer in get_catalog().vector_layers() for f in layer.fields}
     doc = _localised(doc)
     components = doc.setdefault("components", {})
-    for kind, items in _COMPONENTS.items():
+    for kind, items in deepcopy(_COMPONENTS).items():
         components.setdefault(kind, {}).update(items)
     params = components["parameters"]
+    params["collectionId"] = {"name": "collectionId", "in": "path", "required": True,
+                              "description": "a vector collection the caller may read (see /collections)",
+                              "schema": {"type": "string", "enum": collections or ["none"]}}
     params["lang"] = {**params["lang"], "schema": {"type": "string"}, "description":
                       "zh-TW (the default) or en; any other language is answered in English (zh-* in zh-TW)"}
     params["f"] = {**params["f"], "schema": {**params["f"]["schema"], "enum": list(FORMATS)}}
     params["offset"] = {**params["offset"], "schema": {**params["offset"]["schema"], "maximum": MAX_OFFSET}}
     components["responses"].pop("default", None)
     paths = {}
-    for path, item in doc["paths"].items():
-        if any(part in path for part in _UNSERVED):
+    for path, item in merged(doc["paths"], deepcopy(more_paths)).items():
+        if any(path.startswith(part) for part in _UNSERVED):
             continue
         for method, op in item.items():
+            if path.endswith("/items") and method == "get":
+                op["parameters"] += [{"$ref": f"#/components/parameters/{name}"} for name in _ITEMS_PARAMETERS]
             responses = op.setdefault("responses", {})
             responses.pop("default", None)
             if method == "options":
@@ -261,4 +299,8 @@ def _as_served(doc: dict) -> dict:
             op["parameters"] = [_bounded(p, fields) if "name" in p else p for p in op.get("parameters", [])]
         paths[path] = item
     doc["paths"] = paths
+    used = {tag for item in paths.values() for op in item.values() for tag in op.get("tags", [])}
+    doc["tags"] = [t for t in doc.get("tags", []) if t["name"] in used] + [
+        {"name": t} for t in sorted(used - {t["name"] for t in doc.get("tags", [])})]
+    doc["security"] = [{}, *({name: []} for name in _COMPONENTS["securitySchemes"])]
     return doc

@@ -208,4 +208,22 @@ AUTH = {
             "403": _ref("responses", "Forbidden")}}},
 }
 
-OPENAPI_PATHS = {**FEATURES, **TILES, **WMTS, **GEOCODING, **DOWNLOADS, **CATALOG, **VIEWER, **STATIC, **AUTH}
+# -- health.py and metrics.py: for the load balancer and the monitoring ----------------------------
+READY = {"type": "object", "required": ["status", "reads_from", "writes", "databases", "catalog"], "properties": {
+    "status": {"type": "string", "enum": ["ready", "not ready"]},
+    "reads_from": {"type": "string", "enum": ["replica", "primary"]},
+    "writes": {"type": "string", "enum": ["available", "unavailable"]}, "databases": JSON_OBJECT,
+    "catalog": {"type": "object", "nullable": True}}}
+OPERATIONS = {
+    "/health/live": _get("the process answers", "Health", _ok("live", JSON_OBJECT, "application/json")),
+    "/health/ready": _get("the node can serve correctly: database roles, replica lag, catalog version", "Health",
+                          _ok("ready", READY, "application/json"),
+                          more={"503": {"description": "not ready (the body says why); see Retry-After",
+                                        "content": {"application/json": {"schema": READY}}}}),
+    "/metrics": _get("Prometheus metrics (GEOCLOUD_METRICS: off by default, then 404)", "Health",
+                     _ok("the metrics", {"type": "string"}, "text/plain"),
+                     more={**NOT_FOUND, "403": _ref("responses", "Forbidden")}),
+}
+
+OPENAPI_PATHS = {**FEATURES, **TILES, **WMTS, **GEOCODING, **DOWNLOADS, **CATALOG, **VIEWER, **STATIC, **AUTH,
+                 **OPERATIONS}

@@ -1,11 +1,12 @@
-"""OpenAPI 3.0 path items for the raster routes, in plain JSON schema.
+"""OpenAPI 3.0 building blocks (parameters, answers) for the serve modules' ``OPENAPI_PATHS``.
 
-Each raster module keeps its own ``OPENAPI_PATHS`` (the OpenAPI builder merges every serve
-module's). titiler's routes are described from FastAPI's own document of them (so every
-parameter titiler accepts is listed, and stays listed when titiler changes), turned from OpenAPI
-3.1 into 3.0 (``anyOf`` with ``null`` dropped, numeric ``exclusiveMinimum``, ``const``, schema
-references inlined) and given geocloud's bounds (rasters.LIMITS) and answers. Errors refer only to
-the shared responses of serve/pygeoapi_config.py.
+Each module keeps its own ``OPENAPI_PATHS`` (the OpenAPI builder merges every serve module's;
+serve/openapi_paths.py holds those of the non-raster surfaces). titiler's routes are described
+from FastAPI's own document of them (so every parameter titiler accepts is listed, and stays
+listed when titiler changes), turned from OpenAPI 3.1 into 3.0 (``anyOf`` with ``null``
+dropped, numeric ``exclusiveMinimum``, ``const``, schema references inlined) and given
+geocloud's bounds (rasters.LIMITS) and answers. Errors refer only to the shared responses of
+serve/pygeoapi_config.py.
 """
 
 from typing import Any

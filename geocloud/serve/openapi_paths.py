@@ -10,6 +10,7 @@ from geocloud.geocode.match import LOCKS
 from geocloud.geocode.service import CRS_CHOICES
 from geocloud.publish.metadata import SERVICES
 from geocloud.serve.downloads import FORMATS as DOWNLOAD_FORMATS
+from geocloud.serve.openapi30 import path_parameter, query_parameter
 from geocloud.serve.tms import SERVED
 from geocloud.serve.viewer import MAPBOX_STYLE, QML
 
@@ -21,15 +22,6 @@ _REF = "#/components/{}/{}".format
 
 def _ref(kind: str, name: str) -> dict:
     return {"$ref": _REF(kind, name)}
-
-
-def _query(name: str, description: str, schema: dict, required: bool = False) -> dict:
-    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
-
-
-def _path(name: str, description: str, schema: dict | None = None) -> dict:
-    return {"name": name, "in": "path", "required": True, "description": description,
-            "schema": schema or {"type": "string"}}
 
 
 def _ok(description: str, schema: dict, *media: str) -> dict:
@@ -47,12 +39,12 @@ COLLECTION = _ref("parameters", "collectionId")
 LANG = _ref("parameters", "lang")
 
 # -- tiles.py: OGC API - Tiles (vector tiles of a collection, the base map), TileJSON --------------
-TMS_ID = _path("tileMatrixSetId", "a tile matrix set (see /tileMatrixSets)",
+TMS_ID = path_parameter("tileMatrixSetId", "a tile matrix set (see /tileMatrixSets)",
                {"type": "string", "enum": list(SERVED)})
-TILE = [_path("tileMatrix", "zoom level", {"type": "integer", "minimum": 0}),
-        _path("tileRow", "row", {"type": "integer", "minimum": 0}),
-        _path("tileCol", "column", {"type": "integer", "minimum": 0})]
-MVT_FORMAT = _query("f", "mvt (the default) or pbf: both are Mapbox Vector Tiles",
+TILE = [path_parameter("tileMatrix", "zoom level", {"type": "integer", "minimum": 0}),
+        path_parameter("tileRow", "row", {"type": "integer", "minimum": 0}),
+        path_parameter("tileCol", "column", {"type": "integer", "minimum": 0})]
+MVT_FORMAT = query_parameter("f", "mvt (the default) or pbf: both are Mapbox Vector Tiles",
                     {"type": "string", "enum": ["mvt", "pbf"]})
 TILESETS = _ok("the tilesets (one per tile matrix set)", {"type": "object", "required": ["tilesets"], "properties": {
     "links": _LINKS, "tilesets": {"type": "array", "items": JSON_OBJECT}}}, "application/json")
@@ -103,40 +95,40 @@ WMTS = {
 }
 
 # -- geocoding.py: addresses (門牌) to coordinates and back ------------------------------------------
-GEO_CRS = _query("crs", "the CRS of the coordinates answered (and of x/y in /reverse)",
+GEO_CRS = query_parameter("crs", "the CRS of the coordinates answered (and of x/y in /reverse)",
                  {"type": "string", "enum": list(CRS_CHOICES)})
 MATCHING = [
     GEO_CRS,
-    _query("candidates", "how many candidates to answer", {"type": "integer", "minimum": 1, "maximum": 10}),
-    _query("max_distance", "how many house numbers away a nearest-number match may be",
+    query_parameter("candidates", "how many candidates to answer", {"type": "integer", "minimum": 1, "maximum": 10}),
+    query_parameter("max_distance", "how many house numbers away a nearest-number match may be",
            {"type": "integer", "minimum": 0, "maximum": 500}),
-    _query("same_parity", "a nearest-number match keeps the side of the street (odd/even)",
+    query_parameter("same_parity", "a nearest-number match keeps the side of the street (odd/even)",
            {"type": "string", "enum": ["true", "false"]}),
-    _query("fuzzy", "nearest (match the nearest house number) or none (exact matches only)",
+    query_parameter("fuzzy", "nearest (match the nearest house number) or none (exact matches only)",
            {"type": "string", "enum": ["nearest", "none"]}),
-    _query("lock", f"comma-separated levels a match must agree on: {', '.join(LOCKS)}", {"type": "string"}),
+    query_parameter("lock", f"comma-separated levels a match must agree on: {', '.join(LOCKS)}", {"type": "string"}),
 ]
 RESULT = _ok("the match", JSON_OBJECT, "application/json")
 ADDRESSES_NOT_LOADED = {"503": _ref("responses", "ServiceUnavailable")}
 GEOCODING = {
     "/geocode": _get("geocode one address", "Geocoding", RESULT,
-                     _query("address", "the address, e.g. 臺中市西屯區臺灣大道三段99號", {"type": "string"},
-                            True),
-                     _query("format", "json (the default) or tgos (TGOS's answer shape)",
+                     query_parameter("address", "the address, e.g. 臺中市西屯區臺灣大道三段99號", {"type": "string"},
+                            required=True),
+                     query_parameter("format", "json (the default) or tgos (TGOS's answer shape)",
                             {"type": "string", "enum": ["json", "tgos"]}), *MATCHING),
     "/geocode/batch": {"post": {
         "summary": "geocode a CSV of addresses (streamed back with the match columns appended)",
         "tags": ["Geocoding"],
-        "parameters": [_query("column", "the CSV column holding the addresses, e.g. 地址", {"type": "string"}, True),
+        "parameters": [query_parameter("column", "the CSV column holding the addresses, e.g. 地址", {"type": "string"}, required=True),
                        *MATCHING],
         "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}},
         "responses": {"200": _ok("the CSV with the match columns", {"type": "string"}, "text/csv"),
                       "413": _ref("responses", "PayloadTooLarge")}}},
     "/reverse": _get("the address (and what else is there) at a point", "Geocoding", RESULT,
-                     _query("lon", "longitude (with lat)", {"type": "number", "minimum": -180, "maximum": 180}),
-                     _query("lat", "latitude (with lon)", {"type": "number", "minimum": -90, "maximum": 90}),
-                     _query("x", "easting in crs (with y)", {"type": "number"}),
-                     _query("y", "northing in crs (with x)", {"type": "number"}), *MATCHING),
+                     query_parameter("lon", "longitude (with lat)", {"type": "number", "minimum": -180, "maximum": 180}),
+                     query_parameter("lat", "latitude (with lon)", {"type": "number", "minimum": -90, "maximum": 90}),
+                     query_parameter("x", "easting in crs (with y)", {"type": "number"}),
+                     query_parameter("y", "northing in crs (with x)", {"type": "number"}), *MATCHING),
 }
 
 # -- downloads.py: a vector layer, whole or filtered, in a file format -----------------------------
@@ -147,8 +139,8 @@ DOWNLOADS = {
         {"description": "the file (named after the layer and its live version)",
          "content": {m: {"schema": JSON_OBJECT if m.endswith("json") else BINARY} for m in DOWNLOAD_MEDIA}},
         COLLECTION,
-        _query("f", "the file format (geojson by default)", {"type": "string", "enum": list(DOWNLOAD_FORMATS)}),
-        _query("accept_terms", "for a collection that is not public: the terms of use accepted", {"type": "string"}),
+        query_parameter("f", "the file format (geojson by default)", {"type": "string", "enum": list(DOWNLOAD_FORMATS)}),
+        query_parameter("accept_terms", "for a collection that is not public: the terms of use accepted", {"type": "string"}),
         _ref("parameters", "bbox"), _ref("parameters", "bbox-crs"), _ref("parameters", "filter"),
         _ref("parameters", "filter-lang"), _ref("parameters", "filter-crs"),
         more={**NOT_MODIFIED, **NOT_FOUND}),
@@ -158,11 +150,11 @@ DOWNLOADS = {
 CATALOG = {
     "/metadata/services/{service}.xml": _get(
         "a service's metadata record", "Metadata", _ok("the record (ISO 19139)", {"type": "string"}, XML),
-        _path("service", "the service", {"type": "string", "enum": list(SERVICES)}),
+        path_parameter("service", "the service", {"type": "string", "enum": list(SERVICES)}),
         more={**NOT_MODIFIED, **NOT_FOUND}),
     "/metadata/{layerId}.xml": _get(
         "a layer's metadata record", "Metadata", _ok("the record (TWSMP, ISO 19139)", {"type": "string"}, XML),
-        _path("layerId", "a layer (vector or raster) the caller may read", {"type": "string", "example": "roads"}),
+        path_parameter("layerId", "a layer (vector or raster) the caller may read", {"type": "string", "example": "roads"}),
         more={**NOT_MODIFIED, **NOT_FOUND}),
     "/catalog/dcat.jsonld": _get("the public layers as a DCAT-AP catalogue", "Metadata",
                                  _ok("the catalogue", JSON_OBJECT, "application/ld+json"),
@@ -170,10 +162,10 @@ CATALOG = {
 }
 
 # -- viewer.py: styles (MapLibre, QGIS) and the map viewer with its files ---------------------------
-STYLE_NAME = _path("name", "a style (see /styles): a layer's or a map's, e.g. basemap",
+STYLE_NAME = path_parameter("name", "a style (see /styles): a layer's or a map's, e.g. basemap",
                    {"type": "string", "example": "roads"})
 FILE = {"description": "the file", "content": {"*/*": {"schema": BINARY}}}
-FILE_PATH = _path("path", "the file's path")
+FILE_PATH = path_parameter("path", "the file's path")
 VIEWER = {
     "/styles": _get("the styles the caller may use", "Styles", _ok(
         "the styles", {"type": "object", "required": ["styles"], "properties": {
@@ -200,8 +192,8 @@ AUTH = {
         "tags": ["Access"],
         "security": [{"apiKey": []}, {"bearer": []}, {"basic": []}],
         "parameters": [
-            _query("expires_in", "seconds the token is valid", {"type": "integer", "minimum": 60, "maximum": 86400}),
-            _query("layers", "comma-separated layers to narrow the token to (of those the caller may read)",
+            query_parameter("expires_in", "seconds the token is valid", {"type": "integer", "minimum": 60, "maximum": 86400}),
+            query_parameter("layers", "comma-separated layers to narrow the token to (of those the caller may read)",
                    {"type": "string"})],
         "responses": {"200": _ok("the token", {"type": "object", "required": ["token", "expires"], "properties": {
             "token": {"type": "string"}, "expires": {"type": "integer"}}}, "application/json"),

@@ -17,6 +17,7 @@ import pytest
 from psycopg import sql
 
 from conftest import _admin, _drop, _url_for, geocloud_cli, load_city, source_of, start_server, stop_server
+from test_outage import Cluster
 from geocloud.backup import pgtools, verify
 from geocloud.backup.manifest import BackupDamaged
 from geocloud.catalog import get_catalog
@@ -103,9 +104,17 @@ def test_backup_holds_the_dump_and_exactly_the_files_it_refers_to(source, backup
     assert ((backup / "database.dump").stat().st_mode & 0o777) == 0o600
 
 
-def test_a_restored_system_answers_identically(source, backup, databases, tmp_path):
+@pytest.fixture
+def fresh_cluster():
+    """A PostgreSQL cluster of its own, as a restore onto a new machine would find one."""
+    cluster = Cluster()
+    yield cluster
+    cluster.remove()
+
+
+def test_a_restored_system_answers_identically(source, backup, fresh_cluster, tmp_path):
     db_url, data_dir, keys = source
-    target, target_dir = new_database(databases), tmp_path / "restored-data"
+    target, target_dir = fresh_cluster.url(), tmp_path / "restored-data"
     done = geocloud_cli("backup", "restore", backup, env=env_of(target, target_dir))
     assert done.returncode == 0, done.stderr
     assert not (target_dir / "tile-cache").exists()

@@ -216,6 +216,10 @@ def test_a_coverage_in_the_layers_own_crs_is_the_cogs_pixels(server):
     ("subset=Lon(120.6:120.6001),Lat(24.1:24.2)&width=2048", "width"),
     ("f=png", "f"),
     ("subset=Lon(nan:1)", "subset"),
+    ("subset=Lon(-1e300:1e300)", "subset"),  # was a 500 (OverflowError in the read window)
+    ("subset=E(-1e300:1e300),N(2660000:2680000)", "subset"),
+    ("subset=Lat(-91:91)", "subset"),
+    ("bbox=-1e300,-1e300,1e300,1e300&bbox-crs=http://www.opengis.net/def/crs/EPSG/0/3826", "bbox"),
 ])
 def test_bad_coverage_requests_are_400_naming_the_parameter(server, query, name):
     before = tracebacks(server)

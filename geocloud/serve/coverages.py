@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import rasterio
-from pyproj import CRS
+from pyproj import CRS, Transformer
 from rasterio.warp import calculate_default_transform
 from rio_tiler.io import Reader
 from starlette.concurrency import run_in_threadpool
@@ -175,12 +175,28 @@ def ask(query, grid: Grid, srid: int) -> Ask:
         name = "subset" if subset else "bbox"
         if not (box[0] < box[2] and box[1] < box[3]):
             raise bad_parameter(name, f"the area is empty or inverted (min must be below max), got {box}")
+        low_x, low_y, high_x, high_y = area_of_use(crs)
+        if not (low_x <= box[0] and low_y <= box[1] and box[2] <= high_x and box[3] <= high_y):
+            raise bad_parameter(name, f"the area {box} is outside where {crs} is defined ("
+                                      f"{low_x:.6g},{low_y:.6g} to {high_x:.6g},{high_y:.6g}, x,y order)")
     else:
         box, crs = None, None
         x0, y0, x1, y1 = grid.native
     ratio = (box[3] - box[1]) / (box[2] - box[0]) if box else (y1 - y0) / (x1 - x0)
     width, height = _size(query, ratio)
     return Ask(box, crs, width, height)
+
+
+@lru_cache(maxsize=8)
+def area_of_use(crs: str) -> tuple[float, float, float, float]:
+    """Where coordinates in ``crs`` name a place (its EPSG area of use, in its own units, x,y order).
+    An area beyond it is a client's mistake, not an image (and one far beyond it, such as
+    Lon(-1e300:1e300), overflows GDAL's window arithmetic)."""
+    found = CRS.from_user_input(crs)
+    bounds = found.area_of_use.bounds
+    if found.is_geographic:
+        return bounds
+    return Transformer.from_crs("EPSG:4326", found, always_xy=True).transform_bounds(*bounds)
 
 
 def render(path: str, area: Ask) -> bytes:

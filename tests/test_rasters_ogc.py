@@ -319,7 +319,7 @@ def test_raster_tile_etags_and_cache_cover_the_query(server):
     for query in queries:
         first, again = server.get(f"{path}?{query}"), server.get(f"{path}?{query}")
         assert first.status_code == again.status_code == 200
-        assert (first.headers["x-tile-cache"], again.headers["x-tile-cache"]) == ("miss", "hit")
+        assert (first.headers["x-tile-cache"], again.headers["x-tile-cache"]) == ("off", "off")
         assert again.headers["etag"] == first.headers["etag"] and again.content == first.content
         answers[query] = first
     assert len({a.headers["etag"] for a in answers.values()}) == len(queries)
@@ -353,3 +353,19 @@ def test_every_raster_route_is_listed_with_its_path_and_described_in_openapi():
     assert {ref.split('"')[0] for ref in refs} <= {f"#/components/responses/{n}" for n in (
         "InvalidParameter", "Unauthorized", "NotFound", "TooManyRequests", "ServerError", "ServiceUnavailable")}
     assert '"type": "null"' not in text and '"const"' not in text
+
+
+def test_queries_cannot_fill_the_tile_cache(server):
+    """Only the plain tile is kept on disk: a caller adding ?junk=1, 2, 3... gets each tile rendered
+    and labelled, but writes nothing (each variant used to stay on disk for good)."""
+    tile = morecantile.tms.get("WebMercatorQuad").tile(*HALL, 17)
+    path = f"/rasters/satellite/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"
+    cache = server.data_dir / "tile-cache"
+    plain = server.get(path)
+    assert plain.status_code == 200 and plain.headers["x-tile-cache"] == "miss"
+    files = sorted(cache.rglob("*"))
+    for n in range(5):
+        r = server.get(f"{path}?junk={n}")
+        assert r.status_code == 200 and r.headers["x-tile-cache"] == "off"
+    assert sorted(cache.rglob("*")) == files
+    assert server.get(path).headers["x-tile-cache"] == "hit"

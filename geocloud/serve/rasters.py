@@ -288,14 +288,17 @@ class TileCache:
         request = Request(scope)
         snap, tms = snapshot(), SERVED[tms_id]
         variant = _variant(request.query_params)
+        # only the plain tile (what the tilesets' templates name) is kept on disk: a variant per query
+        # would let any caller fill the disk with ?junk=1, 2, 3...; variants are rendered each time
+        kept_on_disk = variant == "default"
         key = tilecache.tile_path("raster", layer_id, tms_id, tile.z, tile.x, f"{y_fmt}-{variant}")
-        cached = tilecache.read(key, snap, [layer_id], lambda: tuple(tms.bounds(tile)))
+        cached = tilecache.read(key, snap, [layer_id], lambda: tuple(tms.bounds(tile))) if kept_on_disk else None
         token = snap.layer_token(layer_id)
         etag = f'W/"{layer_id}-{tms_id}-{tile.z}-{tile.x}-{y_fmt}-{variant}-{cached[1] if cached else token}"'
         headers = {"ETag": etag, "Cache-Control": guard.cache_control([layer_id])}
+        if request.headers.get("if-none-match") == etag:  # the ETag names the bytes: no need to render them
+            return await Response(status_code=304, headers=headers)(scope, receive, send)
         if cached is not None:
-            if request.headers.get("if-none-match") == etag:
-                return await Response(status_code=304, headers=headers)(scope, receive, send)
             guard.layer_for(layer_id, "rasters")  # audits reads of non-public rasters
             media, body = _unpacked(cached[0])
             response = Response(body, media_type=media, headers={**headers, "X-Tile-Cache": "hit"})
@@ -317,9 +320,10 @@ class TileCache:
             return
         kept = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in start["headers"]}
         media = _media(kept.pop("content-type", "application/octet-stream"))
-        tilecache.write(key, token, _packed(media, body))
+        if kept_on_disk:
+            tilecache.write(key, token, _packed(media, body))
         kept.pop("content-length", None)
-        kept.update({k.lower(): v for k, v in headers.items()}, **{"x-tile-cache": "miss"})
+        kept.update({k.lower(): v for k, v in headers.items()}, **{"x-tile-cache": "miss" if kept_on_disk else "off"})
         await Response(body, status_code=200, media_type=media, headers=kept)(scope, receive, send)
 
     @staticmethod
@@ -349,7 +353,7 @@ class TileCache:
 def _variant(query) -> str:
     """What in the query makes one tile's bytes differ from another's, as a short digest: every
     parameter but the credentials, sorted by name only (the order of a repeated parameter such as
-    ``bidx=3&bidx=1`` is the order of the bands). It keys the cache and is part of the ETag."""
+    ``bidx=3&bidx=1`` is the order of the bands). It is part of the ETag; only "default" is cached."""
     options = sorted(((k, v) for k, v in query.multi_items() if k not in ("token", "api_key")), key=lambda kv: kv[0])
     return hashlib.sha256(repr(options).encode()).hexdigest()[:16] if options else "default"
 

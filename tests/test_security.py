@@ -31,6 +31,7 @@ def proxied(served, tmp_path_factory):
     folder = tmp_path_factory.mktemp("proxied")
     proc, url = start_server(served.db_url, folder, {"GEOCLOUD_DATA_DIR": str(served.data_dir),
                                                      "GEOCLOUD_TRUSTED_PROXIES": "127.0.0.1",
+                                                     "GEOCLOUD_ALLOWED_HOSTS": "maps.example",
                                                      "GEOCLOUD_ACCESS_LOG": "true"})
     yield url, folder / "server.log"
     stop_server(proc)
@@ -183,6 +184,16 @@ def test_forwarded_headers_from_an_untrusted_client_are_ignored(served):
         assert "evil.example" not in json.dumps(body) and "https://127.0.0.1" not in json.dumps(body), path
     spoofed_host = served.get(LINKED[0], headers={"Host": "evil.example"}).json()
     assert spoofed_host["tiles"][0].startswith("http://127.0.0.1:8000/")  # GEOCLOUD_PUBLIC_URL's default
+
+
+def test_a_host_a_trusted_proxy_passes_on_must_still_be_allowed(proxied):
+    """A proxy that copies the client's Host header into X-Forwarded-Host (HAProxy's and nginx's
+    usual set-up) must not let the client choose the host of links a shared cache keeps."""
+    url, _ = proxied
+    for headers in ({"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"},
+                    {"Forwarded": "proto=https;host=evil.example"}):
+        r = httpx.get(url + LINKED[0], headers=headers)
+        assert r.json()["tiles"][0].startswith("http://127.0.0.1:8000/")  # GEOCLOUD_PUBLIC_URL's default
 
 
 def test_forwarded_headers_from_a_trusted_proxy_are_honoured(proxied):

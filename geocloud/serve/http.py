@@ -56,16 +56,16 @@ def base_url(request: Request) -> str:
     Links that end up in shared caches must not be the client's to choose: the host and prefix a
     reverse proxy names count only when the proxy is trusted (GEOCLOUD_TRUSTED_PROXIES; the
     middleware in serve/headers.py has then put them, and the scheme, in the scope); the Host header
-    counts only when it names GEOCLOUD_PUBLIC_URL's host or one of GEOCLOUD_ALLOWED_HOSTS.
-    Anything else gets links to GEOCLOUD_PUBLIC_URL."""
+    counts only when it names GEOCLOUD_PUBLIC_URL's host or one of GEOCLOUD_ALLOWED_HOSTS, and so
+    does the host a trusted proxy names (a proxy that passes the client's Host header on as
+    X-Forwarded-Host, as many do, must not let the client choose it). Anything else gets links to
+    GEOCLOUD_PUBLIC_URL."""
     scope = request.scope
+    settings = get_settings()
     forwarded = scope.get(FORWARDED) or {}
-    host = forwarded.get("host")
-    if host is None:
-        host = request.headers.get("host", "")
-        settings = get_settings()
-        if not HOST.match(host) or urlsplit(f"//{host}").hostname not in settings.link_hosts:
-            return settings.public_url.rstrip("/")
+    host = forwarded.get("host") or request.headers.get("host", "")
+    if not HOST.match(host) or urlsplit(f"//{host}").hostname not in settings.link_hosts:
+        return settings.public_url.rstrip("/")
     return f"{scope['scheme']}://{host}{forwarded.get('prefix', '')}{scope.get('root_path', '')}".rstrip("/")
 
 

@@ -201,6 +201,7 @@ def _flip(path: Path, at: int) -> None:
     ("missing report", "data/reports/run-1.json: missing"),
     ("manifest", "the manifest is not valid JSON"),
     ("no manifest", "the manifest is missing"),
+    ("link", "data/reports/run-1.json: a link"),
 ])
 def test_verify_names_the_damaged_file(backup, tmp_path, damage, named):
     copy = tmp_path / "copy"
@@ -215,6 +216,10 @@ def test_verify_names_the_damaged_file(backup, tmp_path, damage, named):
             f.truncate(1000)
     elif damage == "missing report":
         (copy / "data/reports/run-1.json").unlink()
+    elif damage == "link":  # the same bytes, but outside the backup: a restore must not read there
+        outside = tmp_path / "elsewhere.json"
+        shutil.move(copy / "data/reports/run-1.json", outside)
+        (copy / "data/reports/run-1.json").symlink_to(outside)
     elif damage == "manifest":
         (copy / "manifest.json").write_text((copy / "manifest.json").read_text()[:-40])
     else:

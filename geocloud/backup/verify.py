@@ -15,10 +15,13 @@ from geocloud.errors import DatabaseError
 def verify(folder: Path) -> dict:
     """The backup's manifest, once every check passed; BackupDamaged listing each problem otherwise."""
     manifest = read(folder)
-    problems = []
+    problems, root = [], folder.resolve()
     for item in manifest["files"]:
         path = folder / item["path"]
-        if not path.is_file():
+        if path.is_symlink() or not path.resolve().is_relative_to(root):
+            problems.append(f"{item['path']}: a link, or under one, leading out of the backup (a backup holds "
+                            "files only; a restore must not read elsewhere)")
+        elif not path.is_file():
             problems.append(f"{item['path']}: missing")
         elif (size := path.stat().st_size) != item["size"]:
             problems.append(f"{item['path']}: {size} bytes, the manifest says {item['size']}")

@@ -49,7 +49,7 @@ def readiness() -> tuple[bool, dict]:
     reads = "replica" if watched is not None and watched.usable() else "primary"
     try:
         snap = snapshot()
-        catalog = {"version": snap.token, "live_layers": len(snap.layers)}
+        catalog = {"version": snap.token}  # no layer count: anonymous callers must not learn of restricted layers
     except DatabaseError:
         catalog = None
     ready = (reads == "replica" or primary) and catalog is not None

@@ -5,8 +5,9 @@
   let lang = "zh";
   const collections = (await (await fetch(`${base}/collections?f=json&lang=zh-TW`)).json()).collections;
   const titles = {};
-  for (const c of collections) {
-    const q = await (await fetch(`${base}/collections/${c.id}/queryables?f=json`)).json();
+  for (const c of collections) {  // field titles from the queryables a collection links (rasters link none)
+    const link = (c.links || []).find(l => l.rel.endsWith("/queryables") && l.type !== "text/html");
+    const q = link ? await (await fetch(link.href)).json() : {};
     titles[c.id] = { zh: c.title, fields: q.properties || {} };
   }
   const en = (await (await fetch(`${base}/collections?f=json&lang=en`)).json()).collections;

@@ -29,7 +29,6 @@ from geocloud.serve import (
     openapi_paths,  # noqa: F401 (imported for its OPENAPI_PATHS: see described_paths)
     pygeoapi_config,
     rasters,
-    state,
     tiles,
     viewer,
     wmts,
@@ -86,5 +85,4 @@ def create_app() -> Starlette:
                             GeocloudError: _geocloud_error, Exception: _unexpected},
     )
     app.state.openapi_paths = described_paths()
-    state.follow_registry()
     return app

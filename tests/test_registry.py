@@ -142,6 +142,8 @@ def test_a_registered_layer_is_served_by_every_worker_and_retired_off_every_surf
                                          "ORDER BY id")] == ["register", "retire"]
     listed = json.loads(geocloud_cli("layers", "list", "--json", "--all", env=env).stdout)["layers"]
     assert [x["state"] for x in listed if x["id"] == "bike_stations"] == ["retired"]
+    history = json.loads(geocloud_cli("etl", "history", "bike_stations", "--json", env=env).stdout)
+    assert [v["version"] for v in history["versions"]] == [1]
 
 
 # --- the registry against one database --------------------------------------------------------------

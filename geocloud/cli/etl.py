@@ -71,7 +71,9 @@ def history(layer: str = typer.Argument(..., help="Layer id"),
     """Versions, runs and rollbacks of a layer."""
     from geocloud.catalog import get_catalog
 
-    get_catalog().layer(layer)
+    catalog = get_catalog()
+    if layer not in catalog.registered:  # a retired agency layer keeps its history
+        catalog.layer(layer)
     with db.connect() as conn:
         data = runs.history(conn, layer)
     if as_json:

@@ -154,20 +154,27 @@ def merge(core: Catalog, rows: list[tuple]) -> Catalog:
 
 
 def merged(core: Catalog) -> Catalog:
-    """``core`` with the registry as of the version followed (or as read once, when not following)."""
+    """``core`` with the registry as of the version followed (or as read once, when not following).
+    The version is asked outside the lock: requests go on with the catalog they have while one
+    reads the registry."""
     global _merged
-    following = _follow
+    following, current = _follow, _merged
+    known = current[1] if current is not None and current[0][0] is core else None
+    try:
+        version = following[0]() if following else None
+    except DatabaseError:
+        return known or core  # a process that never read the live state answers nothing that needs it
+    if known is not None and current[0][1] == version:
+        return known
     with _lock:
-        current = _merged
+        if _merged is not None and _merged[0][0] is core and _merged[0][1] == version:
+            return _merged[1]  # read by another request meanwhile
         try:
-            version = following[0]() if following else None
-            if current is not None and current[0][0] is core and current[0][1] == version:
-                return current[1]
             with (following[1]() if following else connect()) as conn:
                 rows = read(conn)
         except DatabaseError as exc:
-            if current is not None and current[0][0] is core:
-                return current[1]  # keep the registry last read through an outage
+            if known is not None:
+                return known  # keep the registry last read through an outage
             LOG.warning("agency layers not read (%s): the catalog holds the core layers only", exc.what)
             if not following:
                 _merged = ((core, version), core)

@@ -17,7 +17,7 @@ from pyproj import Transformer
 from geocloud import db
 from geocloud.access import agencies
 from geocloud.access import keys as api_keys
-from geocloud.access.policy import MANAGE_ACTIONS, can_manage
+from geocloud.access.policy import MANAGE_ACTIONS, can_manage, can_read
 from geocloud.access.principal import ANONYMOUS, Principal
 from geocloud.catalog import core_catalog, get_catalog, load_catalog, registry
 from geocloud.errors import ConfigError, Conflict
@@ -202,6 +202,17 @@ def test_a_registered_entry_that_no_longer_validates_or_shadows_a_core_id_is_lef
     assert catalog.layers["roads"].title.en == "Road centrelines" and catalog.origin("roads") == "core"
     assert "registered layer 'bike_stations': key 'kind'" in caplog.text
     assert "layer id 'roads' belongs to a core layer" in caplog.text
+
+
+def test_a_layer_pending_review_is_read_by_its_own_agency_only():
+    public = {**BIKES, "access": {"level": "public"}}
+    catalog = registry.merge(core_catalog(), [("bike_stations", "TCG-TRANS", "pending_review", public, "t", None)])
+    layer = catalog.layers["bike_stations"]
+    assert catalog.registered["bike_stations"].layer.is_public and not layer.is_public
+    assert can_read(PRINCIPALS["owner reader"], layer)
+    assert not can_read(ANONYMOUS, layer) and not can_read(PRINCIPALS["other editor"], layer)
+    live = registry.merge(core_catalog(), [("bike_stations", "TCG-TRANS", "live", public, "t", None)])
+    assert can_read(ANONYMOUS, live.layers["bike_stations"])
 
 
 # --- who may manage what ------------------------------------------------------------------------------

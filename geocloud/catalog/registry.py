@@ -23,7 +23,7 @@ import psycopg
 from pydantic import ValidationError
 
 from geocloud.catalog.load import Catalog, Registration, check_layer
-from geocloud.catalog.models import Layer
+from geocloud.catalog.models import Access, Grant, Layer
 from geocloud.config import get_settings
 from geocloud.db import connect
 from geocloud.errors import ConfigError, Conflict, DatabaseError, NotFound
@@ -135,7 +135,8 @@ def read(conn: psycopg.Connection) -> list[tuple]:
 
 
 def merge(core: Catalog, rows: list[tuple]) -> Catalog:
-    """The core catalog plus the registered layers. An entry that no longer validates (the models
+    """The core catalog plus the registered layers; one pending review is served as restricted to its
+    owner agency (the catalog's ``registered`` keeps the access it asks for). An entry that no longer validates (the models
     changed since) or that a core layer now shadows is left out and logged: one agency's entry must
     not stop the server."""
     registered, served = {}, {}
@@ -148,7 +149,10 @@ def merge(core: Catalog, rows: list[tuple]) -> Catalog:
             LOG.error("left out of the catalog: %s", exc)
             continue
         registered[layer_id] = Registration(layer, owner, state, updated_by, updated_at)
-        if state in SERVED:
+        if state == "pending_review":  # until an admin approves it, only its own agency reads it
+            served[layer_id] = layer.model_copy(update={"access": Access(level="restricted",
+                                                                         grants=[Grant(agency=owner)])})
+        elif state in SERVED:
             served[layer_id] = layer
     return replace(core, layers={**core.layers, **served}, registered=registered)
 

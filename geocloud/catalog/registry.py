@@ -86,6 +86,8 @@ def _event(conn: psycopg.Connection, layer_id: str, action: str, operator: str, 
 def register(conn: psycopg.Connection, data, owner: str, operator: str, core: Catalog, *, where: str,
              state: str = "live") -> Layer:
     """Create or update an agency layer from its catalog entry ``data``, in one transaction."""
+    if state not in STATES or state == "retired":
+        raise ValueError(f"a layer is registered as one of {', '.join(STATES[:-1])}, not {state!r}")
     layer = validate(data, core, where)
     _check_id(layer.id, core, where)
     if owner not in core.agencies:

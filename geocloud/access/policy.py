@@ -1,4 +1,4 @@
-"""The one function that decides who may read a layer; every surface asks it.
+"""Who may read a layer (``can_read``; every surface asks it) and who may manage one (``can_manage``).
 
 - public: everyone;
 - internal: any authenticated principal of a city agency (agencies.yml ``city_agency``);
@@ -27,3 +27,30 @@ def can_read(principal: Principal, layer: Layer) -> bool:
 def visible(principal: Principal, catalog: Catalog) -> frozenset[str]:
     """Ids of the catalog layers ``principal`` may read."""
     return frozenset(layer.id for layer in catalog.layers.values() if can_read(principal, layer))
+
+
+MANAGE_ACTIONS = ("edit", "load", "publish", "retire", "review")
+ADMIN_ROLES = ("admin",)    # of the GIS office's agency: manage every agency layer, review public ones
+EDITOR_ROLES = ("editor",)  # an agency's data stewards: manage the layers their agency owns
+
+
+def can_manage(principal: Principal, action: str, layer_id: str, catalog: Catalog, owner: str | None = None) -> bool:
+    """May ``principal`` do ``action`` (one of MANAGE_ACTIONS) to the layer ``layer_id``?
+
+    ``owner`` names the agency of a layer being registered (an existing layer's owner is the
+    catalog's). Core layers (layers/*.yml) are changed in the repository: over the management
+    routes only an admin may load their data. Review is the admins' alone; a key or token scoped to
+    some layers manages at most those."""
+    if action not in MANAGE_ACTIONS:
+        raise ValueError(f"unknown management action {action!r}")
+    if principal.anonymous or principal.agency is None:
+        return False
+    if principal.layers is not None and layer_id not in principal.layers:
+        return False
+    admin = principal.agency == catalog.gis_office and principal.has_role(ADMIN_ROLES)
+    if catalog.origin(layer_id) == "core" and layer_id in catalog.layers:
+        return admin and action == "load"
+    if admin:
+        return True
+    owner = catalog.owner(layer_id) if layer_id in catalog.registered else owner
+    return action != "review" and owner == principal.agency and principal.has_role(EDITOR_ROLES)

@@ -1,6 +1,7 @@
 """Load and cross-check the catalog: ``agencies.yml`` and one ``layers/<id>.yml`` per layer."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
@@ -11,10 +12,41 @@ from geocloud.yamlfile import explain, load_model, read_yaml
 
 
 @dataclass(frozen=True)
+class Registration:
+    """An agency layer of the registry (geocloud.registered_layers): its entry, owner and state."""
+
+    layer: Layer
+    owner: str
+    state: str              # draft | live | pending_review | retired
+    updated_by: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
 class Catalog:
+    """Every served layer, core (layers/*.yml) and agency (the registry) alike, by id.
+
+    ``layers`` holds what the surfaces serve: the core layers and the agency layers that are live or
+    pending review. ``registered`` holds every agency layer in any state (drafts and retired ones too).
+    The GIS office (agencies.yml ``gis_office``) owns the core layers."""
+
     layers: dict[str, Layer]
     agencies: dict[str, Agency]
     publisher: Publisher | None = None
+    gis_office: str | None = None
+    registered: dict[str, Registration] = field(default_factory=dict)
+
+    def origin(self, layer_id: str) -> str:
+        return "agency" if layer_id in self.registered else "core"
+
+    def owner(self, layer_id: str) -> str | None:
+        entry = self.registered.get(layer_id)
+        return entry.owner if entry else self.gis_office
+
+    def loadable(self) -> "Catalog":
+        """The catalog the ETL loads into: also the drafts, whose data comes before they go live."""
+        drafts = {i: r.layer for i, r in self.registered.items() if r.state == "draft"}
+        return replace(self, layers={**self.layers, **drafts}) if drafts else self
 
     def layer(self, layer_id: str) -> Layer:
         try:
@@ -56,7 +88,31 @@ def load_agencies(path: Path) -> dict[str, Agency]:
     return seen
 
 
-def _check_publishing(layer: Layer, path: Path, publisher: Publisher | None, agencies_file: Path) -> None:
+def load_gis_office(path: Path, agencies: dict[str, Agency]) -> str | None:
+    """The agency code of the GIS office (``gis_office`` in agencies.yml): it owns the core layers
+    and its principals administer every layer. None when absent: no one administers."""
+    data = read_yaml(path) if path.exists() else {}
+    code = data.get("gis_office") if isinstance(data, dict) else None
+    if code is not None and code not in agencies:
+        raise ConfigError(f"gis_office {code!r} is not one of the agencies", where=f"{path}: key 'gis_office'",
+                          fix=f"use one of: {', '.join(sorted(agencies))}")
+    return code
+
+
+def check_layer(layer: Layer, where: str, agencies: dict[str, Agency], publisher: Publisher | None,
+                agencies_file: Path) -> None:
+    """The checks a layer needs beyond its model: grants name known agencies, portal ids fit."""
+    for i, grant in enumerate(layer.access.grants):
+        if grant.agency not in agencies:
+            raise ConfigError(
+                f"grant to unknown agency {grant.agency!r}",
+                where=f"{where}: key 'access.grants[{i}].agency'",
+                fix=f"add it to {agencies_file.name} or use one of: {', '.join(sorted(agencies))}",
+            )
+    _check_publishing(layer, where, publisher, agencies_file)
+
+
+def _check_publishing(layer: Layer, path: str, publisher: Publisher | None, agencies_file: Path) -> None:
     """Portal identifiers must carry the publisher's agency code, or the portals refuse them."""
     ids = layer.publishing
     if not (ids.tgos_file_identifier or ids.datagov_identifier):
@@ -88,15 +144,9 @@ def load_catalog(layers_dir: Path, agencies_file: Path) -> Catalog:
                               where=f"{path}: key 'id'", fix=f"name the file {layer.id}.yml or set id: {path.stem}")
         if layer.id in layers:
             raise ConfigError(f"duplicate layer id {layer.id!r} (also in {files[layer.id]})", where=str(path))
-        for i, grant in enumerate(layer.access.grants):
-            if grant.agency not in agencies:
-                raise ConfigError(
-                    f"grant to unknown agency {grant.agency!r}",
-                    where=f"{path}: key 'access.grants[{i}].agency'",
-                    fix=f"add it to {agencies_file.name} or use one of: {', '.join(sorted(agencies))}",
-                )
-        _check_publishing(layer, path, publisher, agencies_file)
+        check_layer(layer, str(path), agencies, publisher, agencies_file)
         layers[layer.id], files[layer.id] = layer, path
     if not layers:
         raise ConfigError("no layer files (*.yml) found", where=str(layers_dir))
-    return Catalog(layers=layers, agencies=agencies, publisher=publisher)
+    return Catalog(layers=layers, agencies=agencies, publisher=publisher,
+                   gis_office=load_gis_office(agencies_file, agencies))

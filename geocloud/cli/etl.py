@@ -31,7 +31,8 @@ class RichProgress(RunProgress):
 @app.command()
 def run(
     pipeline: str = typer.Argument(..., help="addresses, roads, buildings, zoning, landmarks, districts, topo, "
-                                             "satellite or topo-sheets (etl/<pipeline>.yml)"),
+                                             "satellite or topo-sheets (etl/<pipeline>.yml), or an agency "
+                                             "layer's id (its pipeline inferred from its entry)"),
     path: Path = typer.Argument(..., help="The source file (or folder of GeoTIFF sheets)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Do everything but publish; print the plan"),
     force: bool = typer.Option(False, "--force", help="Publish a new version even when nothing changed, or when "
@@ -71,7 +72,9 @@ def history(layer: str = typer.Argument(..., help="Layer id"),
     """Versions, runs and rollbacks of a layer."""
     from geocloud.catalog import get_catalog
 
-    get_catalog().layer(layer)
+    catalog = get_catalog()
+    if layer not in catalog.registered:  # a retired agency layer keeps its history
+        catalog.layer(layer)
     with db.connect() as conn:
         data = runs.history(conn, layer)
     if as_json:

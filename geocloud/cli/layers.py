@@ -1,28 +1,70 @@
-"""``geocloud layers``: read and check the layer catalog."""
+"""``geocloud layers``: read and check the layer catalog; register and retire agency layers."""
+
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from geocloud.catalog import get_catalog
+from geocloud import db
+from geocloud.access import audit
+from geocloud.catalog import core_catalog, get_catalog, registry
 from geocloud.cli.output import console, print_json
+from geocloud.config import operator
+from geocloud.yamlfile import read_yaml
 
-app = typer.Typer(help="The layer catalog (layers/*.yml).", no_args_is_help=True)
+app = typer.Typer(help="The layer catalog: core layers (layers/*.yml) and agency layers (registered in PostGIS).",
+                  no_args_is_help=True)
+
+
+def _rows(catalog, every: bool) -> list[tuple]:
+    """(layer, origin, owner, state) of the served layers, and with ``every`` of every registered one."""
+    rows = [(layer, catalog.origin(i), catalog.owner(i) or "-",
+             catalog.registered[i].state if i in catalog.registered else "live") for i, layer in catalog.layers.items()]
+    if every:
+        rows += [(r.layer, "agency", r.owner, r.state) for i, r in catalog.registered.items() if i not in catalog.layers]
+    return rows
 
 
 @app.command("list")
-def list_layers(as_json: bool = typer.Option(False, "--json", help="Print the whole catalog as JSON.")):
-    """List every layer in the catalog."""
-    catalog = get_catalog()
+def list_layers(as_json: bool = typer.Option(False, "--json", help="Print the whole catalog as JSON."),
+                every: bool = typer.Option(False, "--all", help="Also the agency layers not served (draft, retired).")):
+    """List every layer in the catalog, with its origin (core or agency), owner agency and state."""
+    rows = _rows(get_catalog(), every)
     if as_json:
-        print_json({"layers": [layer.model_dump(mode="json", by_alias=True) for layer in catalog.layers.values()]})
+        print_json({"layers": [{**layer.model_dump(mode="json", by_alias=True), "origin": origin, "owner": owner,
+                                "state": state} for layer, origin, owner, state in rows]})
         return
     table = Table(title="geocloud layers")
-    for col in ("id", "標題", "title", "kind", "geometry", "CRS", "access", "updated"):
+    for col in ("id", "標題", "title", "kind", "geometry", "CRS", "access", "updated", "origin", "owner", "state"):
         table.add_column(col)
-    for layer in catalog.layers.values():
+    for layer, origin, owner, state in rows:
         table.add_row(layer.id, layer.title.zh_TW, layer.title.en, layer.kind, layer.geometry or "-",
-                      layer.crs, layer.access.level, layer.update_frequency)
+                      layer.crs, layer.access.level, layer.update_frequency, origin, owner, state)
     console.print(table)
+
+
+@app.command()
+def add(path: Path = typer.Argument(..., help="A catalog entry in YAML, as in layers/*.yml"),
+        owner: str = typer.Option(..., "--owner", help="The agency that owns the layer (a code of agencies.yml)"),
+        draft: bool = typer.Option(False, "--draft", help="Register it as a draft: loadable, served once live")):
+    """Register (or update) an agency layer; every server picks it up within seconds."""
+    core = core_catalog()
+    state = "draft" if draft else "live"
+    with db.transaction() as conn:  # the registration and its audit record, together
+        layer = registry.register(conn, read_yaml(path), owner, operator(), core, where=str(path), state=state)
+        audit.record(conn, "layer-registered", operator(), owner, layer.id, detail={"state": state})
+    console.print(f"layer {layer.id} registered for {owner} ({state}); load its data with "
+                  f"`geocloud etl run {layer.id} FILE`")
+
+
+@app.command()
+def retire(layer_id: str = typer.Argument(..., help="The agency layer's id")):
+    """Take an agency layer off every surface; its data and history stay."""
+    core = core_catalog()
+    with db.transaction() as conn:
+        registry.retire(conn, layer_id, operator(), core)
+        audit.record(conn, "layer-retired", operator(), None, layer_id)
+    console.print(f"layer {layer_id} retired")
 
 
 @app.command()

@@ -12,10 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from geocloud.catalog import Catalog
 from geocloud.catalog.models import Layer
-from geocloud.errors import ConfigError, NotFound
+from geocloud.errors import ConfigError, InputError, NotFound
 from geocloud.yamlfile import load_model
 
 SourceFormat = Literal["shapefile", "geopackage", "geojson", "csv", "kml", "geotiff"]
+SUFFIXES = {"shapefile": {".shp", ".zip"}, "geopackage": {".gpkg"}, "geojson": {".geojson", ".json"},
+            "csv": {".csv", ".txt"}, "kml": {".kml"}}  # of each vector format's files
 
 
 class Strict(BaseModel):
@@ -121,11 +123,43 @@ class Pipeline(Strict):
                                       where=where)
 
 
-def load_pipeline(name: str, etl_dir: Path, catalog: Catalog) -> Pipeline:
+CSV_X = ["X", "x", "TWD97X", "twd97_x", "x_twd97", "lon", "longitude", "經度", "橫坐標", "X坐標"]
+CSV_Y = ["Y", "y", "TWD97Y", "twd97_y", "y_twd97", "lat", "latitude", "緯度", "縱坐標", "Y坐標"]
+
+
+def agency_pipeline(layer: Layer, source: Path) -> Pipeline:
+    """The pipeline of an agency layer, which has no etl/*.yml: the format from the file's suffix,
+    each catalog field read from the column of its name or its zh-TW or English title, a CSV's
+    coordinates from the usual X/Y column names in the layer's CRS, the default rules."""
+    suffix = source.suffix.lower()
+    if layer.kind == "raster":
+        if suffix not in {".tif", ".tiff"} and not source.is_dir():
+            raise InputError(f"expected a GeoTIFF (.tif) for raster layer {layer.id!r}, got {suffix!r}",
+                             where=str(source), fix="give the layer's GeoTIFF file")
+        return Pipeline(pipeline=layer.id.replace("_", "-"), description=layer.title.en,
+                        source=Source(format="geotiff"), raster_layer=layer.id)
+    fmt = next((f for f, suffixes in SUFFIXES.items() if suffix in suffixes), None)
+    if fmt is None:
+        known = sorted(s for suffixes in SUFFIXES.values() for s in suffixes)
+        raise InputError(f"cannot tell the format of a {suffix or 'suffix-less'} file", where=str(source),
+                         fix=f"give a file ending in one of: {', '.join(known)}")
+    fields = {f.name: list(dict.fromkeys([f.name, f.title.zh_TW, f.title.en])) for f in layer.fields}
+    csv = {"x": CSV_X, "y": CSV_Y, "crs": layer.crs} if fmt == "csv" else {}
+    return Pipeline(pipeline=layer.id.replace("_", "-"), description=layer.title.en,
+                    source=Source(format=fmt, **csv), outputs=[Output(layer=layer.id, fields=fields)])
+
+
+def load_pipeline(name: str, etl_dir: Path, catalog: Catalog, source: Path | None = None) -> Pipeline:
+    """The pipeline etl/<name>.yml, or, for an agency layer named ``name``, its inferred pipeline."""
     path = etl_dir / f"{name}.yml"
+    if not path.exists() and source is not None and name in catalog.registered and name in catalog.layers:
+        pipeline = agency_pipeline(catalog.layers[name], source)
+        pipeline.check_against(catalog, f"registered layer {name!r}")
+        return pipeline
     if not path.exists():
         known = sorted(p.stem for p in etl_dir.glob("*.yml"))
-        raise NotFound(f"unknown pipeline {name!r}", fix=f"use one of: {', '.join(known)}")
+        agency = sorted(i for i in catalog.registered if i in catalog.layers)
+        raise NotFound(f"unknown pipeline {name!r}", fix=f"use one of: {', '.join(known + agency)}")
     pipeline = load_model(path, Pipeline)
     if pipeline.pipeline != name:
         raise ConfigError(f"pipeline name {pipeline.pipeline!r} differs from the file name", where=str(path))

@@ -101,8 +101,8 @@ class _Timer:
 def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = False,
                  progress: Progress | None = None) -> Report:
     progress = progress or Progress()
-    settings, catalog = get_settings(), get_catalog()
-    pipeline = load_pipeline(name, settings.etl_dir, catalog)
+    settings, catalog = get_settings(), get_catalog().loadable()
+    pipeline = load_pipeline(name, settings.etl_dir, catalog, path)
     check_proj_database()
     with db.connect(autocommit=True) as conn:
         run_id = runs.start(conn, pipeline.pipeline, pipeline.layer_ids, path, dry_run)
@@ -157,7 +157,7 @@ def _transform_for(pipeline: Pipeline, output) -> callable:
 
 def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Quality, force: bool,
                 timed: _Timer, progress: Progress, checksum: Future) -> None:
-    catalog = get_catalog()
+    catalog = get_catalog().loadable()
     src = open_source(path, pipeline.source)
     report.encoding = f"{src.encoding.label} ({src.encoding.evidence})" if src.encoding else None
     report.crs = f"{src.crs.to_string()} ({src.crs_evidence})"
@@ -301,7 +301,7 @@ def _check_quality(quality: Quality, pipeline: Pipeline, path: Path) -> None:
 
 def _raster_run(conn, pipeline: Pipeline, path: Path, report: Report, force: bool, timed: _Timer,
                 checksum: Future) -> None:
-    settings, layer = get_settings(), get_catalog().layers[pipeline.raster_layer]
+    settings, layer = get_settings(), get_catalog().loadable().layers[pipeline.raster_layer]
     with timed("read and validate"):
         info = raster.inspect(raster.source_files(path), pipeline)
     report.crs = info.crs

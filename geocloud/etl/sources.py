@@ -30,12 +30,10 @@ from geocloud.etl import gdalread
 from geocloud.etl.crs import identify
 from geocloud.etl.encoding import (PASSTHROUGH, Encoding, decode_name, decode_passthrough, shapefile_encoding,
                                    text_encoding)
-from geocloud.etl.pipeline import Source
+from geocloud.etl.pipeline import SUFFIXES, Source
 from geocloud.errors import InputError
 
 BATCH = 65_536
-SUFFIXES = {"shapefile": {".shp", ".zip"}, "geopackage": {".gpkg"}, "geojson": {".geojson", ".json"},
-            "csv": {".csv", ".txt"}, "kml": {".kml"}}
 
 
 @dataclass

@@ -50,7 +50,8 @@ async def service_record(request: Request) -> Response:
     snap, catalog, visible = snapshot(), get_catalog(), guard.visible_layers()
     layers = [catalog.layers[i] for i in sorted(visible) if i in snap.layers and catalog.layers[i].kind == kind]
     stamp = max((snap.layers[layer.id].published_at for layer in layers), default=None)
-    headers = validators(request, f"service:{service}:{snap.token}:{','.join(layer.id for layer in layers)}", stamp,
+    headers = validators(request, f"service:{service}:{snap.token}.{snap.catalog_version}:"
+                                  f"{','.join(layer.id for layer in layers)}", stamp,
                          guard.cache_control([layer.id for layer in layers]))
     if (cached := not_modified(request, headers)) is not None:
         return cached
@@ -69,7 +70,7 @@ async def dcat_feed(request: Request) -> Response:
     layers = [layer for layer in catalog.layers.values()
               if layer.is_public and layer.id in visible and layer.id in snap.layers]
     newest = max((snap.layers[layer.id].published_at for layer in layers), default=None)
-    headers = validators(request, f"dcat:{snap.token}", newest, "public, no-cache")
+    headers = validators(request, f"dcat:{snap.token}.{snap.catalog_version}", newest, "public, no-cache")
     if (cached := not_modified(request, headers)) is not None:
         return cached
     base = base_url(request)

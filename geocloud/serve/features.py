@@ -82,7 +82,7 @@ _apis_lock = Lock()
 def api_for(request: Request) -> API:
     """pygeoapi's API for this base URL and the current live versions (a few kept per process)."""
     snap, base, visible = snapshot(), base_url(request), guard.visible_layers()
-    key = (base, snap.token, visible)
+    key = (base, snap.token, snap.catalog_version, visible)
     with _apis_lock:
         api = _apis.get(key)
         if api is not None:
@@ -191,7 +191,7 @@ def layer_validators(request: Request, layer, live) -> dict:
 def _catalog_validators(request: Request) -> dict:
     snap, visible = snapshot(), guard.visible_layers()
     newest = max((layer.published_at for layer in snap.layers.values()), default=None)
-    return validators(request, f"catalog:{snap.token}:{','.join(sorted(visible))}", newest,
+    return validators(request, f"catalog:{snap.token}.{snap.catalog_version}:{','.join(sorted(visible))}", newest,
                       guard.cache_control(visible))
 
 

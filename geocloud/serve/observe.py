@@ -15,7 +15,7 @@ import time
 
 from geocloud.config import get_settings
 from geocloud import logs
-from geocloud.serve import app, metrics
+from geocloud.serve import app, metrics, state
 from geocloud.serve.headers import TrustedProxies
 
 ACCESS = logging.getLogger("geocloud.access")
@@ -23,7 +23,9 @@ INCOMING_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._~:=+/-]{0,127}")
 
 
 def create_app():
-    """The application `geocloud serve` runs (uvicorn's factory)."""
+    """The application `geocloud serve` runs (uvicorn's factory). Its process follows the agency
+    layer registry (an app made only to list its routes does not)."""
+    state.follow_registry()
     return Observed(app.create_app())
 
 

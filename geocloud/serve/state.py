@@ -25,6 +25,7 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
+from geocloud.catalog import registry
 from geocloud.db.pool import Pool, get_pool
 from geocloud.errors import DatabaseError, DatabaseUnavailable
 
@@ -56,6 +57,7 @@ class Snapshot:
     layers: dict[str, LiveLayer]
     events: tuple[Event, ...] = ()  # the most recent switches, oldest first
     oldest_event: int = 0          # events before this one are no longer listed
+    catalog_version: int = 0       # the newest registry event id: changes when an agency layer does
 
     def layer_token(self, layer: str) -> int:
         """The id of the newest switch of ``layer`` (0 if it never switched)."""
@@ -83,7 +85,9 @@ _pinned: ContextVar[list | None] = ContextVar("geocloud_snapshot", default=None)
 
 
 def _read(conn: psycopg.Connection) -> Snapshot:
-    token = conn.execute("SELECT coalesce(max(id), 0) FROM geocloud.layer_events").fetchone()[0]
+    token, catalog_version = conn.execute(
+        "SELECT (SELECT coalesce(max(id), 0) FROM geocloud.layer_events), "
+        "(SELECT coalesce(max(id), 0) FROM geocloud.registry_events)").fetchone()
     rows = conn.execute(
         "SELECT v.layer, v.version, e.at, v.feature_count, ST_XMin(v.extent), ST_YMin(v.extent), "
         "ST_XMax(v.extent), ST_YMax(v.extent), v.storage FROM geocloud.layer_versions v "
@@ -102,7 +106,14 @@ def _read(conn: psycopg.Connection) -> Snapshot:
     listed = tuple(Event(i, layer, tuple(box) if box[0] is not None else None)
                    for i, layer, *box in reversed(events))
     oldest = listed[0].id if len(listed) == EVENTS_KEPT else 0
-    return Snapshot(token, layers, listed, oldest)
+    return Snapshot(token, layers, listed, oldest, catalog_version)
+
+
+def follow_registry() -> None:
+    """Make get_catalog follow the registry version each snapshot carries: a worker re-reads the
+    agency layers (where reads go) within REFRESH seconds of a change, pinned per request like the
+    layer versions."""
+    registry.follow(lambda: snapshot().catalog_version, lambda: get_pool().connection())
 
 
 def _read_consistent(pool: Pool) -> Snapshot:

@@ -251,7 +251,7 @@ def test_replicas_serve_reads_converge_and_survive_failover(replicated, tmp_path
         for node in nodes:
             health = _ready_when(node, lambda h: h["reads_from"] == "replica", "reading from the replica")
             assert health["status"] == "ready" and health["databases"]["primary"]["reachable"]
-            assert health["databases"]["replica"]["reachable"] and set(health["catalog"]) == {"version"}
+            assert health["databases"]["replica"]["reachable"] and set(health["catalog"]) == {"version", "registry_version"}
             assert "geocloud:geocloud" not in json.dumps(health) and str(standby.port) not in json.dumps(health)
             assert httpx.get(node + "/health/live", timeout=30).json() == {"status": "live"}
         before = _count(primary.url())

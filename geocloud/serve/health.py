@@ -49,7 +49,8 @@ def readiness() -> tuple[bool, dict]:
     reads = "replica" if watched is not None and watched.usable() else "primary"
     try:
         snap = snapshot()
-        catalog = {"version": snap.token}  # no layer count: anonymous callers must not learn of restricted layers
+        # the versions only, no layer count: anonymous callers must not learn of restricted layers
+        catalog = {"version": snap.token, "registry_version": snap.catalog_version}
     except DatabaseError:
         catalog = None
     ready = (reads == "replica" or primary) and catalog is not None

@@ -54,6 +54,7 @@ def demo(
   base map TileJSON      {base}/tiles/WebMercatorQuad/tilejson.json
   a layer's TileJSON     {base}/collections/zoning/tiles/WebMercatorQuad/tilejson.json
   satellite TileJSON     {base}/rasters/satellite/WebMercatorQuad/tilejson.json
+  satellite as coverage  gdal_translate -oo CACHE=NO OGCAPI:{base}/collections/satellite satellite.tif
   WMTS (TGOS, QGIS)      {base}/wmts/1.0.0/WMTSCapabilities.xml
   MapLibre style         {base}/styles/basemap.json
   a download             {base}/collections/zoning/download?f=gpkg
@@ -61,6 +62,8 @@ def demo(
   TWSMP metadata (TGOS)  {base}/metadata/zoning.xml
   DCAT-AP feed           {base}/catalog/dcat.jsonld
   open-data check        geocloud publish check zoning --server {base}
+  API description        {base}/openapi?f=html
+  load balancer check    {base}/health/ready
 
 [bold]Access control[/]: 道路施工 road_works is internal (city agencies), 公安稽查 inspection_sites is restricted
 to the Fire (inspectors) and Construction bureaus. Anonymous callers see neither; with this demo key of

@@ -1,21 +1,16 @@
 """Run ``geocloud serve`` with a constant changed in-process, for what-if runs of the benchmarks:
 what a switch geocloud does not have would cost or save. Nothing on disk changes.
 
-    python bench/patched.py exact_counts,no_rate_limit --port 8000
+    python bench/patched.py no_rate_limit,same_tile_work --port 8000
 
-exact_counts    numberMatched always counted (no planner estimate above 10,000 matches)
+(Exact counts are a setting: GEOCLOUD_EXACT_COUNT_LIMIT.)
+
 no_rate_limit   requests not counted for the rate limit at all
 same_tile_work  vector tiles with the work of tipg run with TIPG_TILE_BUFFER=0: every feature that
                 meets the tile, clipped at its edge (no buffer), none dropped, none simplified
 """
 
 import sys
-
-
-def exact_counts() -> None:
-    from geocloud.serve import provider
-
-    provider.EXACT_COUNT_LIMIT = float("inf")
 
 
 def no_rate_limit() -> None:
@@ -32,7 +27,7 @@ def same_tile_work() -> None:
     vectortiles.SIMPLIFY_FROM = float("inf")
 
 
-PATCHES = {f.__name__: f for f in (exact_counts, no_rate_limit, same_tile_work)}
+PATCHES = {f.__name__: f for f in (no_rate_limit, same_tile_work)}
 
 if __name__ == "__main__":
     for name in sys.argv[1].split(","):

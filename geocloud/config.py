@@ -81,6 +81,9 @@ class Settings(BaseSettings):
                                   "URLs work); writes go to GEOCLOUD_DATABASE_URL. Unset: reads use it too")
     replica_max_lag: float = Field(default=30.0, gt=0, description="Seconds a read replica may fall behind its "
                                    "primary before this node reads from the primary instead")
+    exact_count_limit: int = Field(default=10_000, ge=0, description="A filtered items page counts its matches "
+                                   "exactly while the planner expects at most this many; above, numberMatched is "
+                                   "the planner's estimate (numberMatchedIsEstimate: true)")
     tile_cache_dir: Path | None = Field(default=None, description="Tile cache folder, e.g. on storage shared by "
                                         "several nodes; defaults to <data dir>/tile-cache")
 

@@ -6,6 +6,8 @@ import httpx
 import psycopg
 import pytest
 
+from conftest import start_server, stop_server
+
 QGIS_CLASSES = {
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
@@ -288,3 +290,19 @@ def test_json_ld_page_without_features_is_json(served):
 def test_cursor_from_another_source_is_refused(served):
     r = served.get("/collections/buildings/items", params={"cursor": "%%%"})
     assert r.status_code == 400 and r.json()["description"].startswith("cursor:")
+
+
+def test_the_exact_count_limit_is_a_setting(served, tmp_path):
+    """Above GEOCLOUD_EXACT_COUNT_LIMIT expected matches, numberMatched is the planner's estimate and
+    says so; the default (10,000) counts the sample city's filtered pages exactly."""
+    query = {"filter": "floors >= 1", "limit": 1}
+    exact = served.get("/collections/buildings/items", params=query).json()
+    truth = sql_one(served, "SELECT count(*) FROM live.buildings WHERE floors >= 1")[0]
+    assert exact["numberMatched"] == truth and "numberMatchedIsEstimate" not in exact
+    proc, url = start_server(served.db_url, tmp_path, {"GEOCLOUD_DATA_DIR": str(served.data_dir),
+                                                        "GEOCLOUD_EXACT_COUNT_LIMIT": "1"})
+    try:
+        page = httpx.get(url + "/collections/buildings/items", params=query, timeout=30).json()
+    finally:
+        stop_server(proc)
+    assert page["numberMatchedIsEstimate"] is True and page["numberMatched"] > 1

@@ -4,7 +4,7 @@ GeoJSON is built by PostGIS (``ST_AsGeoJSON``, reprojected with ``ST_Transform``
 axis order the requested CRS defines), so Python only joins strings. Paging fetches one row more
 than asked, which tells exactly whether a next page exists. ``numberMatched`` is exact where it is
 cheap (no filter: the live version's count; a filter the planner expects to match at most
-EXACT_COUNT_LIMIT rows: a real count) and otherwise the planner's estimate, marked by
+GEOCLOUD_EXACT_COUNT_LIMIT rows, 10,000 by default: a real count) and otherwise the planner's estimate, marked by
 ``numberMatchedIsEstimate: true``.
 """
 
@@ -20,10 +20,10 @@ from pyproj import CRS
 
 from geocloud.catalog import get_catalog
 from geocloud.catalog.models import SQL_TYPES
+from geocloud.config import get_settings
 from geocloud.db.pool import get_pool
 from geocloud.serve.state import snapshot, tables
 
-EXACT_COUNT_LIMIT = 10_000
 JSON_TYPES = {"text": ("string", None), "integer": ("integer", None), "bigint": ("integer", None),
               "double": ("number", None), "boolean": ("boolean", None), "date": ("string", "date"),
               "timestamp": ("string", "date-time")}
@@ -149,7 +149,7 @@ class GeocloudProvider(BaseProvider):
         with ClientCursor(conn) as cur:  # client-side binding: EXPLAIN takes no server-side parameters
             plan = cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + rows_sql, params).fetchone()[0]
         estimate = int(plan[0]["Plan"]["Plan Rows"])
-        if estimate > EXACT_COUNT_LIMIT:
+        if estimate > get_settings().exact_count_limit:
             return estimate, True
         return conn.execute(sql.SQL("SELECT count(*) FROM ({}) s").format(rows_sql), params).fetchone()[0], False
 

@@ -12,9 +12,11 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from geocloud.db.pool import SESSION_SETTINGS as API_SESSION
+
 ROOT = Path(__file__).resolve().parents[1]
 # geocloud's own session settings (geocloud/db/pool.py), given to the peers for the "tuned" columns
-SESSION_SETTINGS = {"jit": "off", "max_parallel_workers_per_gather": "0", "statement_timeout": "60000"}
+SESSION_SETTINGS = {**API_SESSION, "statement_timeout": "60000"}
 TUNED_PGOPTIONS = " ".join(f"-c {k}={v}" for k, v in SESSION_SETTINGS.items())  # libpq's PGOPTIONS
 
 

@@ -35,6 +35,10 @@ from geocloud.db.connect import redacted, connect, connection_options, database_
 from geocloud.db.replica import Replica
 from geocloud.errors import DatabaseError, DatabaseUnavailable
 
+# Short, indexed API queries: JIT compilation and parallel workers cost more time than they save
+# (bench/ gives the peers the same settings, from here)
+SESSION_SETTINGS = {"jit": "off", "max_parallel_workers_per_gather": "0"}
+
 LOG = logging.getLogger("geocloud.db")
 PROBE = 0.25  # seconds between connection attempts while the database is down
 UNAVAILABLE = "the database is unavailable; try again shortly"
@@ -81,10 +85,9 @@ class Pool:
 
     def _open(self) -> ConnectionPool:
         s = get_settings()
-        # Short, indexed API queries: JIT compilation and parallel workers cost more time than they
-        # save, and a runaway statement is cancelled by the server.
-        options = (f"-c jit=off -c max_parallel_workers_per_gather=0 "
-                   f"-c statement_timeout={round(s.db_statement_timeout * 1000)}")
+        # a runaway statement is cancelled by the server
+        settings = {**SESSION_SETTINGS, "statement_timeout": str(round(s.db_statement_timeout * 1000))}
+        options = " ".join(f"-c {k}={v}" for k, v in settings.items())
         return ConnectionPool(self.url, min_size=1, max_size=8, name="geocloud", open=True, timeout=s.db_timeout,
                               reconnect_timeout=s.db_timeout,
                               kwargs={"autocommit": True, "options": options, **connection_options(s.db_timeout)})

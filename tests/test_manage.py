@@ -3,8 +3,6 @@
 registering and loading a layer over HTTP until it is served, and bad input refused with nothing
 changed."""
 
-import json
-import time
 import uuid
 
 import httpx

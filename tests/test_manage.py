@@ -182,7 +182,7 @@ def test_a_bad_entry_is_a_422_naming_the_key_path_and_the_fix(server):
     assert registry_state(url) == before
 
 
-def test_an_upload_too_large_or_lying_about_its_format_is_refused_and_nothing_changes(server):
+def test_an_upload_too_large_lying_about_its_format_or_racing_a_run_is_refused_and_nothing_changes(server):
     base, url, data, keys = server
     editor = keys["owner editor"]
     assert call(base, "PUT", "/manage/layers/bike_racks", editor, json={**BIKES, "id": "bike_racks"}).status_code == 201
@@ -204,5 +204,9 @@ def test_an_upload_too_large_or_lying_about_its_format_is_refused_and_nothing_ch
         assert r.status_code == 422 and says in r.json()["description"], (media, r.text)
     r = call(base, "POST", "/manage/layers/bike_racks/data", editor, content=csv_body(), media="text/plain")
     assert r.status_code == 415 and "?format=" in r.json()["description"]
-    assert registry_state(url) == before
+    with psycopg.connect(url, autocommit=True) as run:  # another run holds the layer: the ETL's own lock
+        run.execute("SELECT pg_advisory_lock(hashtextextended('geocloud.layer:bike_racks', 0))")
+        r = call(base, "POST", "/manage/layers/bike_racks/data?format=csv", editor, content=csv_body())
+        assert r.status_code == 409 and "is being updated by another run" in r.json()["description"], r.text
+    assert registry_state(url)[:2] == before[:2] and registry_state(url)[3] == before[3]
     assert not list((data / "uploads").iterdir())

@@ -3,18 +3,11 @@
 registering and loading a layer over HTTP until it is served, and bad input refused with nothing
 changed."""
 
-import uuid
-
 import httpx
 import psycopg
 import pytest
-from conftest import _admin, _drop, _url_for, start_server, stop_server
-from psycopg import sql
+from conftest import agency_server
 from test_registry import BIKES, STATIONS, ids, on_every_worker
-
-from geocloud.access import agencies
-from geocloud.access import keys as api_keys
-from geocloud.catalog import core_catalog
 
 LIMIT = 60_000  # GEOCLOUD_UPLOAD_MAX_BYTES of the server under test
 SECRET = {**BIKES, "id": "trans_secret", "title": {"zh-TW": "交通局內部圖層", "en": "Transportation internal"},
@@ -26,19 +19,10 @@ WHO = {"admin": ("TCG-INFO", "admin"), "owner editor": ("TCG-TRANS", "editor"),
 @pytest.fixture(scope="module")
 def server(template_db, tmp_path_factory):
     """A fresh database with the agencies and a key per role, served with a small upload limit."""
-    name = f"geocloud_mng_{uuid.uuid4().hex[:8]}"
-    with _admin() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
-    url, data = _url_for(name), tmp_path_factory.mktemp("manage-data")
-    with psycopg.connect(url, autocommit=True) as conn:
-        agencies.sync(conn, core_catalog(), "tester")
-        keys = {who: {"X-API-Key": api_keys.create(conn, agency, f"{role}-{agency}", role, None, None)}
-                for who, (agency, role) in WHO.items()}
-    keys["anonymous"] = {}
-    proc, base = start_server(url, data, {"GEOCLOUD_UPLOAD_MAX_BYTES": str(LIMIT)})
-    yield base, url, data, keys
-    stop_server(proc)
-    _drop(name)
+    data = tmp_path_factory.mktemp("manage-data")
+    keys = {who: (agency, f"{role}-{agency}", role) for who, (agency, role) in WHO.items()}
+    with agency_server(template_db, data, keys, {"GEOCLOUD_UPLOAD_MAX_BYTES": str(LIMIT)}) as (base, url, made):
+        yield base, url, data, {"anonymous": {}, **{who: {"X-API-Key": key} for who, key in made.items()}}
 
 
 def call(base: str, method: str, path: str, headers: dict, media: str | None = None, **kwargs) -> httpx.Response:

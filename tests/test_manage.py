@@ -3,6 +3,8 @@
 registering and loading a layer over HTTP until it is served, and bad input refused with nothing
 changed."""
 
+import time
+
 import httpx
 import psycopg
 import pytest
@@ -133,8 +135,15 @@ def test_an_editor_registers_loads_and_publishes_a_layer_over_http(server):
     r = call(base, "POST", "/manage/layers/bike_docks/data?format=csv", editor, content=csv_body(STATIONS[:2]))
     assert r.status_code == 409 and r.json()["code"] == "GuardRefused", r.text
     more = [*STATIONS, ("S004", "忠明站", 215000.0, 2672000.0, 20)]
-    r = call(base, "POST", "/manage/layers/bike_docks/data?format=csv", editor, content=csv_body(more))
-    assert r.status_code == 200 and r.json()["versions"] == {"bike_docks": 2}, r.text
+    r = call(base, "POST", "/manage/layers/bike_docks/data?format=csv&wait=0", editor, content=csv_body(more))
+    assert r.status_code == 202 and r.headers["location"] == r.json()["href"], r.text  # not waited for: a run URL
+    run = r.json()["href"].removeprefix(base)
+    assert call(base, "GET", run, {}).status_code == 401
+    assert call(base, "GET", run, keys["other editor"]).status_code == 403
+    deadline = time.monotonic() + 60
+    while (state := call(base, "GET", run, editor).json())["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert state["state"] == "published" and state["counts"]["loaded"] == {"bike_docks": 4}, state
     back = call(base, "POST", "/manage/layers/bike_docks/rollback", editor)
     assert back.status_code == 200 and (back.json()["from_version"], back.json()["to_version"]) == (2, 1), back.text
     row = next(x for x in call(base, "GET", "/manage/layers", editor).json()["layers"] if x["id"] == "bike_docks")

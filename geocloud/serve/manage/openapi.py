@@ -69,13 +69,27 @@ OPENAPI_PATHS = {
         query_parameter("dry_run", "true: read, validate, stage and diff only; change nothing", {"type": "boolean"}),
         query_parameter("format", "the source's format, when the Content-Type does not say it",
                         {"type": "string", "enum": list(FORMATS)}),
-        more={"413": {"$ref": _REF("PayloadTooLarge")},
+        query_parameter("wait", "seconds to wait for the run: one done by then is answered with its report, a "
+                                "longer one with 202 and its URL", {"type": "integer", "minimum": 0, "maximum": 600}),
+        more={"202": _json("the run goes on: follow href (also Location) to GET /manage/runs/{run}", {
+                  "type": "object", "required": ["run", "state", "href"], "properties": {
+                      "run": {"type": "integer"}, "state": {"type": "string"}, "href": {"type": "string"}}}),
+              "413": {"$ref": _REF("PayloadTooLarge")},
               "415": _json("the Content-Type names no source format and ?format= is not given",
                            {"$ref": "#/components/schemas/exception"}),
               "422": _problem("the file cannot be loaded (not the format it claims, rows rejected...); nothing changed")},
         body={"required": True, "description": "the source file (zipped Shapefile, GeoPackage, GeoJSON, CSV with "
                                                "X/Y, KML, GeoTIFF), streamed; GEOCLOUD_UPLOAD_MAX_BYTES at most",
               "content": {m: {"schema": {"type": "string", "format": "binary"}} for m in SOURCE_MEDIA}})},
+    "/manage/runs/{runId}": {"get": {
+        "summary": "a load's run: its state (running, published, unchanged, planned, failed, refused) and, once "
+                   "finished, counts, diff, quality and error", "tags": [TAG],
+        "parameters": [path_parameter("runId", "the run's id (as POST .../data answered)",
+                                      {"type": "integer", "minimum": 1, "maximum": 2 ** 31 - 1})],
+        "responses": {"200": _json("the run", {"type": "object", "required": ["run", "state", "layers"], "properties": {
+            "run": {"type": "integer"}, "state": {"type": "string"}, "layers": {"type": "array",
+                                                                               "items": {"type": "string"}}}}),
+                      "403": {"$ref": _REF("Forbidden")}, "404": {"$ref": _REF("NotFound")}}}},
     "/manage/layers/{layerId}/publish": {"post": _op(
         "make a draft live (a public layer an editor publishes awaits the GIS office's review)", STATE, LAYER_ID)},
     "/manage/layers/{layerId}/rollback": {"post": _op(

@@ -6,9 +6,6 @@ what, and for entry changes the entry before and after.
 Every request re-reads the registry (``registry.forget``): a layer registered through one worker
 is managed through any other at once, not after the few seconds the read surfaces may lag."""
 
-import contextlib
-import json
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -17,47 +14,15 @@ from starlette.routing import Route
 from geocloud import db
 from geocloud.access import audit
 from geocloud.access.policy import MANAGE_ACTIONS, can_manage, can_read
-from geocloud.catalog import core_catalog, get_catalog, registry
-from geocloud.config import acting
-from geocloud.errors import Conflict, DatabaseError, GeocloudError, NotFound
-from geocloud.etl.run import rollback_layer, run_pipeline
+from geocloud.catalog import core_catalog, registry
+from geocloud.errors import Conflict, NotFound
+from geocloud.etl.run import rollback_layer
 from geocloud.serve.guard import current, unauthorized
 from geocloud.serve.http import HTTPError
-from geocloud.serve.manage import openapi  # noqa: F401 (its OPENAPI_PATHS describe these routes)
-from geocloud.serve.manage.permission import is_admin, manager, may_manage_some, problem
-from geocloud.serve.manage.upload import read_entry, receive, source_format
-
-NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _catalog():
-    registry.forget()
-    return get_catalog()
-
-
-def _operator(principal) -> str:
-    return f"{principal.name or principal.id}@{principal.agency}"
-
-
-async def _acting(principal, work, *args, **kwargs):
-    """``work(*args)`` on a worker thread, recorded as done by ``principal``; errors as problem details."""
-    def run():
-        token = acting.set(_operator(principal))
-        try:
-            return work(*args, **kwargs)
-        finally:
-            acting.reset(token)
-    try:
-        return await run_in_threadpool(run)
-    except DatabaseError:
-        raise
-    except GeocloudError as exc:
-        return problem(exc)
-
-
-def _audit(principal, action: str, layer_id: str, detail: dict) -> None:
-    with db.connect(autocommit=True) as conn:
-        audit.record(conn, action, _operator(principal), principal.agency, layer_id, "manage", detail)
+from geocloud.serve.manage import loads, openapi  # noqa: F401 (openapi: its OPENAPI_PATHS describe these routes)
+from geocloud.serve.manage.acting import NO_STORE, audited, fresh_catalog, in_thread, operator_of
+from geocloud.serve.manage.permission import is_admin, manager, may_manage_some
+from geocloud.serve.manage.upload import read_entry
 
 
 def _entry_row(conn, layer_id: str) -> dict | None:
@@ -69,7 +34,7 @@ def _entry_row(conn, layer_id: str) -> dict | None:
 # -- GET /manage/layers ---------------------------------------------------------------------------------
 
 def _listing(principal) -> list[dict]:
-    catalog = _catalog()
+    catalog = fresh_catalog()
     ids = [i for i in sorted({*catalog.layers, *catalog.registered})
            if any(can_manage(principal, a, i, catalog) for a in MANAGE_ACTIONS)]
     with db.connect() as conn:
@@ -121,10 +86,10 @@ def _register(layer_id: str, entry, owner: str, principal) -> JSONResponse:
     with db.transaction() as conn:
         before = _entry_row(conn, layer_id)
         state = _state_after(entry, is_admin(principal, catalog), before)
-        registry.register(conn, entry, before["owner"] if before else owner, _operator(principal), catalog,
+        registry.register(conn, entry, before["owner"] if before else owner, operator_of(principal), catalog,
                           where=where, state=state)
         after = _entry_row(conn, layer_id)
-        audit.record(conn, "layer-registered" if before is None else "layer-changed", _operator(principal),
+        audit.record(conn, "layer-registered" if before is None else "layer-changed", operator_of(principal),
                      principal.agency, layer_id, "manage", {"before": before, "after": after})
     return JSONResponse({"id": layer_id, **after}, status_code=200 if before else 201, headers=NO_STORE)
 
@@ -132,46 +97,13 @@ def _register(layer_id: str, entry, owner: str, principal) -> JSONResponse:
 async def put_layer(request: Request):
     layer_id = request.path_params["layer_id"]
     principal = current.get()
-    catalog = _catalog()
+    catalog = fresh_catalog()
     owner = request.query_params.get("owner") or principal.agency
     core = catalog.layers.get(layer_id) if catalog.origin(layer_id) == "core" else None
     if not (core and may_manage_some(principal) and can_read(principal, core)):  # a core id: the registry's 409
         manager("edit", layer_id, catalog, owner if layer_id not in catalog.registered else None)
     entry = await read_entry(request)
-    return await _acting(principal, _register, layer_id, entry, owner, principal)
-
-
-# -- POST /manage/layers/{id}/data: a source file through the ETL -------------------------------------------
-
-def _boolean(request: Request, name: str) -> bool:
-    value = request.query_params.get(name, "false").lower()
-    if value not in ("true", "false"):
-        raise HTTPError(400, "InvalidParameterValue", f"{name}: {value!r} is not true or false")
-    return value == "true"
-
-
-def _load(layer_id: str, path, dry_run: bool, principal) -> JSONResponse:
-    try:
-        report = run_pipeline(layer_id, path, dry_run=dry_run)
-    except GeocloudError as exc:
-        _audit(principal, "layer-load-failed", layer_id, {"dry_run": dry_run, "error": str(exc)})
-        raise
-    body = report.as_dict()
-    _audit(principal, "layer-planned" if dry_run else "layer-loaded", layer_id,
-           {"run": report.run_id, "status": report.status, "counts": report.counts, "versions": report.versions})
-    return JSONResponse(json.loads(json.dumps(body, default=str)), headers=NO_STORE)
-
-
-async def post_data(request: Request):
-    layer_id = request.path_params["layer_id"]
-    principal = manager("load", layer_id, _catalog())
-    dry_run = _boolean(request, "dry_run")
-    path = await receive(request, source_format(request))
-    try:
-        return await _acting(principal, _load, layer_id, path, dry_run, principal)
-    finally:
-        with contextlib.suppress(OSError):
-            path.unlink()
+    return await in_thread(principal, _register, layer_id, entry, owner, principal)
 
 
 # -- publish, rollback, retire ---------------------------------------------------------------------------
@@ -188,17 +120,17 @@ def _publish(layer_id: str, principal) -> JSONResponse:
         if before["state"] in ("live", state):  # published already (or awaiting review)
             state = before["state"]
         else:
-            registry.register(conn, before["entry"], before["owner"], _operator(principal), catalog,
+            registry.register(conn, before["entry"], before["owner"], operator_of(principal), catalog,
                               where=f"POST /manage/layers/{layer_id}/publish", state=state)
-            audit.record(conn, "layer-published", _operator(principal), principal.agency, layer_id, "manage",
+            audit.record(conn, "layer-published", operator_of(principal), principal.agency, layer_id, "manage",
                          {"before": {"state": before["state"]}, "after": {"state": state}})
     return JSONResponse({"id": layer_id, "state": state}, headers=NO_STORE)
 
 
 async def publish(request: Request):
     layer_id = request.path_params["layer_id"]
-    principal = manager("publish", layer_id, _catalog())
-    return await _acting(principal, _publish, layer_id, principal)
+    principal = manager("publish", layer_id, fresh_catalog())
+    return await in_thread(principal, _publish, layer_id, principal)
 
 
 def _rollback(layer_id: str, to: int | None, principal) -> JSONResponse:
@@ -206,40 +138,40 @@ def _rollback(layer_id: str, to: int | None, principal) -> JSONResponse:
         result = rollback_layer(layer_id, to)
     except NotFound as exc:  # nothing to roll back to: the layer itself exists
         raise Conflict(exc.what, where=exc.where, fix=exc.fix) from None
-    _audit(principal, "layer-rolled-back", layer_id, {"before": {"version": result["from_version"]},
+    audited(principal, "layer-rolled-back", layer_id, {"before": {"version": result["from_version"]},
                                                       "after": {"version": result["to_version"]}})
     return JSONResponse(result, headers=NO_STORE)
 
 
 async def rollback(request: Request):
     layer_id = request.path_params["layer_id"]
-    principal = manager("publish", layer_id, _catalog())
+    principal = manager("publish", layer_id, fresh_catalog())
     to = request.query_params.get("to")
     if to is not None and not (to.isdigit() and 0 < int(to) < 2 ** 31):
         raise HTTPError(400, "InvalidParameterValue", f"to: {to!r} is not a version number (see GET /manage/layers)")
-    return await _acting(principal, _rollback, layer_id, int(to) if to else None, principal)
+    return await in_thread(principal, _rollback, layer_id, int(to) if to else None, principal)
 
 
 def _retire(layer_id: str, principal) -> JSONResponse:
     with db.transaction() as conn:
         before = _entry_row(conn, layer_id)
-        registry.retire(conn, layer_id, _operator(principal), core_catalog())
-        audit.record(conn, "layer-retired", _operator(principal), principal.agency, layer_id, "manage",
+        registry.retire(conn, layer_id, operator_of(principal), core_catalog())
+        audit.record(conn, "layer-retired", operator_of(principal), principal.agency, layer_id, "manage",
                      {"before": before and {"state": before["state"]}, "after": {"state": "retired"}})
     return JSONResponse({"id": layer_id, "state": "retired"}, headers=NO_STORE)
 
 
 async def retire(request: Request):
     layer_id = request.path_params["layer_id"]
-    principal = manager("retire", layer_id, _catalog())
-    return await _acting(principal, _retire, layer_id, principal)
+    principal = manager("retire", layer_id, fresh_catalog())
+    return await in_thread(principal, _retire, layer_id, principal)
 
 
 routes = [
     Route("/manage/layers", list_layers, methods=["GET"]),
     Route("/manage/layers/{layer_id}", put_layer, methods=["PUT"]),
     Route("/manage/layers/{layer_id}", retire, methods=["DELETE"]),
-    Route("/manage/layers/{layer_id}/data", post_data, methods=["POST"]),
+    *loads.routes,
     Route("/manage/layers/{layer_id}/publish", publish, methods=["POST"]),
     Route("/manage/layers/{layer_id}/rollback", rollback, methods=["POST"]),
 ]

@@ -104,6 +104,17 @@ def test_who_may_manage_what(server):
     assert audited[0][3]["before"] is None and audited[0][3]["after"]["entry"]["id"] == "trans_secret"
     assert audited[1][3] == {"before": {"state": "draft"}, "after": {"state": "live"}}
 
+    # a public layer an editor publishes awaits the GIS office (served to its own agency only); an admin's publish is live
+    public = {**BIKES, "id": "bike_public", "access": {"level": "public"}}
+    assert call(base, "PUT", "/manage/layers/bike_public", keys["owner editor"], json=public).status_code == 201
+    r = call(base, "POST", "/manage/layers/bike_public/publish", keys["owner editor"])
+    assert r.json()["state"] == "pending_review", r.text
+    assert call(base, "POST", "/manage/layers/bike_public/publish", keys["owner editor"]).json()["state"] == \
+        "pending_review"
+    assert call(base, "POST", "/manage/layers/bike_public/publish", keys["admin"]).json()["state"] == "live"
+    r = call(base, "PUT", "/manage/layers/bike_public", keys["owner editor"], json={**public, "id": "other_id"})
+    assert r.status_code == 422 and r.json()["keys"] == ["id"], r.text
+
 
 def test_an_editor_registers_loads_and_publishes_a_layer_over_http(server):
     base, url, data, keys = server

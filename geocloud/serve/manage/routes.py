@@ -15,7 +15,7 @@ from geocloud import db
 from geocloud.access import audit
 from geocloud.access.policy import MANAGE_ACTIONS, can_manage, can_read
 from geocloud.catalog import core_catalog, registry
-from geocloud.errors import Conflict, NotFound
+from geocloud.errors import ConfigError, Conflict, NotFound
 from geocloud.etl.run import rollback_layer
 from geocloud.serve.guard import current, unauthorized
 from geocloud.serve.http import HTTPError
@@ -80,8 +80,8 @@ def _register(layer_id: str, entry, owner: str, principal) -> JSONResponse:
     catalog = core_catalog()
     where = f"PUT /manage/layers/{layer_id}"
     if isinstance(entry, dict) and entry.get("id", layer_id) != layer_id:
-        raise Conflict(f"the entry's id {entry['id']!r} differs from the path's {layer_id!r}", where=f"{where}: key 'id'",
-                       fix="send the entry to the URL of its id")
+        raise ConfigError(f"the entry's id {entry['id']!r} differs from the path's {layer_id!r}",
+                          where=f"{where}: key 'id'", fix="send the entry to the URL of its id")
     entry = {**entry, "id": layer_id} if isinstance(entry, dict) else entry
     with db.transaction() as conn:
         before = _entry_row(conn, layer_id)

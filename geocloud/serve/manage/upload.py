@@ -9,6 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from geocloud.config import get_settings
@@ -27,6 +28,7 @@ MEDIA_TYPES = {media: fmt for fmt, (_, types) in FORMATS.items() for media in ty
 _MAGIC = {"shapefile": (b"PK\x03\x04",), "geopackage": (b"SQLite format 3\x00",),
           "geotiff": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")}
 _TEXT_START = {"geojson": b"{", "kml": b"<"}
+WRITE_BYTES = 1024 * 1024  # the most of an upload held in memory at once
 _BINARY = tuple(m for magics in _MAGIC.values() for m in magics)
 
 
@@ -59,14 +61,18 @@ async def receive(request: Request, fmt: str) -> Path:
     folder = get_settings().data_path / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix="upload-", suffix=FORMATS[fmt][0], dir=folder)
-    path, size = Path(name), 0
+    path, size, pending = Path(name), 0, bytearray()
     try:
         with os.fdopen(handle, "wb") as out:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
                     raise too_large(limit)
-                out.write(chunk)
+                pending += chunk
+                if len(pending) >= WRITE_BYTES:  # written on a thread: the event loop serves other requests
+                    await run_in_threadpool(out.write, bytes(pending))
+                    pending.clear()
+            out.write(pending)
         check_content(path, fmt)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -4,6 +4,7 @@ Every server worker and CLI process reads the same variables, so several process
 machines agree on the database, the data directory and the catalog without sharing memory.
 """
 
+import contextvars
 import getpass
 from functools import cached_property, lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -86,6 +87,8 @@ class Settings(BaseSettings):
                                    "the planner's estimate (numberMatchedIsEstimate: true)")
     tile_cache_dir: Path | None = Field(default=None, description="Tile cache folder, e.g. on storage shared by "
                                         "several nodes; defaults to <data dir>/tile-cache")
+    upload_max_bytes: int = Field(default=2 * 1024 ** 3, gt=0, description="The largest source file "
+                                  "POST /manage/layers/{id}/data takes, in bytes (counted as it streams in)")
 
     @cached_property
     def link_hosts(self) -> frozenset[str]:
@@ -128,6 +131,11 @@ def get_settings() -> Settings:
     return Settings()
 
 
+# who a server acts for while it changes something (the management API's caller), in this context
+acting: contextvars.ContextVar[str | None] = contextvars.ContextVar("geocloud_acting", default=None)
+
+
 def operator() -> str:
-    """Who runs this command: GEOCLOUD_OPERATOR, else the login name. Recorded with every change."""
-    return get_settings().operator or getpass.getuser()
+    """Who runs this command: the principal a server acts for, else GEOCLOUD_OPERATOR, else the login
+    name. Recorded with every change."""
+    return acting.get() or get_settings().operator or getpass.getuser()

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -235,6 +236,32 @@ def stop_server(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@contextmanager
+def agency_server(template_db: str, data_dir: Path, keys: dict[str, tuple[str, str, str]], env: dict | None = None,
+                  args=()):
+    """A fresh database from the template with agencies.yml synced and an API key for each name of
+    ``keys`` (agency, principal, role), served by ``geocloud serve ARGS``: yields (URL, database URL,
+    {name: key})."""
+    from geocloud.access import agencies
+    from geocloud.access import keys as api_keys
+    from geocloud.catalog import core_catalog
+
+    name = f"geocloud_agc_{uuid.uuid4().hex[:8]}"
+    with _admin() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
+    url = _url_for(name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        agencies.sync(conn, core_catalog(), "tester")
+        made = {who: api_keys.create(conn, agency, principal, role, None, None)
+                for who, (agency, principal, role) in keys.items()}
+    proc, base = start_server(url, data_dir, env, args)
+    try:
+        yield base, url, made
+    finally:
+        stop_server(proc)
+        _drop(name)
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,15 @@ served by every worker without a restart, retired off every surface, managed by 
 import json
 import math
 import time
-import uuid
 
 import httpx
 import psycopg
 import pytest
 import yaml
-from conftest import _admin, _drop, _url_for, geocloud_cli, start_server, stop_server
-from psycopg import sql
+from conftest import agency_server, geocloud_cli
 from pyproj import Transformer
 
 from geocloud import db
-from geocloud.access import agencies
-from geocloud.access import keys as api_keys
 from geocloud.access.policy import MANAGE_ACTIONS, can_manage, can_read
 from geocloud.access.principal import ANONYMOUS, Principal
 from geocloud.catalog import core_catalog, get_catalog, load_catalog, registry
@@ -69,20 +65,11 @@ def tile_of(x: float, y: float, z: int = 14) -> str:
 
 @pytest.fixture(scope="module")
 def server(template_db, tmp_path_factory):
-    """A fresh database with the agencies and three keys, served by `geocloud serve --workers 2`."""
-    name = f"geocloud_reg_{uuid.uuid4().hex[:8]}"
-    with _admin() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
-    url, data = _url_for(name), tmp_path_factory.mktemp("registry-data")
-    with psycopg.connect(url, autocommit=True) as conn:
-        agencies.sync(conn, core_catalog(), "tester")
-        keys = {"fire": api_keys.create(conn, "TCG-FIRE", "inspector-1", "inspector", None, None),
-                "external": api_keys.create(conn, "MOI-LAND", "nlsc-1", "analyst", None, None)}
-    proc, base = start_server(url, data, args=("--workers", "2"))
-    env = {"GEOCLOUD_DATABASE_URL": url, "GEOCLOUD_DATA_DIR": str(data), "GEOCLOUD_OPERATOR": "tester"}
-    yield base, env, keys
-    stop_server(proc)
-    _drop(name)
+    """A fresh database with the agencies and two keys, served by `geocloud serve --workers 2`."""
+    data = tmp_path_factory.mktemp("registry-data")
+    keys = {"fire": ("TCG-FIRE", "inspector-1", "inspector"), "external": ("MOI-LAND", "nlsc-1", "analyst")}
+    with agency_server(template_db, data, keys, args=("--workers", "2")) as (base, url, made):
+        yield base, {"GEOCLOUD_DATABASE_URL": url, "GEOCLOUD_DATA_DIR": str(data), "GEOCLOUD_OPERATOR": "tester"}, made
 
 
 def on_every_worker(base: str, path: str, headers: dict, check, within: float = 10.0) -> float:

@@ -24,6 +24,7 @@ from geocloud.serve import (
     headers,
     health,
     landing,
+    manage,
     maptiles,
     metrics,
     openapi_paths,  # noqa: F401 (imported for its OPENAPI_PATHS: see described_paths)
@@ -77,7 +78,7 @@ def create_app() -> Starlette:
     app = Starlette(
         routes=[*landing.routes, *tiles.routes, *features.routes, *downloads.routes, *geocoding.routes, *wmts.routes,
                 *viewer.routes, *auth.routes, *catalog.routes, *health.routes, *metrics.routes,
-                *coverages.routes, *maptiles.routes,
+                *coverages.routes, *maptiles.routes, *manage.routes,
                 Mount("/static", app=StaticFiles(directory=PYGEOAPI_STATIC), name="static"),
                 rasters.mount()],
         middleware=[*headers.middleware(), Middleware(AuthMiddleware)],

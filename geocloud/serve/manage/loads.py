@@ -1,0 +1,111 @@
+"""Loading a layer's data over HTTP: ``POST /manage/layers/{id}/data`` runs the uploaded file through
+the same ETL as ``geocloud etl run`` (serialized per layer by the ETL's own lock) on a thread of its
+own, and waits up to ``?wait=`` seconds for it: a load done by then is answered with its report
+(200), a longer one with 202 and the URL of ``GET /manage/runs/{run}``, which says how it stands
+and, once finished, what it did. The uploaded file is removed when the run ends."""
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.routing import Route
+
+from geocloud import db
+from geocloud.errors import GeocloudError
+from geocloud.etl import runs
+from geocloud.etl.run import run_pipeline
+from geocloud.serve.guard import current, unauthorized
+from geocloud.serve.http import HTTPError, base_url
+from geocloud.serve.manage.acting import as_principal, audited, fresh_catalog, json_answer
+from geocloud.serve.manage.permission import manager
+from geocloud.serve.manage.upload import receive, source_format
+
+WAIT = 20  # seconds a load is waited for by default before the answer is 202 and a run URL
+MAX_WAIT = 600
+_loads = ThreadPoolExecutor(4, thread_name_prefix="geocloud-manage-load")  # runs outlive their request
+
+
+def _boolean(request: Request, name: str) -> bool:
+    value = request.query_params.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise HTTPError(400, "InvalidParameterValue", f"{name}: {value!r} is not true or false")
+    return value == "true"
+
+
+def _wait(request: Request) -> int:
+    value = request.query_params.get("wait", str(WAIT))
+    if not value.isdigit() or int(value) > MAX_WAIT:
+        raise HTTPError(400, "InvalidParameterValue", f"wait: {value!r} is not a number of seconds from 0 to {MAX_WAIT}")
+    return int(value)
+
+
+def _load(layer_id: str, path: Path, dry_run: bool, principal):
+    try:
+        report = run_pipeline(layer_id, path, dry_run=dry_run)
+    except GeocloudError as exc:
+        audited(principal, "layer-load-failed", layer_id, {"dry_run": dry_run, "error": str(exc)})
+        raise
+    audited(principal, "layer-planned" if dry_run else "layer-loaded", layer_id,
+            {"run": report.run_id, "status": report.status, "counts": report.counts, "versions": report.versions})
+    return json_answer(report.as_dict())
+
+
+def _load_then_remove(layer_id: str, path: Path, dry_run: bool, principal):
+    try:
+        return as_principal(principal, _load, layer_id, path, dry_run, principal)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _run_of(path: Path) -> int | None:
+    """The run loading ``path`` (each upload has a file of its own), once it is recorded."""
+    with db.connect() as conn:
+        row = conn.execute("SELECT id FROM geocloud.etl_runs WHERE source_path = %s ORDER BY id DESC LIMIT 1",
+                           (str(path.resolve()),)).fetchone()
+    return row and row[0]
+
+
+async def post_data(request: Request):
+    layer_id = request.path_params["layer_id"]
+    principal = manager("load", layer_id, fresh_catalog())
+    dry_run, wait = _boolean(request, "dry_run"), _wait(request)
+    path = await receive(request, source_format(request))
+    loading = asyncio.wrap_future(_loads.submit(_load_then_remove, layer_id, path, dry_run, principal))
+    deadline = time.monotonic() + wait
+    while True:
+        await asyncio.wait({loading}, timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+        if loading.done():
+            return loading.result()
+        if time.monotonic() >= deadline and (run := await run_in_threadpool(_run_of, path)) is not None:
+            href = f"{base_url(request)}/manage/runs/{run}"
+            return json_answer({"run": run, "state": "running", "href": href}, 202, {"Location": href})
+
+
+def _run(run_id: int) -> dict | None:
+    with db.connect() as conn:
+        try:
+            return runs.get(conn, run_id)
+        except GeocloudError:
+            return None
+
+
+async def get_run(request: Request):
+    if current.get().anonymous:
+        raise unauthorized("managing layers needs a credential (an API key, token or JWT of an agency)")
+    run_id = request.path_params["run_id"]
+    row = await run_in_threadpool(_run, run_id) if run_id < 2 ** 31 else None
+    if row is None:
+        raise HTTPError(404, "NotFound", f"no run {run_id}")
+    catalog = fresh_catalog()
+    for layer_id in row["layers"]:  # who may load each of its layers may see the run
+        manager("load", layer_id, catalog)
+    return json_answer({"run": row["id"], "state": row["status"], **{k: row[k] for k in (
+        "pipeline", "layers", "dry_run", "operator", "started_at", "finished_at", "counts", "diff", "quality",
+        "guard", "error")}})
+
+
+routes = [Route("/manage/layers/{layer_id}/data", post_data, methods=["POST"]),
+          Route("/manage/runs/{run_id:int}", get_run, methods=["GET"])]

@@ -28,6 +28,8 @@ def manager(action: str, layer_id: str, catalog: Catalog, owner: str | None = No
     principal = current.get()
     if principal.anonymous:
         raise unauthorized("managing layers needs a credential (an API key, token or JWT of an agency)")
+    if not may_manage_some(principal):  # one answer whatever the id: a reader learns no hidden layer's id
+        raise HTTPError(403, "Forbidden", _why(principal, action, layer_id, catalog, owner))
     served = catalog.layers.get(layer_id)
     layer = served or (catalog.registered[layer_id].layer if layer_id in catalog.registered else None)
     allowed = (layer is not None or action == "edit") and can_manage(principal, action, layer_id, catalog, owner)

@@ -28,14 +28,15 @@ def manager(action: str, layer_id: str, catalog: Catalog, owner: str | None = No
     principal = current.get()
     if principal.anonymous:
         raise unauthorized("managing layers needs a credential (an API key, token or JWT of an agency)")
-    if not may_manage_some(principal):  # one answer whatever the id: a reader learns no hidden layer's id
-        raise HTTPError(403, "Forbidden", _why(principal, action, layer_id, catalog, owner))
     served = catalog.layers.get(layer_id)
     layer = served or (catalog.registered[layer_id].layer if layer_id in catalog.registered else None)
     allowed = (layer is not None or action == "edit") and can_manage(principal, action, layer_id, catalog, owner)
     if allowed:  # the GIS office's admins manage layers restricted to other agencies too
         return principal
-    if (layer is None and action != "edit") or (layer is not None and not can_read(principal, layer)):
+    # a layer the caller cannot read is not there, as on every surface; nor is a new id for a caller
+    # who may register none (else a reader's PUT would tell a hidden layer's id, 404, from a free one)
+    if (layer is None and (action != "edit" or not may_manage_some(principal))) or \
+            (layer is not None and not can_read(principal, layer)):
         raise HTTPError(404, "NotFound", f"layer {layer_id!r} not found")
     raise HTTPError(403, "Forbidden", _why(principal, action, layer_id, catalog, owner))
 

@@ -11,8 +11,8 @@ from geocloud.access import audit as audit_log
 from geocloud.access import keys as api_keys
 from geocloud.catalog import get_catalog
 from geocloud.cli.output import console, print_json
-from geocloud.errors import ConfigError
 from geocloud.config import operator
+from geocloud.errors import ConfigError
 
 agencies = typer.Typer(help="Agencies whose principals hold API keys.", no_args_is_help=True)
 keys = typer.Typer(help="API keys: create, list, revoke, rotate.", no_args_is_help=True)

@@ -1,5 +1,5 @@
 """The OpenAPI path items of the /manage routes (merged into the document by serve/app.py's
-``described_paths``). Refusals use the shared responses of serve/pygeoapi_config.py; a failed
+``described_paths``). Refusals use the shared responses of ogcapi/pygeoapi_config.py; a failed
 action (409, 422) is answered with problem details, described here."""
 
 from geocloud.serve.manage.upload import FORMATS, MEDIA_TYPES

@@ -19,8 +19,8 @@ from starlette.routing import Route
 from geocloud.catalog import get_catalog
 from geocloud.publish import metadata
 from geocloud.serve import guard
-from geocloud.serve.features import call, to_response
 from geocloud.serve.http import base_url
+from geocloud.serve.ogcapi.features import call, to_response
 from geocloud.serve.state import snapshot
 
 OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"

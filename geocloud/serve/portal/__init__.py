@@ -1,0 +1,1 @@
+"""What a browser gets: the pages of the portal and the map viewer."""

@@ -82,6 +82,12 @@ def _same_origin(scope, origin: bytes | None) -> bool:
     return origin.decode("latin-1").rstrip("/") == f"{own.scheme}://{own.netloc}"
 
 
+def same_origin(request: Request) -> bool:
+    """Did a form come from the portal's own origin (or does the browser not say)?"""
+    origin = request.headers.get("origin")
+    return _same_origin(request.scope, origin.encode("latin-1") if origin is not None else None)
+
+
 def of(request: Request) -> sessions.Session | None:
     """The request's live session, whether or not it authenticates this request."""
     return request.scope.get(FOUND)
@@ -98,8 +104,7 @@ def form_principal(request: Request, form) -> Principal:
     found = of(request)
     if found is None:
         raise HTTPError(401, "Unauthorized", "sign in first (/signin)")
-    if not sessions.csrf_matches(found, form.get("csrf")) or \
-            not _same_origin(request.scope, request.headers.get("origin", "").encode() or None):
+    if not sessions.csrf_matches(found, str(form.get("csrf") or "")) or not same_origin(request):
         raise HTTPError(403, "Forbidden", "the form's CSRF token is missing or wrong, or it came from another "
                                           "site; reload the page and submit it again")
     return found.principal

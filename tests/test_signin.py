@@ -31,7 +31,7 @@ def portal(template_db, tmp_path_factory):
     data = tmp_path_factory.mktemp("signin-data")
     keys = load_city(db_url, data, tmp_path_factory.mktemp("signin-city"), ["inspection-sites"])
     sso_port = free_port()
-    proc, url = start_server(db_url, data, settings(sso_port))
+    proc, url = start_server(db_url, data, {**settings(sso_port), "GEOCLOUD_TRUSTED_PROXIES": "127.0.0.1"})
     provider = OpenIDProvider(sso_port, url + "/signin/callback", ACCOUNTS, data / "sso.log")
     try:
         yield type("Portal", (), {"url": url, "db": db_url, "keys": keys})
@@ -101,6 +101,12 @@ def test_an_api_key_signs_in_as_the_fallback(portal):
         assert wrong.status_code == 400 and 'id="signin-error"' in wrong.text and COOKIE not in client.cookies
         done = client.post("/signin", data={"csrf": token, "api_key": portal.keys["fire"]})
         assert done.status_code == 303 and done.headers["location"].endswith("/account")
+        assert "Secure" not in done.headers["set-cookie"]
+        behind_https = httpx.post(portal.url + "/signin", data={"csrf": token, "api_key": portal.keys["fire"]},
+                                  cookies={"geocloud_signin": token},
+                                  headers={"X-Forwarded-Proto": "https"})  # as the trusted proxy says
+        secure = behind_https.headers["set-cookie"]
+        assert all(f in secure for f in ("; Secure", "HttpOnly", "SameSite=Lax", "Path=/")), secure
         account = client.get("/account")
         assert "TCG-FIRE" in account.text and "gck_" in account.text and 'id="create-key"' not in account.text
         assert client.get(ITEMS).status_code == 200

@@ -12,6 +12,9 @@ every JSON route, /manage included), forms send it in the ``csrf`` field, which 
 checks with ``form_principal`` (a form body is the route's to read). Without that proof the cookie
 counts for nothing: a JSON route sees an anonymous caller (401) and a form answers 403. Such
 requests must also come from the portal's own origin when the browser says where from (Origin).
+
+A page with a form: write ``csrf_token(request)`` into a hidden ``csrf`` field; its POST handler
+starts with ``principal = form_principal(request, await request.form())``.
 """
 
 from urllib.parse import urlsplit
@@ -91,6 +94,13 @@ def same_origin(request: Request) -> bool:
 def of(request: Request) -> sessions.Session | None:
     """The request's live session, whether or not it authenticates this request."""
     return request.scope.get(FOUND)
+
+
+def csrf_token(request: Request) -> str | None:
+    """The token a page writes into its forms (``<input type="hidden" name="csrf">``) and its
+    scripts send as ``X-CSRF-Token``; None when the browser has no session."""
+    found = of(request)
+    return found.csrf if found else None
 
 
 def refused(request: Request) -> bool:

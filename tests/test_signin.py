@@ -68,6 +68,11 @@ def test_a_session_cookie_is_a_principal_and_a_bad_one_is_anonymous_and_cleared(
         conn.execute("UPDATE geocloud.sessions SET seen_at = now() - interval '1 day' WHERE name = '稽查員林小華'")
     expired = httpx.get(portal.url + ITEMS, cookies={COOKIE: secret})
     assert expired.status_code == 401 and "Max-Age=0" in expired.headers["set-cookie"]
+    secret, _ = session_for(portal.db)
+    with psycopg.connect(portal.db, autocommit=True) as conn:  # past GEOCLOUD_SESSION_MAX, however busy
+        conn.execute("UPDATE geocloud.sessions SET expires_at = now() - interval '1 second' WHERE seen_at > now() - "
+                     "interval '1 minute'")
+    assert httpx.get(portal.url + ITEMS, cookies={COOKIE: secret}).status_code == 401
 
 
 def test_a_cookie_alone_does_not_authenticate_a_state_changing_json_request(portal):

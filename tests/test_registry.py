@@ -222,6 +222,14 @@ def test_an_entry_maps_its_source_with_key_paths_in_every_error():
         assert f"'{key}'" in str(caught.value) and says in str(caught.value), str(caught.value)
 
 
+def test_a_core_layer_file_maps_no_source(project):
+    """A core layer's source is its etl/*.yml pipeline's: a ``source`` in its file would be ignored."""
+    write_entry(project / "layers", {**BIKES, "source": {"fields": {"name": "名稱"}}})
+    with pytest.raises(ConfigError) as caught:
+        load_catalog(project / "layers", project / "agencies.yml")
+    assert "bike_stations.yml: key 'source'" in str(caught.value) and "etl/*.yml" in str(caught.value)
+
+
 # --- who may manage what ------------------------------------------------------------------------------
 
 def _catalog():

@@ -30,7 +30,7 @@ def _filters(request: Request) -> dict:
     layer, actor, since, limit = q.get("layer"), q.get("actor"), q.get("since"), q.get("limit", str(LIMIT))
     if layer is not None and not LAYER_ID.match(layer):
         raise _bad("layer", layer, "a layer id (lower-case letters, digits and _)")
-    if actor is not None and not 0 < len(actor) <= 200:
+    if actor is not None and not (0 < len(actor) <= 200 and actor.isprintable()):
         raise _bad("actor", actor, "a principal as the audit records it (name@agency) or an agency code")
     if not (limit.isdigit() and 0 < int(limit) <= audit.MAX_READ):
         raise _bad("limit", limit, f"a number of records from 1 to {audit.MAX_READ}")

@@ -222,6 +222,25 @@ def test_an_entry_maps_its_source_with_key_paths_in_every_error():
         assert f"'{key}'" in str(caught.value) and says in str(caught.value), str(caught.value)
 
 
+def test_an_operator_reviews_a_layer_on_the_command_line(database):
+    public = {**BIKES, "access": {"level": "public"}}
+    with db.transaction() as conn:
+        registry.register(conn, public, "TCG-TRANS", "editor-1", core_catalog(), where="t", state="pending_review")
+    out = geocloud_cli("layers", "review", "bike_stations", "--decision", "reject")
+    assert out.returncode == ConfigError.exit_code and "a rejection needs a comment" in out.stderr, out.stderr
+    out = geocloud_cli("layers", "review", "bike_stations", "--decision", "reject", "--comment", "請補聯絡電話")
+    assert out.returncode == 0 and "rejected" in out.stdout, out.stderr
+    registry.forget()
+    catalog = get_catalog()
+    assert catalog.registered["bike_stations"].state == "rejected" and not can_read(ANONYMOUS, catalog.layers["bike_stations"])
+    assert catalog.registered["bike_stations"].review["comment"] == "請補聯絡電話"
+    assert geocloud_cli("layers", "review", "bike_stations", "--decision", "approve").returncode == 0
+    registry.forget()
+    assert can_read(ANONYMOUS, get_catalog().layers["bike_stations"])
+    again = geocloud_cli("layers", "review", "bike_stations", "--decision", "approve")
+    assert again.returncode == Conflict.exit_code and "is not in review (it is live)" in again.stderr
+
+
 def test_a_core_layer_file_maps_no_source(project):
     """A core layer's source is its etl/*.yml pipeline's: a ``source`` in its file would be ignored."""
     write_entry(project / "layers", {**BIKES, "source": {"fields": {"name": "名稱"}}})

@@ -167,7 +167,9 @@ def review(conn: psycopg.Connection, layer_id: str, decision: str, comment: str,
     its entry asks; ``reject`` keeps it served to its own agency only. Returns the state before and
     the layer as it stands."""
     if decision not in DECISIONS:
-        raise ValueError(f"a review decides one of {', '.join(DECISIONS)}, not {decision!r}")
+        raise ConfigError(f"a review decides one of {', '.join(DECISIONS)}, not {decision!r}", where="decision")
+    if decision == "reject" and not comment.strip():
+        raise ConfigError("a rejection needs a comment saying what the agency should change", where="comment")
     with conn.transaction():
         before = _row(conn, layer_id)
         if before is None:

@@ -304,7 +304,7 @@ def test_the_gis_office_reviews_an_editors_public_layer(server):
     assert "layer-reviewed" in {x["action"] for x in by_admin}
     assert {x["principal"] for x in by_admin} == {"admin-TCG-INFO@TCG-INFO"}
     for query, name in (("since=yesterday", "since"), ("limit=0", "limit"), ("limit=x", "limit"),
-                        ("layer=Bad-Id", "layer"), ("since=2026-13-45", "since")):
+                        ("layer=Bad-Id", "layer"), ("since=2026-13-45", "since"), ("actor=a%00b", "actor")):
         r = call(base, "GET", f"/manage/audit?{query}", admin)
         assert r.status_code == 400 and r.json()["description"].startswith(f"{name}:"), (query, r.text)
 

@@ -113,13 +113,14 @@ async def get_run(request: Request):
         manager("load", layer_id, catalog)
     return json_answer({"run": row["id"], "state": row["status"], "progress": _progress(row), **{k: row[k] for k in (
         "pipeline", "layers", "dry_run", "operator", "started_at", "finished_at", "diff", "quality", "guard",
-        "error")}, "counts": None if row["status"] == "running" else row["counts"]})
+        "error")}, "counts": None if row["status"] in ("running", "interrupted") else row["counts"]})
 
 
 def _progress(row: dict) -> dict:
-    """How far the run got: while it runs, what ``runs.Recorder`` last wrote (stage, rows read so far,
-    the total when the source says it); once ended, the rows read and the seconds each stage took."""
-    if row["status"] == "running":
+    """How far the run got: while it runs (or where it died: interrupted), what ``runs.Recorder``
+    last wrote (stage, rows read so far, the total when the source says it); once it ended, the rows
+    read and the seconds each stage took."""
+    if row["status"] in ("running", "interrupted"):
         return {"stage": None, "read": 0, "total": None, **row["counts"]}
     read = row["counts"].get("read")
     return {"stage": "finished", "read": read, "total": read, "stages": row["timings"]}

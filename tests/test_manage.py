@@ -320,7 +320,7 @@ def test_the_gis_office_reviews_an_editors_public_layer(server):
 def test_an_entry_maps_columns_that_match_no_field_name_or_title(server):
     """The inferred mapping reads a column by the field's name or title; the entry's ``source``
     maps the others, and a column it names must be in the file."""
-    base, url, data, keys = server
+    base, url, _, keys = server
     editor = keys["owner editor"]
     odd = "代號,名稱,車柱,E97,N97\n" + "".join(f"{i},{n},{d},{x},{y}\n" for i, n, x, y, d in STATIONS)
     plain = {**BIKES, "id": "bike_odd"}

@@ -30,6 +30,7 @@ from geocloud.errors import GuardRefused, InputError
 from geocloud.etl import raster, runs, stage
 from geocloud.etl.crs import check_proj_database, reprojection
 from geocloud.etl.guard import Limits, review
+from geocloud.etl.limits import check_source
 from geocloud.etl.pipeline import Pipeline, load_pipeline
 from geocloud.etl.parallel import in_order
 from geocloud.etl.prepare import check_geometry_type, drop_duplicate_keys, prepare, resolve_fields
@@ -103,6 +104,7 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
     progress = progress or Progress()
     settings, catalog = get_settings(), get_catalog().loadable()
     pipeline = load_pipeline(name, settings.etl_dir, catalog, path)
+    check_source(path, pipeline.source.format)  # before the run hashes the file or anything reads it
     check_proj_database()
     with db.connect(autocommit=True) as conn:
         run_id = runs.start(conn, pipeline.pipeline, pipeline.layer_ids, path, dry_run)

@@ -262,6 +262,12 @@ def test_lying_names_and_zip_limits_through_the_etl(server, etl, shapefile, tmp_
     for name, (content, *says) in cases.items():
         (tmp_path / name).write_bytes(content)
         etl("hostile_parcels", tmp_path / name, str(tmp_path / name), *says)
+    sparse = tmp_path / "districts.geojson"  # 10 GB on paper, for a shapefile pipeline: refused before it is hashed
+    with sparse.open("wb") as fh:
+        fh.truncate(10 * 1024 ** 3)
+    t0 = time.monotonic()
+    etl("districts", sparse, "expected a shapefile file (.shp, .zip), got '.geojson'")
+    assert time.monotonic() - t0 < 10
     fake = tmp_path / "satellite.tif"
     fake.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))  # GDAL would open a PNG whatever its name
     etl("satellite", fake, f"{fake} is not a readable GeoTIFF (a TIFF image)", "a PNG image")

@@ -96,19 +96,35 @@ def document_too_large(fmt: str, size: int | None, name: str) -> InputError:
             "(e.g. ogr2ogr -f GPKG out.gpkg in.geojson), or split it; nothing was published")
 
 
+def check_path(path: Path, fmt: str) -> None:
+    """A vector source is one non-empty file with a suffix of its format."""
+    if not path.exists():
+        raise InputError("file not found", where=str(path), fix="check the path")
+    if path.is_dir():
+        raise InputError(f"a folder, not a {fmt} file", where=str(path), fix="name the file to load")
+    if path.stat().st_size == 0:
+        raise InputError("the file is empty (0 bytes)", where=str(path), fix="deliver the complete file")
+    if path.suffix.lower() not in SUFFIXES[fmt]:
+        raise InputError(f"expected a {fmt} file ({', '.join(sorted(SUFFIXES[fmt]))}), got {path.suffix!r}",
+                         where=str(path), fix="check the pipeline and the file")
+
+
 def check_source(path: Path, fmt: str) -> None:
-    """Refuse ``path`` before anything reads it whole: a name that lies about the format, a GeoJSON
-    or KML document over its limit, a hostile zip. A missing file is left to the readers to name."""
+    """Refuse ``path`` before anything reads it whole (the run hashes its source from the start): a
+    vector source's path, a name that lies about the format, a GeoJSON or KML document over its
+    limit, a hostile zip. A raster file's other faults are left to its reader to name."""
+    if fmt in SUFFIXES:
+        check_path(path, fmt)
     files = sorted(path.iterdir()) if path.is_dir() and fmt == "geotiff" else [path]
     for file in files:
-        if not file.is_file() or file.suffix.lower() not in _CHECKED[fmt]:  # the readers name what is wrong
+        if not file.is_file() or file.suffix.lower() not in _CHECKED[fmt]:  # a loose .shp, a raster's other files
             continue
         limit = document_limit(fmt)
         if limit is not None and (size := file.stat().st_size) > limit:
             raise document_too_large(fmt, size, str(file))
         with file.open("rb") as fh:
             head = fh.read(HEAD)
-        if head:  # an empty file: the readers say so in the format's words
+        if head:  # an empty GeoTIFF: its reader says so
             check_content(head, fmt, str(file))
         if fmt == "shapefile" and file.suffix.lower() == ".zip":
             check_zip(file)

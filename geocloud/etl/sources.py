@@ -29,8 +29,8 @@ from geocloud.etl import gdalread
 from geocloud.etl.crs import identify
 from geocloud.etl.encoding import (PASSTHROUGH, Encoding, decode_name, decode_passthrough, shapefile_encoding,
                                    text_encoding)
-from geocloud.etl.limits import check_vertices
-from geocloud.etl.pipeline import SUFFIXES, Source
+from geocloud.etl.limits import check_path, check_vertices
+from geocloud.etl.pipeline import Source
 from geocloud.errors import InputError
 
 BATCH = 65_536
@@ -74,18 +74,6 @@ def sha256(path: Path) -> str:
             while chunk := fh.read(1 << 22):
                 digest.update(chunk)
     return digest.hexdigest()
-
-
-def _check_path(path: Path, fmt: str) -> None:
-    if not path.exists():
-        raise InputError("file not found", where=str(path), fix="check the path")
-    if path.is_dir():
-        raise InputError(f"a folder, not a {fmt} file", where=str(path), fix="name the file to load")
-    if path.stat().st_size == 0:
-        raise InputError("the file is empty (0 bytes)", where=str(path), fix="deliver the complete file")
-    if path.suffix.lower() not in SUFFIXES[fmt]:
-        raise InputError(f"expected a {fmt} file ({', '.join(sorted(SUFFIXES[fmt]))}), got {path.suffix!r}",
-                         where=str(path), fix="check the pipeline and the file")
 
 
 class _DbfReader:
@@ -160,7 +148,7 @@ def _gdal_error(exc: Exception, path: Path) -> InputError:
 
 def open_source(path: Path, source: Source) -> OpenedSource:
     fmt = source.format
-    _check_path(path, fmt)
+    check_path(path, fmt)
     if fmt == "csv":
         return _open_csv(path, source)
     encoding, has_prj = None, True

@@ -137,6 +137,9 @@ def test_a_zip_bomb_or_a_member_climbing_out_is_refused_naming_the_member(server
         assert member in r.json()["description"] and why in r.json()["description"], (case, r.text)
         assert r.json()["fix"], r.text
     unchanged(url, data, before)
+    with psycopg.connect(url) as conn:  # each refusal is a failed run on record, the source never hashed
+        assert conn.execute("SELECT status, source_sha256 FROM geocloud.etl_runs WHERE error LIKE '%a zip bomb%'"
+                            ).fetchall() == [("failed", None)]
     # the same files zipped plainly load: the refusals are the members', not the shapefile's
     r = call(base, "POST", "/manage/layers/hostile_docks/data?dry_run=true", editor, content=zipped(plain),
              media="application/zip")

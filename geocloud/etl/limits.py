@@ -104,17 +104,21 @@ def check_path(path: Path, fmt: str) -> None:
         raise InputError(f"a folder, not a {fmt} file", where=str(path), fix="name the file to load")
     if path.stat().st_size == 0:
         raise InputError("the file is empty (0 bytes)", where=str(path), fix="deliver the complete file")
+    check_suffix(path, fmt)
+
+
+def check_suffix(path: Path, fmt: str) -> None:
     if path.suffix.lower() not in SUFFIXES[fmt]:
         raise InputError(f"expected a {fmt} file ({', '.join(sorted(SUFFIXES[fmt]))}), got {path.suffix!r}",
                          where=str(path), fix="check the pipeline and the file")
 
 
 def check_source(path: Path, fmt: str) -> None:
-    """Refuse ``path`` before anything reads it whole (the run hashes its source from the start): a
-    vector source's path, a name that lies about the format, a GeoJSON or KML document over its
-    limit, a hostile zip. A raster file's other faults are left to its reader to name."""
-    if fmt in SUFFIXES:
-        check_path(path, fmt)
+    """Refuse ``path`` before anything reads it whole (the run hashes it, then the readers open it):
+    a vector file named for another format, a name that lies about the format, a GeoJSON or KML
+    document over its limit, a hostile zip. Other faults are left to the readers to name."""
+    if fmt in SUFFIXES and path.is_file():
+        check_suffix(path, fmt)
     files = sorted(path.iterdir()) if path.is_dir() and fmt == "geotiff" else [path]
     for file in files:
         if not file.is_file() or file.suffix.lower() not in _CHECKED[fmt]:  # a loose .shp, a raster's other files

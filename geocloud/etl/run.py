@@ -104,16 +104,18 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
     progress = progress or Progress()
     settings, catalog = get_settings(), get_catalog().loadable()
     pipeline = load_pipeline(name, settings.etl_dir, catalog, path)
-    check_source(path, pipeline.source.format)  # before the run hashes the file or anything reads it
     check_proj_database()
     with db.connect(autocommit=True) as conn:
         run_id = runs.start(conn, pipeline.pipeline, pipeline.layer_ids, path, dry_run)
         report = Report(run_id, pipeline.pipeline, str(path), dry_run, operator=operator())
         quality = Quality()
         hashing = ThreadPoolExecutor(1, thread_name_prefix="geocloud-checksum")
-        # hashlib releases the GIL: the source is hashed beside the read rather than before it
-        checksum = hashing.submit(sha256, path)
+        checksum = None
         try:
+            # a hostile source (a 10 GB GeoJSON, a zip bomb...) is refused before it is hashed or read
+            check_source(path, pipeline.source.format)
+            # hashlib releases the GIL: the source is hashed beside the read rather than before it
+            checksum = hashing.submit(sha256, path)
             stage.lock_layers(conn, pipeline.layer_ids)
             stage.clear_leftovers(conn, pipeline.layer_ids, run_id)
             if pipeline.raster_layer:
@@ -139,10 +141,12 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
     return report
 
 
-def _finish(conn: psycopg.Connection, report: Report, data_dir: Path, quality: Quality, checksum: Future) -> None:
+def _finish(conn: psycopg.Connection, report: Report, data_dir: Path, quality: Quality,
+            checksum: Future | None) -> None:
     if conn.closed:
         return
-    if report.sha256 is None and checksum.exception() is None:  # a source that cannot be read has none
+    # a source refused before it was hashed, or that cannot be read, has none
+    if report.sha256 is None and checksum is not None and checksum.exception() is None:
         report.sha256 = checksum.result()
     report.report_path = str(runs.write_report(data_dir, report.run_id, report.as_dict()))
     runs.finish(conn, report.run_id, report.status, sha256=report.sha256, counts=report.counts,

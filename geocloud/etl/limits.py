@@ -11,8 +11,8 @@ refused in bounded memory and time, the same for ``geocloud etl run`` and an upl
   are refused by their size alone, with GeoPackage suggested (read at random, in batches).
 - A zip is judged by its directory (Python's zipfile metadata) before GDAL opens it through
   /vsizip/: names, links, member count, total size and compression ratio. Nothing is extracted:
-  GDAL and the .dbf reader read members in place, and Python's zipfile stops at a member's
-  declared size, so the declared sizes checked here bound what is read.
+  GDAL and the .dbf reader read members in place (the .dbf through Python's zipfile, which stops
+  at a member's declared size and then fails its CRC).
 - A feature with more vertices than ``GEOCLOUD_ETL_MAX_VERTICES`` is refused as soon as its batch
   is parsed, before the repairs and reprojection whose cost grows with it.
 """

@@ -292,6 +292,12 @@ def test_the_vertex_limit_at_its_default_lets_a_real_boundary_through(server, et
     before = live(url)
     etl("hostile_parcels", over, f"feature 1 has {vertices:,} vertices, more than the 1,000,000 a feature may have")
     assert live(url) == before
+    # GDAL's GeoJSON reader stops at a feature over OGR_GEOJSON_MAX_OBJ_SIZE (200 MB; 1 MB here)
+    (tmp_path / "huge.geojson").write_bytes(polygon_geojson(60_000))
+    with pytest.MonkeyPatch.context() as gdal:
+        gdal.setenv("OGR_GEOJSON_MAX_OBJ_SIZE", "1")
+        etl("hostile_parcels", tmp_path / "huge.geojson", "a feature's GeoJSON is larger than GDAL reads as one "
+            "object", "At line 1, character", "GeoPackage")
     boundary = tmp_path / "boundary.gpkg"  # a district boundary surveyed to the centimetre
     vertices = polygon_gpkg(boundary, 75_000)
     get_settings.cache_clear()

@@ -138,8 +138,8 @@ def _check_record_counts(path: Path, dbf: _DbfReader, shx_size: int | None) -> N
 def _gdal_error(exc: Exception, path: Path) -> InputError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if "object too complex/large" in text:  # GDAL's GeoJSON reader stops at a feature over 200 MB
-        return InputError(f"a feature's GeoJSON is larger than GDAL reads as one object (200 MB, "
-                          f"OGR_GEOJSON_MAX_OBJ_SIZE): {text.split(':', 1)[0]}", where=str(path),
+        return InputError(f"a feature's GeoJSON is larger than GDAL reads as one object (200 MB unless "
+                          f"OGR_GEOJSON_MAX_OBJ_SIZE says otherwise): {text.split(':', 1)[0]}", where=str(path),
                           fix="simplify or split the feature, or deliver the data as a GeoPackage (.gpkg); "
                               "nothing was published")
     return InputError(f"GDAL cannot read this file: {text}", where=str(path),

@@ -19,7 +19,7 @@ from geocloud.errors import ConfigError, Conflict, NotFound
 from geocloud.etl.run import rollback_layer
 from geocloud.serve.guard import current, unauthorized
 from geocloud.serve.http import HTTPError
-from geocloud.serve.manage import loads, openapi  # noqa: F401 (openapi: its OPENAPI_PATHS describe these routes)
+from geocloud.serve.manage import loads, openapi, requests  # noqa: F401 (openapi: its OPENAPI_PATHS describe these routes)
 from geocloud.serve.manage.acting import NO_STORE, audited, fresh_catalog, in_thread, operator_of
 from geocloud.serve.manage.permission import is_admin, manager, may_manage_some
 from geocloud.serve.manage.upload import read_entry
@@ -174,4 +174,5 @@ routes = [
     *loads.routes,
     Route("/manage/layers/{layer_id}/publish", publish, methods=["POST"]),
     Route("/manage/layers/{layer_id}/rollback", rollback, methods=["POST"]),
+    *requests.routes,
 ]

@@ -36,6 +36,7 @@ from geocloud.serve import (
 )
 from geocloud.serve.guard import AuthMiddleware, service_unavailable
 from geocloud.serve.http import HTTPError, error_response, server_error
+from geocloud.serve.portal import render as portal
 
 LOG = logging.getLogger("geocloud.serve")
 # pygeoapi's HTML pages load their stylesheet and images from /static (as pygeoapi's own app serves them)
@@ -78,7 +79,7 @@ def create_app() -> Starlette:
     app = Starlette(
         routes=[*landing.routes, *tiles.routes, *features.routes, *downloads.routes, *geocoding.routes, *wmts.routes,
                 *viewer.routes, *auth.routes, *catalog.routes, *health.routes, *metrics.routes,
-                *coverages.routes, *maptiles.routes, *manage.routes,
+                *coverages.routes, *maptiles.routes, *manage.routes, *portal.routes,
                 Mount("/static", app=StaticFiles(directory=PYGEOAPI_STATIC), name="static"),
                 rasters.mount()],
         middleware=[*headers.middleware(), Middleware(AuthMiddleware)],

@@ -7,6 +7,7 @@ glance (``geocloud layers due``), its dates held by recorded runs."""
 import json
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -14,6 +15,11 @@ import pytest
 from conftest import agency_server, geocloud_cli
 from test_manage import SECRET, call, csv_body
 from test_registry import STATIONS, ids, tile_of
+from typer.testing import CliRunner
+
+from geocloud.catalog import get_catalog
+from geocloud.cli import app as cli_app
+from geocloud.config import get_settings
 
 WHO = {"admin": ("TCG-INFO", "admin"), "owner editor": ("TCG-TRANS", "editor"),
        "other editor": ("TCG-FIRE", "editor"), "requester": ("TCG-FIRE", "analyst"),
@@ -99,7 +105,7 @@ def test_request_approved_with_an_expiry_reads_until_it_expires(server):
     # the owner agency's editor approves, with an expiry seconds ahead
     pending = call(base, "GET", "/manage/requests", keys["owner editor"]).json()["to_decide"]
     assert [(x["id"], x["principal"], x["agency"]) for x in pending] == [(request_id, "analyst-TCG-FIRE", "TCG-FIRE")]
-    expires = datetime.now(timezone.utc) + timedelta(seconds=8)
+    expires = datetime.now(timezone.utc) + timedelta(seconds=6)
     r = call(base, "POST", decision, keys["owner editor"], json={"decision": "approve", "expires": expires.isoformat()})
     assert r.status_code == 200 and r.json()["state"] == "approved", r.text
     assert call(base, "POST", decision, keys["admin"], json={"decision": "reject", "reason": "x"}).status_code == 409
@@ -150,7 +156,7 @@ def test_request_rejected_with_a_reason_the_requester_sees(server):
                                                                               "請改用公開的站點圖層")
 
 
-def test_layers_due_lists_overdue_first_from_recorded_runs(server):
+def test_layers_due_lists_overdue_first_from_recorded_runs(server, monkeypatch):
     base, url, _ = server
     now = datetime.now(timezone.utc)
     runs = [  # (layer, status, finished days ago, warnings)
@@ -187,5 +193,85 @@ def test_layers_due_lists_overdue_first_from_recorded_runs(server):
     assert order[:len(never)] == sorted(never)  # never updated first, then by due date: overdue first
     assert dated == order[len(never):len(never) + len(dated)] and dated == ["roads", "addresses", "trans_secret"]
     assert [rows[i]["next_due"] for i in dated] == sorted(rows[i]["next_due"] for i in dated)
-    table = geocloud_cli("layers", "due", env={"GEOCLOUD_DATABASE_URL": url})
-    assert table.returncode == 0 and "3 addresses repaired" in table.stdout and "overdue" in table.stdout, table.stderr
+    monkeypatch.setenv("GEOCLOUD_DATABASE_URL", url)  # the table, in-process (a second command costs seconds)
+    get_settings.cache_clear()
+    get_catalog.cache_clear()
+    table = CliRunner().invoke(cli_app, ["layers", "due"], env={"COLUMNS": "250"})
+    assert table.exit_code == 0 and "3 addresses repaired" in table.output and "overdue" in table.output, table.output
+    get_settings.cache_clear()
+    get_catalog.cache_clear()
+
+
+AXE = Path(__file__).parents[1] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def serious_violations(page) -> list[str]:
+    """axe-core's serious and critical violations on the page (none is the accessibility mark's bar)."""
+    page.add_script_tag(path=str(AXE))
+    return page.evaluate("axe.run().then(r => r.violations.filter(v => ['serious', 'critical'].includes(v.impact))"
+                         ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', ')))")
+
+
+def signed_in(browser, base: str, url: str, agency: str, name: str, role: str):
+    """A browser context signed in to a portal session of ``name`` (``agency``, ``role``)."""
+    from geocloud.access import sessions
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        secret = sessions.start(conn, f"sso:{name}", name, agency, [role])
+    context = browser.new_context(bypass_csp=True, locale="zh-TW")  # bypass_csp: to add axe-core's script
+    context.add_cookies([{"name": "geocloud_session", "value": secret, "url": base}])
+    return context, secret
+
+
+def test_the_request_pages_in_a_browser(server):
+    from playwright.sync_api import sync_playwright
+    from test_viewer import CHROMIUM, FLAGS
+
+    base, url, keys = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        clerk, secret = signed_in(browser, base, url, "TCG-FIRE", "clerk-fire", "inspector")
+        page = clerk.new_page()
+        page.goto(f"{base}/requests/new?layer=trans_secret")
+        assert page.eval_on_selector("#layer", "s => s.value") == "trans_secret"
+        assert serious_violations(page) == []
+        page.fill("#reason", "火災搶救演練需要站點位置")
+        page.click("button[type=submit]")
+        page.wait_for_url("**/requests?done=requested")
+        row = page.locator("tr[data-request]").first
+        assert row.locator("td.state").inner_text() == "審核中"
+        assert serious_violations(page) == []
+        request_id = row.get_attribute("data-request")
+
+        # a form without the session's CSRF token is refused, and changes nothing
+        forged = httpx.post(f"{base}/requests/{request_id}/decision", data={"decision": "approve"},
+                            cookies={"geocloud_session": secret}, timeout=30)
+        assert forged.status_code == 403, forged.text
+
+        steward, _ = signed_in(browser, base, url, "TCG-TRANS", "steward-trans", "editor")
+        queue = steward.new_page()
+        queue.goto(f"{base}/requests?lang=en")
+        section = queue.locator(f"section.decide:has(h3#req-{request_id})")
+        assert "火災搶救演練需要站點位置" in section.inner_text()
+        assert serious_violations(queue) == []
+        section.locator("input[value=approve]").check()
+        section.locator("input[name=expires]").fill("90d")
+        section.locator("button[type=submit]").click()
+        queue.wait_for_url("**/requests?done=approve")
+        page.reload()
+        assert page.locator(f"tr[data-request='{request_id}'] td.state").inner_text() == "已核准"
+        inspector = {"Cookie": f"geocloud_session={secret}"}
+        until(lambda: httpx.get(base + ITEMS, headers=inspector, timeout=30).status_code == 200, within=5,
+              what="the signed-in clerk reads the layer once approved")
+
+        # the update procedure: the GIS office's admins only
+        admin, _ = signed_in(browser, base, url, "TCG-INFO", "gis-admin", "admin")
+        updates = admin.new_page()
+        updates.goto(f"{base}/admin/updates")
+        first = updates.locator("tbody tr").first
+        assert "overdue" in (first.get_attribute("class") or "")
+        assert updates.locator("tr[data-layer=trans_secret]").count() == 1
+        assert serious_violations(updates) == []
+        browser.close()
+    assert httpx.get(f"{base}/admin/updates", timeout=30).status_code == 404
+    assert httpx.get(f"{base}/admin/updates", headers=keys["owner editor"], timeout=30).status_code == 403

@@ -37,6 +37,8 @@ from geocloud.serve import (
 from geocloud.serve.guard import AuthMiddleware, service_unavailable
 from geocloud.serve.http import HTTPError, error_response, server_error
 from geocloud.serve.portal import render as portal
+from geocloud.serve.portal import requests as request_pages
+from geocloud.serve.portal import updates as update_pages
 
 LOG = logging.getLogger("geocloud.serve")
 # pygeoapi's HTML pages load their stylesheet and images from /static (as pygeoapi's own app serves them)
@@ -80,6 +82,7 @@ def create_app() -> Starlette:
         routes=[*landing.routes, *tiles.routes, *features.routes, *downloads.routes, *geocoding.routes, *wmts.routes,
                 *viewer.routes, *auth.routes, *catalog.routes, *health.routes, *metrics.routes,
                 *coverages.routes, *maptiles.routes, *manage.routes, *portal.routes,
+                *request_pages.routes, *update_pages.routes,
                 Mount("/static", app=StaticFiles(directory=PYGEOAPI_STATIC), name="static"),
                 rasters.mount()],
         middleware=[*headers.middleware(), Middleware(AuthMiddleware)],

@@ -61,8 +61,9 @@ async def listing(request: Request):
     return await in_thread(principal, _listing, principal)
 
 
-def decide(principal, request_id: int, body: dict):
-    """Approve or reject request ``request_id`` as ``principal`` (also the portal's form handler)."""
+def decide(principal, request_id: int, body: dict) -> dict:
+    """Approve or reject request ``request_id`` as ``principal``: the decided request, or HTTPError
+    (403, 404) and the model's errors (409, 422). The portal's decision form uses it too."""
     catalog = fresh_catalog()
     with db.connect() as conn:
         found = access_requests.get(conn, request_id) if request_id <= MAX_ID else None
@@ -73,12 +74,16 @@ def decide(principal, request_id: int, body: dict):
                                               "requests; a requester waits for their decision")
         decided = access_requests.decide(conn, request_id, body.get("decision"), body.get("reason"),
                                          body.get("expires"), principal, operator_of(principal), catalog)
-    return json_answer(decided)
+    return decided
+
+
+def _decide(principal, request_id: int, body: dict):
+    return json_answer(decide(principal, request_id, body))
 
 
 async def decision(request: Request):
     principal = _caller()
-    return await in_thread(principal, decide, principal, request.path_params["request_id"], await _body(request))
+    return await in_thread(principal, _decide, principal, request.path_params["request_id"], await _body(request))
 
 
 routes = [Route("/manage/requests", listing, methods=["GET"]), Route("/manage/requests", create, methods=["POST"]),

@@ -1,0 +1,150 @@
+"""The access-request pages: ``/requests`` lists my requests with their decisions and, for the
+owning agency's editors and the GIS office's admins, the pending queue with approve and reject forms;
+``/requests/new?layer=ID`` asks for a restricted layer. The forms post to ``/requests`` and
+``/requests/{id}/decision`` with the session's CSRF token (``session.form_principal``), and do what
+the JSON API (``/manage/requests``) does, through the same functions; a refused form is shown again
+with the reason, and a done one redirects to ``/requests`` (so a reload sends nothing twice)."""
+
+from urllib.parse import parse_qsl
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from geocloud import db
+from geocloud.access import requests as access_requests
+from geocloud.catalog import get_catalog
+from geocloud.errors import GeocloudError
+from geocloud.serve import guard, session
+from geocloud.serve.http import HTTPError, base_url
+from geocloud.serve.manage.requests import decide
+from geocloud.serve.openapi30 import path_parameter, query_parameter
+from geocloud.serve.portal.render import render
+
+FORM_MAX_BYTES = 16 * 1024
+STATUS = {"NotFound": 404, "Conflict": 409}
+
+
+def _csrf(request: Request) -> str | None:
+    found = session.of(request)
+    return found.csrf if found else None
+
+
+def _listed(principal) -> dict:
+    with db.connect() as conn:
+        return access_requests.listing(conn, principal, get_catalog())
+
+
+def _signin_page(request: Request, title: tuple[str, str]) -> Response:
+    return render(request, "requests_signin.html", status=401, page_title=title)
+
+
+async def requests_page(request: Request, error: str | None = None, status: int = 200) -> Response:
+    principal = guard.current.get()
+    if principal.anonymous:
+        return _signin_page(request, ("存取申請", "Access requests"))
+    listed = await run_in_threadpool(_listed, principal)
+    return render(request, "requests.html", status=status, mine=listed["mine"], to_decide=listed["to_decide"],
+                  catalog=get_catalog(), csrf=_csrf(request), error=error, done=request.query_params.get("done"))
+
+
+async def new_page(request: Request) -> Response:
+    return await _new(request, request.query_params.get("layer", ""))
+
+
+async def _new(request: Request, layer_id: str, error: str | None = None, status: int = 200,
+               reason: str = "") -> Response:
+    principal = guard.current.get()
+    if principal.anonymous:
+        return _signin_page(request, ("申請使用圖層", "Request access to a layer"))
+    catalog = get_catalog()
+    choices = access_requests.requestable(principal, catalog)
+    chosen = next((layer for layer in choices if layer.id == layer_id), None)
+    if layer_id and chosen is None and error is None:  # unknown, readable already, or not for this caller to know
+        error, status = "no-such-layer", 404
+    return render(request, "request_new.html", status=status, choices=choices, chosen=chosen, catalog=catalog,
+                  csrf=_csrf(request), error=error, reason=reason)
+
+
+async def _form(request: Request) -> dict:
+    """The posted form's fields (the last of each name), read up to FORM_MAX_BYTES."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_MAX_BYTES:
+            raise HTTPError(413, "PayloadTooLarge", f"a form of at most {FORM_MAX_BYTES} bytes")
+    try:
+        return dict(parse_qsl(body.decode("utf-8", errors="replace"), max_num_fields=10))
+    except ValueError:
+        raise HTTPError(400, "InvalidParameterValue", "the form has more than 10 fields") from None
+
+
+def _create(principal, form) -> dict:
+    with db.connect() as conn:
+        return access_requests.create(conn, principal, form.get("layer"), form.get("reason"), get_catalog())
+
+
+async def submit(request: Request) -> Response:
+    form = await _form(request)
+    principal = session.form_principal(request, form)
+    try:
+        await run_in_threadpool(_create, principal, form)
+    except GeocloudError as exc:
+        return await _new(request, form.get("layer", ""), error=exc.what, status=STATUS.get(type(exc).__name__, 422),
+                          reason=form.get("reason", ""))
+    return RedirectResponse(f"{base_url(request)}/requests?done=requested", status_code=303)
+
+
+async def decision(request: Request) -> Response:
+    form = await _form(request)
+    principal = session.form_principal(request, form)
+    request_id = request.path_params["request_id"]
+    body = {"decision": form.get("decision"), "reason": form.get("reason"), "expires": form.get("expires") or None}
+    try:
+        await run_in_threadpool(decide, principal, request_id, body)
+    except GeocloudError as exc:
+        return await requests_page(request, error=f"#{request_id}: {exc.what}",
+                                   status=STATUS.get(type(exc).__name__, 422))
+    return RedirectResponse(f"{base_url(request)}/requests?done={body['decision']}", status_code=303)
+
+
+routes = [Route("/requests", requests_page, methods=["GET"]), Route("/requests", submit, methods=["POST"]),
+          Route("/requests/new", new_page, methods=["GET"]),
+          Route("/requests/{request_id:int}/decision", decision, methods=["POST"])]
+
+_PAGE = {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}},
+         "401": {"description": "the page, asking to sign in", "content": {"text/html": {"schema": {"type": "string"}}}}}
+_DONE = {"303": {"description": "done: on to /requests"}, "401": {"$ref": "#/components/responses/Unauthorized"},
+         "403": {"$ref": "#/components/responses/Forbidden"},
+         "404": {"description": "the form again, saying what is not there",
+                 "content": {"text/html": {"schema": {"type": "string"}}}},
+         "409": {"description": "the form again: decided or asked already", "content": {"text/html": {}}},
+         "413": {"$ref": "#/components/responses/PayloadTooLarge"},
+         "422": {"description": "the form again, saying what to fix", "content": {"text/html": {}}}}
+
+
+def _form_body(properties: dict, required: list[str]) -> dict:
+    return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "required": ["csrf", *required], "properties": {"csrf": {"type": "string"}, **properties}}}}}
+
+
+OPENAPI_PATHS = {
+    "/requests": {
+        "get": {"summary": "page: my access requests and their decisions; the pending ones I may decide",
+                "tags": ["Portal"], "parameters": [], "responses": _PAGE},
+        "post": {"summary": "form: ask for access to a restricted layer (a signed-in session)", "tags": ["Portal"],
+                 "parameters": [], "requestBody": _form_body({"layer": {"type": "string"}, "reason": {"type": "string"}},
+                                                             ["layer", "reason"]), "responses": _DONE}},
+    "/requests/new": {"get": {
+        "summary": "page: the form asking for access to a restricted layer", "tags": ["Portal"],
+        "parameters": [query_parameter("layer", "the layer asked for", {"type": "string"})],
+        "responses": {**_PAGE, "404": {"description": "the form, saying there is no such layer to request",
+                                       "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+    "/requests/{requestId}/decision": {"post": {
+        "summary": "form: approve or reject an access request", "tags": ["Portal"],
+        "parameters": [path_parameter("requestId", "the request's id", {"type": "integer", "minimum": 1})],
+        "requestBody": _form_body({"decision": {"type": "string", "enum": list(access_requests.DECISIONS)},
+                                   "reason": {"type": "string"}, "expires": {"type": "string"}}, ["decision"]),
+        "responses": _DONE}},
+}

@@ -94,7 +94,9 @@ class Settings(BaseSettings):
     oidc_client_secret: str | None = Field(default=None, description="The portal's client secret at the SSO "
                                            "(client_secret_basic); unset for a public client (PKCE alone)")
     oidc_redirect_base: str | None = Field(default=None, description="The portal's URL as the SSO redirects "
-                                           "browsers back to it (+ /signin/callback); defaults to GEOCLOUD_PUBLIC_URL")
+                                           "browsers back to it (+ /signin/callback); defaults to the URL the browser reached")
+    oidc_scopes: str = Field(default="openid profile", description="Scopes the portal asks the SSO for; the ID "
+                             "token must carry the agency and roles claims (GEOCLOUD_OIDC_AGENCY_CLAIM, ..._ROLES_CLAIM)")
     session_idle: int = Field(default=2 * 3600, gt=0, description="Seconds a portal session lives unused")
     session_max: int = Field(default=12 * 3600, gt=0, description="Seconds a portal session lives at most")
 

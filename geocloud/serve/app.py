@@ -36,6 +36,7 @@ from geocloud.serve import (
 )
 from geocloud.serve.guard import AuthMiddleware, service_unavailable
 from geocloud.serve.http import HTTPError, error_response, server_error
+from geocloud.serve.portal import account, signin
 from geocloud.serve.portal import render as portal
 from geocloud.serve.portal import requests as request_pages
 from geocloud.serve.portal import updates as update_pages
@@ -82,6 +83,7 @@ def create_app() -> Starlette:
         routes=[*landing.routes, *tiles.routes, *features.routes, *downloads.routes, *geocoding.routes, *wmts.routes,
                 *viewer.routes, *auth.routes, *catalog.routes, *health.routes, *metrics.routes,
                 *coverages.routes, *maptiles.routes, *manage.routes, *portal.routes,
+                *signin.routes, *account.routes,
                 *request_pages.routes, *update_pages.routes,
                 Mount("/static", app=StaticFiles(directory=PYGEOAPI_STATIC), name="static"),
                 rasters.mount()],

@@ -12,6 +12,9 @@ every JSON route, /manage included), forms send it in the ``csrf`` field, which 
 checks with ``form_principal`` (a form body is the route's to read). Without that proof the cookie
 counts for nothing: a JSON route sees an anonymous caller (401) and a form answers 403. Such
 requests must also come from the portal's own origin when the browser says where from (Origin).
+
+A page with a form: write ``csrf_token(request)`` into a hidden ``csrf`` field; its POST handler
+starts with ``principal = form_principal(request, await request.form())``.
 """
 
 from urllib.parse import urlsplit
@@ -82,9 +85,22 @@ def _same_origin(scope, origin: bytes | None) -> bool:
     return origin.decode("latin-1").rstrip("/") == f"{own.scheme}://{own.netloc}"
 
 
+def same_origin(request: Request) -> bool:
+    """Did a form come from the portal's own origin (or does the browser not say)?"""
+    origin = request.headers.get("origin")
+    return _same_origin(request.scope, origin.encode("latin-1") if origin is not None else None)
+
+
 def of(request: Request) -> sessions.Session | None:
     """The request's live session, whether or not it authenticates this request."""
     return request.scope.get(FOUND)
+
+
+def csrf_token(request: Request) -> str | None:
+    """The token a page writes into its forms (``<input type="hidden" name="csrf">``) and its
+    scripts send as ``X-CSRF-Token``; None when the browser has no session."""
+    found = of(request)
+    return found.csrf if found else None
 
 
 def refused(request: Request) -> bool:
@@ -98,8 +114,7 @@ def form_principal(request: Request, form) -> Principal:
     found = of(request)
     if found is None:
         raise HTTPError(401, "Unauthorized", "sign in first (/signin)")
-    if not sessions.csrf_matches(found, form.get("csrf")) or \
-            not _same_origin(request.scope, request.headers.get("origin", "").encode() or None):
+    if not sessions.csrf_matches(found, str(form.get("csrf") or "")) or not same_origin(request):
         raise HTTPError(403, "Forbidden", "the form's CSRF token is missing or wrong, or it came from another "
                                           "site; reload the page and submit it again")
     return found.principal

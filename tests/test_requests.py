@@ -258,6 +258,8 @@ def test_the_request_pages_in_a_browser(server):
         section.locator("input[name=expires]").fill("90d")
         section.locator("button[type=submit]").click()
         queue.wait_for_url("**/requests?done=approve")
+        answer = httpx.get(f"{base}/requests", cookies={"geocloud_session": secret}, timeout=30)
+        assert answer.headers["cache-control"] == "private, no-store"  # a personal page: kept nowhere
         page.reload()
         assert page.locator(f"tr[data-request='{request_id}'] td.state").inner_text() == "已核准"
         inspector = {"Cookie": f"geocloud_session={secret}"}
@@ -275,3 +277,25 @@ def test_the_request_pages_in_a_browser(server):
         browser.close()
     assert httpx.get(f"{base}/admin/updates", timeout=30).status_code == 404
     assert httpx.get(f"{base}/admin/updates", headers=keys["owner editor"], timeout=30).status_code == 403
+
+
+def test_a_catalog_grant_reads_until_its_expiry_and_an_approved_grant_joins_only_restricted_layers():
+    from geocloud.access.policy import can_read
+    from geocloud.access.principal import Principal
+    from geocloud.catalog import core_catalog, grants
+    from geocloud.catalog.models import Grant
+
+    catalog = core_catalog()
+    layer = catalog.layers["inspection_sites"]
+    construction = Principal("key", "k", "engineer-1", "TCG-CONST", "engineer", True)
+    assert can_read(construction, layer)  # layers/inspection_sites.yml grants the Construction Bureau
+    now = datetime.now(timezone.utc)
+    for expires, readable in ((now + timedelta(minutes=1), True), (now - timedelta(seconds=1), False)):
+        dated = [g.model_copy(update={"expires": expires}) for g in layer.access.grants]
+        changed = layer.model_copy(update={"access": layer.access.model_copy(update={"grants": dated})})
+        assert can_read(construction, changed) is readable
+    trans = Principal("key", "k", "planner-1", "TCG-TRANS", "planner", True)
+    folded = grants.fold(catalog, [("inspection_sites", Grant(agency="TCG-TRANS", roles=["planner"])),
+                                   ("road_works", Grant(agency="MOI-LAND"))])  # internal: nothing to add
+    assert can_read(trans, folded.layers["inspection_sites"]) and not can_read(trans, layer)
+    assert folded.layers["road_works"] == catalog.layers["road_works"]

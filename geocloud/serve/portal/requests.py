@@ -21,14 +21,10 @@ from geocloud.serve.http import HTTPError, base_url
 from geocloud.serve.manage.requests import decide
 from geocloud.serve.openapi30 import path_parameter, query_parameter
 from geocloud.serve.portal.render import render
+from geocloud.serve.portal.signin import PERSONAL
 
 FORM_MAX_BYTES = 16 * 1024
 STATUS = {"NotFound": 404, "Conflict": 409}
-
-
-def _csrf(request: Request) -> str | None:
-    found = session.of(request)
-    return found.csrf if found else None
 
 
 def _listed(principal) -> dict:
@@ -37,7 +33,7 @@ def _listed(principal) -> dict:
 
 
 def _signin_page(request: Request, title: tuple[str, str]) -> Response:
-    return render(request, "requests_signin.html", status=401, page_title=title)
+    return render(request, "requests_signin.html", status=401, headers=PERSONAL, page_title=title)
 
 
 async def requests_page(request: Request, error: str | None = None, status: int = 200) -> Response:
@@ -45,8 +41,8 @@ async def requests_page(request: Request, error: str | None = None, status: int 
     if principal.anonymous:
         return _signin_page(request, ("存取申請", "Access requests"))
     listed = await run_in_threadpool(_listed, principal)
-    return render(request, "requests.html", status=status, mine=listed["mine"], to_decide=listed["to_decide"],
-                  catalog=get_catalog(), csrf=_csrf(request), error=error, done=request.query_params.get("done"))
+    return render(request, "requests.html", status=status, headers=PERSONAL, mine=listed["mine"], to_decide=listed["to_decide"],
+                  catalog=get_catalog(), csrf=session.csrf_token(request), error=error, done=request.query_params.get("done"))
 
 
 async def new_page(request: Request) -> Response:
@@ -63,8 +59,8 @@ async def _new(request: Request, layer_id: str, error: str | None = None, status
     chosen = next((layer for layer in choices if layer.id == layer_id), None)
     if layer_id and chosen is None and error is None:  # unknown, readable already, or not for this caller to know
         error, status = "no-such-layer", 404
-    return render(request, "request_new.html", status=status, choices=choices, chosen=chosen, catalog=catalog,
-                  csrf=_csrf(request), error=error, reason=reason)
+    return render(request, "request_new.html", status=status, headers=PERSONAL, choices=choices, chosen=chosen, catalog=catalog,
+                  csrf=session.csrf_token(request), error=error, reason=reason)
 
 
 async def _form(request: Request) -> dict:

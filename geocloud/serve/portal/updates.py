@@ -18,6 +18,7 @@ from geocloud.serve.http import HTTPError
 from geocloud.serve.manage.permission import is_admin
 from geocloud.serve.portal import labels
 from geocloud.serve.portal.render import render
+from geocloud.serve.portal.signin import PERSONAL
 
 
 def _schedule(catalog) -> list:
@@ -32,7 +33,7 @@ async def page(request: Request) -> Response:
     if not is_admin(principal, catalog):
         raise HTTPError(403, "Forbidden", "the update procedure is the GIS office admins' page")
     rows = await run_in_threadpool(_schedule, catalog)
-    return render(request, "updates.html", rows=rows, labels=labels, catalog=catalog,
+    return render(request, "updates.html", headers=PERSONAL, rows=rows, labels=labels, catalog=catalog,
                   overdue=sum(r.overdue for r in rows))
 
 

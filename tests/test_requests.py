@@ -73,15 +73,18 @@ def test_request_approved_with_an_expiry_reads_until_it_expires(server):
     assert call(base, "GET", "/manage/requests", keys["anonymous"]).status_code == 401
     ask = {"layer": "trans_secret", "reason": "消防安檢需要自行車站位置"}
     assert call(base, "POST", "/manage/requests", keys["anonymous"], json=ask).status_code == 401
-    # an outside agency learns nothing of a restricted layer: not there, as on every surface
-    r = call(base, "POST", "/manage/requests", keys["external"], json=ask)
-    assert r.status_code == 404 and r.json()["keys"] == ["layer"], r.text
-    assert call(base, "GET", "/manage/requests", keys["external"]).json()["requestable"] == []
-    assert call(base, "POST", "/manage/requests", requester, json={**ask, "layer": "nothing_here"}).status_code == 404
+    # a request tells nothing of the catalog: an id no layer has is taken exactly like a hidden layer's
+    answers = [call(base, "POST", "/manage/requests", keys["external"], json={**ask, "layer": layer})
+               for layer in ("trans_secret", "nothing_here")]
+    assert [r.status_code for r in answers] == [201, 201], [r.text for r in answers]
+    assert [sorted(r.json()) for r in answers][0] == sorted(answers[1].json()) and \
+        {r.json()["state"] for r in answers} == {"pending"}
+    r = call(base, "POST", "/manage/requests", requester, json={**ask, "layer": "No Such/Id"})
+    assert r.status_code == 422 and r.json()["keys"] == ["layer"], r.text
     r = call(base, "POST", "/manage/requests", requester, json={"layer": "trans_secret", "reason": " "})
     assert r.status_code == 422 and r.json()["keys"] == ["reason"], r.text
-    listed = call(base, "GET", "/manage/requests", requester).json()
-    assert [x["id"] for x in listed["requestable"]] == ["trans_secret"] and listed["requestable"][0]["owner"] == "TCG-TRANS"
+    r = call(base, "POST", "/manage/requests", keys["owner editor"], json=ask)
+    assert r.status_code == 409 and "already" in r.json()["description"], r.text  # the owner reads it
 
     made = call(base, "POST", "/manage/requests", requester, json=ask)
     assert made.status_code == 201 and made.json()["state"] == "pending", made.text
@@ -104,7 +107,9 @@ def test_request_approved_with_an_expiry_reads_until_it_expires(server):
 
     # the owner agency's editor approves, with an expiry seconds ahead
     pending = call(base, "GET", "/manage/requests", keys["owner editor"]).json()["to_decide"]
-    assert [(x["id"], x["principal"], x["agency"]) for x in pending] == [(request_id, "analyst-TCG-FIRE", "TCG-FIRE")]
+    assert [(x["layer"], x["principal"], x["agency"]) for x in pending] == [
+        ("trans_secret", "analyst-MOI-LAND", "MOI-LAND"), ("trans_secret", "analyst-TCG-FIRE", "TCG-FIRE")]
+    assert pending[1]["id"] == request_id
     expires = datetime.now(timezone.utc) + timedelta(seconds=6)
     r = call(base, "POST", decision, keys["owner editor"], json={"decision": "approve", "expires": expires.isoformat()})
     assert r.status_code == 200 and r.json()["state"] == "approved", r.text
@@ -279,7 +284,7 @@ def test_the_request_pages_in_a_browser(server):
     assert httpx.get(f"{base}/admin/updates", headers=keys["owner editor"], timeout=30).status_code == 403
 
 
-def test_a_catalog_grant_reads_until_its_expiry_and_an_approved_grant_joins_only_restricted_layers():
+def test_a_catalog_grant_reads_until_its_expiry_and_approved_grants_join_their_layers():
     from geocloud.access.policy import can_read
     from geocloud.access.principal import Principal
     from geocloud.catalog import core_catalog, grants
@@ -295,7 +300,9 @@ def test_a_catalog_grant_reads_until_its_expiry_and_an_approved_grant_joins_only
         changed = layer.model_copy(update={"access": layer.access.model_copy(update={"grants": dated})})
         assert can_read(construction, changed) is readable
     trans = Principal("key", "k", "planner-1", "TCG-TRANS", "planner", True)
+    outside = Principal("key", "k", "nlsc-1", "MOI-LAND", "analyst", False)  # not a city agency
     folded = grants.fold(catalog, [("inspection_sites", Grant(agency="TCG-TRANS", roles=["planner"])),
-                                   ("road_works", Grant(agency="MOI-LAND"))])  # internal: nothing to add
+                                   ("road_works", Grant(agency="MOI-LAND")), ("roads", Grant(agency="MOI-LAND"))])
     assert can_read(trans, folded.layers["inspection_sites"]) and not can_read(trans, layer)
-    assert folded.layers["road_works"] == catalog.layers["road_works"]
+    assert can_read(outside, folded.layers["road_works"]) and not can_read(outside, catalog.layers["road_works"])
+    assert folded.layers["roads"] == catalog.layers["roads"]  # public: a grant adds nothing

@@ -1,10 +1,11 @@
 """Who may read a layer (``can_read``; every surface asks it) and who may manage one (``can_manage``).
 
 - public: everyone;
-- internal: any authenticated principal of a city agency (agencies.yml ``city_agency``);
+- internal: any authenticated principal of a city agency (agencies.yml ``city_agency``), and those
+  its grants name (approved access requests: an outside agency);
 - restricted: principals of the agencies (and roles) the layer's grants name: its catalog entry's
-  and those approved access requests made (``catalog.grants`` folds them in), each until its
-  ``expires``, if it has one.
+  and those approved access requests made (``catalog.grants`` folds them in);
+each grant until its ``expires``, if it has one.
 A key or token scoped to some layers reaches only those, whatever its agency may read.
 
 Expiry is evaluated at each request against the clock, not when the catalog is read: a grant
@@ -25,8 +26,8 @@ def can_read(principal: Principal, layer: Layer) -> bool:
         return True
     if principal.anonymous:
         return False
-    if level == "internal":
-        return principal.city_agency
+    if level == "internal" and principal.city_agency:
+        return True
     now = datetime.now(timezone.utc)
     return any(g.agency == principal.agency and (not g.roles or principal.has_role(g.roles))
                and (g.expires is None or g.expires > now) for g in layer.access.grants)

@@ -1,19 +1,21 @@
-"""Access requests: a principal of a city agency asks for a restricted layer it cannot read and says
-why; the owning agency's editors or the GIS office's admins (``policy.can_decide``) approve it, which
-grants the layer to the requester's agency and role (optionally until an expiry), or reject it with a
-reason. The requester sees the decision; every request and decision is audited.
+"""Access requests: a principal of an agency asks for a layer it cannot read (restricted, or internal
+to city agencies) and says why; the owning agency's editors or the GIS office's admins
+(``policy.can_decide``) approve it, which grants the layer to the requester's agency and role
+(optionally until an expiry), or reject it with a reason. The requester sees the decision; every
+request and decision is audited.
 
-Which layers may be requested (``requestable``): the restricted layers a principal of a *city agency*
-cannot read. The catalog of the city's layers is no secret among city staff (the data of a restricted
-layer is), so a city principal may learn a restricted layer's id, title and owner to ask for it. An
-anonymous caller and a principal of an outside agency learn nothing: to them an unreadable layer
-does not exist, as on every surface (404), and they cannot request it. Internal layers are read by
-every city principal already; outside agencies are granted layers by the GIS office in the catalog.
+A request tells the requester nothing about the catalog: "a visitor sees exactly the layers they may
+read; nothing else is hinted at" holds here too. A request names a layer by id (learnt from its owner,
+a colleague, a link), and any well-formed id the caller cannot read is taken alike and answered alike,
+whether or not such a layer exists: only its deciders ever see it, and a request for an id no layer
+has simply waits (if one is registered under it later, its owners see the request). No list of
+requestable layers exists.
 
 An approved request adds a row to ``geocloud.layer_grants`` (the catalog's ``Grant`` model, folded
 into the layer's grants by ``catalog.grants``) and a registry event, so every worker follows it."""
 
 import json
+import re
 from datetime import datetime, timezone
 
 import psycopg
@@ -21,26 +23,16 @@ import psycopg
 from geocloud.access import audit, keys
 from geocloud.access.policy import can_decide, can_read
 from geocloud.access.principal import Principal
-from geocloud.catalog import Catalog, Layer, registry
+from geocloud.catalog import Catalog, registry
 from geocloud.errors import ConfigError, Conflict, InputError, NotFound
 
 REASON_MAX = 2000
+PENDING_MAX = 20  # a principal's requests awaiting a decision at once
+LAYER_ID = re.compile(r"^[a-z][a-z0-9_]{0,40}$")  # the catalog's layer ids
 DECISIONS = ("approve", "reject")
 _COLUMNS = ("id", "layer", "agency", "role", "principal", "reason", "state", "created_at", "decided_by",
             "decided_at", "decision_reason", "expires_at")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM geocloud.access_requests"
-
-
-def may_request(principal: Principal, layer: Layer) -> bool:
-    """A city principal may ask for a restricted layer it cannot read (within its key's scope)."""
-    return (not principal.anonymous and principal.agency is not None and principal.city_agency
-            and layer.access.level == "restricted" and (principal.layers is None or layer.id in principal.layers)
-            and not can_read(principal, layer))
-
-
-def requestable(principal: Principal, catalog: Catalog) -> list[Layer]:
-    """The layers ``principal`` may ask for, by id."""
-    return sorted((layer for layer in catalog.layers.values() if may_request(principal, layer)), key=lambda x: x.id)
 
 
 def _row(values) -> dict:
@@ -59,32 +51,36 @@ def _reason(text, where: str, required: bool) -> str | None:
 
 
 def create(conn: psycopg.Connection, principal: Principal, layer_id, reason, catalog: Catalog) -> dict:
-    """Record ``principal``'s request for ``layer_id``. NotFound for a layer it may not ask for
-    (unknown, or unknown to it), Conflict for one it reads already or asked for and awaits."""
-    if not isinstance(layer_id, str) or not layer_id:
-        raise InputError("the layer to request is missing", where="key 'layer'", fix="give the layer's id")
+    """Record ``principal``'s request for ``layer_id``, whether or not such a layer exists (see the
+    module's docstring). Conflict for a layer it reads already or asked for and awaits."""
+    if not isinstance(layer_id, str) or not LAYER_ID.match(layer_id):
+        raise InputError(f"{layer_id!r} is not a layer id", where="key 'layer'",
+                         fix="give the layer's id: lower-case letters, digits and _, starting with a letter")
     reason = _reason(reason, "key 'reason'", required=True)
     layer = catalog.layers.get(layer_id)
     if layer is not None and can_read(principal, layer):
         raise Conflict(f"you may read layer {layer_id!r} already", where="key 'layer'",
                        fix=f"use it: /collections/{layer_id}")
-    if layer is None or not may_request(principal, layer):
-        raise NotFound(f"no layer {layer_id!r} you may request", where="key 'layer'",
-                       fix="request a restricted layer of the catalog by its id (see /requests/new)")
-    if not principal.role:
-        raise InputError("your credential names no role, and a grant is to an agency and role",
-                         fix="sign in or use a key with a role")
+    if principal.agency is None or not principal.role:
+        raise InputError("your credential names no agency or role, and a grant is to an agency and role",
+                         fix="sign in, or use a key of your agency with your role")
     with conn.transaction():
-        found = conn.execute(_SELECT + " WHERE layer = %s AND agency = %s AND role = %s AND principal = %s "
-                             "AND state = 'pending'", (layer_id, principal.agency, principal.role,
-                                                       principal.name)).fetchone()
-        if found is not None:
-            raise Conflict(f"you asked for layer {layer_id!r} already (request {found[0]}), and it awaits a decision",
+        pending = conn.execute("SELECT layer, id FROM geocloud.access_requests WHERE agency = %s AND principal = %s "
+                               "AND state = 'pending' FOR UPDATE", (principal.agency, principal.name)).fetchall()
+        asked = dict(pending).get(layer_id)
+        if asked is not None:
+            raise Conflict(f"you asked for layer {layer_id!r} already (request {asked}), and it awaits a decision",
                            fix="wait for the decision: GET /manage/requests")
-        row = _row(conn.execute(
-            "INSERT INTO geocloud.access_requests (layer, agency, role, principal, reason) VALUES (%s, %s, %s, %s, %s) "
-            "RETURNING " + ", ".join(_COLUMNS), (layer_id, principal.agency, principal.role, principal.name,
-                                                 reason)).fetchone())
+        if len(pending) >= PENDING_MAX:
+            raise Conflict(f"you have {len(pending)} requests awaiting a decision, the most there may be",
+                           fix="wait for their decisions: GET /manage/requests")
+        try:
+            row = _row(conn.execute(
+                "INSERT INTO geocloud.access_requests (layer, agency, role, principal, reason) "
+                "VALUES (%s, %s, %s, %s, %s) RETURNING " + ", ".join(_COLUMNS),
+                (layer_id, principal.agency, principal.role, principal.name, reason)).fetchone())
+        except psycopg.errors.UniqueViolation:  # the same request, sent twice at once
+            raise Conflict(f"you asked for layer {layer_id!r} already, and it awaits a decision") from None
         audit.record(conn, "access-requested", principal.name, principal.agency, layer_id, "requests",
                      {"request": row["id"], "role": principal.role, "reason": reason})
     return row

@@ -1,10 +1,10 @@
 """Grants made by approving access requests (``geocloud.layer_grants``), folded into the catalog.
 
-They are the catalog's ``Grant`` model, added to the grants of the restricted layer they name, so
-the read policy evaluates them exactly as the grants of ``layers/*.yml`` and of registered entries,
-expiry included. They are read with the registry (``registry.merged``): approving a request adds a
-registry event, and every worker follows it within seconds. A grant for a layer that is no longer
-restricted (made public or internal since, or gone) adds nothing."""
+They are the catalog's ``Grant`` model, added to the grants of the layer they name (restricted, or
+internal: an outside agency's), so the read policy evaluates them exactly as the grants of
+``layers/*.yml`` and of registered entries, expiry included. They are read with the registry
+(``registry.merged``): approving a request adds a registry event, and every worker follows it
+within seconds. A grant for a layer made public since, or gone, adds nothing."""
 
 from dataclasses import replace
 
@@ -24,11 +24,11 @@ def read(conn: psycopg.Connection) -> list[tuple[str, Grant]]:
 
 
 def fold(catalog: Catalog, granted: list[tuple[str, Grant]]) -> Catalog:
-    """``catalog`` with each grant added to its restricted layer's grants."""
+    """``catalog`` with each grant added to its layer's grants (a public layer needs none)."""
     extra: dict[str, list[Grant]] = {}
     for layer_id, grant in granted:
         layer = catalog.layers.get(layer_id)
-        if layer is not None and layer.access.level == "restricted":
+        if layer is not None and layer.access.level != "public":
             extra.setdefault(layer_id, []).append(grant)
     if not extra:
         return catalog

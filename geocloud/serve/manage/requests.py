@@ -1,9 +1,10 @@
-"""The access-request routes (``/manage/requests``): a city principal asks for a restricted layer
-(``POST``), sees its requests and the ones it may decide (``GET``), and the owning agency's editors
+"""The access-request routes (``/manage/requests``): a principal of an agency asks for a layer it
+cannot read (``POST``), sees its requests and the ones it may decide (``GET``), and the owning agency's editors
 or the GIS office's admins approve or reject one (``POST .../decision``). The rules are
 ``geocloud.access.requests``'; here they meet HTTP: 401 anonymous, 403 for a caller who may not
-decide, 404 for what the caller may not know of, 409 for a request decided or asked already, 422
-for a bad body (problem details naming the key)."""
+decide, 404 for a request the caller may not see, 409 for a request decided or asked already, 422
+for a bad body (problem details naming the key). A request for a layer the caller cannot read is
+answered alike whether the layer exists or not (see ``access.requests``)."""
 
 from starlette.requests import Request
 from starlette.routing import Route
@@ -49,11 +50,7 @@ async def create(request: Request):
 def _listing(principal):
     catalog = fresh_catalog()
     with db.connect() as conn:
-        listed = access_requests.listing(conn, principal, catalog)
-    listed["requestable"] = [{"id": layer.id, "title": layer.title.model_dump(by_alias=True),
-                              "owner": catalog.owner(layer.id)}
-                             for layer in access_requests.requestable(principal, catalog)]
-    return json_answer(listed)
+        return json_answer(access_requests.listing(conn, principal, catalog))
 
 
 async def listing(request: Request):
@@ -103,21 +100,22 @@ REQUEST = {"type": "object", "required": ["id", "layer", "state"], "properties":
 BAD_BODY = _problem("the body is not valid: the key named, what is wrong and the fix")
 OPENAPI_PATHS = {
     "/manage/requests": {
-        "get": {"summary": "my access requests with their decisions, the pending ones I may decide, and the "
-                           "restricted layers I may request", "tags": [TAG], "parameters": [],
+        "get": {"summary": "my access requests with their decisions, and the pending ones I may decide",
+                "tags": [TAG], "parameters": [],
                 "responses": {"200": _json("the requests", {"type": "object", "required": ["mine", "to_decide"],
                                                             "properties": {
-                    "mine": {"type": "array", "items": REQUEST}, "to_decide": {"type": "array", "items": REQUEST},
-                    "requestable": {"type": "array", "items": {"type": "object"}}}}),
+                    "mine": {"type": "array", "items": REQUEST}, "to_decide": {"type": "array", "items": REQUEST}}}),
                               "401": {"$ref": _REF("Unauthorized")}}},
-        "post": {"summary": "ask for access to a restricted layer (a principal of a city agency), saying why",
+        "post": {"summary": "ask for access to a layer the caller cannot read, by its id, saying why (taken alike "
+                            "whether the layer exists or not: only its deciders see it)",
                  "tags": [TAG], "parameters": [],
                  "requestBody": {"required": True, "content": {"application/json": {"schema": {
                      "type": "object", "required": ["layer", "reason"], "properties": {
-                         "layer": {"type": "string"}, "reason": {"type": "string", "maxLength": 2000}}}}}},
+                         "layer": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,40}$"},
+                         "reason": {"type": "string", "maxLength": 2000}}}}}},
                  "responses": {"201": _json("the request, pending", REQUEST), "401": {"$ref": _REF("Unauthorized")},
-                               "404": _problem("no layer of that id the caller may request"),
-                               "409": _problem("the caller reads the layer already, or awaits a decision on it"),
+                               "409": _problem("the caller reads the layer already, awaits a decision on it, or "
+                                               "awaits too many"),
                                "422": BAD_BODY}}},
     "/manage/requests/{requestId}/decision": {"post": {
         "summary": "approve (a grant to the requester's agency and role, optionally until expires) or reject "

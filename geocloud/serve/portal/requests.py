@@ -1,6 +1,6 @@
 """The access-request pages: ``/requests`` lists my requests with their decisions and, for the
 owning agency's editors and the GIS office's admins, the pending queue with approve and reject forms;
-``/requests/new?layer=ID`` asks for a restricted layer. The forms post to ``/requests`` and
+``/requests/new?layer=ID`` asks for a layer by its id (the form says nothing of whether it exists). The forms post to ``/requests`` and
 ``/requests/{id}/decision`` with the session's CSRF token (``session.form_principal``), and do what
 the JSON API (``/manage/requests``) does, through the same functions; a refused form is shown again
 with the reason, and a done one redirects to ``/requests`` (so a reload sends nothing twice)."""
@@ -24,7 +24,7 @@ from geocloud.serve.portal.render import render
 from geocloud.serve.portal.signin import PERSONAL
 
 FORM_MAX_BYTES = 16 * 1024
-STATUS = {"NotFound": 404, "Conflict": 409}
+STATUS = {"Conflict": 409}
 
 
 def _listed(principal) -> dict:
@@ -41,8 +41,13 @@ async def requests_page(request: Request, error: str | None = None, status: int 
     if principal.anonymous:
         return _signin_page(request, ("存取申請", "Access requests"))
     listed = await run_in_threadpool(_listed, principal)
-    return render(request, "requests.html", status=status, headers=PERSONAL, mine=listed["mine"], to_decide=listed["to_decide"],
-                  catalog=get_catalog(), csrf=session.csrf_token(request), error=error, done=request.query_params.get("done"))
+    catalog, readable = get_catalog(), guard.visible_layers()
+    # a layer's title only for those who may read it or decide on it: a requester learns nothing more
+    titles = {i: catalog.layers[i].title for i in {*readable, *(r["layer"] for r in listed["to_decide"])}
+              if i in catalog.layers}
+    return render(request, "requests.html", status=status, headers=PERSONAL, mine=listed["mine"],
+                  to_decide=listed["to_decide"], titles=titles, csrf=session.csrf_token(request), error=error,
+                  done=request.query_params.get("done"))
 
 
 async def new_page(request: Request) -> Response:
@@ -51,15 +56,9 @@ async def new_page(request: Request) -> Response:
 
 async def _new(request: Request, layer_id: str, error: str | None = None, status: int = 200,
                reason: str = "") -> Response:
-    principal = guard.current.get()
-    if principal.anonymous:
+    if guard.current.get().anonymous:
         return _signin_page(request, ("申請使用圖層", "Request access to a layer"))
-    catalog = get_catalog()
-    choices = access_requests.requestable(principal, catalog)
-    chosen = next((layer for layer in choices if layer.id == layer_id), None)
-    if layer_id and chosen is None and error is None:  # unknown, readable already, or not for this caller to know
-        error, status = "no-such-layer", 404
-    return render(request, "request_new.html", status=status, headers=PERSONAL, choices=choices, chosen=chosen, catalog=catalog,
+    return render(request, "request_new.html", status=status, headers=PERSONAL, layer_id=layer_id[:41],
                   csrf=session.csrf_token(request), error=error, reason=reason)
 
 
@@ -113,8 +112,7 @@ _PAGE = {"200": {"description": "the page", "content": {"text/html": {"schema": 
          "401": {"description": "the page, asking to sign in", "content": {"text/html": {"schema": {"type": "string"}}}}}
 _DONE = {"303": {"description": "done: on to /requests"}, "401": {"$ref": "#/components/responses/Unauthorized"},
          "403": {"$ref": "#/components/responses/Forbidden"},
-         "404": {"description": "the form again, saying what is not there",
-                 "content": {"text/html": {"schema": {"type": "string"}}}},
+         "404": {"$ref": "#/components/responses/NotFound"},
          "409": {"description": "the form again: decided or asked already", "content": {"text/html": {}}},
          "413": {"$ref": "#/components/responses/PayloadTooLarge"},
          "422": {"description": "the form again, saying what to fix", "content": {"text/html": {}}}}
@@ -129,14 +127,13 @@ OPENAPI_PATHS = {
     "/requests": {
         "get": {"summary": "page: my access requests and their decisions; the pending ones I may decide",
                 "tags": ["Portal"], "parameters": [], "responses": _PAGE},
-        "post": {"summary": "form: ask for access to a restricted layer (a signed-in session)", "tags": ["Portal"],
+        "post": {"summary": "form: ask for access to a layer by its id (a signed-in session)", "tags": ["Portal"],
                  "parameters": [], "requestBody": _form_body({"layer": {"type": "string"}, "reason": {"type": "string"}},
                                                              ["layer", "reason"]), "responses": _DONE}},
     "/requests/new": {"get": {
-        "summary": "page: the form asking for access to a restricted layer", "tags": ["Portal"],
+        "summary": "page: the form asking for access to a layer", "tags": ["Portal"],
         "parameters": [query_parameter("layer", "the layer asked for", {"type": "string"})],
-        "responses": {**_PAGE, "404": {"description": "the form, saying there is no such layer to request",
-                                       "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "responses": _PAGE}},
     "/requests/{requestId}/decision": {"post": {
         "summary": "form: approve or reject an access request", "tags": ["Portal"],
         "parameters": [path_parameter("requestId", "the request's id", {"type": "integer", "minimum": 1})],

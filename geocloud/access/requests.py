@@ -35,6 +35,11 @@ _COLUMNS = ("id", "layer", "agency", "role", "principal", "reason", "state", "cr
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM geocloud.access_requests"
 
 
+def requester(principal: Principal) -> str:
+    """Whose requests are "mine": the person or service (a credential's id when it names none)."""
+    return principal.name or principal.id or "-"
+
+
 def _row(values) -> dict:
     return dict(zip(_COLUMNS, values))
 
@@ -44,9 +49,9 @@ def _reason(text, where: str, required: bool) -> str | None:
         if required:
             raise InputError("a reason is required", where=where, fix="say in a sentence or two why")
         return None
-    if not isinstance(text, str) or len(text) > REASON_MAX:
+    if not isinstance(text, str) or len(text) > REASON_MAX or "\x00" in text:
         raise InputError(f"the reason must be text of at most {REASON_MAX} characters", where=where,
-                         fix="shorten it")
+                         fix="shorten it (and leave out control characters)")
     return text.strip()
 
 
@@ -66,7 +71,7 @@ def create(conn: psycopg.Connection, principal: Principal, layer_id, reason, cat
                          fix="sign in, or use a key of your agency with your role")
     with conn.transaction():
         pending = conn.execute("SELECT layer, id FROM geocloud.access_requests WHERE agency = %s AND principal = %s "
-                               "AND state = 'pending' FOR UPDATE", (principal.agency, principal.name)).fetchall()
+                               "AND state = 'pending' FOR UPDATE", (principal.agency, requester(principal))).fetchall()
         asked = dict(pending).get(layer_id)
         if asked is not None:
             raise Conflict(f"you asked for layer {layer_id!r} already (request {asked}), and it awaits a decision",
@@ -78,7 +83,7 @@ def create(conn: psycopg.Connection, principal: Principal, layer_id, reason, cat
             row = _row(conn.execute(
                 "INSERT INTO geocloud.access_requests (layer, agency, role, principal, reason) "
                 "VALUES (%s, %s, %s, %s, %s) RETURNING " + ", ".join(_COLUMNS),
-                (layer_id, principal.agency, principal.role, principal.name, reason)).fetchone())
+                (layer_id, principal.agency, principal.role, requester(principal), reason)).fetchone())
         except psycopg.errors.UniqueViolation:  # the same request, sent twice at once
             raise Conflict(f"you asked for layer {layer_id!r} already, and it awaits a decision") from None
         audit.record(conn, "access-requested", principal.name, principal.agency, layer_id, "requests",
@@ -92,13 +97,13 @@ def get(conn: psycopg.Connection, request_id: int) -> dict | None:
 
 
 def mine(principal: Principal, request: dict) -> bool:
-    return (request["agency"], request["principal"]) == (principal.agency, principal.name)
+    return (request["agency"], request["principal"]) == (principal.agency, requester(principal))
 
 
 def listing(conn: psycopg.Connection, principal: Principal, catalog: Catalog) -> dict:
     """The caller's own requests (every state, newest first) and the pending ones it may decide."""
     own = [_row(r) for r in conn.execute(_SELECT + " WHERE agency = %s AND principal = %s ORDER BY id DESC",
-                                         (principal.agency, principal.name)).fetchall()]
+                                         (principal.agency, requester(principal))).fetchall()]
     pending = [_row(r) for r in conn.execute(_SELECT + " WHERE state = 'pending' ORDER BY id").fetchall()]
     return {"mine": own, "to_decide": [r for r in pending if can_decide(principal, r["layer"], catalog)]}
 
@@ -109,7 +114,7 @@ def parse_expires(text) -> datetime | None:
         return None
     try:
         value = keys.parse_expiry(text) if isinstance(text, str) else None
-    except ConfigError:
+    except (ConfigError, ValueError, OverflowError):  # not a date, or a duration beyond the calendar
         value = None
     if value is None:
         raise InputError(f"expires {text!r} is not a date, time or duration", where="key 'expires'",

@@ -6,6 +6,8 @@ decide, 404 for a request the caller may not see, 409 for a request decided or a
 for a bad body (problem details naming the key). A request for a layer the caller cannot read is
 answered alike whether the layer exists or not (see ``access.requests``)."""
 
+from datetime import datetime
+
 from starlette.requests import Request
 from starlette.routing import Route
 
@@ -20,6 +22,11 @@ from geocloud.serve.manage.upload import read_entry
 from geocloud.serve.openapi30 import path_parameter
 
 MAX_ID = 2 ** 31 - 1
+
+
+def _iso(request: dict) -> dict:
+    """A request as JSON: times in ISO 8601 (RFC 3339), as the document says."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in request.items()}
 
 
 def _caller():
@@ -39,7 +46,7 @@ async def _body(request: Request) -> dict:
 def _create(principal, body: dict):
     with db.connect() as conn:
         made = access_requests.create(conn, principal, body.get("layer"), body.get("reason"), fresh_catalog())
-    return json_answer(made, 201)
+    return json_answer(_iso(made), 201)
 
 
 async def create(request: Request):
@@ -50,7 +57,8 @@ async def create(request: Request):
 def _listing(principal):
     catalog = fresh_catalog()
     with db.connect() as conn:
-        return json_answer(access_requests.listing(conn, principal, catalog))
+        listed = access_requests.listing(conn, principal, catalog)
+    return json_answer({part: [_iso(r) for r in rows] for part, rows in listed.items()})
 
 
 async def listing(request: Request):
@@ -75,7 +83,7 @@ def decide(principal, request_id: int, body: dict) -> dict:
 
 
 def _decide(principal, request_id: int, body: dict):
-    return json_answer(decide(principal, request_id, body))
+    return json_answer(_iso(decide(principal, request_id, body)))
 
 
 async def decision(request: Request):

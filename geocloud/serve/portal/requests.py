@@ -1,7 +1,7 @@
 """The access-request pages: ``/requests`` lists my requests with their decisions and, for the
 owning agency's editors and the GIS office's admins, the pending queue with approve and reject forms;
-``/requests/new?layer=ID`` asks for a layer by its id (the form says nothing of whether it exists). The forms post to ``/requests`` and
-``/requests/{id}/decision`` with the session's CSRF token (``session.form_principal``), and do what
+``/requests/new?layer=ID`` asks for a layer by its id (the form says nothing of whether it exists).
+The forms post to ``/requests`` and ``/requests/{id}/decision`` with the session's CSRF token (``session.form_principal``), and do what
 the JSON API (``/manage/requests``) does, through the same functions; a refused form is shown again
 with the reason, and a done one redirects to ``/requests`` (so a reload sends nothing twice)."""
 
@@ -21,7 +21,7 @@ from geocloud.serve.http import HTTPError, base_url
 from geocloud.serve.manage.requests import decide
 from geocloud.serve.openapi30 import path_parameter, query_parameter
 from geocloud.serve.portal.render import render
-from geocloud.serve.portal.signin import PERSONAL
+from geocloud.serve.portal.signin import CSRF, FORBIDDEN, PAGE, PERSONAL, SEE_OTHER, form
 
 FORM_MAX_BYTES = 16 * 1024
 STATUS = {"Conflict": 409}
@@ -32,14 +32,15 @@ def _listed(principal) -> dict:
         return access_requests.listing(conn, principal, get_catalog())
 
 
-def _signin_page(request: Request, title: tuple[str, str]) -> Response:
-    return render(request, "requests_signin.html", status=401, headers=PERSONAL, page_title=title)
+def _signin_first(request: Request) -> Response:
+    """A page of requests is someone's: sign in first (as /account)."""
+    return RedirectResponse(f"{base_url(request)}/signin", status_code=303, headers=PERSONAL)
 
 
 async def requests_page(request: Request, error: str | None = None, status: int = 200) -> Response:
     principal = guard.current.get()
     if principal.anonymous:
-        return _signin_page(request, ("存取申請", "Access requests"))
+        return _signin_first(request)
     listed = await run_in_threadpool(_listed, principal)
     catalog, readable = get_catalog(), guard.visible_layers()
     # a layer's title only for those who may read it or decide on it: a requester learns nothing more
@@ -57,7 +58,7 @@ async def new_page(request: Request) -> Response:
 async def _new(request: Request, layer_id: str, error: str | None = None, status: int = 200,
                reason: str = "") -> Response:
     if guard.current.get().anonymous:
-        return _signin_page(request, ("申請使用圖層", "Request access to a layer"))
+        return _signin_first(request)
     return render(request, "request_new.html", status=status, headers=PERSONAL, layer_id=layer_id[:41],
                   csrf=session.csrf_token(request), error=error, reason=reason)
 
@@ -75,27 +76,27 @@ async def _form(request: Request) -> dict:
         raise HTTPError(400, "InvalidParameterValue", "the form has more than 10 fields") from None
 
 
-def _create(principal, form) -> dict:
+def _create(principal, fields) -> dict:
     with db.connect() as conn:
-        return access_requests.create(conn, principal, form.get("layer"), form.get("reason"), get_catalog())
+        return access_requests.create(conn, principal, fields.get("layer"), fields.get("reason"), get_catalog())
 
 
 async def submit(request: Request) -> Response:
-    form = await _form(request)
-    principal = session.form_principal(request, form)
+    fields = await _form(request)
+    principal = session.form_principal(request, fields)
     try:
-        await run_in_threadpool(_create, principal, form)
+        await run_in_threadpool(_create, principal, fields)
     except GeocloudError as exc:
-        return await _new(request, form.get("layer", ""), error=exc.what, status=STATUS.get(type(exc).__name__, 422),
-                          reason=form.get("reason", ""))
+        return await _new(request, fields.get("layer", ""), error=exc.what, status=STATUS.get(type(exc).__name__, 422),
+                          reason=fields.get("reason", ""))
     return RedirectResponse(f"{base_url(request)}/requests?done=requested", status_code=303)
 
 
 async def decision(request: Request) -> Response:
-    form = await _form(request)
-    principal = session.form_principal(request, form)
+    fields = await _form(request)
+    principal = session.form_principal(request, fields)
     request_id = request.path_params["request_id"]
-    body = {"decision": form.get("decision"), "reason": form.get("reason"), "expires": form.get("expires") or None}
+    body = {"decision": fields.get("decision"), "reason": fields.get("reason"), "expires": fields.get("expires") or None}
     try:
         await run_in_threadpool(decide, principal, request_id, body)
     except GeocloudError as exc:
@@ -108,36 +109,27 @@ routes = [Route("/requests", requests_page, methods=["GET"]), Route("/requests",
           Route("/requests/new", new_page, methods=["GET"]),
           Route("/requests/{request_id:int}/decision", decision, methods=["POST"])]
 
-_PAGE = {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}},
-         "401": {"description": "the page, asking to sign in", "content": {"text/html": {"schema": {"type": "string"}}}}}
-_DONE = {"303": {"description": "done: on to /requests"}, "401": {"$ref": "#/components/responses/Unauthorized"},
-         "403": {"$ref": "#/components/responses/Forbidden"},
-         "404": {"$ref": "#/components/responses/NotFound"},
-         "409": {"description": "the form again: decided or asked already", "content": {"text/html": {}}},
-         "413": {"$ref": "#/components/responses/PayloadTooLarge"},
-         "422": {"description": "the form again, saying what to fix", "content": {"text/html": {}}}}
-
-
-def _form_body(properties: dict, required: list[str]) -> dict:
-    return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
-        "type": "object", "required": ["csrf", *required], "properties": {"csrf": {"type": "string"}, **properties}}}}}
-
-
+_FORM_AGAIN = {"description": "the form again, saying what to fix", "content": {"text/html": {"schema": {"type": "string"}}}}
+_DONE = {"303": SEE_OTHER, "401": {"$ref": "#/components/responses/Unauthorized"}, **FORBIDDEN,
+         "404": {"$ref": "#/components/responses/NotFound"}, "409": _FORM_AGAIN,
+         "413": {"$ref": "#/components/responses/PayloadTooLarge"}, "422": _FORM_AGAIN}
 OPENAPI_PATHS = {
     "/requests": {
-        "get": {"summary": "page: my access requests and their decisions; the pending ones I may decide",
-                "tags": ["Portal"], "parameters": [], "responses": _PAGE},
+        "get": {"summary": "page: my access requests and their decisions; the pending ones I may decide (sign in "
+                           "first)", "tags": ["Portal"], "parameters": [], "responses": {"200": PAGE, "303": SEE_OTHER}},
         "post": {"summary": "form: ask for access to a layer by its id (a signed-in session)", "tags": ["Portal"],
-                 "parameters": [], "requestBody": _form_body({"layer": {"type": "string"}, "reason": {"type": "string"}},
-                                                             ["layer", "reason"]), "responses": _DONE}},
+                 "parameters": [], "requestBody": form(["csrf", "layer", "reason"], csrf=CSRF,
+                                                       layer={"type": "string"}, reason={"type": "string"}),
+                 "responses": _DONE}},
     "/requests/new": {"get": {
-        "summary": "page: the form asking for access to a layer", "tags": ["Portal"],
+        "summary": "page: the form asking for access to a layer (sign in first)", "tags": ["Portal"],
         "parameters": [query_parameter("layer", "the layer asked for", {"type": "string"})],
-        "responses": _PAGE}},
+        "responses": {"200": PAGE, "303": SEE_OTHER}}},
     "/requests/{requestId}/decision": {"post": {
         "summary": "form: approve or reject an access request", "tags": ["Portal"],
         "parameters": [path_parameter("requestId", "the request's id", {"type": "integer", "minimum": 1})],
-        "requestBody": _form_body({"decision": {"type": "string", "enum": list(access_requests.DECISIONS)},
-                                   "reason": {"type": "string"}, "expires": {"type": "string"}}, ["decision"]),
+        "requestBody": form(["csrf", "decision"], csrf=CSRF,
+                            decision={"type": "string", "enum": list(access_requests.DECISIONS)},
+                            reason={"type": "string"}, expires={"type": "string"}),
         "responses": _DONE}},
 }

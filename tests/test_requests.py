@@ -6,13 +6,14 @@ glance (``geocloud layers due``), its dates held by recorded runs."""
 
 import json
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
-from conftest import agency_server, geocloud_cli
+from conftest import agency_server
 from test_manage import SECRET, call, csv_body
 from test_registry import STATIONS, ids, tile_of
 from typer.testing import CliRunner
@@ -161,6 +162,20 @@ def test_request_rejected_with_a_reason_the_requester_sees(server):
                                                                               "請改用公開的站點圖層")
 
 
+@contextmanager
+def commands_on(url: str, monkeypatch):
+    """Run geocloud commands in this process against the database ``url``."""
+    monkeypatch.setenv("GEOCLOUD_DATABASE_URL", url)
+    get_settings.cache_clear()
+    get_catalog.cache_clear()
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        get_catalog.cache_clear()
+
+
 def test_layers_due_lists_overdue_first_from_recorded_runs(server, monkeypatch):
     base, url, _ = server
     now = datetime.now(timezone.utc)
@@ -176,8 +191,10 @@ def test_layers_due_lists_overdue_first_from_recorded_runs(server, monkeypatch):
             conn.execute("INSERT INTO geocloud.etl_runs (pipeline, layers, source_path, operator, host, pid, status, "
                          "started_at, finished_at, warnings) VALUES (%s, %s, 'x', 'tester', 'h', 1, %s, %s, %s, %s)",
                          (layer, [layer], status, at - timedelta(minutes=5), at, json.dumps(warnings)))
-    out = geocloud_cli("layers", "due", "--json", env={"GEOCLOUD_DATABASE_URL": url})
-    assert out.returncode == 0, out.stderr
+    with commands_on(url, monkeypatch):  # in-process: a subprocess costs seconds
+        out = CliRunner().invoke(cli_app, ["layers", "due", "--json"])
+        table = CliRunner().invoke(cli_app, ["layers", "due"], env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
     order = [r["layer"] for r in json.loads(out.stdout)["layers"]]
     rows = {r["layer"]: r for r in json.loads(out.stdout)["layers"]}
     roads, addresses, secret = rows["roads"], rows["addresses"], rows["trans_secret"]
@@ -198,13 +215,7 @@ def test_layers_due_lists_overdue_first_from_recorded_runs(server, monkeypatch):
     assert order[:len(never)] == sorted(never)  # never updated first, then by due date: overdue first
     assert dated == order[len(never):len(never) + len(dated)] and dated == ["roads", "addresses", "trans_secret"]
     assert [rows[i]["next_due"] for i in dated] == sorted(rows[i]["next_due"] for i in dated)
-    monkeypatch.setenv("GEOCLOUD_DATABASE_URL", url)  # the table, in-process (a second command costs seconds)
-    get_settings.cache_clear()
-    get_catalog.cache_clear()
-    table = CliRunner().invoke(cli_app, ["layers", "due"], env={"COLUMNS": "250"})
     assert table.exit_code == 0 and "3 addresses repaired" in table.output and "overdue" in table.output, table.output
-    get_settings.cache_clear()
-    get_catalog.cache_clear()
 
 
 AXE = Path(__file__).parents[1] / "node_modules" / "axe-core" / "axe.min.js"

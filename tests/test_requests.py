@@ -78,8 +78,7 @@ def test_request_approved_with_an_expiry_reads_until_it_expires(server):
     answers = [call(base, "POST", "/manage/requests", keys["external"], json={**ask, "layer": layer})
                for layer in ("trans_secret", "nothing_here")]
     assert [r.status_code for r in answers] == [201, 201], [r.text for r in answers]
-    assert [sorted(r.json()) for r in answers][0] == sorted(answers[1].json()) and \
-        {r.json()["state"] for r in answers} == {"pending"}
+    assert sorted(answers[0].json()) == sorted(answers[1].json()) and {r.json()["state"] for r in answers} == {"pending"}
     r = call(base, "POST", "/manage/requests", requester, json={**ask, "layer": "No Such/Id"})
     assert r.status_code == 422 and r.json()["keys"] == ["layer"], r.text
     r = call(base, "POST", "/manage/requests", requester, json={"layer": "trans_secret", "reason": " "})
@@ -177,7 +176,7 @@ def commands_on(url: str, monkeypatch):
 
 
 def test_layers_due_lists_overdue_first_from_recorded_runs(server, monkeypatch):
-    base, url, _ = server
+    _, url, _ = server
     now = datetime.now(timezone.utc)
     runs = [  # (layer, status, finished days ago, warnings)
         ("roads", "published", 400, []),                # yearly: overdue since 35 days or so

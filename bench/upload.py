@@ -25,7 +25,6 @@ import psycopg
 import pyarrow as pa
 import pyogrio
 import yaml
-
 from capacity import _server_pid as server_pid
 from common import ROOT, free_port, median_pair, scratch_database, server, timed
 

@@ -55,9 +55,9 @@ def _tile_path(lon: float, lat: float, z: int = 15) -> str:
 
 
 def surfaces(names: set[str], tile: str) -> dict:
-    """surface -> (path, does this answer show the layer). A path of the layer's own is `own`: shown
-    when 200 and the check holds, hidden only as an unknown layer is (401 to the anonymous, 404 to
-    others); a listing is 200 for everyone, shown when the layer is listed."""
+    """surface -> (kind, path, does this 200 show the layer). A path of the layer's own ("own") is
+    hidden only as an unknown layer's is (401 to the anonymous, 404 to others); a listing ("list")
+    answers everyone 200, the layer listed or not."""
     def features(r):
         return {f["properties"]["name"] for f in r.json()["features"]} == names
     return {
@@ -96,15 +96,16 @@ def probe(base: str, who: str, headers: dict, kind: str, path: str, shows) -> tu
 
 
 def expect_everywhere(bases, keys, table: dict, readers: set[str], dcat: set[str], public: bool,
-                      within: float = 20.0) -> float:
-    """Seconds until every surface of both processes answers every principal as ``readers`` (and
+                      within: float = 30.0) -> None:
+    """Wait until every surface of both processes answers every principal as ``readers`` (and
     ``dcat``, for the open-data feed) say, the layer's own answers never cacheable by a shared cache
-    unless it is public. The collections list of the owner on each process is watched first (the
-    change has reached the process); then everything is asked, and what was not yet right again."""
+    unless it is public. Each principal's collections list is watched first (the change has reached
+    both processes); then everything is asked, and what was not yet right asked again, until
+    ``within`` seconds (the registry is followed within 2 s: the rest is a busy machine's slowness)."""
     start = time.monotonic()
 
     def wrong(t, answer, cache):
-        base, who, surface = t
+        _, who, surface = t
         wanted = "shown" if who in (dcat if surface == "DCAT" else readers) else "hidden"
         if answer != wanted:
             return answer
@@ -112,7 +113,7 @@ def expect_everywhere(bases, keys, table: dict, readers: set[str], dcat: set[str
             return f"Cache-Control {cache!r}"
 
     with ThreadPoolExecutor(8) as pool:
-        for todo in ([(base, "owner", "collections") for base in bases],
+        for todo in ([(base, who, "collections") for base in bases for who in keys],
                      [(base, who, surface) for base in bases for who in keys for surface in table]):
             while todo:
                 answers = pool.map(lambda t: probe(t[0], t[1], keys[t[1]], *table[t[2]]), todo)
@@ -122,7 +123,6 @@ def expect_everywhere(bases, keys, table: dict, readers: set[str], dcat: set[str
                                          f"{[(b.rsplit(':', 1)[1], w, s, why) for (b, w, s), why in bad[:12]]}")
                 todo = [t for t, _ in bad]
                 time.sleep(0.3 if todo else 0)
-    return time.monotonic() - start
 
 
 def call(base: str, method: str, path: str, headers: dict, **kwargs) -> httpx.Response:

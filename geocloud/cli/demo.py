@@ -9,12 +9,12 @@ import typer
 from rich.table import Table
 
 from geocloud import db
-from geocloud.cli import demo_agency
-from geocloud.cli.output import console, err_console
 from geocloud.access import agencies
 from geocloud.access import keys as api_keys
-from geocloud.cli.serve import serve
 from geocloud.catalog import get_catalog
+from geocloud.cli import demo_agency
+from geocloud.cli.output import console, err_console
+from geocloud.cli.serve import serve
 from geocloud.config import get_settings
 from geocloud.errors import GeocloudError
 from geocloud.etl import run_pipeline
@@ -83,9 +83,10 @@ the Fire Bureau (valid 7 days) both appear:
     share = (folder, manifest, editor, admin)
     if no_serve:
         brief_port = demo_agency.free_port()
-        with err_console.status(f"registering {owner}'s layer over HTTP (a server started briefly on port {brief_port})"):
-            with demo_agency.brief_server(brief_port, get_settings().data_path / "demo-server.log") as brief:
-                _share(brief, base, *share)
+        log = get_settings().data_path / "demo-server.log"
+        with err_console.status(f"registering {owner}'s layer over HTTP (a server started briefly on port {brief_port})"), \
+                demo_agency.brief_server(brief_port, log) as brief:
+            _share(brief, base, *share)
         console.print(f"(--no-serve: that server has stopped; `geocloud serve --port {port}` serves what the lines name)")
         return
     threading.Thread(target=_share_when_up, args=(base, base, *share), daemon=True).start()

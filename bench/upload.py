@@ -163,7 +163,7 @@ def over_http(gpkg: Path, features: int) -> dict:
             streaming = body_only(client, pid, gpkg)
         etl = etl_seconds(url)
     return {"wall": wall, "etl": etl, "rss_before": before, "rss_peak": max(sampler.peak, before),
-            "streaming": streaming}
+            "streaming": streaming, "stages": report["timings"]}
 
 
 def body_only(client: httpx.Client, pid: int, gpkg: Path) -> int:
@@ -193,7 +193,7 @@ def over_cli(gpkg: Path, features: int) -> dict:
         report = json.loads(out)
         assert report["status"] == "published" and report["counts"]["loaded"] == {LAYER: features}, report
         etl = etl_seconds(url)
-    return {"wall": wall, "etl": etl, "rss_peak": peak}
+    return {"wall": wall, "etl": etl, "rss_peak": peak, "stages": report["timings"]}
 
 
 def main() -> None:
@@ -228,6 +228,8 @@ def main() -> None:
           f"+{h['streaming'] / mb:.1f} MB while the {gpkg.stat().st_size / mb:.0f} MB body alone streams to disk")
     print(f"  around the ETL run: HTTP {h['wall'] - h['etl']:.1f} s (upload, requests), "
           f"CLI {c['wall'] - c['etl']:.1f} s (process start, imports)")
+    print("  ETL stages, HTTP / CLI (s): " + ", ".join(f"{k} {v:.1f}/{c['stages'].get(k, 0):.1f}"
+                                                    for k, v in h["stages"].items()))
     print(f"  every run: {', '.join(f'{k} {v:.1f} s' for k, v in walls)}")
 
 

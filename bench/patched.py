@@ -20,7 +20,7 @@ def no_rate_limit() -> None:
 
 
 def same_tile_work() -> None:
-    from geocloud.serve import vectortiles
+    from geocloud.serve.tiles import vectortiles
 
     vectortiles.BUFFER = 0  # tipg selects features meeting the tile itself, so only a buffer of 0 matches
     vectortiles.GENERALIZE_FROM = float("inf")

@@ -18,11 +18,10 @@ import mapbox_vector_tile
 import psycopg
 import pyogrio
 import pytest
+from conftest import app_routes, geocloud_cli
 
 from geocloud.serve import create_app
-from geocloud.serve.tms import SERVED
-
-from conftest import app_routes, geocloud_cli
+from geocloud.serve.tiles.tms import SERVED
 
 HALL = (120.647296502, 24.1619892378)
 LAYERS = {"public": "roads", "internal": "road_works", "restricted": "inspection_sites"}

@@ -23,7 +23,7 @@ import pytest
 from conftest import app_routes
 
 from geocloud.serve import create_app
-from geocloud.serve.tms import SERVED
+from geocloud.serve.tiles.tms import SERVED
 
 HALL = (120.647296502, 24.1619892378)  # Taichung City Hall: inside every sample layer
 PER_KIND = 2  # pages visited per kind of page (see _kind)

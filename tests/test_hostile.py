@@ -10,9 +10,9 @@ import time
 import httpx
 import psycopg
 import pytest
-
-from geocloud.serve.tms import SERVED
 from test_access import fill, method_of, routes
+
+from geocloud.serve.tiles.tms import SERVED
 
 HALL = (120.647296502, 24.1619892378)
 WEB_TILE = SERVED["WebMercatorQuad"].tile(*HALL, 15)

@@ -13,7 +13,7 @@ import pytest
 from owslib.ogcapi.features import Features
 
 from geocloud.catalog import get_catalog
-from geocloud.serve.links import DOWNLOADS, collection_links
+from geocloud.serve.ogcapi.links import DOWNLOADS, collection_links
 
 REL = "http://www.opengis.net/def/rel/ogc/1.0/"
 SCHEMA = REL + "schema"  # pygeoapi's collection schema links: the api helper's route (issue #14)

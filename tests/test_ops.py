@@ -11,10 +11,10 @@ import time
 import httpx
 import psycopg
 import pytest
+from conftest import ROOT, geocloud_cli, start_server, stop_server
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ROOT, geocloud_cli, start_server, stop_server
-from geocloud.serve.tms import SERVED
+from geocloud.serve.tiles.tms import SERVED
 
 HALL = (120.647296502, 24.1619892378)
 UNKNOWN_ITEM = "/collections/buildings/items/NO-SUCH-BUILDING"
@@ -228,9 +228,9 @@ def test_the_image_and_scripts_dev_install_from_the_one_list_and_the_image_has_t
     assert not [p for p in listed if p != "python3-venv" and re.search(rf"(?<![\w/-]){re.escape(p)}(?![\w-])", body)]
     # every asset the viewer's page loads is in the image: geocloud's packaged static folder, or
     # MapLibre's dist folder from node_modules, copied from the npm stage (package-lock.json's packages)
-    from geocloud.serve import viewer
+    from geocloud.serve.portal import viewer
 
-    html = (ROOT / "geocloud" / "serve" / "static" / "map.html").read_text(encoding="utf-8")
+    html = (viewer.STATIC / "map.html").read_text(encoding="utf-8")
     refs = re.findall(r'(?:src|href)="(static/[^"]+)"', html)
     assert len(refs) >= 4
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
@@ -242,7 +242,7 @@ def test_the_image_and_scripts_dev_install_from_the_one_list_and_the_image_has_t
             assert "node_modules/maplibre-gl" in lock["packages"] and "/map/static/maplibre-gl" in mounts
             assert (ROOT / "node_modules" / "maplibre-gl" / "dist" / ref.rsplit("/", 1)[1]).is_file(), ref
         else:
-            assert (viewer.STATIC / ref.removeprefix("static/")).is_file() and '"serve/static/*"' in pyproject, ref
+            assert (viewer.STATIC / ref.removeprefix("static/")).is_file() and '"serve/portal/static/*"' in pyproject, ref
     assert ("COPY", "geocloud ./geocloud") in image and ("COPY", "styles ./styles") in image  # basemap.json
 
 

@@ -19,12 +19,11 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from conftest import free_port, load_city, start_server, stop_server
 
 from geocloud import db
 from geocloud.serve.state import REFRESH
-from geocloud.serve.tms import SERVED
-
-from conftest import free_port, load_city, start_server, stop_server
+from geocloud.serve.tiles.tms import SERVED
 
 pytestmark = pytest.mark.xdist_group("outage")  # one cluster of its own, shared by this module's tests
 

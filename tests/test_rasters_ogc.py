@@ -24,6 +24,7 @@ import pyogrio
 import pytest
 import rasterio
 import yaml
+from conftest import ROOT, _admin, _drop, _url_for, make_keys, source_of, start_server, stop_server
 from owslib.ogcapi.coverages import Coverages
 from owslib.util import Authentication
 from psycopg import sql
@@ -35,12 +36,12 @@ from titiler.core.models.OGC import TileSet
 
 from geocloud.catalog import get_catalog
 from geocloud.config import get_settings
-from geocloud.serve import coverages, create_app, maptiles, rasters
-
-from conftest import ROOT, _admin, _drop, _url_for, make_keys, source_of, start_server, stop_server
+from geocloud.serve import create_app
+from geocloud.serve.rasters import coverages, maptiles
+from geocloud.serve.rasters import tiler as rasters
 
 OGC = "http://www.opengis.net/def/rel/ogc/1.0/"
-EXACT = 1e-9  # the coverage's warp tolerance (serve/coverages.py EXACT)
+EXACT = 1e-9  # the coverage's warp tolerance (serve/rasters/coverages.py EXACT)
 HALL = (120.647296502, 24.1619892378)
 
 

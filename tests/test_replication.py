@@ -35,15 +35,14 @@ import httpx
 import morecantile
 import psycopg
 import pytest
+from conftest import free_port, geocloud_cli, load_city, source_of, start_server, stop_server
 from psycopg import sql
+from test_outage import HALL, Cluster, _pg_bin
 
 from geocloud import db
 from geocloud.access import keys as api_keys
 from geocloud.errors import DatabaseError
 from geocloud.serve.state import REFRESH
-
-from conftest import free_port, geocloud_cli, load_city, source_of, start_server, stop_server
-from test_outage import HALL, Cluster, _pg_bin
 
 pytestmark = pytest.mark.xdist_group("replication")
 
@@ -334,7 +333,7 @@ def test_replicas_serve_reads_converge_and_survive_failover(replicated, tmp_path
 
 
 def _tile_writer(path: str, writer: int, rounds: int) -> None:
-    from geocloud.serve import tilecache
+    from geocloud.serve.tiles import tilecache
 
     for i in range(rounds):
         size = 1000 + (writer * 7919 + i * 104729) % 100_000
@@ -346,8 +345,8 @@ def test_a_shared_tile_cache_takes_concurrent_writers_without_torn_tiles(tmp_pat
     reads them: every hit is one writer's whole tile. A tile cut short is a miss, and so is a tile
     rendered after an event the reading node has not seen yet (its replica is behind)."""
     from geocloud.config import get_settings
-    from geocloud.serve import tilecache
     from geocloud.serve.state import Snapshot
+    from geocloud.serve.tiles import tilecache
 
     shared = tmp_path / "shared"
     monkeypatch.setenv("GEOCLOUD_TILE_CACHE_DIR", str(shared))

@@ -12,13 +12,12 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import psycopg
 import pytest
+from conftest import geocloud_cli, start_server, stop_server
 
 from geocloud.access import keys as api_keys
 from geocloud.db.migrate import available
 from geocloud.serve import guard
-from geocloud.serve.tms import SERVED
-
-from conftest import geocloud_cli, start_server, stop_server
+from geocloud.serve.tiles.tms import SERVED
 
 HALL = (120.647296502, 24.1619892378)
 RESTRICTED = "/collections/inspection_sites/items"
@@ -253,7 +252,6 @@ def test_pygeoapi_pages_render_under_their_content_security_policy(served):
     import shutil
 
     from playwright.sync_api import sync_playwright
-
     from test_viewer import CHROMIUM, FLAGS
 
     if not shutil.which("chromium"):

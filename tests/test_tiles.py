@@ -9,12 +9,11 @@ import numpy as np
 import psycopg
 import pytest
 import rasterio
+from conftest import geocloud_cli, source_of
 from rasterio.warp import transform as warp
 
 from geocloud.catalog import get_catalog
-from geocloud.serve.tms import SERVED
-
-from conftest import geocloud_cli, source_of
+from geocloud.serve.tiles.tms import SERVED
 
 HALL = (120.647296502, 24.1619892378)
 WEB = SERVED["WebMercatorQuad"]

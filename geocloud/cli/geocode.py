@@ -10,8 +10,7 @@ from rich.table import Table
 from geocloud import db, geocode
 from geocloud.cli.output import err_console
 from geocloud.errors import InputError
-from geocloud.serve.provider import srid_and_flip
-
+from geocloud.serve.ogcapi.provider import srid_and_flip
 
 
 def geocode_csv(

@@ -7,10 +7,10 @@ from rich.progress import Progress
 from geocloud.catalog import get_catalog
 from geocloud.cli.output import console, err_console
 from geocloud.errors import ConfigError, NotFound
-from geocloud.serve import tilecache, vectortiles
 from geocloud.serve.state import pin, snapshot
-from geocloud.serve.tiles import basemap_layers, within
-from geocloud.serve.tms import SERVED, zoom_range
+from geocloud.serve.tiles import tilecache, vectortiles
+from geocloud.serve.tiles.tiles import basemap_layers, within
+from geocloud.serve.tiles.tms import SERVED, zoom_range
 
 app = typer.Typer(help="The vector tile cache.", no_args_is_help=True)
 

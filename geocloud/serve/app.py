@@ -3,43 +3,31 @@ WMTS, geocoding, downloads, metadata, styles, tokens), sharing one error policy.
 
 import logging
 import sys
-from pathlib import Path
 
-import pygeoapi
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.routing import Mount
-from starlette.staticfiles import StaticFiles
 
 from geocloud.errors import DatabaseError, GeocloudError
-from geocloud.serve import (
-    auth,
-    catalog,
-    coverages,
+from geocloud.serve import auth, headers, health, manage, metrics
+from geocloud.serve.guard import AuthMiddleware, service_unavailable
+from geocloud.serve.http import HTTPError, error_response, server_error
+from geocloud.serve.ogcapi import (
     downloads,
     features,
     geocoding,
-    headers,
-    health,
     landing,
-    manage,
-    maptiles,
-    metrics,
-    openapi_paths,  # noqa: F401 (imported for its OPENAPI_PATHS: see described_paths)
+    metadata,
     pygeoapi_config,
-    rasters,
-    tiles,
-    viewer,
-    wmts,
+    styles,
 )
-from geocloud.serve.guard import AuthMiddleware, service_unavailable
-from geocloud.serve.http import HTTPError, error_response, server_error
+from geocloud.serve.portal import account, signin, viewer
+from geocloud.serve.portal import render as portal
+from geocloud.serve.rasters import coverages, maptiles, tiler
+from geocloud.serve.tiles import tiles, wmts
 
 LOG = logging.getLogger("geocloud.serve")
-# pygeoapi's HTML pages load their stylesheet and images from /static (as pygeoapi's own app serves them)
-PYGEOAPI_STATIC = Path(pygeoapi.__file__).parent / "static"
 
 
 async def _client_error(request: Request, exc: HTTPError):
@@ -62,28 +50,38 @@ async def _unexpected(request: Request, exc: Exception):
     return server_error()
 
 
+def _declared(name: str) -> list:
+    """What the serve modules the app is made of declare under ``name``, in module order. Any such
+    module counts, however it was imported, so a surface added later is described without a list
+    to keep."""
+    return [getattr(module, name) for key, module in sorted(sys.modules.items())
+            if key.startswith(f"{__package__}.") and hasattr(module, name)]
+
+
 def described_paths() -> dict:
-    """Every path item the serve modules the app is made of declare in their ``OPENAPI_PATHS``
-    (pygeoapi describes the features routes). Any such module counts, however it was imported, so
-    a module added later is described without a list to keep; tests/test_api.py checks the result
-    against the routes."""
+    """Every path item the serve modules declare in their ``OPENAPI_PATHS`` (pygeoapi describes the
+    features routes); tests/test_api.py checks the result against the routes."""
     paths: dict = {}
-    for name, module in sorted(sys.modules.items()):
-        if name.startswith(f"{__package__}.") and hasattr(module, "OPENAPI_PATHS"):
-            paths = pygeoapi_config.merged(paths, module.OPENAPI_PATHS)
+    for declared in _declared("OPENAPI_PATHS"):
+        paths = pygeoapi_config.merged(paths, declared)
     return paths
+
+
+def conformance() -> list[str]:
+    """The conformance classes every surface declares (``CONFORMANCE``), for /conformance."""
+    return list(dict.fromkeys(c for declared in _declared("CONFORMANCE") for c in declared))
 
 
 def create_app() -> Starlette:
     app = Starlette(
         routes=[*landing.routes, *tiles.routes, *features.routes, *downloads.routes, *geocoding.routes, *wmts.routes,
-                *viewer.routes, *auth.routes, *catalog.routes, *health.routes, *metrics.routes,
-                *coverages.routes, *maptiles.routes, *manage.routes,
-                Mount("/static", app=StaticFiles(directory=PYGEOAPI_STATIC), name="static"),
-                rasters.mount()],
+                *styles.routes, *viewer.routes, *auth.routes, *metadata.routes, *health.routes, *metrics.routes,
+                *coverages.routes, *maptiles.routes, *manage.routes, *portal.routes,
+                *signin.routes, *account.routes, tiler.mount()],
         middleware=[*headers.middleware(), Middleware(AuthMiddleware)],
         exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,
                             GeocloudError: _geocloud_error, Exception: _unexpected},
     )
     app.state.openapi_paths = described_paths()
+    app.state.conformance = conformance()
     return app

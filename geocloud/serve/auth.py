@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from geocloud.access import tokens
 from geocloud.db.pool import write_pool
-from geocloud.serve import guard
+from geocloud.serve import guard, openapi30
 from geocloud.serve.http import HTTPError, bad_parameter
 
 
@@ -18,8 +18,8 @@ async def issue_token(request: Request) -> JSONResponse:
     principal = guard.current.get()
     if principal.anonymous:
         raise guard.unauthorized("authenticate with an API key to get a token")
-    if principal.kind == "token":
-        raise HTTPError(403, "Forbidden", "a token cannot issue another token; ask with the API key or JWT")
+    if principal.kind not in ("key", "jwt"):  # a token cannot renew itself, nor outlive a session's sign-out
+        raise HTTPError(403, "Forbidden", f"a {principal.kind} cannot issue another token; ask with the API key or JWT")
     q = request.query_params
     try:
         seconds = int(q.get("expires_in", "3600"))
@@ -44,3 +44,21 @@ async def issue_token(request: Request) -> JSONResponse:
 
 
 routes = [Route("/auth/token", issue_token, methods=["POST"])]
+
+
+# -- the OpenAPI path items of these routes ----------------------------------------------------------
+AUTH = {
+    "/auth/token": {"post": {
+        "summary": "a short-lived token for tile URLs (?token=), for the caller's key or JWT",
+        "tags": ["Access"],
+        "security": [{"apiKey": []}, {"bearer": []}, {"basic": []}],
+        "parameters": [
+            openapi30.query_parameter("expires_in", "seconds the token is valid", {"type": "integer", "minimum": 60, "maximum": 86400}),
+            openapi30.query_parameter("layers", "comma-separated layers to narrow the token to (of those the caller may read)",
+                   {"type": "string"})],
+        "responses": {"200": openapi30.ok("the token", {"type": "object", "required": ["token", "expires"], "properties": {
+            "token": {"type": "string"}, "expires": {"type": "integer"}}}, "application/json"),
+            "403": openapi30.ref("responses", "Forbidden")}}},
+}
+
+OPENAPI_PATHS = AUTH

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from geocloud.config import get_settings
 from geocloud.db.pool import Pool, replica, write_pool
 from geocloud.errors import DatabaseError
+from geocloud.serve import openapi30
 from geocloud.serve.state import snapshot
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -69,3 +70,17 @@ async def ready(request: Request) -> JSONResponse:
 
 
 routes = [Route("/health/live", live), Route("/health/ready", ready)]
+
+
+READY = {"type": "object", "required": ["status", "reads_from", "writes", "databases", "catalog"], "properties": {
+    "status": {"type": "string", "enum": ["ready", "not ready"]},
+    "reads_from": {"type": "string", "enum": ["replica", "primary"]},
+    "writes": {"type": "string", "enum": ["available", "unavailable"]}, "databases": openapi30.OBJECT,
+    "catalog": {"type": "object", "nullable": True}}}
+OPENAPI_PATHS = {
+    "/health/live": openapi30.get("the process answers", "Health", openapi30.ok("live", openapi30.OBJECT, "application/json")),
+    "/health/ready": openapi30.get("the node can serve correctly: database roles, replica lag, catalog version", "Health",
+                          openapi30.ok("ready", READY, "application/json"),
+                          more={"503": {"description": "not ready (the body says why); see Retry-After",
+                                        "content": {"application/json": {"schema": READY}}}}),
+}

@@ -35,7 +35,7 @@ from starlette.routing import Route
 from geocloud.config import get_settings
 from geocloud.db.pool import get_pool, open_pools
 from geocloud.errors import ConfigError, DatabaseError
-from geocloud.serve import guard, health
+from geocloud.serve import guard, health, openapi30
 from geocloud.serve.http import HTTPError
 
 ROLE = "metrics"
@@ -248,3 +248,10 @@ class DatabaseCollector:
 
 
 routes = [Route("/metrics", metrics, methods=["GET"])]
+
+
+OPENAPI_PATHS = {
+    "/metrics": openapi30.get("Prometheus metrics (GEOCLOUD_METRICS: off by default, then 404)", "Health",
+                     openapi30.ok("the metrics", {"type": "string"}, "text/plain"),
+                     more={**openapi30.NOT_FOUND, "403": openapi30.ref("responses", "Forbidden")}),
+}

@@ -13,8 +13,8 @@ import re
 import secrets
 import time
 
-from geocloud.config import get_settings
 from geocloud import logs
+from geocloud.config import get_settings
 from geocloud.serve import app, metrics, state
 from geocloud.serve.headers import TrustedProxies
 

@@ -1,12 +1,15 @@
 """OpenAPI 3.0 building blocks (parameters, answers) for the serve modules' ``OPENAPI_PATHS``.
 
-Each module keeps its own ``OPENAPI_PATHS`` (the OpenAPI builder merges every serve module's;
-serve/openapi_paths.py holds those of the non-raster surfaces). titiler's routes are described
+Each serve module declares the path items of the routes it serves in its own ``OPENAPI_PATHS``
+(serve/app.py merges every module's, and tests/test_api.py checks them against the routes), built
+from the blocks below; the answers every route can give (400, 401, 429, 500, 503) are added to each
+operation by the document builder (ogcapi/pygeoapi_config.py), which also holds the shared
+components (``#/components/...``). titiler's routes are described
 from FastAPI's own document of them (so every parameter titiler accepts is listed, and stays
 listed when titiler changes), turned from OpenAPI 3.1 into 3.0 (``anyOf`` with ``null``
 dropped, numeric ``exclusiveMinimum``, ``const``, schema references inlined) and given
 geocloud's bounds (rasters.LIMITS) and answers. Errors refer only to the shared responses of
-serve/pygeoapi_config.py.
+ogcapi/pygeoapi_config.py.
 """
 
 from typing import Any
@@ -14,6 +17,31 @@ from typing import Any
 ERRORS = ("400", "InvalidParameter"), ("401", "Unauthorized"), ("404", "NotFound"), ("429", "TooManyRequests"), \
     ("500", "ServerError"), ("503", "ServiceUnavailable")
 OBJECT = {"type": "object"}
+BINARY = {"type": "string", "format": "binary"}
+LINKS = {"type": "array", "items": {"$ref": "#/components/schemas/link"}}
+XML = "application/xml"
+
+
+def ref(kind: str, name: str) -> dict:
+    """A reference to a shared component, e.g. ``ref("responses", "NotFound")``."""
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def ok(description: str, schema: dict, *media: str) -> dict:
+    return {"description": description, "content": {m: {"schema": schema} for m in media}}
+
+
+def get(summary: str, tag: str, answer: dict, *parameters: dict, more: dict | None = None) -> dict:
+    """A path item with one GET operation answering ``answer`` (200) and ``more``."""
+    return {"get": {"summary": summary, "tags": [tag], "parameters": list(parameters),
+                    "responses": {"200": answer, **(more or {})}}}
+
+
+NOT_FOUND = {"404": ref("responses", "NotFound")}
+NOT_MODIFIED = {"304": ref("responses", "NotModified")}
+COLLECTION = ref("parameters", "collectionId")
+LANG = ref("parameters", "lang")
+FILE = {"description": "the file", "content": {"*/*": {"schema": BINARY}}}
 
 
 def responses(ok: dict, *, not_found: bool = True) -> dict:
@@ -34,6 +62,9 @@ def path_parameter(name: str, description: str, schema: dict | None = None) -> d
 
 def query_parameter(name: str, description: str, schema: dict, **extra) -> dict:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema, **extra}
+
+
+FILE_PATH = path_parameter("path", "the file's path")
 
 
 def to_30(schema: Any, definitions: dict) -> Any:

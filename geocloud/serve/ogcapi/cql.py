@@ -12,11 +12,11 @@ from datetime import date, datetime
 import pygeofilter.ast as ast
 import pygeofilter.values as values
 import shapely
-from shapely.geometry import shape
 from psycopg import sql
 from pygeofilter.backends.evaluator import Evaluator, handle
 from pygeofilter.parsers.cql2_json import parse as parse_json
 from pygeofilter.parsers.cql2_text import parse as parse_text
+from shapely.geometry import shape
 
 from geocloud.catalog.models import SQL_TYPES, Layer
 

@@ -24,10 +24,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from geocloud.serve import guard, openapi30, params
+from geocloud.serve import guard, openapi30
 from geocloud.serve.http import bad_parameter, not_modified, validators
-from geocloud.serve.pygeoapi_config import CRS84, EPSG_URI, OUTPUT_CRS
-from geocloud.serve.rasters import LIMITS, cog_path, number, raster_layer
+from geocloud.serve.ogcapi import params
+from geocloud.serve.ogcapi.pygeoapi_config import CRS84, EPSG_URI, OUTPUT_CRS
+from geocloud.serve.rasters.tiler import LIMITS, cog_path, number, raster_layer
 from geocloud.serve.state import snapshot
 
 GEOTIFF = "image/tiff; application=geotiff"

@@ -5,7 +5,7 @@ directory; no parameter names a file or URL (titiler's ``url=`` is not offered),
 never reads a path a caller chooses. Tiles in PNG, JPEG and WebP, WebMercatorQuad and the TWD97
 quadtree, TileJSON, info, statistics, point values and previews come from titiler; low zooms read
 the COG overviews. titiler's own tileset documents and ``info.geojson`` are not served: the OGC
-API tilesets of a raster layer are ``/collections/{id}/map/tiles`` (serve/maptiles.py).
+API tilesets of a raster layer are ``/collections/{id}/map/tiles`` (rasters/maptiles.py).
 Tiles are cached on disk like vector tiles and invalidated by the same publish/rollback events.
 
 The app is mounted under ``/rasters`` only (not at the root), so a wrong method on any other
@@ -34,14 +34,14 @@ from starlette.routing import Mount
 from titiler.core.errors import DEFAULT_STATUS_CODES
 from titiler.core.factory import TilerFactory
 
+from geocloud.access import can_read
 from geocloud.catalog import Layer, get_catalog
 from geocloud.config import get_settings
-from geocloud.access import can_read
-from geocloud.serve import guard, openapi30, tilecache
+from geocloud.serve import guard, openapi30
 from geocloud.serve.http import HTTPError, bad_parameter, error_response, not_found, server_error
 from geocloud.serve.state import snapshot
-from geocloud.serve.tms import SERVED, TMS
-
+from geocloud.serve.tiles import tilecache
+from geocloud.serve.tiles.tms import SERVED, TMS
 
 LOG = logging.getLogger("geocloud.serve")
 # Every parameter that scales the work of one raster request, with the range allowed: a 16384-pixel
@@ -219,8 +219,8 @@ class _LayerTiler(TilerFactory):
 
 
 PREFIX = "/rasters"
-# What the raster collections implement (serve/coverages.py, serve/maptiles.py), in the URIs pygeoapi
-# uses; for /conformance (serve/features.py, which serve/maptiles.py imports through serve/tiles.py).
+# What the raster collections implement (coverages.py, maptiles.py), in the URIs pygeoapi
+# uses; serve/app.py gathers every surface's CONFORMANCE for /conformance.
 CONFORMANCE = [*(f"http://www.opengis.net/spec/ogcapi-coverages-1/1.0/conf/{c}"
                  for c in ("core", "oas30", "geodata-coverage", "coverage-subset", "coverage-bbox")),
                *(f"http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/{c}"

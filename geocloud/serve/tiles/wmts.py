@@ -1,6 +1,6 @@
 """WMTS 1.0.0 capabilities (RESTful) for the raster layers, as TGOS registers WMTS services.
 
-Tile requests go to the titiler tile endpoints of ``geocloud.serve.rasters``; the capabilities
+Tile requests go to the titiler tile endpoints of ``geocloud.serve.rasters.tiler``; the capabilities
 describe both tile matrix sets (WebMercatorQuad and TWD97TM2Quad) from morecantile.
 """
 
@@ -11,10 +11,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from geocloud.catalog import get_catalog
-from geocloud.serve import guard
+from geocloud.serve import guard, openapi30
 from geocloud.serve.http import base_url
 from geocloud.serve.state import snapshot
-from geocloud.serve.tms import SERVED
+from geocloud.serve.tiles.tms import SERVED
 
 FORMATS = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 
@@ -64,3 +64,12 @@ async def capabilities(request: Request) -> Response:
 
 
 routes = [Route("/wmts/1.0.0/WMTSCapabilities.xml", capabilities, methods=["GET"])]
+
+
+# -- the OpenAPI path items of these routes ----------------------------------------------------------
+WMTS = {
+    "/wmts/1.0.0/WMTSCapabilities.xml": openapi30.get("WMTS capabilities of the raster layers the caller may read",
+                                             "WMTS", openapi30.ok("WMTS capabilities", {"type": "string"}, openapi30.XML)),
+}
+
+OPENAPI_PATHS = WMTS

@@ -10,20 +10,24 @@ import asyncio
 import json
 import urllib.parse
 from collections import OrderedDict
+from pathlib import Path
 from threading import Lock
 
+import pygeoapi
 from pygeoapi import api as core_api
 from pygeoapi import l10n
 from pygeoapi.api import API, APIRequest
 from pygeoapi.api import itemtypes as items_api
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from geocloud.catalog import get_catalog
-from geocloud.serve import guard, params, pygeoapi_config, rasters
+from geocloud.serve import guard, openapi30
 from geocloud.serve.http import HTTPError, bad_parameter, base_url, not_found, not_modified, validators
-from geocloud.serve.provider import JSON_TYPES, extras
+from geocloud.serve.ogcapi import params, pygeoapi_config
+from geocloud.serve.ogcapi.provider import JSON_TYPES, extras
 from geocloud.serve.state import snapshot
 
 CONFORMANCE = [
@@ -51,7 +55,6 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
 ]
-CONFORMANCE += rasters.CONFORMANCE  # the raster collections' coverage and map tiles
 # Parameters geocloud handles itself (parsed once, CRS work cached) and hides from pygeoapi; they
 # are put back on the links pygeoapi builds.
 PASSED_ON = ("filter", "filter-lang", "filter-crs", "bbox", "bbox-crs")
@@ -201,11 +204,12 @@ async def openapi(request: Request) -> Response:
 
 
 async def conformance(request: Request) -> Response:
-    body = {"conformsTo": CONFORMANCE}
+    declared = request.app.state.conformance  # these and the other surfaces' (serve/app.py)
+    body = {"conformsTo": declared}
     params.choice("f", request.query_params.get("f"), pygeoapi_config.FORMATS)
     if request.query_params.get("f") == "html" or (
             "text/html" in request.headers.get("accept", "") and request.query_params.get("f") != "json"):
-        items = "".join(f"<li>{c}</li>" for c in CONFORMANCE)
+        items = "".join(f"<li>{c}</li>" for c in declared)
         return HTMLResponse(f"<!doctype html><title>Conformance</title><h1>Conformance</h1><ul>{items}</ul>")
     return JSONResponse(body)
 
@@ -370,4 +374,20 @@ routes = [
     Route("/collections/{collection_id}/items/{item_id}", item, methods=["GET"]),
     Route("/collections/{collection_id}/items/{item_id}", options, methods=["OPTIONS"]),
     Route("/collections/{collection_id}/schema", schema, methods=["GET"]),
+    # pygeoapi's HTML pages load their stylesheet and images from /static, as pygeoapi's own app serves them
+    Mount("/static", app=StaticFiles(directory=Path(pygeoapi.__file__).parent / "static"), name="static"),
 ]
+
+
+# -- the OpenAPI path items of these routes ----------------------------------------------------------
+FEATURES = {
+    "/collections/{collectionId}/sortables": openapi30.get(
+        "the properties items can be sorted by (sortby), with zh-TW and English titles", "Features",
+        openapi30.ok("the sortable properties as a JSON schema", {"type": "object", "properties": {"properties": openapi30.OBJECT}},
+            "application/schema+json", "application/json", "text/html"),
+        openapi30.COLLECTION, openapi30.ref("parameters", "f"), openapi30.LANG, more=openapi30.NOT_FOUND),
+}
+
+STATIC = {"/static/{path}": openapi30.get("pygeoapi's stylesheet and images", "Viewer", openapi30.FILE, openapi30.FILE_PATH, more=openapi30.NOT_FOUND)}
+
+OPENAPI_PATHS = {**FEATURES, **STATIC}

@@ -1,22 +1,18 @@
-"""The map viewer (``/map``) and the styles (``/styles``), with tile URLs for the host reached.
-
-MapLibre GL JS comes from the project's npm packages (``node_modules``), never from a CDN.
-"""
+"""OGC API - Styles: each layer's and each map's MapLibre style and QGIS style (``/styles``), with
+tile URLs for the host reached and only the layers the caller may read."""
 
 import json
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
 
 from geocloud.catalog import get_catalog
 from geocloud.config import get_settings
-from geocloud.serve import guard
+from geocloud.serve import guard, openapi30
 from geocloud.serve.http import base_url, not_found
 
-STATIC = Path(__file__).parent / "static"
 MAPBOX_STYLE = "application/vnd.mapbox.style+json"  # the media types OGC API - Styles names
 QML = "application/vnd.qgis.qml"
 
@@ -81,22 +77,20 @@ async def styles(request: Request) -> JSONResponse:
             if (styles_dir() / f"{n}.qml").exists() else [])} for n in names]})
 
 
-async def viewer(request: Request) -> Response:
-    if not request.url.path.endswith("/"):
-        return RedirectResponse(request.url.path + "/")
-    return FileResponse(STATIC / "map.html", media_type="text/html")
-
-
-def _maplibre() -> Path:
-    return get_settings().project_dir / "node_modules" / "maplibre-gl" / "dist"
-
-
 routes = [
     Route("/styles", styles, methods=["GET"]),
     Route("/styles/{name}.json", style, methods=["GET"]),
     Route("/styles/{name}.qml", qml, methods=["GET"]),
-    Route("/map", viewer, methods=["GET"]),
-    Route("/map/", viewer, methods=["GET"]),
-    Mount("/map/static/maplibre-gl", app=StaticFiles(directory=_maplibre(), check_dir=False), name="maplibre"),
-    Mount("/map/static", app=StaticFiles(directory=STATIC), name="viewer-static"),
 ]
+
+STYLE_NAME = openapi30.path_parameter("name", "a style (see /styles): a layer's or a map's, e.g. basemap",
+                   {"type": "string", "example": "roads"})
+OPENAPI_PATHS = {
+    "/styles": openapi30.get("the styles the caller may use", "Styles", openapi30.ok(
+        "the styles", {"type": "object", "required": ["styles"], "properties": {
+            "styles": {"type": "array", "items": openapi30.OBJECT}}}, "application/json")),
+    "/styles/{name}.json": openapi30.get("a MapLibre style", "Styles", openapi30.ok("the style", openapi30.OBJECT, MAPBOX_STYLE),
+                                STYLE_NAME, more=openapi30.NOT_FOUND),
+    "/styles/{name}.qml": openapi30.get("a QGIS style", "Styles", openapi30.ok("the QML", {"type": "string"}, QML), STYLE_NAME,
+                               more=openapi30.NOT_FOUND),
+}

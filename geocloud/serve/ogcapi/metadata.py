@@ -13,7 +13,8 @@ from starlette.routing import Route
 from geocloud.catalog import get_catalog
 from geocloud.db.pool import get_pool
 from geocloud.publish import dcat, metadata, record_of
-from geocloud.serve import guard
+from geocloud.publish.metadata import SERVICES
+from geocloud.serve import guard, openapi30
 from geocloud.serve.http import HTTPError, base_url, not_found, not_modified, validators
 from geocloud.serve.state import snapshot
 
@@ -84,3 +85,21 @@ routes = [
     Route("/metadata/{layer_id}.xml", layer_record, methods=["GET"]),
     Route("/catalog/dcat.jsonld", dcat_feed, methods=["GET"]),
 ]
+
+
+# -- the OpenAPI path items of these routes ----------------------------------------------------------
+CATALOG = {
+    "/metadata/services/{service}.xml": openapi30.get(
+        "a service's metadata record", "Metadata", openapi30.ok("the record (ISO 19139)", {"type": "string"}, openapi30.XML),
+        openapi30.path_parameter("service", "the service", {"type": "string", "enum": list(SERVICES)}),
+        more={**openapi30.NOT_MODIFIED, **openapi30.NOT_FOUND}),
+    "/metadata/{layerId}.xml": openapi30.get(
+        "a layer's metadata record", "Metadata", openapi30.ok("the record (TWSMP, ISO 19139)", {"type": "string"}, openapi30.XML),
+        openapi30.path_parameter("layerId", "a layer (vector or raster) the caller may read", {"type": "string", "example": "roads"}),
+        more={**openapi30.NOT_MODIFIED, **openapi30.NOT_FOUND}),
+    "/catalog/dcat.jsonld": openapi30.get("the public layers as a DCAT-AP catalogue", "Metadata",
+                                 openapi30.ok("the catalogue", openapi30.OBJECT, "application/ld+json"),
+                                 more={**openapi30.NOT_MODIFIED, **openapi30.NOT_FOUND}),
+}
+
+OPENAPI_PATHS = CATALOG

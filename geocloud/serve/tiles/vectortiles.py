@@ -14,9 +14,9 @@ from psycopg import sql
 from geocloud.catalog import Layer
 from geocloud.catalog.models import WEB_MERCATOR_GEOM
 from geocloud.db.pool import get_pool
-from geocloud.serve.provider import column
+from geocloud.serve.ogcapi.provider import column
 from geocloud.serve.state import snapshot, tables
-from geocloud.serve.tms import srid
+from geocloud.serve.tiles.tms import srid
 
 EXTENT = 4096
 BUFFER = 64

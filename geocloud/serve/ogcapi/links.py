@@ -4,12 +4,12 @@ client follows links instead of knowing URL patterns; likewise for a raster coll
 map tilesets, TileJSON, WMTS, metadata record).
 
 Kept apart from the routes that serve these (tiles, viewer, downloads, catalog) because the
-collection document (serve/pygeoapi_config.py) is built below them: the download formats and
-terms live here, and serve/downloads.py serves what this module advertises.
+collection document (pygeoapi_config.py) is built below them: the download formats and
+terms live here, and downloads.py serves what this module advertises.
 """
 
 from geocloud.catalog import I18n, Layer, get_catalog
-from geocloud.serve.viewer import MAPBOX_STYLE, QML, styles_dir
+from geocloud.serve.ogcapi.styles import MAPBOX_STYLE, QML, styles_dir
 
 REL = "http://www.opengis.net/def/rel/ogc/1.0/"
 SCHEMA_JSON = "application/schema+json"
@@ -91,8 +91,8 @@ def _record(layer: Layer, base: str) -> list[dict]:
 
 
 def raster_links(layer: Layer, base: str) -> list[dict]:
-    """Every link of a raster collection: its coverage (serve/coverages.py, with the domain and
-    range GDAL's OGCAPI driver reads), map tilesets (serve/maptiles.py), TileJSON per tile matrix
+    """Every link of a raster collection: its coverage (rasters/coverages.py, with the domain and
+    range GDAL's OGCAPI driver reads), map tilesets (rasters/maptiles.py), TileJSON per tile matrix
     set, the WMTS capabilities and the metadata record."""
     prefix = f"{base}/collections/{layer.id}"
     return [

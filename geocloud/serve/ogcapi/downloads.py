@@ -29,12 +29,13 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from geocloud.catalog import Layer
-from geocloud.serve import guard, params
-from geocloud.serve.features import layer_validators, live_layer
-from geocloud.serve.http import bad_parameter, not_modified
-from geocloud.serve.links import DOWNLOADS, TERMS, TERMS_VERSION
 from geocloud.db.pool import get_pool
-from geocloud.serve.provider import column, where
+from geocloud.serve import guard, openapi30
+from geocloud.serve.http import bad_parameter, not_modified
+from geocloud.serve.ogcapi import params
+from geocloud.serve.ogcapi.features import layer_validators, live_layer
+from geocloud.serve.ogcapi.links import DOWNLOADS, TERMS, TERMS_VERSION
+from geocloud.serve.ogcapi.provider import column, where
 from geocloud.serve.state import tables
 
 BATCH = 5_000
@@ -204,3 +205,19 @@ async def download(request: Request) -> Response:
 
 
 routes = [Route("/collections/{collection_id}/download", download, methods=["GET"])]
+
+
+# -- the OpenAPI path items of these routes ----------------------------------------------------------
+DOWNLOAD_MEDIA = sorted({media.split(";")[0] for media, _ in FORMATS.values()})
+OPENAPI_PATHS = {
+    "/collections/{collectionId}/download": openapi30.get(
+        "download a collection, whole or filtered", "Downloads",
+        {"description": "the file (named after the layer and its live version)",
+         "content": {m: {"schema": openapi30.OBJECT if m.endswith("json") else openapi30.BINARY} for m in DOWNLOAD_MEDIA}},
+        openapi30.COLLECTION,
+        openapi30.query_parameter("f", "the file format (geojson by default)", {"type": "string", "enum": list(FORMATS)}),
+        openapi30.query_parameter("accept_terms", "for a collection that is not public: the terms of use accepted", {"type": "string"}),
+        openapi30.ref("parameters", "bbox"), openapi30.ref("parameters", "bbox-crs"), openapi30.ref("parameters", "filter"),
+        openapi30.ref("parameters", "filter-lang"), openapi30.ref("parameters", "filter-crs"),
+        more={**openapi30.NOT_MODIFIED, **openapi30.NOT_FOUND}),
+}

@@ -18,11 +18,11 @@ from titiler.core.utils import tms_limits
 from geocloud.catalog import Layer
 from geocloud.serve import openapi30
 from geocloud.serve.http import base_url
-from geocloud.serve.pygeoapi_config import CRS84 as CRS84_URI
-from geocloud.serve.rasters import raster_layer
+from geocloud.serve.ogcapi.pygeoapi_config import CRS84 as CRS84_URI
+from geocloud.serve.rasters.tiler import raster_layer
 from geocloud.serve.state import snapshot
-from geocloud.serve.tiles import TILING_SCHEME, tms_or_404
-from geocloud.serve.tms import SERVED, zoom_range
+from geocloud.serve.tiles.tiles import TILING_SCHEME, tms_or_404
+from geocloud.serve.tiles.tms import SERVED, zoom_range
 
 FORMATS = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 CRS84 = CRS.from_user_input("OGC:CRS84")

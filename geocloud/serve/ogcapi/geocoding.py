@@ -9,11 +9,13 @@ from starlette.routing import Route
 
 from geocloud import geocode
 from geocloud.catalog import get_catalog
-from geocloud.serve import guard
-from geocloud.serve.http import HTTPError, bad_parameter
 from geocloud.db.pool import get_pool
-from geocloud.serve.provider import srid_and_flip
-from geocloud.serve.pygeoapi_config import CRS84
+from geocloud.geocode.match import LOCKS
+from geocloud.geocode.service import CRS_CHOICES
+from geocloud.serve import guard, openapi30
+from geocloud.serve.http import HTTPError, bad_parameter
+from geocloud.serve.ogcapi.provider import srid_and_flip
+from geocloud.serve.ogcapi.pygeoapi_config import CRS84
 from geocloud.serve.state import snapshot
 
 MAX_UPLOAD = 64 * 2**20
@@ -120,3 +122,43 @@ routes = [
     Route("/geocode/batch", geocode_batch, methods=["POST"]),
     Route("/reverse", reverse_lookup, methods=["GET"]),
 ]
+
+
+# -- the OpenAPI path items of these routes ----------------------------------------------------------
+GEO_CRS = openapi30.query_parameter("crs", "the CRS of the coordinates answered (and of x/y in /reverse)",
+                 {"type": "string", "enum": list(CRS_CHOICES)})
+MATCHING = [
+    GEO_CRS,
+    openapi30.query_parameter("candidates", "how many candidates to answer", {"type": "integer", "minimum": 1, "maximum": 10}),
+    openapi30.query_parameter("max_distance", "how many house numbers away a nearest-number match may be",
+           {"type": "integer", "minimum": 0, "maximum": 500}),
+    openapi30.query_parameter("same_parity", "a nearest-number match keeps the side of the street (odd/even)",
+           {"type": "string", "enum": ["true", "false"]}),
+    openapi30.query_parameter("fuzzy", "nearest (match the nearest house number) or none (exact matches only)",
+           {"type": "string", "enum": ["nearest", "none"]}),
+    openapi30.query_parameter("lock", f"comma-separated levels a match must agree on: {', '.join(LOCKS)}", {"type": "string"}),
+]
+RESULT = openapi30.ok("the match", openapi30.OBJECT, "application/json")
+ADDRESSES_NOT_LOADED = {"503": openapi30.ref("responses", "ServiceUnavailable")}
+GEOCODING = {
+    "/geocode": openapi30.get("geocode one address", "Geocoding", RESULT,
+                     openapi30.query_parameter("address", "the address, e.g. 臺中市西屯區臺灣大道三段99號", {"type": "string"},
+                            required=True),
+                     openapi30.query_parameter("format", "json (the default) or tgos (TGOS's answer shape)",
+                            {"type": "string", "enum": ["json", "tgos"]}), *MATCHING),
+    "/geocode/batch": {"post": {
+        "summary": "geocode a CSV of addresses (streamed back with the match columns appended)",
+        "tags": ["Geocoding"],
+        "parameters": [openapi30.query_parameter("column", "the CSV column holding the addresses, e.g. 地址", {"type": "string"}, required=True),
+                       *MATCHING],
+        "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}},
+        "responses": {"200": openapi30.ok("the CSV with the match columns", {"type": "string"}, "text/csv"),
+                      "413": openapi30.ref("responses", "PayloadTooLarge")}}},
+    "/reverse": openapi30.get("the address (and what else is there) at a point", "Geocoding", RESULT,
+                     openapi30.query_parameter("lon", "longitude (with lat)", {"type": "number", "minimum": -180, "maximum": 180}),
+                     openapi30.query_parameter("lat", "latitude (with lon)", {"type": "number", "minimum": -90, "maximum": 90}),
+                     openapi30.query_parameter("x", "easting in crs (with y)", {"type": "number"}),
+                     openapi30.query_parameter("y", "northing in crs (with x)", {"type": "number"}), *MATCHING),
+}
+
+OPENAPI_PATHS = GEOCODING

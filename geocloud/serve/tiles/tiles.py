@@ -15,11 +15,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from geocloud.catalog import I18n, Layer, get_catalog
-from geocloud.serve import guard, tilecache, vectortiles
-from geocloud.serve.features import requested_language
-from geocloud.serve.http import base_url, bad_parameter, not_found
+from geocloud.serve import guard, openapi30
+from geocloud.serve.http import bad_parameter, base_url, not_found
+from geocloud.serve.ogcapi.features import requested_language
 from geocloud.serve.state import snapshot
-from geocloud.serve.tms import SERVED, zoom_range
+from geocloud.serve.tiles import tilecache, vectortiles
+from geocloud.serve.tiles.tms import SERVED, zoom_range
 
 MVT = "application/vnd.mapbox-vector-tile"
 BASEMAP = ["districts", "zoning", "topo_water", "topo_contours", "roads", "buildings", "landmarks"]
@@ -239,3 +240,46 @@ routes = [
     Route("/tiles/{tms}/tilejson.json", basemap_tilejson, methods=["GET"]),
     Route("/tiles/{tms}/{z:int}/{y:int}/{x:int}", checked_basemap_tile, methods=["GET"]),
 ]
+
+
+# -- the OpenAPI path items of these routes ----------------------------------------------------------
+TMS_ID = openapi30.path_parameter("tileMatrixSetId", "a tile matrix set (see /tileMatrixSets)",
+               {"type": "string", "enum": list(SERVED)})
+TILE = [openapi30.path_parameter("tileMatrix", "zoom level", {"type": "integer", "minimum": 0}),
+        openapi30.path_parameter("tileRow", "row", {"type": "integer", "minimum": 0}),
+        openapi30.path_parameter("tileCol", "column", {"type": "integer", "minimum": 0})]
+MVT_FORMAT = openapi30.query_parameter("f", "mvt (the default) or pbf: both are Mapbox Vector Tiles",
+                    {"type": "string", "enum": ["mvt", "pbf"]})
+TILESETS = openapi30.ok("the tilesets (one per tile matrix set)", {"type": "object", "required": ["tilesets"], "properties": {
+    "links": openapi30.LINKS, "tilesets": {"type": "array", "items": openapi30.OBJECT}}}, "application/json")
+TILESET = openapi30.ok("a tileset: its tile matrix set, layers and templated tile link",
+              {"type": "object", "required": ["links"], "properties": {"links": openapi30.LINKS}}, "application/json")
+TILEJSON = openapi30.ok("TileJSON 3.0.0", {"type": "object", "required": ["tilejson", "tiles"], "properties": {
+    "tilejson": {"type": "string"}, "tiles": {"type": "array", "items": {"type": "string"}}}}, "application/json")
+MVT_ANSWER = {"description": "a Mapbox Vector Tile", "content": {MVT: {"schema": openapi30.BINARY}}}
+TILE_ANSWERS = {"204": {"description": "the tile holds no feature"}, **openapi30.NOT_MODIFIED, **openapi30.NOT_FOUND}
+
+TILES = {
+    "/tileMatrixSets": openapi30.get("the tile matrix sets served", "Tiles", openapi30.ok(
+        "the tile matrix sets", {"type": "object", "required": ["tileMatrixSets"], "properties": {
+            "tileMatrixSets": {"type": "array", "items": openapi30.OBJECT}}}, "application/json")),
+    "/tileMatrixSets/{tileMatrixSetId}": openapi30.get("a tile matrix set (OGC TMS 2.0)", "Tiles", openapi30.ok(
+        "the tile matrix set", openapi30.OBJECT, "application/json"), TMS_ID, more=openapi30.NOT_FOUND),
+    "/collections/{collectionId}/tiles": openapi30.get("a collection's vector tilesets", "Tiles", TILESETS,
+                                              openapi30.COLLECTION, more=openapi30.NOT_FOUND),
+    "/collections/{collectionId}/tiles/{tileMatrixSetId}": openapi30.get("a collection's vector tileset", "Tiles", TILESET,
+                                                                openapi30.COLLECTION, TMS_ID, more=openapi30.NOT_FOUND),
+    "/collections/{collectionId}/tiles/{tileMatrixSetId}/tilejson.json": openapi30.get(
+        "a collection's tileset as TileJSON", "Tiles", TILEJSON, openapi30.COLLECTION, TMS_ID, openapi30.LANG, more=openapi30.NOT_FOUND),
+    "/collections/{collectionId}/tiles/{tileMatrixSetId}/{tileMatrix}/{tileRow}/{tileCol}": openapi30.get(
+        "a vector tile of a collection", "Tiles", MVT_ANSWER, openapi30.COLLECTION, TMS_ID, *TILE, MVT_FORMAT, more=TILE_ANSWERS),
+    "/tiles": openapi30.get("the base map's vector tilesets", "Tiles", TILESETS),
+    "/tiles/{tileMatrixSetId}": openapi30.get("the base map's vector tileset", "Tiles", TILESET, TMS_ID, more=openapi30.NOT_FOUND),
+    "/tiles/{tileMatrixSetId}/tilejson.json": openapi30.get("the base map as TileJSON", "Tiles", TILEJSON, TMS_ID,
+                                                   more=openapi30.NOT_FOUND),
+    "/tiles/{tileMatrixSetId}/{tileMatrix}/{tileRow}/{tileCol}": openapi30.get(
+        "a vector tile of the base map (the layers the caller may read)", "Tiles", MVT_ANSWER, TMS_ID, *TILE, MVT_FORMAT,
+        more=TILE_ANSWERS),
+}
+
+OPENAPI_PATHS = TILES

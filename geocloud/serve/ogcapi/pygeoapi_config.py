@@ -15,9 +15,9 @@ from pygeoapi.openapi import get_oas
 from pygeoapi.util import to_json
 
 from geocloud.catalog import Catalog, Layer, get_catalog
-from geocloud.serve.cql import INTEGER_RANGES
-from geocloud.serve.links import collection_links, raster_links
 from geocloud.config import get_settings
+from geocloud.serve.ogcapi.cql import INTEGER_RANGES
+from geocloud.serve.ogcapi.links import collection_links, raster_links
 from geocloud.serve.state import Snapshot
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -26,7 +26,7 @@ OUTPUT_CRS = [CRS84, EPSG_URI.format(4326), EPSG_URI.format(3826), EPSG_URI.form
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 MAX_OFFSET = 100_000_000  # beyond any layer's feature count; keeps OFFSET within PostgreSQL's bigint
-PROVIDER = "geocloud.serve.provider.GeocloudProvider"
+PROVIDER = "geocloud.serve.ogcapi.provider.GeocloudProvider"
 TAICHUNG_CRS84 = [120.45, 23.99, 121.46, 24.45]
 TEMPLATES = Path(__file__).parent / "templates"  # geocloud's fixes of pygeoapi templates; the rest are pygeoapi's
 
@@ -79,7 +79,7 @@ RASTER = "geocloud-raster"  # a provider type pygeoapi does not know: it describ
 
 def raster_resource(layer: Layer, snap: Snapshot, base_url: str) -> dict:
     """A raster layer as a collection: pygeoapi lists and describes it (extent, HTML and JSON-LD
-    pages); its links (serve/links.py) lead to what geocloud serves for it."""
+    pages); its links (links.py) lead to what geocloud serves for it."""
     return {**_described(layer, snap, raster_links(layer, base_url)),
             "providers": [{"type": RASTER, "name": RASTER, "data": layer.id}]}
 
@@ -227,7 +227,7 @@ _EXTERNAL = {  # pygeoapi's remote references -> the local components above
 }
 _EVERY = {"401": "Unauthorized", "429": "TooManyRequests", "500": "ServerError", "503": "ServiceUnavailable"}
 _UNSERVED = ("/jobs", "/processes")  # pygeoapi's processes routes: not routed here
-_ITEMS_PARAMETERS = ("filter", "filter-lang", "filter-crs", "cursor")  # geocloud's own (serve/params.py)
+_ITEMS_PARAMETERS = ("filter", "filter-lang", "filter-crs", "cursor")  # geocloud's own (params.py)
 
 
 def _local(ref: str) -> str:

@@ -112,6 +112,7 @@ def test_the_demo_registers_the_bike_stations_over_http_as_the_bureau_would(city
     assert [(request, outcome) for _, request, outcome in steps] == [
         ("PUT 201", "draft"), ("POST 200", "published, {'bike_stations': 120} loaded"),
         ("POST 200", "pending_review"), ("POST 200", "live")]
+    assert steps[-1][0] == "bike_stations: review (GIS office admin)"
     hall = next(f for f in r.json()["features"] if f["properties"]["station_id"] == "500601001")
     assert hall["properties"]["name"] == "YouBike2.0_臺中市政府" and len(r.json()["features"]) == 120
     assert abs(hall["geometry"]["coordinates"][0] - 120.647297) < 1e-6

@@ -4,7 +4,7 @@ them all.
 
 The layer is the sample city's YouBike stations, registered by the Transportation Bureau's editor
 as the demo does (entry, CSV upload, publish): internal first, then made public (pending the GIS
-office's review: its own agency only), approved by an admin's publish, then retired."""
+office's review: its own agency only), approved by a GIS office admin's review, then retired."""
 
 import csv
 import io
@@ -19,7 +19,7 @@ from conftest import agency_database, start_server, stop_server
 
 from geocloud.sample import bikes
 from geocloud.sample.city import City
-from geocloud.serve.downloads import TERMS_VERSION
+from geocloud.serve.ogcapi.downloads import TERMS_VERSION
 
 L = bikes.LAYER_ID
 WHO = {"owner": ("TCG-TRANS", "trans-editor", "editor"), "other agency": ("TCG-FIRE", "fire-1", "inspector"),
@@ -66,6 +66,7 @@ def surfaces(names: set[str], tile: str) -> dict:
     return {
         "collections": ("list", "/collections?f=json&lang=zh-TW",  # also the map viewer's list (viewer.js)
                         lambda r: L in {c["id"] for c in r.json()["collections"]}),
+        "portal search": ("list", "/?f=html&q=YouBike", lambda r: f"/collections/{L}" in r.text),
         "OpenAPI": ("list", "/openapi?f=json", lambda r: f"/collections/{L}/items" in r.json()["paths"]),
         "service record": ("list", "/metadata/services/ogcapi.xml", lambda r: f"/metadata/{L}.xml" in r.text),
         "DCAT": ("list", "/catalog/dcat.jsonld", lambda r: f'/collections/{L}"' in r.text),
@@ -154,8 +155,9 @@ def test_an_agency_layer_registered_over_http_reaches_every_surface_for_whom_it_
     assert r.status_code == 200 and r.json()["state"] == "pending_review", r.text
     expect_everywhere((first, second), keys, table, {"owner"}, set(), public=False)
 
-    # approved by the GIS office (an admin's publish): everyone, and DCAT lists it for everyone
-    assert call(first, "POST", f"/manage/layers/{L}/publish", admin).json()["state"] == "live"
+    # approved by the GIS office's review: everyone, and DCAT lists it for everyone
+    r = call(first, "POST", f"/manage/layers/{L}/review", admin, json={"decision": "approve", "comment": "可開放"})
+    assert r.status_code == 200 and r.json()["state"] == "live", r.text
     expect_everywhere((first, second), keys, table, EVERYONE, EVERYONE, public=True)
 
     # retired: gone from every surface of both processes, for everyone

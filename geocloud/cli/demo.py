@@ -114,6 +114,6 @@ def _share(reach: str, base: str, folder: Path, manifest: dict, editor: str, adm
     console.print(table)
     console.print(f"""[bold]Agency layers[/]: the Transportation Bureau's YouBike stations went in as an agency would
 send them, over HTTP with its editor's key (the entry, the CSV, publish); being public, it waited for
-the GIS office's review until the admin's publish. To walk the same path (GET /manage/layers first):
+the GIS office's review until its admin approved it. To walk the same path (GET /manage/layers first):
 {demo_agency.curl_lines(base, folder, manifest, editor, admin)}
 """, soft_wrap=True)

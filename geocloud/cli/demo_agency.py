@@ -1,6 +1,6 @@
 """The demo's agency layer: the sample city's YouBike stations registered over the ``/manage`` HTTP
 API the way the Transportation Bureau would (its editor's key: the entry, the CSV, publish) and,
-being public, approved by the GIS office (an admin's publish), so that a newcomer sees the whole
+being public, approved by the GIS office's review (an admin's), so that a newcomer sees the whole
 path, and the curl lines to walk it again."""
 
 import json
@@ -18,6 +18,7 @@ from geocloud.access import keys as api_keys
 from geocloud.catalog import get_catalog
 from geocloud.errors import GeocloudError
 
+APPROVAL = {"decision": "approve", "comment": "欄位與座標已檢核，同意開放。"}  # the GIS office's review
 READY_WITHIN = 180  # seconds a server may take to answer /health/ready (it imports everything first)
 
 
@@ -69,7 +70,7 @@ def register(base: str, folder: Path, manifest: dict, editor: str, admin: str) -
                         "content": (folder / spec["source"]).read_bytes(),
                         "headers": {**as_editor, "Content-Type": "text/csv"}}),
                     ("publish (editor)", "POST", "/publish", {"headers": as_editor}),
-                    ("review: publish (GIS office admin)", "POST", "/publish", {"headers": as_admin})):
+                    ("review (GIS office admin)", "POST", "/review", {"json": APPROVAL, "headers": as_admin})):
                 r = client.request(method, f"/manage/layers/{layer_id}{path}", **kwargs)
                 body = r.json()
                 if r.status_code >= 400:
@@ -91,7 +92,8 @@ def curl_lines(base: str, folder: Path, manifest: dict, editor: str, admin: str)
                   f'curl -H "$E" -H "Content-Type: text/csv" --data-binary @{csv} "{url}/data?dry_run=true"',
                   f'curl -H "$E" -H "Content-Type: text/csv" --data-binary @{csv} {url}/data',
                   f'curl -H "$E" -X POST {url}/publish   # public: pending the GIS office\'s review',
-                  f'curl -H "$A" -X POST {url}/publish   # the GIS office approves',
+                  (f"curl -H \"$A\" --json '{json.dumps(APPROVAL, ensure_ascii=False)}' {url}/review"
+                   "   # the GIS office approves"),
                   f'curl "{base}/collections/{layer_id}/items?f=json&limit=3"']
     return "\n".join(f"  {line}" for line in lines)
 

@@ -257,8 +257,8 @@ def items_status(base: str, layer: str, headers: dict) -> int:
 
 
 def test_the_gis_office_reviews_an_editors_public_layer(server):
-    """Public layers go to TGOS and data.gov.tw: an editor's is served to its own agency only until an
-    admin approves it; a rejected one stays so, with the admin's comment, until the agency acts."""
+    """Public layers go to TGOS and data.gov.tw: an editor's is served to its own agency (and to the
+    GIS office's admins, who review it) only until an admin approves it; a rejected one stays so, with the admin's comment, until the agency acts."""
     base, url, _, keys = server
     editor, admin, fire = keys["owner editor"], keys["admin"], keys["other editor"]
     for layer in ("bike_open", "bike_refused"):
@@ -268,6 +268,7 @@ def test_the_gis_office_reviews_an_editors_public_layer(server):
         assert call(base, "POST", f"/manage/layers/{layer}/publish", editor).json()["state"] == "pending_review"
         until(lambda layer=layer: items_status(base, layer, editor), lambda status: status == 200, 10)
         assert items_status(base, layer, {}) == 401 and items_status(base, layer, fire) == 404
+        assert items_status(base, layer, admin) == 200  # the reviewer sees what they are asked to approve
 
     bad = call(base, "POST", "/manage/layers/bike_open/review", admin, json={"decision": "maybe"})
     assert bad.status_code == 422 and bad.json()["keys"] == ["decision"], bad.text

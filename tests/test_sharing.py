@@ -4,7 +4,7 @@ them all.
 
 The layer is the sample city's YouBike stations, registered by the Transportation Bureau's editor
 as the demo does (entry, CSV upload, publish): internal first, then made public (pending the GIS
-office's review: its own agency only), approved by a GIS office admin's review, then retired."""
+office's review: its own agency and the reviewing admins only), approved by a GIS office admin's review, then retired."""
 
 import csv
 import io
@@ -150,10 +150,11 @@ def test_an_agency_layer_registered_over_http_reaches_every_surface_for_whom_it_
     assert call(first, "POST", f"/manage/layers/{L}/publish", editor).json()["state"] == "live"
     expect_everywhere((first, second), keys, table, CITY, set(), public=False)
 
-    # made public by its editor: pending review, read by its own agency only, not in the open-data feed
+    # made public by its editor: pending review, read by its own agency and the GIS office's admins who
+    # review it (no one else), not in the open-data feed
     r = call(second, "PUT", f"/manage/layers/{L}", editor, json=bikes.ENTRY)
     assert r.status_code == 200 and r.json()["state"] == "pending_review", r.text
-    expect_everywhere((first, second), keys, table, {"owner"}, set(), public=False)
+    expect_everywhere((first, second), keys, table, {"owner", "admin"}, set(), public=False)
 
     # approved by the GIS office's review: everyone, and DCAT lists it for everyone
     r = call(first, "POST", f"/manage/layers/{L}/review", admin, json={"decision": "approve", "comment": "可開放"})

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 
 from geocloud.access.principal import Principal
 from geocloud.catalog import Catalog, Layer
+from geocloud.catalog.registry import REVIEWER_ROLES
 
 
 def can_read(principal: Principal, layer: Layer) -> bool:
@@ -39,7 +40,7 @@ def visible(principal: Principal, catalog: Catalog) -> frozenset[str]:
 
 
 MANAGE_ACTIONS = ("edit", "load", "publish", "retire", "review")
-ADMIN_ROLES = ("admin",)    # of the GIS office's agency: manage every agency layer, review public ones
+ADMIN_ROLES = REVIEWER_ROLES  # of the GIS office's agency: manage every agency layer, review public ones
 EDITOR_ROLES = ("editor",)  # an agency's data stewards: manage the layers their agency owns
 
 

@@ -40,7 +40,8 @@ from geocloud.yamlfile import explain
 
 LOG = logging.getLogger(__name__)
 STATES = ("draft", "live", "pending_review", "retired")  # as stored; "rejected" is read from the review events
-IN_REVIEW = ("pending_review", "rejected")  # served to the owner agency only
+IN_REVIEW = ("pending_review", "rejected")  # served to the owner agency and the reviewers only
+REVIEWER_ROLES = ("admin",)  # the GIS office's admins review public layers (access.policy.ADMIN_ROLES)
 SERVED = ("live", *IN_REVIEW)
 DECISIONS = ("approve", "reject")
 
@@ -191,7 +192,8 @@ def review(conn: psycopg.Connection, layer_id: str, decision: str, comment: str,
 
 def merge(core: Catalog, rows: list[tuple]) -> Catalog:
     """The core catalog plus the registered layers; one in review (pending or rejected) is served as
-    restricted to its owner agency (the catalog's ``registered`` keeps the access it asks for). An
+    restricted to its owner agency and to the GIS office's admins, who must see what they approve
+    (the catalog's ``registered`` keeps the access it asks for). An
     entry that no longer validates (the models changed since) or that a core layer now shadows is left out and logged: one agency's entry must
     not stop the server."""
     registered, served = {}, {}
@@ -204,9 +206,11 @@ def merge(core: Catalog, rows: list[tuple]) -> Catalog:
             LOG.error("left out of the catalog: %s", exc)
             continue
         registered[layer_id] = Registration(layer, owner, state, updated_by, updated_at, last_review)
-        if state in IN_REVIEW:  # until an admin approves it, only its own agency reads it
+        if state in IN_REVIEW:  # until approved, its own agency reads it, and the admins who review it
+            reviewers = [Grant(agency=core.gis_office, roles=list(REVIEWER_ROLES))] \
+                if core.gis_office not in (None, owner) else []
             served[layer_id] = layer.model_copy(update={"access": Access(level="restricted",
-                                                                         grants=[Grant(agency=owner)])})
+                                                                         grants=[Grant(agency=owner), *reviewers])})
         elif state in SERVED:
             served[layer_id] = layer
     return replace(core, layers={**core.layers, **served}, registered=registered)

@@ -89,6 +89,16 @@ class Settings(BaseSettings):
                                         "several nodes; defaults to <data dir>/tile-cache")
     upload_max_bytes: int = Field(default=2 * 1024 ** 3, gt=0, description="The largest source file "
                                   "POST /manage/layers/{id}/data takes, in bytes (counted as it streams in)")
+    oidc_client_id: str | None = Field(default=None, description="The portal's client id at the city's SSO: "
+                                       "with it (and GEOCLOUD_OIDC_ISSUER) /signin offers the SSO button")
+    oidc_client_secret: str | None = Field(default=None, description="The portal's client secret at the SSO "
+                                           "(client_secret_basic); unset for a public client (PKCE alone)")
+    oidc_redirect_base: str | None = Field(default=None, description="The portal's URL as the SSO redirects "
+                                           "browsers back to it (+ /signin/callback); defaults to the URL the browser reached")
+    oidc_scopes: str = Field(default="openid profile", description="Scopes the portal asks the SSO for; the ID "
+                             "token must carry the agency and roles claims (GEOCLOUD_OIDC_AGENCY_CLAIM, ..._ROLES_CLAIM)")
+    session_idle: int = Field(default=2 * 3600, gt=0, description="Seconds a portal session lives unused")
+    session_max: int = Field(default=12 * 3600, gt=0, description="Seconds a portal session lives at most")
 
     @cached_property
     def link_hosts(self) -> frozenset[str]:

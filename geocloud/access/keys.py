@@ -60,6 +60,15 @@ def revoke(conn: psycopg.Connection, key_id: str) -> None:
         raise NotFound(f"no active key {key_id!r}", fix="see `geocloud keys list`")
 
 
+def forget(key_id: str) -> None:
+    """Drop what this worker remembers of key ``key_id``, just revoked here (the account page):
+    refused here at once, by other workers within CACHE_SECONDS."""
+    with _lock:
+        for digest in [d for d, (_, p) in _cache.items() if p is not None and p.id == key_id]:
+            del _cache[digest]
+    _state.pop(key_id, None)
+
+
 def rotate(conn: psycopg.Connection, key_id: str, grace: timedelta) -> str:
     row = conn.execute("SELECT agency, principal, role, layers, expires_at FROM geocloud.api_keys "
                        "WHERE id = %s AND revoked_at IS NULL", (key_id,)).fetchone()

@@ -29,7 +29,7 @@ def enabled() -> bool:
 
 
 @lru_cache
-def _keys():
+def jwks():
     source = get_settings().oidc_jwks
     if source.startswith(("http://", "https://")):
         return jwt.PyJWKClient(source, cache_keys=True)
@@ -62,29 +62,40 @@ def verify(conn: psycopg.Connection, token: str) -> Principal | None:
     return result
 
 
+def signing_key(keys, token: str):
+    """The key of ``keys`` (a PyJWKClient or a PyJWKSet) that signed ``token``, or None."""
+    if isinstance(keys, jwt.PyJWKClient):
+        return keys.get_signing_key_from_jwt(token).key
+    kid = jwt.get_unverified_header(token).get("kid")
+    return next((k.key for k in keys.keys if kid is None or k.key_id == kid), None)
+
+
 def _verify(conn: psycopg.Connection, token: str) -> Principal | None:
     if not enabled():
         return None
     s = get_settings()
     try:
-        keys = _keys()
-        if isinstance(keys, jwt.PyJWKClient):
-            key = keys.get_signing_key_from_jwt(token).key
-        else:
-            kid = jwt.get_unverified_header(token).get("kid")
-            key = next((k.key for k in keys.keys if kid is None or k.key_id == kid), None)
-            if key is None:
-                return None
+        key = signing_key(jwks(), token)
+        if key is None:
+            return None
         claims = jwt.decode(token, key, algorithms=ALGORITHMS, audience=s.oidc_audience, issuer=s.oidc_issuer,
                             leeway=LEEWAY, options={"require": ["exp", "iss", "sub"]})
     except (jwt.PyJWTError, ValueError, KeyError):
         return None
+    return principal_from_claims(conn, claims, "jwt")
+
+
+def principal_from_claims(conn: psycopg.Connection, claims: dict, kind: str) -> Principal | None:
+    """The principal verified SSO claims name: the agency from GEOCLOUD_OIDC_AGENCY_CLAIM, the roles
+    from GEOCLOUD_OIDC_ROLES_CLAIM. One mapping for bearer JWTs and the portal's sign-in alike. None
+    for an agency geocloud does not know (it reads nothing beyond public layers: refuse it clearly)."""
+    s = get_settings()
     agency = claims.get(s.oidc_agency_claim)
     roles = claims.get(s.oidc_roles_claim) or []
-    roles = frozenset([roles] if isinstance(roles, str) else roles)
+    roles = frozenset(r for r in ([roles] if isinstance(roles, str) else roles) if isinstance(r, str))
     row = conn.execute("SELECT city_agency FROM geocloud.agencies WHERE code = %s AND deleted_at IS NULL",
-                       (agency,)).fetchone() if agency else None
+                       (agency,)).fetchone() if isinstance(agency, str) else None
     if row is None:
-        return None  # an agency geocloud does not know reads nothing beyond public layers: refuse it clearly
-    return Principal("jwt", claims["sub"], claims.get("name") or claims["sub"], agency,
+        return None
+    return Principal(kind, claims["sub"], claims.get("name") or claims["sub"], agency,
                      next(iter(sorted(roles)), None), bool(row[0]), None, roles, float(claims["exp"]))

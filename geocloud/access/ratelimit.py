@@ -60,6 +60,7 @@ def _flusher() -> None:
                     "ON CONFLICT (client, minute) DO UPDATE SET count = r.count + excluded.count "
                     "RETURNING client, minute, count",
                     ([k[0] for k in batch], [k[1] for k in batch], list(batch.values()))).fetchall()
+                _note_key_use(conn, batch)
                 if int(time.time()) % 60 < FLUSH * 2:
                     conn.execute("DELETE FROM geocloud.rate_counts WHERE minute < %s", (int(time.time() // 60) - 2,))
         except Exception:  # noqa: BLE001 - counting must never break serving; the counts are sent next time
@@ -73,3 +74,12 @@ def _flusher() -> None:
                 _totals[(client, minute)] = count
             for k in [k for k in _totals if k[1] < current - 1]:
                 del _totals[k]
+
+
+def _note_key_use(conn, batch: dict) -> None:
+    """The API keys among the counted clients were used now (the portal's account page lists it);
+    written at most once a minute a key."""
+    used = sorted({client[4:] for client, _ in batch if client.startswith("key:")})
+    if used:
+        conn.execute("UPDATE geocloud.api_keys SET last_used_at = now() WHERE id = ANY(%s) "
+                     "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')", (used,))

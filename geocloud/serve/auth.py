@@ -18,8 +18,8 @@ async def issue_token(request: Request) -> JSONResponse:
     principal = guard.current.get()
     if principal.anonymous:
         raise guard.unauthorized("authenticate with an API key to get a token")
-    if principal.kind == "token":
-        raise HTTPError(403, "Forbidden", "a token cannot issue another token; ask with the API key or JWT")
+    if principal.kind not in ("key", "jwt"):  # a token cannot renew itself, nor outlive a session's sign-out
+        raise HTTPError(403, "Forbidden", f"a {principal.kind} cannot issue another token; ask with the API key or JWT")
     q = request.query_params
     try:
         seconds = int(q.get("expires_in", "3600"))

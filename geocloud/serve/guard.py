@@ -2,8 +2,9 @@
 
 ``AuthMiddleware`` resolves the caller from the request (``Authorization: Bearer`` key, token or
 OpenID Connect JWT,
-``X-API-Key``, HTTP Basic with the key as password, or ``token=`` / ``api_key=`` in the query) and
-refuses bad credentials with 401 before any route runs. Routes then call ``layer_for`` (one
+``X-API-Key``, HTTP Basic with the key as password, or ``token=`` / ``api_key=`` in the query, or
+else the portal's session cookie: serve/session.py) and refuses bad credentials with 401 before any
+route runs. Routes then call ``layer_for`` (one
 layer) or ``visible_layers`` (lists); both use ``geocloud.access.policy``. A caller who may not
 read a layer gets the same answer as for a layer that does not exist: 404 when authenticated,
 401 with ``WWW-Authenticate`` when anonymous (so QGIS asks for credentials). Reads of non-public
@@ -25,6 +26,7 @@ from geocloud.catalog import Layer, get_catalog
 from geocloud.config import get_settings
 from geocloud.db.pool import UNAVAILABLE, get_pool
 from geocloud.errors import DatabaseError, DatabaseUnavailable
+from geocloud.serve import session
 from geocloud.serve.http import HTTPError
 from geocloud.serve.state import pin, snapshot, unpin
 
@@ -232,6 +234,9 @@ class AuthMiddleware:
             principal = resolve(scope)
             if principal is NEED_DATABASE:
                 principal = await run_in_threadpool(resolve_with_database, scope)
+            if principal.anonymous and session.presented(scope) is not None:  # a portal session (serve/session.py)
+                principal = await run_in_threadpool(session.resolve, scope)
+                send = session.clearing(scope, send)
             client = f"{principal.kind}:{principal.id}" if not principal.anonymous else \
                 f"ip:{(scope.get('client') or ('unknown',))[0]}"
             wait = ratelimit.hit(client)

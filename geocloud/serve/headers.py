@@ -145,7 +145,7 @@ def _address(value: str) -> str:
 
 
 def _complete(headers: list, https: bool, csp: bytes) -> list:
-    cache = html = False
+    cache = html = own_policy = False
     vary = None
     for i, (name, value) in enumerate(headers):
         name = name.lower()
@@ -155,6 +155,8 @@ def _complete(headers: list, https: bool, csp: bytes) -> list:
             vary = i
         elif name == b"content-type":
             html = value.startswith(b"text/html")
+        elif name == b"content-security-policy":  # a page with its own policy (the portal's) keeps it
+            own_policy = True
     if vary is None:
         headers.append((b"vary", CREDENTIAL_HEADERS))
     elif headers[vary][1].strip() != b"*":
@@ -165,5 +167,6 @@ def _complete(headers: list, https: bool, csp: bytes) -> list:
     if https:
         headers.append((b"strict-transport-security", HSTS))
     if html:
-        headers += [(b"content-security-policy", csp), (b"x-frame-options", b"SAMEORIGIN")]
+        headers += [] if own_policy else [(b"content-security-policy", csp)]
+        headers.append((b"x-frame-options", b"SAMEORIGIN"))
     return headers

@@ -21,6 +21,8 @@ from geocloud.publish import metadata
 from geocloud.serve import guard
 from geocloud.serve.http import base_url
 from geocloud.serve.ogcapi.features import call, to_response
+from geocloud.serve.portal import home
+from geocloud.serve.portal.render import wants_html
 from geocloud.serve.state import snapshot
 
 OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
@@ -81,6 +83,8 @@ def landing_page(api: API, request: APIRequest, base: str) -> tuple[dict, int, s
 
 
 async def landing(request: Request) -> Response:
+    if wants_html(request):  # a browser: the portal's home (API clients keep the JSON document)
+        return await home.page(request)
     return to_response(*await call(request, landing_page, base_url(request)))
 
 

@@ -1,1 +1,2 @@
-"""What a browser gets: the pages of the portal and the map viewer."""
+"""The portal: the pages a browser gets (home and search, a layer's page, the map viewer, and the
+sign-in, account and request pages), all on one layout (``render``), zh-TW first (``i18n``)."""

@@ -1,0 +1,48 @@
+"""The portal's home: search and browse the layers the caller may read (``/`` and ``/collections``
+when a browser asks). Served without JavaScript: the search is a GET form, its filters are selects,
+the results a paged list of links to each layer's page."""
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from geocloud.catalog import get_catalog
+from geocloud.serve import guard
+from geocloud.serve.http import bad_parameter
+from geocloud.serve.portal import labels
+from geocloud.serve.portal.render import render
+from geocloud.serve.portal.search import FILTERS, facets, index, search
+from geocloud.serve.state import snapshot
+
+PAGE_SIZE = 50
+MAX_QUERY = 200
+
+
+def _page_number(request: Request) -> int:
+    raw = request.query_params.get("page", "1")
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        raise bad_parameter("page", f"{raw!r} is not a page number; use 1, 2, ...")
+    return int(raw)
+
+
+async def page(request: Request) -> Response:
+    q = request.query_params.get("q", "").strip()
+    if len(q) > MAX_QUERY:
+        raise bad_parameter("q", f"at most {MAX_QUERY} characters; shorten the search")
+    number = _page_number(request)
+    catalog, live, visible = get_catalog(), snapshot().layers, guard.visible_layers()
+    entries = [e for i, e in index(catalog).items() if i in visible and i in live]
+    filters = {k: request.query_params.get(k, "") for k in FILTERS}
+    found = search(entries, q, filters)
+    shown = found[(number - 1) * PAGE_SIZE:number * PAGE_SIZE]
+    pages = max(1, -(-len(found) // PAGE_SIZE))
+    return render(request, "home.html", q=q, filters=filters, found=found, shown=shown, number=number,
+                  pages=pages, facets=facets(entries), labels=labels, live=live, catalog=catalog,
+                  searched=bool(q or any(filters.values())),
+                  page_href=lambda n: _page_href(request, n))
+
+
+def _page_href(request: Request, number: int) -> str:
+    from urllib.parse import urlencode
+
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "page"] + [("page", str(number))]
+    return f"{request.url.path}?{urlencode(query)}"

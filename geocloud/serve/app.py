@@ -14,7 +14,7 @@ from geocloud.serve import auth, headers, health, manage, metrics
 from geocloud.serve.guard import AuthMiddleware, service_unavailable
 from geocloud.serve.http import HTTPError, error_response, server_error
 from geocloud.serve.ogcapi import downloads, features, geocoding, landing, metadata, pygeoapi_config, styles
-from geocloud.serve.portal import account, signin, viewer
+from geocloud.serve.portal import account, signin, steward, viewer
 from geocloud.serve.portal import render as portal
 from geocloud.serve.rasters import coverages, maptiles, tiler
 from geocloud.serve.tiles import tiles, wmts
@@ -69,7 +69,7 @@ def create_app() -> Starlette:
         routes=[*landing.routes, *tiles.routes, *features.routes, *downloads.routes, *geocoding.routes, *wmts.routes,
                 *styles.routes, *viewer.routes, *auth.routes, *metadata.routes, *health.routes, *metrics.routes,
                 *coverages.routes, *maptiles.routes, *manage.routes, *portal.routes,
-                *signin.routes, *account.routes, tiler.mount()],
+                *signin.routes, *account.routes, *steward.routes, tiler.mount()],
         middleware=[*headers.middleware(), Middleware(AuthMiddleware)],
         exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,
                             GeocloudError: _geocloud_error, Exception: _unexpected},

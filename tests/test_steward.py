@@ -61,6 +61,15 @@ def signed_in(browser, base: str, key: str, locale: str = "zh-TW"):
     return page
 
 
+def tab_to(page, selector: str, presses: int = 60) -> None:
+    """Press Tab until the focused element matches ``selector``."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement && document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"{selector} is not reachable with Tab")
+
+
 def confirm(page, button: str) -> None:
     page.click(button)
     page.wait_for_selector("dialog#confirm[open]")
@@ -156,14 +165,26 @@ def test_an_editor_registers_checks_loads_and_publishes_and_the_admin_approves(s
         admin.goto(base + "/steward/review")
         admin.wait_for_selector("#queue tr[data-layer=bike_docks]")
         assert not (found := serious_violations(admin)), found
-        confirm(admin, "#queue tr[data-layer=bike_docks] button[data-decision=approve]")
+        tab_to(admin, "#queue tr[data-layer=bike_docks] button[data-decision=approve]")  # the keyboard alone
+        admin.keyboard.press("Enter")
+        admin.wait_for_selector("dialog#confirm[open]")
+        assert admin.evaluate("document.activeElement.id") == "confirm-yes"
+        admin.keyboard.press("Enter")
         admin.wait_for_selector("#status:text('Approved')")
         assert admin.query_selector("#queue tr[data-layer=bike_docks]") is None
+
+        on_every_worker(base, "/collections/bike_docks/items?f=json", {}, lambda r: r.status_code == 200)
+        items = httpx.get(f"{base}/collections/bike_docks/items?f=json", timeout=30).json()
+        assert sorted(f["properties"]["station_id"] for f in items["features"]) == ["S001", "S002", "S003"]
+        fire = {"X-API-Key": keys["other"]}  # readable now, still not theirs to manage
+        assert httpx.post(f"{base}/manage/layers/bike_docks/publish", headers=fire).status_code == 403
+        assert other.goto(base + "/steward/layers/bike_docks").status == 403
+
+        # the editor retires it: gone from OGC API Features
+        editor.goto(base + "/steward/layers/bike_docks")
+        editor.wait_for_selector("#layer-state[data-state=live]")
+        confirm(editor, "#retire")
+        editor.wait_for_selector("#layer-state[data-state=retired]")
         browser.close()
     assert not errors, errors
-
-    on_every_worker(base, "/collections/bike_docks/items?f=json", {}, lambda r: r.status_code == 200)
-    items = httpx.get(f"{base}/collections/bike_docks/items?f=json", timeout=30)
-    assert sorted(f["properties"]["station_id"] for f in items.json()["features"]) == ["S001", "S002", "S003"]
-    fire = {"X-API-Key": keys["other"]}  # readable now, still not theirs to manage
-    assert httpx.post(f"{base}/manage/layers/bike_docks/publish", headers=fire).status_code == 403
+    on_every_worker(base, "/collections/bike_docks/items?f=json", fire, lambda r: r.status_code == 404)

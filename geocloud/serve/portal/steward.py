@@ -58,6 +58,9 @@ SAID = {
     "no_pending": ("沒有待審核的圖層。", "No layer awaits review."),
     "inferred": ("已從檔案標題列帶入 {n} 個欄位。", "{n} fields taken from the file's header."),
 }
+RUNS = {"running": ("執行中", "running"), "planned": ("試算完成", "planned"), "published": ("已載入", "loaded"),
+        "unchanged": ("無變更", "unchanged"), "failed": ("失敗", "failed"), "refused": ("被拒絕", "refused"),
+        "interrupted": ("中斷", "interrupted"), "dry_run": ("試算", "dry run")}
 GEOMETRIES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon")
 FIELD_TYPES = ("text", "integer", "bigint", "double", "boolean", "date", "timestamp")
 
@@ -79,7 +82,8 @@ def _page(request: Request, template: str, **context) -> Response:
     served = {getattr(route, "path", None) for route in request.app.routes}
     _ = Texts(page_language(request))
     said = {"said": {k: _(*v) for k, v in SAID.items()}, "states": {k: _(*v) for k, v in STATES.items()},
-            "levels": {k: _(*v) for k, v in labels.LEVELS.items()}}
+            "levels": {k: _(*v) for k, v in labels.LEVELS.items()},
+            "runs": {k: _(*v) for k, v in RUNS.items()}}
     return render(request, template, headers=PERSONAL, csrf=session.csrf_token(request), states=STATES, said=said,
                   admin=is_admin(principal, fresh_catalog()), review_route=REVIEW_ROUTE in served,
                   levels=labels.LEVELS, **context)

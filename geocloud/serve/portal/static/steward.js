@@ -45,7 +45,8 @@
   function stateName(state) { return said.states[state] || state; }
   function when(run) {
     if (!run) return "—";
-    return `${run.status}${run.dry_run ? " (dry run)" : ""} ${(run.finished_at || "").slice(0, 16).replace("T", " ")}`;
+    const dry = run.dry_run ? `（${said.runs.dry_run}）` : "";
+    return `${said.runs[run.status] || run.status}${dry} ${(run.finished_at || "").slice(0, 16).replace("T", " ")}`;
   }
 
   function confirmed(text) {
@@ -155,7 +156,9 @@
         return;
       }
       say(S.running);
-      const answer = await api("PUT", `/manage/layers/${encodeURIComponent(id)}`, JSON.stringify(entry),
+      const owner = document.getElementById("f-owner");
+      const query = owner && owner.value.trim() ? `?owner=${encodeURIComponent(owner.value.trim())}` : "";
+      const answer = await api("PUT", `/manage/layers/${encodeURIComponent(id)}${query}`, JSON.stringify(entry),
                                { "Content-Type": "application/json" });
       if (answer.ok) {
         say(S.saved, "notice ok");

@@ -193,19 +193,66 @@ def test_a_registered_entry_that_no_longer_validates_or_shadows_a_core_id_is_lef
 
 def test_a_layer_pending_review_is_read_by_its_own_agency_only():
     public = {**BIKES, "access": {"level": "public"}}
-    catalog = registry.merge(core_catalog(), [("bike_stations", "TCG-TRANS", "pending_review", public, "t", None)])
+    catalog = registry.merge(core_catalog(), [("bike_stations", "TCG-TRANS", "pending_review", public, "t", None, None)])
     layer = catalog.layers["bike_stations"]
     assert catalog.registered["bike_stations"].layer.is_public and not layer.is_public
     assert can_read(PRINCIPALS["owner reader"], layer)
     assert not can_read(ANONYMOUS, layer) and not can_read(PRINCIPALS["other editor"], layer)
-    live = registry.merge(core_catalog(), [("bike_stations", "TCG-TRANS", "live", public, "t", None)])
+    live = registry.merge(core_catalog(), [("bike_stations", "TCG-TRANS", "live", public, "t", None, None)])
     assert can_read(ANONYMOUS, live.layers["bike_stations"])
+    rejected = registry.merge(core_catalog(), [("bike_stations", "TCG-TRANS", "rejected", public, "t", None,
+                                                {"decision": "reject", "comment": "no contact phone"})])
+    assert can_read(PRINCIPALS["owner reader"], rejected.layers["bike_stations"])
+    assert not can_read(ANONYMOUS, rejected.layers["bike_stations"])
+    assert rejected.registered["bike_stations"].review["comment"] == "no contact phone"
+
+
+def test_an_entry_maps_its_source_with_key_paths_in_every_error():
+    """The optional ``source`` of an agency entry: validated by the models, its fields the layer's own;
+    a core layer maps its source in its etl/*.yml instead."""
+    core = core_catalog()
+    mapped = {**BIKES, "source": {"fields": {"name": "名稱"}, "x": "E", "y": "N", "crs": "EPSG:3826"}}
+    assert registry.validate(mapped, core, "here").source.fields == {"name": "名稱"}
+    for source, key, says in (({"fields": {"nome": "名稱"}}, "source.fields.nome", "not one of the layer's fields"),
+                              ({"x": "E"}, "source", "give both 'x' and 'y'"),
+                              ({"crs": "EPSG:99999"}, "source.crs", "unknown CRS"),
+                              ({"colums": {}}, "source.colums", "unknown key")):
+        with pytest.raises(ConfigError) as caught:
+            registry.validate({**BIKES, "source": source}, core, "here")
+        assert f"'{key}'" in str(caught.value) and says in str(caught.value), str(caught.value)
+
+
+def test_an_operator_reviews_a_layer_on_the_command_line(database):
+    public = {**BIKES, "access": {"level": "public"}}
+    with db.transaction() as conn:
+        registry.register(conn, public, "TCG-TRANS", "editor-1", core_catalog(), where="t", state="pending_review")
+    out = geocloud_cli("layers", "review", "bike_stations", "--decision", "reject")
+    assert out.returncode == ConfigError.exit_code and "a rejection needs a comment" in out.stderr, out.stderr
+    out = geocloud_cli("layers", "review", "bike_stations", "--decision", "reject", "--comment", "請補聯絡電話")
+    assert out.returncode == 0 and "rejected" in out.stdout, out.stderr
+    registry.forget()
+    catalog = get_catalog()
+    assert catalog.registered["bike_stations"].state == "rejected" and not can_read(ANONYMOUS, catalog.layers["bike_stations"])
+    assert catalog.registered["bike_stations"].review["comment"] == "請補聯絡電話"
+    assert geocloud_cli("layers", "review", "bike_stations", "--decision", "approve").returncode == 0
+    registry.forget()
+    assert can_read(ANONYMOUS, get_catalog().layers["bike_stations"])
+    again = geocloud_cli("layers", "review", "bike_stations", "--decision", "approve")
+    assert again.returncode == Conflict.exit_code and "is not in review (it is live)" in again.stderr
+
+
+def test_a_core_layer_file_maps_no_source(project):
+    """A core layer's source is its etl/*.yml pipeline's: a ``source`` in its file would be ignored."""
+    write_entry(project / "layers", {**BIKES, "source": {"fields": {"name": "名稱"}}})
+    with pytest.raises(ConfigError) as caught:
+        load_catalog(project / "layers", project / "agencies.yml")
+    assert "bike_stations.yml: key 'source'" in str(caught.value) and "etl/*.yml" in str(caught.value)
 
 
 # --- who may manage what ------------------------------------------------------------------------------
 
 def _catalog():
-    row = ("bike_stations", "TCG-TRANS", "live", BIKES, "tester", None)
+    row = ("bike_stations", "TCG-TRANS", "live", BIKES, "tester", None, None)
     return registry.merge(core_catalog(), [row])
 
 

@@ -3,14 +3,12 @@
 and the account page's API keys."""
 
 import shutil
-import uuid
 
 import httpx
 import psycopg
 import pytest
-from conftest import _admin, _drop, _url_for, free_port, load_city, start_server, stop_server
+from conftest import agency_server, free_port, load_city
 from playwright.sync_api import sync_playwright
-from psycopg import sql
 from standins.oidc import OpenIDProvider, settings
 from test_viewer import CHROMIUM, FLAGS
 
@@ -23,22 +21,18 @@ ACCOUNTS = {"wang": {"name": "稽查員王小明", "agency": "TCG-FIRE", "roles"
 
 @pytest.fixture(scope="module")
 def portal(template_db, tmp_path_factory):
-    """The inspection sites loaded and served, with the SSO stand-in as the city's single sign-on."""
-    name = f"geocloud_sig_{uuid.uuid4().hex[:8]}"
-    with _admin() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
-    db_url = _url_for(name)
+    """A server with the SSO stand-in as the city's single sign-on, and the inspection sites
+    (restricted to the fire department) loaded while it serves."""
     data = tmp_path_factory.mktemp("signin-data")
-    keys = load_city(db_url, data, tmp_path_factory.mktemp("signin-city"), ["inspection-sites"])
     sso_port = free_port()
-    proc, url = start_server(db_url, data, {**settings(sso_port), "GEOCLOUD_TRUSTED_PROXIES": "127.0.0.1"})
-    provider = OpenIDProvider(sso_port, url + "/signin/callback", ACCOUNTS, data / "sso.log")
-    try:
-        yield type("Portal", (), {"url": url, "db": db_url, "keys": keys})
-    finally:
-        provider.stop()
-        stop_server(proc)
-        _drop(name)
+    env = {**settings(sso_port), "GEOCLOUD_TRUSTED_PROXIES": "127.0.0.1"}
+    with agency_server(template_db, data, {}, env) as (url, db_url, _):
+        keys = load_city(db_url, data, tmp_path_factory.mktemp("signin-city"), ["inspection-sites"])
+        provider = OpenIDProvider(sso_port, url + "/signin/callback", ACCOUNTS, data / "sso.log")
+        try:
+            yield type("Portal", (), {"url": url, "db": db_url, "keys": keys})
+        finally:
+            provider.stop()
 
 
 def session_for(db_url: str, agency="TCG-FIRE", roles=("inspector",)) -> tuple[str, str]:
@@ -74,6 +68,11 @@ def test_a_session_cookie_is_a_principal_and_a_bad_one_is_anonymous_and_cleared(
         conn.execute("UPDATE geocloud.sessions SET seen_at = now() - interval '1 day' WHERE name = '稽查員林小華'")
     expired = httpx.get(portal.url + ITEMS, cookies={COOKIE: secret})
     assert expired.status_code == 401 and "Max-Age=0" in expired.headers["set-cookie"]
+    secret, _ = session_for(portal.db)
+    with psycopg.connect(portal.db, autocommit=True) as conn:  # past GEOCLOUD_SESSION_MAX, however busy
+        conn.execute("UPDATE geocloud.sessions SET expires_at = now() - interval '1 second' WHERE seen_at > now() - "
+                     "interval '1 minute'")
+    assert httpx.get(portal.url + ITEMS, cookies={COOKIE: secret}).status_code == 401
 
 
 def test_a_cookie_alone_does_not_authenticate_a_state_changing_json_request(portal):

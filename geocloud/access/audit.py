@@ -1,4 +1,6 @@
-"""The audit trail: reads of non-public layers and changes to keys and agencies.
+"""The audit trail: reads of non-public layers, changes to keys and agencies, and every management
+action on a layer (who, when, which layer, before and after); ``read`` gives it back, to
+``geocloud audit`` and ``GET /manage/audit`` alike.
 
 Reads are queued in memory and written by a background thread in batches (write-behind), so a
 request never waits for the audit insert; administrative actions are written at once. Every record
@@ -9,8 +11,10 @@ import atexit
 import json
 import logging
 import queue
+import re
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -18,7 +22,7 @@ from psycopg.types.json import Jsonb
 from geocloud.access import background
 from geocloud.access.redact import redact_detail
 from geocloud.db.pool import write_pool
-from geocloud.errors import DatabaseError
+from geocloud.errors import DatabaseError, InputError
 
 _queue: "queue.Queue[tuple]" = queue.Queue(maxsize=100_000)
 TILE_SURFACES = ("tiles", "rasters")
@@ -161,3 +165,40 @@ def record_grant_changes(conn: psycopg.Connection, catalog, operator: str) -> in
                          "SET value = excluded.value", (f"access:{layer.id}", json.dumps(now)))
             changed += 1
     return changed
+
+
+MAX_READ = 1000  # records one read of the trail returns at most
+
+
+def parse_since(text: str, name: str = "--since") -> datetime:
+    """``7d`` or ``12h`` back from now, or an ISO date or time (UTC unless it says otherwise)."""
+    if m := re.fullmatch(r"(\d{1,5})([dh])", text):
+        return datetime.now(timezone.utc) - int(m.group(1)) * timedelta(**{"days" if m.group(2) == "d" else "hours": 1})
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"{name}: {text!r} is not a date, a time or a duration",
+                         fix="write e.g. 2026-12-01, 2026-12-01T08:00+08:00, 7d or 12h") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def read(conn: psycopg.Connection, *, layer: str | None = None, actor: str | None = None,
+         agency: str | None = None, since: datetime | None = None, limit: int = 200,
+         layers: list[str] | None = None) -> list[dict]:
+    """The newest records first: on ``layer`` (and, when ``layers`` is given, on one of those only),
+    by ``actor`` (a principal as recorded, or an agency code), of ``agency``, at or after ``since``.
+    Each: id, at, action, principal, agency, layer, surface, before, after (of a change) and detail."""
+    rows = conn.execute(
+        "SELECT id, at, action, principal, agency, layer, surface, detail FROM geocloud.audit "
+        "WHERE (%(l)s::text IS NULL OR layer = %(l)s) AND (%(ls)s::text[] IS NULL OR layer = ANY(%(ls)s)) "
+        "AND (%(who)s::text IS NULL OR principal = %(who)s OR agency = %(who)s) "
+        "AND (%(a)s::text IS NULL OR agency = %(a)s) AND (%(s)s::timestamptz IS NULL OR at >= %(s)s) "
+        "ORDER BY id DESC LIMIT %(n)s",
+        {"l": layer, "ls": layers, "who": actor, "a": agency, "s": since, "n": min(limit, MAX_READ)}).fetchall()
+    out = []
+    for id_, at, action, principal, agency_, layer_, surface, detail in rows:
+        rest = {k: v for k, v in detail.items() if k not in ("before", "after")}
+        out.append({"id": id_, "at": at.isoformat(), "action": action, "principal": principal, "agency": agency_,
+                    "layer": layer_, "surface": surface, "before": detail.get("before"),
+                    "after": detail.get("after"), "detail": rest})
+    return out

@@ -17,9 +17,10 @@ class Registration:
 
     layer: Layer
     owner: str
-    state: str              # draft | live | pending_review | retired
+    state: str              # draft | live | pending_review | rejected | retired
     updated_by: str
     updated_at: datetime
+    review: dict | None = None  # the GIS office's last decision: decision, comment, by, at
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,9 @@ def load_gis_office(path: Path, agencies: dict[str, Agency]) -> str | None:
 
 def check_layer(layer: Layer, where: str, agencies: dict[str, Agency], publisher: Publisher | None,
                 agencies_file: Path) -> None:
-    """The checks a layer needs beyond its model: grants name known agencies, portal ids fit."""
+    """The checks a layer needs beyond its model: grants name known agencies, portal ids fit, a source
+    mapping maps the layer's own fields."""
+    _check_source(layer, where)
     for i, grant in enumerate(layer.access.grants):
         if grant.agency not in agencies:
             raise ConfigError(
@@ -110,6 +113,19 @@ def check_layer(layer: Layer, where: str, agencies: dict[str, Agency], publisher
                 fix=f"add it to {agencies_file.name} or use one of: {', '.join(sorted(agencies))}",
             )
     _check_publishing(layer, where, publisher, agencies_file)
+
+
+def _check_source(layer: Layer, where: str) -> None:
+    if layer.source is None:
+        return
+    if layer.kind == "raster" and layer.source.model_dump(exclude_none=True, exclude_defaults=True).keys() - {"crs"}:
+        raise ConfigError("a raster layer's source takes only 'crs'", where=f"{where}: key 'source'",
+                          fix="remove fields, x, y and encoding")
+    names = [f.name for f in layer.fields]
+    for target in layer.source.fields:
+        if target not in names:
+            raise ConfigError(f"{target!r} is not one of the layer's fields", where=f"{where}: key 'source.fields.{target}'",
+                              fix=f"map one of: {', '.join(names)}")
 
 
 def _check_publishing(layer: Layer, path: str, publisher: Publisher | None, agencies_file: Path) -> None:
@@ -145,6 +161,9 @@ def load_catalog(layers_dir: Path, agencies_file: Path) -> Catalog:
         if layer.id in layers:
             raise ConfigError(f"duplicate layer id {layer.id!r} (also in {files[layer.id]})", where=str(path))
         check_layer(layer, str(path), agencies, publisher, agencies_file)
+        if layer.source is not None:
+            raise ConfigError("a core layer's source is mapped in its etl/*.yml pipeline", where=f"{path}: key 'source'",
+                              fix="move the mapping to the pipeline's source and outputs[].fields")
         layers[layer.id], files[layer.id] = layer, path
     if not layers:
         raise ConfigError("no layer files (*.yml) found", where=str(layers_dir))

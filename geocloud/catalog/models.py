@@ -90,6 +90,49 @@ class Zooms(Strict):
     max: int = Field(default=22, ge=0, le=24)
 
 
+Columns = str | list[str]  # a source column, or the names it may go by
+
+
+def _epsg(value: str) -> str:
+    try:
+        crs = CRS.from_user_input(value)
+    except CRSError:
+        raise ValueError(f"unknown CRS {value!r}; write it as EPSG:<code>, e.g. EPSG:3826") from None
+    code = crs.to_epsg()
+    if code is None:
+        raise ValueError(f"CRS {value!r} has no EPSG code; write it as EPSG:<code>")
+    return f"EPSG:{code}"
+
+
+class SourceMapping(Strict):
+    """An agency layer's source, where inferring it is not enough: the keys of an etl/*.yml
+    pipeline's ``source`` and ``outputs[].fields``, for the files the agency uploads. Unset, a field
+    is read from the column of its name or title, a CSV's coordinates from the usual X/Y names."""
+
+    fields: dict[str, Columns] = Field(default_factory=dict,
+                                       description="catalog field -> the source column (or its accepted names)")
+    x: Columns | None = Field(default=None, description="CSV: the X (easting or longitude) column")
+    y: Columns | None = Field(default=None, description="CSV: the Y (northing or latitude) column")
+    encoding: Literal["auto", "utf-8", "cp950"] | None = None
+    crs: str | None = Field(default=None, description="the source's CRS when it declares none (a CSV's X/Y)")
+
+    @field_validator("crs")
+    @classmethod
+    def _known_crs(cls, value: str | None) -> str | None:
+        return value and _epsg(value)
+
+    @model_validator(mode="after")
+    def _both_coordinates(self):
+        if (self.x is None) != (self.y is None):
+            raise ValueError("give both 'x' and 'y' (the CSV's coordinate columns), or neither")
+        return self
+
+    def columns(self) -> dict[str, list[str]]:
+        """Key path -> the columns it names, for every column the mapping names."""
+        named = {f"source.fields.{k}": v for k, v in self.fields.items()} | {"source.x": self.x, "source.y": self.y}
+        return {key: [v] if isinstance(v, str) else v for key, v in named.items() if v is not None}
+
+
 class Layer(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")
     title: I18n
@@ -112,18 +155,13 @@ class Layer(Strict):
     style: str | None = None
     zooms: Zooms = Field(default_factory=Zooms)
     publishing: Publishing = Field(default_factory=Publishing)
+    source: SourceMapping | None = Field(default=None, description="agency layers: how an uploaded file maps "
+                                                                   "onto the layer, where inferring is not enough")
 
     @field_validator("crs")
     @classmethod
     def _known_crs(cls, value: str) -> str:
-        try:
-            crs = CRS.from_user_input(value)
-        except CRSError:
-            raise ValueError(f"unknown CRS {value!r}; write it as EPSG:<code>, e.g. EPSG:3826") from None
-        code = crs.to_epsg()
-        if code is None:
-            raise ValueError(f"CRS {value!r} has no EPSG code; write it as EPSG:<code>")
-        return f"EPSG:{code}"
+        return _epsg(value)
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -5,7 +5,14 @@ An entry is validated by the same models and checks as a YAML file, with the sam
 unique across both origins: an agency layer never takes or shadows a core layer's id (nor an ETL
 pipeline's name, which `geocloud etl run` would read first).
 
-Every change adds a ``geocloud.registry_events`` row; its newest id is the catalog version. A server
+Every change adds a ``geocloud.registry_events`` row; its newest id is the catalog version.
+
+Review: an editor's public layer waits in ``pending_review`` (served to its own agency only) until a
+GIS office admin ``review``s it. Approval makes it live; a rejection leaves the row in
+``pending_review`` and is read back as the state ``rejected`` for as long as the rejection is the
+layer's newest event (served the same way, to its own agency only); any later change of the entry
+(or publishing it again) asks for review anew. The last decision, its comment, who and when are kept
+with the layer in its ``review`` event and read with the row. A server
 process ``follow``s the version its live-version snapshot carries (serve/state.py reads it with the
 layer versions, every REFRESH seconds) and re-reads the registry when it moves: a registered or
 retired layer reaches every worker within seconds, with no restart and no second poller. Any other
@@ -18,6 +25,7 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
+from datetime import datetime, timezone
 
 import psycopg
 from pydantic import ValidationError
@@ -30,8 +38,10 @@ from geocloud.errors import ConfigError, Conflict, DatabaseError, NotFound
 from geocloud.yamlfile import explain
 
 LOG = logging.getLogger(__name__)
-STATES = ("draft", "live", "pending_review", "retired")
-SERVED = ("live", "pending_review")
+STATES = ("draft", "live", "pending_review", "retired")  # as stored; "rejected" is read from the review events
+IN_REVIEW = ("pending_review", "rejected")  # served to the owner agency only
+SERVED = ("live", *IN_REVIEW)
+DECISIONS = ("approve", "reject")
 
 _lock = threading.Lock()
 _follow: tuple[Callable[[], int], Callable[[], AbstractContextManager]] | None = None
@@ -128,21 +138,63 @@ def retire(conn: psycopg.Connection, layer_id: str, operator: str, core: Catalog
     forget()
 
 
+_ROWS = """SELECT r.id, r.owner,
+    CASE WHEN r.state = 'pending_review' AND e.after #>> '{review,decision}' = 'reject'
+              AND e.id = (SELECT max(id) FROM geocloud.registry_events WHERE layer = r.id)
+         THEN 'rejected' ELSE r.state END,
+    r.entry, r.updated_by, r.updated_at, e.after -> 'review'
+FROM geocloud.registered_layers r
+LEFT JOIN LATERAL (SELECT id, after FROM geocloud.registry_events
+                   WHERE layer = r.id AND action = 'review' ORDER BY id DESC LIMIT 1) e ON true"""
+
+
 def read(conn: psycopg.Connection) -> list[tuple]:
-    """Every registered layer: (id, owner, state, entry, updated_by, updated_at); [] before migration."""
+    """Every registered layer: (id, owner, state, entry, updated_by, updated_at, last review); []
+    before the migration."""
     if conn.execute("SELECT to_regclass('geocloud.registered_layers')").fetchone()[0] is None:
         return []
-    return conn.execute("SELECT id, owner, state, entry, updated_by, updated_at "
-                        "FROM geocloud.registered_layers ORDER BY id").fetchall()
+    return conn.execute(_ROWS + " ORDER BY r.id").fetchall()
+
+
+def row(conn: psycopg.Connection, layer_id: str) -> dict | None:
+    """One registered layer as it stands: owner, state (``rejected`` included), entry, last review."""
+    found = conn.execute(_ROWS + " WHERE r.id = %s", (layer_id,)).fetchone()
+    return found and {"owner": found[1], "state": found[2], "entry": found[3], "review": found[6]}
+
+
+def review(conn: psycopg.Connection, layer_id: str, decision: str, comment: str, operator: str) -> tuple[str, dict]:
+    """A GIS office admin's decision on a layer in review: ``approve`` makes it live for the access
+    its entry asks; ``reject`` keeps it served to its own agency only. Returns the state before and
+    the layer as it stands."""
+    if decision not in DECISIONS:
+        raise ConfigError(f"a review decides one of {', '.join(DECISIONS)}, not {decision!r}", where="decision")
+    if decision == "reject" and not comment.strip():
+        raise ConfigError("a rejection needs a comment saying what the agency should change", where="comment")
+    with conn.transaction():
+        before = _row(conn, layer_id)
+        if before is None:
+            raise NotFound(f"no registered layer {layer_id!r}", fix="see `geocloud layers list`")
+        if before[1] != "pending_review":
+            raise Conflict(f"layer {layer_id!r} is not in review (it is {before[1]})",
+                           fix="an editor's public layer is reviewed once it is published")
+        was, stored = row(conn, layer_id)["state"], "live" if decision == "approve" else "pending_review"
+        record = {"decision": decision, "comment": comment, "by": operator,
+                  "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        conn.execute("UPDATE geocloud.registered_layers SET state = %s, updated_by = %s, updated_at = now() "
+                     "WHERE id = %s", (stored, operator, layer_id))
+        _event(conn, layer_id, "review", operator, {"state": was},
+               {"state": "live" if decision == "approve" else "rejected", "review": record})
+    forget()
+    return was, row(conn, layer_id)
 
 
 def merge(core: Catalog, rows: list[tuple]) -> Catalog:
-    """The core catalog plus the registered layers; one pending review is served as restricted to its
-    owner agency (the catalog's ``registered`` keeps the access it asks for). An entry that no longer validates (the models
-    changed since) or that a core layer now shadows is left out and logged: one agency's entry must
+    """The core catalog plus the registered layers; one in review (pending or rejected) is served as
+    restricted to its owner agency (the catalog's ``registered`` keeps the access it asks for). An
+    entry that no longer validates (the models changed since) or that a core layer now shadows is left out and logged: one agency's entry must
     not stop the server."""
     registered, served = {}, {}
-    for layer_id, owner, state, entry, updated_by, updated_at in rows:
+    for layer_id, owner, state, entry, updated_by, updated_at, last_review in rows:
         where = f"registered layer {layer_id!r}"
         try:
             _check_id(layer_id, core, where)
@@ -150,8 +202,8 @@ def merge(core: Catalog, rows: list[tuple]) -> Catalog:
         except (ConfigError, Conflict) as exc:
             LOG.error("left out of the catalog: %s", exc)
             continue
-        registered[layer_id] = Registration(layer, owner, state, updated_by, updated_at)
-        if state == "pending_review":  # until an admin approves it, only its own agency reads it
+        registered[layer_id] = Registration(layer, owner, state, updated_by, updated_at, last_review)
+        if state in IN_REVIEW:  # until an admin approves it, only its own agency reads it
             served[layer_id] = layer.model_copy(update={"access": Access(level="restricted",
                                                                          grants=[Grant(agency=owner)])})
         elif state in SERVED:

@@ -28,7 +28,7 @@ SUBCOMMANDS = {
     "publish": ("publish", "app"),
     "agencies": ("access", "agencies"),
     "keys": ("access", "keys"),
-    "audit": ("access", "audit"),
+    "audit": ("audit", "audit"),
     "demo": ("demo", "demo"),
     "serve": ("serve", "serve"),
     "geocode": ("geocode", "geocode_csv"),

@@ -1,4 +1,4 @@
-"""``geocloud agencies``, ``geocloud keys`` and ``geocloud audit``: principals, keys and the trail."""
+"""``geocloud agencies`` and ``geocloud keys``: principals and their keys (``geocloud audit``: cli/audit.py)."""
 
 from datetime import datetime, timedelta, timezone
 
@@ -120,31 +120,4 @@ def keys_rotate(key_id: str = typer.Argument(...),
         audit_log.record(conn, "key-rotated", operator(), None, detail={"key": key_id, "new": api_keys.KEY.match(new).group(1)})
     console.print(f"key {key_id} rotated; the old key works until {until:%Y-%m-%d %H:%M %Z}. New secret:")
     print(new)
-
-
-def audit(layer: str = typer.Option(None, "--layer"), agency: str = typer.Option(None, "--agency"),
-          since: str = typer.Option(None, "--since", help="ISO date or time, or e.g. 7d"),
-          limit: int = typer.Option(200, "--limit"), as_json: bool = typer.Option(False, "--json")):
-    """Print the audit trail: reads of non-public layers, key and agency changes."""
-    start = None
-    if since:
-        start = api_keys.parse_expiry(since)
-        if since[-1] in "dh":  # a duration counts back from now
-            start = datetime.now(timezone.utc) - (start - datetime.now(timezone.utc))
-    with db.connect() as conn:
-        rows = conn.execute(
-            "SELECT at, action, principal, agency, layer, surface, detail FROM geocloud.audit "
-            "WHERE (%(l)s::text IS NULL OR layer = %(l)s) AND (%(a)s::text IS NULL OR agency = %(a)s) "
-            "AND (%(s)s::timestamptz IS NULL OR at >= %(s)s) ORDER BY id DESC LIMIT %(n)s",
-            {"l": layer, "a": agency, "s": start, "n": limit}).fetchall()
-    if as_json:
-        print_json([dict(zip(("at", "action", "principal", "agency", "layer", "surface", "detail"), r)) for r in rows])
-        return
-    table = Table(title="audit")
-    for col in ("at", "action", "principal", "agency", "layer", "surface", "bytes", "query"):
-        table.add_column(col)
-    for at, action, who, ag, lay, surface, detail in rows:
-        table.add_row(f"{at:%Y-%m-%d %H:%M:%S}", action, who or "", ag or "", lay or "", surface or "",
-                      str(detail.get("bytes", "")), (detail.get("query") or "")[:60])
-    console.print(table)
 

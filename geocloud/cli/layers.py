@@ -68,6 +68,19 @@ def retire(layer_id: str = typer.Argument(..., help="The agency layer's id")):
 
 
 @app.command()
+def review(layer_id: str = typer.Argument(..., help="The agency layer's id"),
+           decision: str = typer.Option(..., "--decision", help="approve (live for the access its entry asks) or "
+                                                                "reject (still served to its own agency only)"),
+           comment: str = typer.Option("", "--comment", help="Why (a rejection needs one)")):
+    """The GIS office's review of a public layer an editor published, as POST /manage/layers/ID/review."""
+    with db.transaction() as conn:
+        was, after = registry.review(conn, layer_id, decision, comment, operator())
+        audit.record(conn, "layer-reviewed", operator(), None, layer_id,
+                     detail={"before": {"state": was}, "after": {"state": after["state"], "review": after["review"]}})
+    console.print(f"layer {layer_id}: {after['state']}")
+
+
+@app.command()
 def show(layer_id: str = typer.Argument(..., help="Layer id, e.g. roads")):
     """Show one layer's full catalog entry."""
     print_json(get_catalog().layer(layer_id).model_dump(mode="json", by_alias=True))

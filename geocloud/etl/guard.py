@@ -7,8 +7,12 @@ remove, the geometry type, and how far its extent moves. Beyond the limits (``ru
 pipeline, else the ``GEOCLOUD_ETL_*`` settings) the publish step refuses, saying why with the
 numbers, unless it is forced; a forced publish records what it overrode in the run record.
 A first load (nothing live) is never stopped.
+
+How to force is the caller's to say (``OVERRIDE``): the CLI's ``--force``, the management API's
+``?force=true``.
 """
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import get_args
 
@@ -20,6 +24,7 @@ from geocloud.errors import GuardRefused
 from geocloud.etl.pipeline import Rules
 
 EDGES = ("west", "south", "east", "north")
+OVERRIDE: ContextVar[str] = ContextVar("geocloud_guard_override", default="run again with --force")
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ def refuse(findings: list[dict]) -> GuardRefused:
         "the guard stopped this run before publishing; nothing changed:\n  - "
         + "\n  - ".join(f["message"] for f in findings),
         fix="check that the file is complete and the right one for this pipeline; if the change is intended, "
-            "run again with --force (the override is recorded in the run)")
+            f"{OVERRIDE.get()} (the override is recorded in the run)")
     exc.findings = findings
     return exc
 

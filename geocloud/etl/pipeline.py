@@ -8,10 +8,10 @@ multi-layer source splits by feature code, and which validation rules apply.
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from geocloud.catalog import Catalog
-from geocloud.catalog.models import Layer
+from geocloud.catalog.models import Layer, SourceMapping
 from geocloud.errors import ConfigError, InputError, NotFound
 from geocloud.yamlfile import load_model
 
@@ -76,6 +76,7 @@ class Pipeline(Strict):
     mosaic: bool = Field(default=False, description="raster pipelines: merge every GeoTIFF of a folder")
     rules: Rules = Field(default_factory=Rules)
     zone_codes: str | None = Field(default=None, description="zoning: path of a full national code table")
+    _named: dict[str, list[str]] = PrivateAttr(default_factory=dict)  # an agency entry's key path -> its columns
 
     @field_validator("pipeline")
     @classmethod
@@ -94,6 +95,16 @@ class Pipeline(Strict):
         if len(self.outputs) > 1 and self.split is None:
             raise ValueError("several outputs need 'split' to say which features go where")
         return self
+
+    def check_columns(self, columns: list[str]) -> None:
+        """Every column an agency layer's entry names (``source.fields``, ``source.x/y``) must be in
+        the file: the entry says to read that column, so its absence is an error, not a gap."""
+        for key, names in self._named.items():
+            if not any(n in columns for n in names):
+                raise InputError(f"the layer's entry, key '{key}', names column {' / '.join(map(repr, names))}, "
+                                 "which the file does not have",
+                                 fix=f"the file's columns are {', '.join(columns)}: correct the entry's "
+                                     f"{key} (PUT /manage/layers/{self.layer_ids[0]}, or `geocloud layers add`) or the file")
 
     @property
     def layer_ids(self) -> list[str]:
@@ -127,26 +138,39 @@ CSV_X = ["X", "x", "TWD97X", "twd97_x", "x_twd97", "lon", "longitude", "經度",
 CSV_Y = ["Y", "y", "TWD97Y", "twd97_y", "y_twd97", "lat", "latitude", "緯度", "縱坐標", "Y坐標"]
 
 
+def _names(columns: str | list[str] | None) -> list[str] | None:
+    return [columns] if isinstance(columns, str) else columns
+
+
 def agency_pipeline(layer: Layer, source: Path) -> Pipeline:
     """The pipeline of an agency layer, which has no etl/*.yml: the format from the file's suffix,
-    each catalog field read from the column of its name or its zh-TW or English title, a CSV's
-    coordinates from the usual X/Y column names in the layer's CRS, the default rules."""
-    suffix = source.suffix.lower()
+    each catalog field read from the column its entry's ``source.fields`` names, else from the column
+    of its name or its zh-TW or English title; a CSV's coordinates from the entry's ``source.x/y``,
+    else the usual X/Y column names, in the entry's ``source.crs``, else the layer's CRS; the default
+    rules."""
+    mapping, suffix = layer.source or SourceMapping(), source.suffix.lower()
+    name, description = layer.id.replace("_", "-"), layer.title.en
     if layer.kind == "raster":
         if suffix not in {".tif", ".tiff"} and not source.is_dir():
             raise InputError(f"expected a GeoTIFF (.tif) for raster layer {layer.id!r}, got {suffix!r}",
                              where=str(source), fix="give the layer's GeoTIFF file")
-        return Pipeline(pipeline=layer.id.replace("_", "-"), description=layer.title.en,
-                        source=Source(format="geotiff"), raster_layer=layer.id)
+        return Pipeline(pipeline=name, description=description, source=Source(format="geotiff", crs=mapping.crs),
+                        raster_layer=layer.id)
     fmt = next((f for f, suffixes in SUFFIXES.items() if suffix in suffixes), None)
     if fmt is None:
         known = sorted(s for suffixes in SUFFIXES.values() for s in suffixes)
         raise InputError(f"cannot tell the format of a {suffix or 'suffix-less'} file", where=str(source),
                          fix=f"give a file ending in one of: {', '.join(known)}")
-    fields = {f.name: list(dict.fromkeys([f.name, f.title.zh_TW, f.title.en])) for f in layer.fields}
-    csv = {"x": CSV_X, "y": CSV_Y, "crs": layer.crs} if fmt == "csv" else {}
-    return Pipeline(pipeline=layer.id.replace("_", "-"), description=layer.title.en,
-                    source=Source(format=fmt, **csv), outputs=[Output(layer=layer.id, fields=fields)])
+    fields = {f.name: mapping.fields.get(f.name) or list(dict.fromkeys([f.name, f.title.zh_TW, f.title.en]))
+              for f in layer.fields}
+    csv = {"x": _names(mapping.x) or CSV_X, "y": _names(mapping.y) or CSV_Y} if fmt == "csv" else {}
+    crs = mapping.crs or (layer.crs if fmt == "csv" else None)
+    pipeline = Pipeline(pipeline=name, description=description,
+                        source=Source(format=fmt, encoding=mapping.encoding or "auto", crs=crs, **csv),
+                        outputs=[Output(layer=layer.id, fields=fields)])
+    pipeline._named = {key: names for key, names in mapping.columns().items()
+                       if fmt == "csv" or key.startswith("source.fields.")}
+    return pipeline
 
 
 def load_pipeline(name: str, etl_dir: Path, catalog: Catalog, source: Path | None = None) -> Pipeline:

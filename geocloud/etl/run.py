@@ -106,6 +106,7 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
     check_proj_database()
     with db.connect(autocommit=True) as conn:
         run_id = runs.start(conn, pipeline.pipeline, pipeline.layer_ids, path, dry_run)
+        progress = runs.Recorder(run_id, progress)
         report = Report(run_id, pipeline.pipeline, str(path), dry_run, operator=operator())
         quality = Quality()
         hashing = ThreadPoolExecutor(1, thread_name_prefix="geocloud-checksum")
@@ -131,6 +132,7 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
             _finish(conn, report, settings.data_path, quality, checksum)
         finally:  # after the run's record says how it ended, so a next run never sees it 'running'
             hashing.shutdown(wait=False)
+            progress.close()
             if not conn.closed:
                 with contextlib.suppress(psycopg.Error):
                     stage.unlock_layers(conn, pipeline.layer_ids)
@@ -159,6 +161,7 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
                 timed: _Timer, progress: Progress, checksum: Future) -> None:
     catalog = get_catalog().loadable()
     src = open_source(path, pipeline.source)
+    pipeline.check_columns(src.columns)
     report.encoding = f"{src.encoding.label} ({src.encoding.evidence})" if src.encoding else None
     report.crs = f"{src.crs.to_string()} ({src.crs_evidence})"
     layers = {o.layer: catalog.layers[o.layer] for o in pipeline.outputs}

@@ -1,8 +1,10 @@
 """Run records: who ran what, on which file (checksum), when, with what counts, diff and outcome."""
 
 import json
+import logging
 import os
 import socket
+import time
 from pathlib import Path
 
 import psycopg
@@ -10,7 +12,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from geocloud.config import operator
-from geocloud.errors import NotFound
+from geocloud.db import connect
+from geocloud.errors import DatabaseError, NotFound
+
+LOG = logging.getLogger(__name__)
 
 
 def start(conn: psycopg.Connection, pipeline: str, layers: list[str], source: Path, dry_run: bool) -> int:
@@ -34,6 +39,49 @@ def finish(conn: psycopg.Connection, run_id: int, status: str, *, sha256: str | 
         "timings = %s, warnings = %s, diff = %s, quality = %s, error = %s, guard = %s WHERE id = %s",
         (status, sha256, Jsonb(counts or {}), Jsonb(timings or {}), Jsonb(warnings or []), Jsonb(diff or {}),
          Jsonb(quality or {}), error, Jsonb(guard or {}), run_id))
+
+
+class Recorder:
+    """A run's progress written to its record while it runs, so that any process can say how it
+    stands (``GET /manage/runs/{run}``): ``counts`` holds {stage, read, total} until the run ends and
+    writes its final counts. Written at each new stage and at most every EVERY seconds, on a
+    connection of its own (the run's is inside its transaction), never waiting on the row's lock and
+    never failing the run. ``shown`` is the caller's own progress (the CLI's bars), told the same."""
+
+    EVERY = 1.0  # seconds between two writes while rows are read
+
+    def __init__(self, run_id: int, shown):
+        self.run_id, self.shown = run_id, shown
+        self.figures = {"stage": None, "read": 0, "total": None}
+        self._conn, self._written, self._off = None, 0.0, False
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        self.shown.stage(name, total)
+        self.figures.update(stage=name, total=total)
+        self._write()
+
+    def advance(self, n: int) -> None:
+        self.shown.advance(n)
+        self.figures["read"] += n
+        if time.monotonic() - self._written >= self.EVERY:
+            self._write()
+
+    def _write(self) -> None:
+        self._written = time.monotonic()
+        if self._off:
+            return
+        try:
+            self._conn = self._conn or connect(autocommit=True)
+            self._conn.execute("UPDATE geocloud.etl_runs SET counts = %s WHERE id = (SELECT id FROM geocloud.etl_runs "
+                               "WHERE id = %s AND status = 'running' FOR UPDATE SKIP LOCKED)",
+                               (Jsonb(self.figures), self.run_id))
+        except (psycopg.Error, DatabaseError) as exc:
+            LOG.warning("run %s: progress no longer recorded (%s)", self.run_id, exc)
+            self._off = True
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
 
 def write_report(data_dir: Path, run_id: int, report: dict) -> Path:

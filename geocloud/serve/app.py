@@ -13,7 +13,15 @@ from geocloud.errors import DatabaseError, GeocloudError
 from geocloud.serve import auth, headers, health, manage, metrics
 from geocloud.serve.guard import AuthMiddleware, service_unavailable
 from geocloud.serve.http import HTTPError, error_response, server_error
-from geocloud.serve.ogcapi import downloads, features, geocoding, landing, metadata, pygeoapi_config, styles
+from geocloud.serve.ogcapi import (
+    downloads,
+    features,
+    geocoding,
+    landing,
+    metadata,
+    pygeoapi_config,
+    styles,
+)
 from geocloud.serve.portal import account, signin, steward, viewer
 from geocloud.serve.portal import render as portal
 from geocloud.serve.rasters import coverages, maptiles, tiler

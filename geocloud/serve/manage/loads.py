@@ -2,7 +2,12 @@
 the same ETL as ``geocloud etl run`` (serialized per layer by the ETL's own lock) on a thread of its
 own, and waits up to ``?wait=`` seconds for it: a load done by then is answered with its report
 (200), a longer one with 202 and the URL of ``GET /manage/runs/{run}``, which says how it stands
-and, once finished, what it did. The uploaded file is removed when the run ends."""
+and, once finished, what it did. The uploaded file is removed when the run ends.
+
+``?force=true`` publishes what the ETL's guard would stop (a load removing much of the live layer,
+changing its geometry type or moving its extent), as the CLI's ``--force``: whoever may load the
+layer may force it (its owner agency's editors know their data best), and the override is kept in
+the run's record and the audit."""
 
 import asyncio
 import time
@@ -16,6 +21,7 @@ from starlette.routing import Route
 from geocloud import db
 from geocloud.errors import GeocloudError
 from geocloud.etl import runs
+from geocloud.etl.guard import OVERRIDE
 from geocloud.etl.run import run_pipeline
 from geocloud.serve.guard import current, unauthorized
 from geocloud.serve.http import HTTPError, base_url
@@ -42,21 +48,24 @@ def _wait(request: Request) -> int:
     return int(value)
 
 
-def _load(layer_id: str, path: Path, dry_run: bool, principal):
+def _load(layer_id: str, path: Path, dry_run: bool, force: bool, principal):
     try:
-        report = run_pipeline(layer_id, path, dry_run=dry_run)
+        report = run_pipeline(layer_id, path, dry_run=dry_run, force=force)
     except GeocloudError as exc:
-        audited(principal, "layer-load-failed", layer_id, {"dry_run": dry_run, "error": str(exc)})
+        audited(principal, "layer-load-failed", layer_id, {"dry_run": dry_run, "force": force, "error": str(exc)})
         raise
     audited(principal, "layer-planned" if dry_run else "layer-loaded", layer_id,
-            {"run": report.run_id, "status": report.status, "counts": report.counts, "versions": report.versions})
+            {"run": report.run_id, "status": report.status, "counts": report.counts, "versions": report.versions,
+             "force": force, "guard": report.guard})
     return json_answer(report.as_dict())
 
 
-def _load_then_remove(layer_id: str, path: Path, dry_run: bool, principal):
+def _load_then_remove(layer_id: str, path: Path, dry_run: bool, force: bool, principal):
+    override = OVERRIDE.set("send the file again with ?force=true")
     try:
-        return as_principal(principal, _load, layer_id, path, dry_run, principal)
+        return as_principal(principal, _load, layer_id, path, dry_run, force, principal)
     finally:
+        OVERRIDE.reset(override)
         path.unlink(missing_ok=True)
 
 
@@ -71,9 +80,9 @@ def _run_of(path: Path) -> int | None:
 async def post_data(request: Request):
     layer_id = request.path_params["layer_id"]
     principal = manager("load", layer_id, fresh_catalog())
-    dry_run, wait = _boolean(request, "dry_run"), _wait(request)
+    dry_run, force, wait = _boolean(request, "dry_run"), _boolean(request, "force"), _wait(request)
     path = await receive(request, source_format(request))
-    loading = asyncio.wrap_future(_loads.submit(_load_then_remove, layer_id, path, dry_run, principal))
+    loading = asyncio.wrap_future(_loads.submit(_load_then_remove, layer_id, path, dry_run, force, principal))
     deadline = time.monotonic() + wait
     while True:
         await asyncio.wait({loading}, timeout=max(0.0, min(0.2, deadline - time.monotonic())))
@@ -102,9 +111,19 @@ async def get_run(request: Request):
     catalog = fresh_catalog()
     for layer_id in row["layers"]:  # who may load each of its layers may see the run
         manager("load", layer_id, catalog)
-    return json_answer({"run": row["id"], "state": row["status"], **{k: row[k] for k in (
-        "pipeline", "layers", "dry_run", "operator", "started_at", "finished_at", "counts", "diff", "quality",
-        "guard", "error")}})
+    return json_answer({"run": row["id"], "state": row["status"], "progress": _progress(row), **{k: row[k] for k in (
+        "pipeline", "layers", "dry_run", "operator", "started_at", "finished_at", "diff", "quality", "guard",
+        "error")}, "counts": None if row["status"] in ("running", "interrupted") else row["counts"]})
+
+
+def _progress(row: dict) -> dict:
+    """How far the run got: while it runs (or where it died: interrupted), what ``runs.Recorder``
+    last wrote (stage, rows read so far, the total when the source says it); once it ended, the rows
+    read and the seconds each stage took."""
+    if row["status"] in ("running", "interrupted"):
+        return {"stage": None, "read": 0, "total": None, **row["counts"]}
+    read = row["counts"].get("read")
+    return {"stage": "finished", "read": read, "total": read, "stages": row["timings"]}
 
 
 routes = [Route("/manage/layers/{layer_id}/data", post_data, methods=["POST"]),

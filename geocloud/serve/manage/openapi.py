@@ -27,18 +27,33 @@ def _json(description: str, schema: dict | None = None) -> dict:
 CONFLICT = _problem("the action conflicts with the layer's state: a core layer's id, another agency's id, another "
                     "run loading the layer, the ETL's guard, nothing to roll back to")
 REFUSED = {"403": {"$ref": _REF("Forbidden")}, "404": {"$ref": _REF("NotFound")}, "409": CONFLICT}
+STATES = ["draft", "live", "pending_review", "rejected", "retired"]
+REVIEW = {"type": "object", "nullable": True, "description": "the GIS office's last decision on the layer",
+          "properties": {"decision": {"type": "string", "enum": ["approve", "reject"]}, "comment": {"type": "string"},
+                         "by": {"type": "string"}, "at": {"type": "string", "format": "date-time"}}}
 STATE = _json("the layer's state after the action", {"type": "object", "required": ["id", "state"], "properties": {
-    "id": {"type": "string"}, "state": {"type": "string", "enum": ["draft", "live", "pending_review", "retired"]}}})
+    "id": {"type": "string"}, "state": {"type": "string", "enum": STATES}, "review": REVIEW}})
 ENTRY = _json("the catalog entry as registered: owner, state, entry", {
     "type": "object", "required": ["id", "owner", "state", "entry"], "properties": {
         "id": {"type": "string"}, "owner": {"type": "string"}, "state": {"type": "string"},
         "entry": {"type": "object"}}})
+MANAGED = {"type": "object", "required": ["id", "origin", "owner", "state"], "properties": {
+    "id": {"type": "string"}, "origin": {"type": "string", "enum": ["core", "agency"]},
+    "owner": {"type": "string", "nullable": True}, "state": {"type": "string", "enum": STATES},
+    "access": {"type": "string"}, "live_version": {"type": "integer", "nullable": True},
+    "last_run": {"type": "object", "nullable": True}, "review": REVIEW}}
 LISTING = _json("the layers the caller manages", {"type": "object", "required": ["layers"], "properties": {
-    "layers": {"type": "array", "items": {"type": "object", "required": ["id", "origin", "owner", "state"], "properties": {
-        "id": {"type": "string"}, "origin": {"type": "string", "enum": ["core", "agency"]},
-        "owner": {"type": "string", "nullable": True}, "state": {"type": "string"},
-        "access": {"type": "string"}, "live_version": {"type": "integer", "nullable": True},
-        "last_run": {"type": "object", "nullable": True}}}}}})
+    "layers": {"type": "array", "items": MANAGED}}})
+ONE = _json("the layer as the listing shows it, with its catalog entry and its last change", {
+    "type": "object", "required": [*MANAGED["required"], "entry"], "properties": {
+        **MANAGED["properties"], "entry": {"type": "object"}, "updated_by": {"type": "string", "nullable": True},
+        "updated_at": {"type": "string", "format": "date-time", "nullable": True}}})
+AUDIT = _json("the audit records, newest first", {"type": "object", "required": ["records"], "properties": {
+    "records": {"type": "array", "items": {"type": "object", "required": ["id", "at", "action"], "properties": {
+        "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"}, "action": {"type": "string"},
+        "principal": {"type": "string", "nullable": True}, "agency": {"type": "string", "nullable": True},
+        "layer": {"type": "string", "nullable": True}, "surface": {"type": "string", "nullable": True},
+        "before": {"nullable": True}, "after": {"nullable": True}, "detail": {"type": "object"}}}}}})
 SOURCE_MEDIA = [*MEDIA_TYPES, "application/octet-stream"]
 
 
@@ -61,12 +76,17 @@ OPENAPI_PATHS = {
                          "422": _problem("the entry is not valid: the key paths, what is wrong and the fix")},
                    body={"required": True, "description": "the catalog entry, as in layers/*.yml",
                          "content": {"application/json": {"schema": {"type": "object"}}}}),
+        "get": _op("one layer the caller manages: state, live version, last run, owner, last review and its entry",
+                   ONE, LAYER_ID),
         "delete": _op("retire an agency layer: off every surface, its history kept", STATE, LAYER_ID),
     },
     "/manage/layers/{layerId}/data": {"post": _op(
         "load a source file into the layer through the ETL (or only plan it: dry_run)",
         _json("the run's report: status (published, unchanged, planned), counts, diff, quality, versions"), LAYER_ID,
         query_parameter("dry_run", "true: read, validate, stage and diff only; change nothing", {"type": "boolean"}),
+        query_parameter("force", "true: publish what the ETL's guard would stop (much of the live layer removed, its "
+                                 "geometry type changed, its extent moved); recorded in the run and the audit",
+                        {"type": "boolean"}),
         query_parameter("format", "the source's format, when the Content-Type does not say it",
                         {"type": "string", "enum": list(FORMATS)}),
         query_parameter("wait", "seconds to wait for the run: one done by then is answered with its report, a "
@@ -82,13 +102,18 @@ OPENAPI_PATHS = {
                                                "X/Y, KML, GeoTIFF), streamed; GEOCLOUD_UPLOAD_MAX_BYTES at most",
               "content": {m: {"schema": {"type": "string", "format": "binary"}} for m in SOURCE_MEDIA}})},
     "/manage/runs/{runId}": {"get": {
-        "summary": "a load's run: its state (running, published, unchanged, planned, failed, refused) and, once "
-                   "finished, counts, diff, quality and error", "tags": [TAG],
+        "summary": "a load's run: its state (running, published, unchanged, planned, failed, refused), its progress "
+                   "(stage, rows read so far, total) and, once finished, counts, diff, quality and error",
+        "tags": [TAG],
         "parameters": [path_parameter("runId", "the run's id (as POST .../data answered)",
                                       {"type": "integer", "minimum": 1, "maximum": 2 ** 31 - 1})],
         "responses": {"200": _json("the run", {"type": "object", "required": ["run", "state", "layers"], "properties": {
-            "run": {"type": "integer"}, "state": {"type": "string"}, "layers": {"type": "array",
-                                                                               "items": {"type": "string"}}}}),
+            "run": {"type": "integer"}, "state": {"type": "string"},
+            "layers": {"type": "array", "items": {"type": "string"}},
+            "progress": {"type": "object", "properties": {
+                "stage": {"type": "string", "nullable": True}, "read": {"type": "integer", "nullable": True},
+                "total": {"type": "integer", "nullable": True}, "stages": {"type": "object"}}},
+            "counts": {"type": "object", "nullable": True}}}),
                       "403": {"$ref": _REF("Forbidden")}, "404": {"$ref": _REF("NotFound")}}}},
     "/manage/layers/{layerId}/publish": {"post": _op(
         "make a draft live (a public layer an editor publishes awaits the GIS office's review)", STATE, LAYER_ID)},
@@ -96,4 +121,25 @@ OPENAPI_PATHS = {
         "make a kept earlier version of the layer's data live again", _json("the versions switched and the diff"),
         LAYER_ID, query_parameter("to", "the version to make live (default: the previous one)",
                                   {"type": "integer", "minimum": 1, "maximum": 2 ** 31 - 1}))},
+    "/manage/layers/{layerId}/review": {"post": _op(
+        "the GIS office's review of an editor's public layer: approve makes it live for its declared access; reject "
+        "keeps it served to its own agency only, with the comment", STATE, LAYER_ID,
+        more={"422": _problem("the body is not a decision: the key paths, what is wrong and the fix"),
+              "413": {"$ref": _REF("PayloadTooLarge")}},
+        body={"required": True, "description": "the decision (a rejection says why in its comment)",
+              "content": {"application/json": {"schema": {
+                  "type": "object", "required": ["decision"], "additionalProperties": False, "properties": {
+                      "decision": {"type": "string", "enum": ["approve", "reject"]},
+                      "comment": {"type": "string", "maxLength": 4000}}}}}})},
+    "/manage/audit": {"get": {
+        "summary": "the audit trail, newest first: who, when, which layer, what, before and after (GIS office admins: "
+                   "all of it; editors: the records on their agency's layers)", "tags": [TAG],
+        "parameters": [
+            query_parameter("layer", "only records on this layer", {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,40}$"}),
+            query_parameter("actor", "only records by this principal (as recorded: name@agency) or agency",
+                            {"type": "string", "minLength": 1, "maxLength": 200}),
+            query_parameter("since", "only records from then on: an ISO date or time, or 7d, 12h back from now",
+                            {"type": "string"}),
+            query_parameter("limit", "records at most (default 100)", {"type": "integer", "minimum": 1, "maximum": 1000})],
+        "responses": {"200": AUDIT, "400": {"$ref": _REF("InvalidParameter")}, "403": {"$ref": _REF("Forbidden")}}}},
 }

@@ -11,7 +11,7 @@ import re
 from starlette.responses import JSONResponse
 
 from geocloud.access import Principal
-from geocloud.access.policy import ADMIN_ROLES, EDITOR_ROLES, can_manage, can_read
+from geocloud.access.policy import ADMIN_ROLES, EDITOR_ROLES, MANAGE_ACTIONS, can_manage, can_read
 from geocloud.catalog import Catalog
 from geocloud.errors import ConfigError, Conflict, GeocloudError, GuardRefused, InputError, NotFound
 from geocloud.serve.guard import current, unauthorized
@@ -39,6 +39,21 @@ def manager(action: str, layer_id: str, catalog: Catalog, owner: str | None = No
             (layer is not None and not can_read(principal, layer)):
         raise HTTPError(404, "NotFound", f"layer {layer_id!r} not found")
     raise HTTPError(403, "Forbidden", _why(principal, action, layer_id, catalog, owner))
+
+
+def viewer(layer_id: str, catalog: Catalog) -> Principal:
+    """The caller, if they may manage ``layer_id`` in any way (to read its entry and state); else the
+    refusal ``manager`` gives (a layer not there at all is 404, whatever the caller's role)."""
+    principal = current.get()
+    if (layer_id in catalog.layers or layer_id in catalog.registered) and managed(principal, catalog, {layer_id}):
+        return principal
+    return manager("publish", layer_id, catalog)
+
+
+def managed(principal: Principal, catalog: Catalog, ids=None) -> list[str]:
+    """The layers (of ``ids``, default every one, retired too) the caller may manage in some way."""
+    ids = {*catalog.layers, *catalog.registered} if ids is None else ids
+    return [i for i in sorted(ids) if any(can_manage(principal, a, i, catalog) for a in MANAGE_ACTIONS)]
 
 
 def may_manage_some(principal: Principal) -> bool:

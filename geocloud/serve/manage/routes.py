@@ -13,30 +13,22 @@ from starlette.routing import Route
 
 from geocloud import db
 from geocloud.access import audit
-from geocloud.access.policy import MANAGE_ACTIONS, can_manage, can_read
+from geocloud.access.policy import can_read
 from geocloud.catalog import core_catalog, registry
 from geocloud.errors import ConfigError, Conflict, NotFound
 from geocloud.etl.run import rollback_layer
 from geocloud.serve.guard import current, unauthorized
 from geocloud.serve.http import HTTPError
-from geocloud.serve.manage import loads, openapi  # noqa: F401 (openapi: its OPENAPI_PATHS describe these routes)
-from geocloud.serve.manage.acting import NO_STORE, audited, fresh_catalog, in_thread, operator_of
-from geocloud.serve.manage.permission import is_admin, manager, may_manage_some
+from geocloud.serve.manage import audit as audit_route
+from geocloud.serve.manage import loads, openapi, review  # noqa: F401 (openapi: its OPENAPI_PATHS describe these routes)
+from geocloud.serve.manage.acting import NO_STORE, audited, fresh_catalog, in_thread, json_answer, operator_of
+from geocloud.serve.manage.permission import is_admin, managed, manager, may_manage_some, viewer
 from geocloud.serve.manage.upload import read_entry
 
+# -- GET /manage/layers, GET /manage/layers/{id} ------------------------------------------------------
 
-def _entry_row(conn, layer_id: str) -> dict | None:
-    row = conn.execute("SELECT owner, state, entry FROM geocloud.registered_layers WHERE id = %s",
-                       (layer_id,)).fetchone()
-    return row and {"owner": row[0], "state": row[1], "entry": row[2]}
-
-
-# -- GET /manage/layers ---------------------------------------------------------------------------------
-
-def _listing(principal) -> list[dict]:
-    catalog = fresh_catalog()
-    ids = [i for i in sorted({*catalog.layers, *catalog.registered})
-           if any(can_manage(principal, a, i, catalog) for a in MANAGE_ACTIONS)]
+def _listing(principal, catalog, only: str | None = None) -> list[dict]:
+    ids = managed(principal, catalog, None if only is None else {only})
     with db.connect() as conn:
         live = dict(conn.execute("SELECT layer, version FROM geocloud.layer_versions WHERE state = 'live' "
                                  "AND layer = ANY(%s)", (ids,)).fetchall())
@@ -50,7 +42,7 @@ def _listing(principal) -> list[dict]:
         layer = reg.layer if reg else catalog.layers[i]
         out.append({"id": i, "title": layer.title.model_dump(by_alias=True), "origin": catalog.origin(i),
                     "owner": catalog.owner(i), "state": reg.state if reg else "live", "access": layer.access.level,
-                    "live_version": live.get(i), "last_run": runs.get(i)})
+                    "live_version": live.get(i), "last_run": runs.get(i), "review": reg and reg.review})
     return out
 
 
@@ -58,16 +50,34 @@ async def list_layers(request: Request):
     principal = current.get()
     if principal.anonymous:
         raise unauthorized("managing layers needs a credential (an API key, token or JWT of an agency)")
-    return JSONResponse({"layers": await run_in_threadpool(_listing, principal)}, headers=NO_STORE)
+    return JSONResponse({"layers": await run_in_threadpool(_listing, principal, fresh_catalog())}, headers=NO_STORE)
+
+
+def _one(layer_id: str, principal, catalog) -> JSONResponse:
+    listed = _listing(principal, catalog, layer_id)[0]
+    reg = catalog.registered.get(layer_id)
+    layer = reg.layer if reg else catalog.layers[layer_id]
+    entry = layer.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return json_answer({**listed, "entry": entry, "updated_by": reg and reg.updated_by,
+                        "updated_at": reg and reg.updated_at})
+
+
+async def get_layer(request: Request):
+    layer_id = request.path_params["layer_id"]
+    catalog = fresh_catalog()
+    return await run_in_threadpool(_one, layer_id, viewer(layer_id, catalog), catalog)
 
 
 # -- PUT /manage/layers/{id}: the catalog entry --------------------------------------------------------
 
 def _state_after(entry: dict, admin: bool, before: dict | None) -> str:
     """A new (or retired) entry is a draft; a change keeps the state, but a live layer an editor
-    makes public awaits the GIS office's review."""
+    makes public awaits the GIS office's review, a rejected one changed is in review again, and one
+    in review made non-public needs none."""
     if before is None or before["state"] == "retired":
         return "draft"
+    if before["state"] in registry.IN_REVIEW:
+        return "pending_review" if _public(entry) else "live"
     made_public = _public(entry) and not _public(before["entry"])
     return "pending_review" if before["state"] == "live" and made_public and not admin else before["state"]
 
@@ -84,11 +94,11 @@ def _register(layer_id: str, entry, owner: str, principal) -> JSONResponse:
                           where=f"{where}: key 'id'", fix="send the entry to the URL of its id")
     entry = {**entry, "id": layer_id} if isinstance(entry, dict) else entry
     with db.transaction() as conn:
-        before = _entry_row(conn, layer_id)
+        before = registry.row(conn, layer_id)
         state = _state_after(entry, is_admin(principal, catalog), before)
         registry.register(conn, entry, before["owner"] if before else owner, operator_of(principal), catalog,
                           where=where, state=state)
-        after = _entry_row(conn, layer_id)
+        after = registry.row(conn, layer_id)
         audit.record(conn, "layer-registered" if before is None else "layer-changed", operator_of(principal),
                      principal.agency, layer_id, "manage", {"before": before, "after": after})
     return JSONResponse({"id": layer_id, **after}, status_code=200 if before else 201, headers=NO_STORE)
@@ -109,14 +119,21 @@ async def put_layer(request: Request):
 # -- publish, rollback, retire ---------------------------------------------------------------------------
 
 def _publish(layer_id: str, principal) -> JSONResponse:
+    """A draft goes live (a public one an editor publishes: into review). Review is the one way out of
+    review: an admin's publish of a layer in review is a 409 pointing to it; an editor's publish of a
+    rejected layer asks for review again."""
     catalog = core_catalog()
+    admin = is_admin(principal, catalog)
     with db.transaction() as conn:
-        before = _entry_row(conn, layer_id)
+        before = registry.row(conn, layer_id)
         if before is None:
             raise NotFound(f"layer {layer_id!r} is not registered")
         if before["state"] == "retired":
             raise Conflict(f"layer {layer_id!r} is retired", fix="PUT its entry again to register it as a draft")
-        state = "live" if is_admin(principal, catalog) or not _public(before["entry"]) else "pending_review"
+        if admin and before["state"] in registry.IN_REVIEW:
+            raise Conflict(f"layer {layer_id!r} is in review ({before['state']}): a review decides it",
+                           fix=f"POST /manage/layers/{layer_id}/review with decision approve or reject and a comment")
+        state = "live" if admin or not _public(before["entry"]) else "pending_review"
         if before["state"] in ("live", state):  # published already (or awaiting review)
             state = before["state"]
         else:
@@ -154,7 +171,7 @@ async def rollback(request: Request):
 
 def _retire(layer_id: str, principal) -> JSONResponse:
     with db.transaction() as conn:
-        before = _entry_row(conn, layer_id)
+        before = registry.row(conn, layer_id)
         registry.retire(conn, layer_id, operator_of(principal), core_catalog())
         audit.record(conn, "layer-retired", operator_of(principal), principal.agency, layer_id, "manage",
                      {"before": before and {"state": before["state"]}, "after": {"state": "retired"}})
@@ -169,9 +186,12 @@ async def retire(request: Request):
 
 routes = [
     Route("/manage/layers", list_layers, methods=["GET"]),
+    Route("/manage/layers/{layer_id}", get_layer, methods=["GET"]),
     Route("/manage/layers/{layer_id}", put_layer, methods=["PUT"]),
     Route("/manage/layers/{layer_id}", retire, methods=["DELETE"]),
     *loads.routes,
     Route("/manage/layers/{layer_id}/publish", publish, methods=["POST"]),
     Route("/manage/layers/{layer_id}/rollback", rollback, methods=["POST"]),
+    *review.routes,
+    *audit_route.routes,
 ]

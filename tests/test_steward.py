@@ -2,8 +2,8 @@
 Playwright), each user signed in with the API-key fallback: an editor registers a layer through the
 form (its 422 shown next to the field it names), uploads a CSV with a bad row and sees the dry
 run's report (counts and the rejected row), loads the corrected file and publishes it; the GIS
-office's review queue approves the editor's public layer, which then answers over OGC API Features
-to anyone; another agency's editor neither sees nor acts on it; axe-core finds nothing serious on
+office's review queue rejects the editor's public layer with a comment the editor then reads, and
+approves it once published again, after which it answers over OGC API Features to anyone; another agency's editor neither sees nor acts on it; axe-core finds nothing serious on
 any of the pages."""
 
 import shutil
@@ -160,11 +160,21 @@ def test_an_editor_registers_checks_loads_and_publishes_and_the_admin_approves(s
         assert other.query_selector("#my-layers tr[data-layer=bike_docks]") is None
         assert other.goto(base + "/steward/review").status == 403
 
-        # the admin's queue approves it: then it answers over OGC API Features to anyone
+        # the admin's queue: a rejection says why, the editor sees it and publishes again, then approval
         admin = signed_in(browser, base, keys["admin"], "en-GB")
         admin.goto(base + "/steward/review")
         admin.wait_for_selector("#queue tr[data-layer=bike_docks]")
         assert not (found := serious_violations(admin)), found
+        admin.fill("#comment-bike_docks", "請補上聯絡電話分機")
+        confirm(admin, "#queue tr[data-layer=bike_docks] button[data-decision=reject]")
+        admin.wait_for_selector("#status:text('Rejected')")
+        editor.goto(base + "/steward/layers/bike_docks")
+        editor.wait_for_selector("#layer-state[data-state=rejected]")
+        assert "請補上聯絡電話分機" in editor.inner_text("#layer-review[data-decision=reject]")
+        confirm(editor, "#publish")
+        editor.wait_for_selector("#layer-state[data-state=pending_review]")
+        admin.reload()
+        admin.wait_for_selector("#queue tr[data-layer=bike_docks]")
         tab_to(admin, "#queue tr[data-layer=bike_docks] button[data-decision=approve]")  # the keyboard alone
         admin.keyboard.press("Enter")
         admin.wait_for_selector("dialog#confirm[open]")
@@ -172,6 +182,10 @@ def test_an_editor_registers_checks_loads_and_publishes_and_the_admin_approves(s
         admin.keyboard.press("Enter")
         admin.wait_for_selector("#status:text('Approved')")
         assert admin.query_selector("#queue tr[data-layer=bike_docks]") is None
+        with psycopg.connect(url) as conn:
+            decisions = conn.execute("SELECT detail->'after'->'review'->>'decision' FROM geocloud.audit "
+                                     "WHERE layer = 'bike_docks' AND action = 'layer-reviewed' ORDER BY id").fetchall()
+        assert decisions == [("reject",), ("approve",)]
 
         on_every_worker(base, "/collections/bike_docks/items?f=json", {}, lambda r: r.status_code == 200)
         items = httpx.get(f"{base}/collections/bike_docks/items?f=json", timeout=30).json()

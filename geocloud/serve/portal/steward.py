@@ -25,7 +25,6 @@ from geocloud.serve.portal.i18n import Texts, page_language
 from geocloud.serve.portal.render import render
 from geocloud.serve.portal.signin import FORBIDDEN, PAGE, PERSONAL, SEE_OTHER
 
-REVIEW_ROUTE = "/manage/layers/{layer_id}/review"
 FORMATS = {"csv": ".csv", "geojson": ".geojson,.json", "geopackage": ".gpkg", "shapefile": ".zip", "kml": ".kml",
            "geotiff": ".tif,.tiff"}  # POST .../data?format=, and the file names each is picked by
 STATES = {"draft": ("草稿", "Draft"), "live": ("已上線", "Live"), "pending_review": ("待審核", "Pending review"),
@@ -55,6 +54,9 @@ SAID = {
     "done_publish": ("已發布。", "Published."), "done_rollback": ("已回復。", "Rolled back."),
     "done_retire": ("已下架。", "Retired."), "done_approve": ("已核准。", "Approved."), "done_reject": ("已退回。", "Rejected."),
     "state": ("狀態：", "State: "), "row": ("第 {n} 列", "row {n}"), "more": ("（另有 {n} 列）", "({n} more rows)"),
+    "approve": ("核准", "Approve"), "reject": ("退回", "Reject"), "comment": ("意見", "Comment"),
+    "review_approve": ("資訊中心已核准", "Approved by the GIS office"),
+    "review_reject": ("資訊中心已退回", "Rejected by the GIS office"),
     "no_pending": ("沒有待審核的圖層。", "No layer awaits review."),
     "inferred": ("已從檔案標題列帶入 {n} 個欄位。", "{n} fields taken from the file's header."),
 }
@@ -79,13 +81,12 @@ def _steward(request: Request) -> Response | None:
 
 def _page(request: Request, template: str, **context) -> Response:
     principal = guard.current.get()
-    served = {getattr(route, "path", None) for route in request.app.routes}
     _ = Texts(page_language(request))
     said = {"said": {k: _(*v) for k, v in SAID.items()}, "states": {k: _(*v) for k, v in STATES.items()},
             "levels": {k: _(*v) for k, v in labels.LEVELS.items()},
             "runs": {k: _(*v) for k, v in RUNS.items()}}
     return render(request, template, headers=PERSONAL, csrf=session.csrf_token(request), states=STATES, said=said,
-                  admin=is_admin(principal, fresh_catalog()), review_route=REVIEW_ROUTE in served,
+                  admin=is_admin(principal, fresh_catalog()),
                   levels=labels.LEVELS, **context)
 
 

@@ -252,9 +252,13 @@
       document.getElementById("layer-version").textContent = layer.live_version == null ? "—" : layer.live_version;
       document.getElementById("layer-run").textContent = when(layer.last_run);
       document.getElementById("layer-owner").textContent = layer.owner || "";
-      const review = document.getElementById("layer-review");
-      review.hidden = !(layer.review && layer.review.comment);
-      if (layer.review && layer.review.comment) review.textContent = `${layer.review.decision || ""}: ${layer.review.comment}`;
+      const review = document.getElementById("layer-review"), decided = layer.review;
+      review.hidden = !decided;
+      if (decided) {
+        const who = [decided.by, (decided.at || "").slice(0, 16).replace("T", " ")].filter(Boolean).join(", ");
+        review.textContent = `${S[`review_${decided.decision}`]} (${who})` + (decided.comment ? `${english ? ": " : "："}${decided.comment}` : "");
+        review.dataset.decision = decided.decision;
+      }
       const agency = layer.origin !== "core";
       document.getElementById("publish").disabled = !agency || !["draft", "rejected"].includes(layer.state);
       document.getElementById("rollback").disabled = !layer.live_version;
@@ -384,7 +388,6 @@
 
   // -- The GIS office's review queue ---------------------------------------------------------------
   async function reviewPage(table) {
-    const viaRoute = table.dataset.review === "route";
     say(S.loading);
     const layers = await managed();
     if (!layers) return;
@@ -394,28 +397,22 @@
       const comment = el("textarea", { id: `comment-${l.id}`, rows: 2 });
       const decide = async (decision) => {
         if (!(await confirmed(S[`confirm_${decision}`]))) return;
-        const path = `/manage/layers/${encodeURIComponent(l.id)}`;
-        const answer = viaRoute
-          ? await api("POST", `${path}/review`, JSON.stringify({ decision, comment: comment.value }), { "Content-Type": "application/json" })
-          : await api("POST", `${path}/publish`);
+        const answer = await api("POST", `/manage/layers/${encodeURIComponent(l.id)}/review`,
+                                 JSON.stringify({ decision, comment: comment.value }), { "Content-Type": "application/json" });
         if (answer.ok) { row.remove(); say(`${S[`done_${decision}`]} ${title(l)} (${l.id})`, "notice ok"); }
-        else say(problemText(answer.json), "notice error");
+        else { say(problemText(answer.json), "notice error"); comment.focus(); }
       };
-      const approve = el("button", { type: "button", text: english ? "Approve" : "核准", "data-decision": "approve",
-                                     "aria-label": `${english ? "Approve" : "核准"} ${title(l)}` });
-      approve.addEventListener("click", () => decide("approve"));
-      const buttons = [el("li", {}, approve)];
-      if (viaRoute) {
-        const reject = el("button", { type: "button", className: "danger", text: english ? "Reject" : "退回",
-                                      "data-decision": "reject", "aria-label": `${english ? "Reject" : "退回"} ${title(l)}` });
-        reject.addEventListener("click", () => decide("reject"));
-        buttons.push(el("li", {}, reject));
-      }
+      const buttons = ["approve", "reject"].map(decision => {
+        const button = el("button", { type: "button", className: decision === "reject" ? "danger" : "",
+                                      text: S[decision], "data-decision": decision, "aria-label": `${S[decision]} ${title(l)}` });
+        button.addEventListener("click", () => decide(decision));
+        return el("li", {}, button);
+      });
       const row = el("tr", { "data-layer": l.id },
         el("th", { scope: "row" }, el("a", { href: `${base}/collections/${encodeURIComponent(l.id)}?f=html`, text: title(l) }),
            " ", el("code", { text: l.id })),
         el("td", { text: l.owner || "" }), el("td", { text: when(l.last_run) }),
-        el("td", {}, el("label", { className: "review-comment", for: comment.id, text: english ? "Comment" : "意見" }), comment,
+        el("td", {}, el("label", { className: "review-comment", for: comment.id, text: S.comment }), comment,
            el("ul", { className: "steward-actions" }, ...buttons)));
       body.append(row);
     }

@@ -85,9 +85,8 @@ def _page(request: Request, template: str, **context) -> Response:
     said = {"said": {k: _(*v) for k, v in SAID.items()}, "states": {k: _(*v) for k, v in STATES.items()},
             "levels": {k: _(*v) for k, v in labels.LEVELS.items()},
             "runs": {k: _(*v) for k, v in RUNS.items()}}
-    return render(request, template, headers=PERSONAL, csrf=session.csrf_token(request), states=STATES, said=said,
-                  admin=is_admin(principal, fresh_catalog()),
-                  levels=labels.LEVELS, **context)
+    return render(request, template, headers=PERSONAL, csrf=session.csrf_token(request), said=said,
+                  admin=is_admin(principal, fresh_catalog()), levels=labels.LEVELS, **context)
 
 
 async def my_layers(request: Request) -> Response:

@@ -26,8 +26,10 @@
     status.className = kind || "muted";
   }
 
+  // A problem's what and fix (its description repeats them with the server's "where": an upload's
+  // path on the server, which says nothing to the person at the browser)
   function problemText(p) {
-    return [p.description || p.detail || p.title || "", p.fix ? S.fix + p.fix : ""].filter(Boolean).join(" ");
+    return p.detail ? [p.detail, p.fix ? S.fix + p.fix : ""].filter(Boolean).join(" ") : (p.description || p.title || "");
   }
 
   function el(tag, attrs, ...children) {
@@ -180,7 +182,6 @@
     const where = String(p.where || "").match(/key '([^']+)'/);
     if (!found.length && where) found.push({ key: where[1], text: p.detail || p.description });
     if (!found.length) found.push({ key: null, text: problemText(p) });
-    else if (p.fix) found.push({ key: null, text: S.fix + p.fix });
     return found;
   }
 
@@ -294,7 +295,7 @@
         }
       }
       if (report) showReport(report, answer.ok ? null : answer.json, dryRun);
-      say(answer.ok ? "" : problemText(answer.json), answer.ok ? "muted" : "notice error");
+      say(answer.ok || report ? "" : problemText(answer.json), answer.ok || report ? "muted" : "notice error");
       await refresh();
     }
 

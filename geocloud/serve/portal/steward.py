@@ -99,13 +99,11 @@ async def register(request: Request) -> Response:
 
 
 async def layer(request: Request) -> Response:
-    """A layer's upload, report and actions; 404 or 403 as /manage answers for a layer the caller
-    cannot read or may not load."""
-    if redirect := _steward(request):
-        return redirect
+    """A layer's upload, report and actions. Asked first, as /manage asks: a layer the caller cannot
+    read is not there (401 anonymous, else 404, as on every surface), one they may not load is a 403."""
     layer_id = request.path_params["layer_id"]
     manager("load", layer_id, fresh_catalog())
-    return _page(request, "steward_layer.html", layer_id=layer_id, formats=FORMATS)
+    return _steward(request) or _page(request, "steward_layer.html", layer_id=layer_id, formats=FORMATS)
 
 
 async def review(request: Request) -> Response:

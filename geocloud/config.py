@@ -99,6 +99,18 @@ class Settings(BaseSettings):
                              "token must carry the agency and roles claims (GEOCLOUD_OIDC_AGENCY_CLAIM, ..._ROLES_CLAIM)")
     session_idle: int = Field(default=2 * 3600, gt=0, description="Seconds a portal session lives unused")
     session_max: int = Field(default=12 * 3600, gt=0, description="Seconds a portal session lives at most")
+    etl_max_vertices: int = Field(default=1_000_000, gt=0, description="The most vertices one feature of a source "
+                                  "may have (a real boundary polygon has a few hundred thousand at most)")
+    etl_max_geojson_bytes: int = Field(default=1024 ** 3, gt=0, description="The largest GeoJSON file the ETL reads "
+                                       "(GDAL parses it as one document: larger data comes as a GeoPackage)")
+    etl_max_kml_bytes: int = Field(default=100 * 1024 ** 2, gt=0, description="The largest KML file the ETL reads "
+                                   "(GDAL builds it in memory, about nine times its size)")
+    etl_zip_max_members: int = Field(default=1000, gt=0, description="The most members a zipped source may hold")
+    etl_zip_max_bytes: int = Field(default=8 * 1024 ** 3, gt=0, description="The most bytes a zipped source's "
+                                   "members may expand to, together")
+    etl_zip_max_ratio: int = Field(default=1000, gt=0, description="The most times a zip member over 1 MB may be "
+                                   "compressed (deflate reaches about 1,030 only on filler, a zip bomb; shapefiles "
+                                   "with wide blank text fields reach a few hundred)")
 
     @cached_property
     def link_hosts(self) -> frozenset[str]:

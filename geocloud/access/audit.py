@@ -156,7 +156,7 @@ def record_grant_changes(conn: psycopg.Connection, catalog, operator: str) -> in
     """Compare each layer's access (level and grants) with the last recorded one; record changes."""
     changed = 0
     for layer in catalog.layers.values():
-        now = layer.access.model_dump(mode="json")
+        now = layer.access.model_dump(mode="json", exclude_none=True)  # a grant without expiry as before expiries
         row = conn.execute("SELECT value FROM geocloud.secrets WHERE name = %s", (f"access:{layer.id}",)).fetchone()
         before = json.loads(row[0]) if row else None
         if before != now:

@@ -1,10 +1,18 @@
 """Who may read a layer (``can_read``; every surface asks it) and who may manage one (``can_manage``).
 
 - public: everyone;
-- internal: any authenticated principal of a city agency (agencies.yml ``city_agency``);
-- restricted: principals of the agencies (and roles) the layer's catalog entry grants.
+- internal: any authenticated principal of a city agency (agencies.yml ``city_agency``), and those
+  its grants name (approved access requests: an outside agency);
+- restricted: principals of the agencies (and roles) the layer's grants name: its catalog entry's
+  and those approved access requests made (``catalog.grants`` folds them in);
+each grant until its ``expires``, if it has one.
 A key or token scoped to some layers reaches only those, whatever its agency may read.
+
+Expiry is evaluated at each request against the clock, not when the catalog is read: a grant
+stops working on every surface at the moment it expires, on every worker, with no restart.
 """
+
+from datetime import datetime, timezone
 
 from geocloud.access.principal import Principal
 from geocloud.catalog import Catalog, Layer
@@ -18,10 +26,11 @@ def can_read(principal: Principal, layer: Layer) -> bool:
         return True
     if principal.anonymous:
         return False
-    if level == "internal":
-        return principal.city_agency
+    if level == "internal" and principal.city_agency:
+        return True
+    now = datetime.now(timezone.utc)
     return any(g.agency == principal.agency and (not g.roles or principal.has_role(g.roles))
-               for g in layer.access.grants)
+               and (g.expires is None or g.expires > now) for g in layer.access.grants)
 
 
 def visible(principal: Principal, catalog: Catalog) -> frozenset[str]:
@@ -54,3 +63,15 @@ def can_manage(principal: Principal, action: str, layer_id: str, catalog: Catalo
         return True
     owner = catalog.owner(layer_id) if layer_id in catalog.registered else owner
     return action != "review" and owner == principal.agency and principal.has_role(EDITOR_ROLES)
+
+
+def can_decide(principal: Principal, layer_id: str, catalog: Catalog) -> bool:
+    """May ``principal`` approve or reject requests for access to ``layer_id``? The GIS office's
+    admins for every layer; the owning agency's editors (the GIS office's, for core layers)."""
+    if principal.anonymous or principal.agency is None or layer_id not in catalog.layers:
+        return False
+    if principal.layers is not None and layer_id not in principal.layers:
+        return False
+    if principal.agency == catalog.gis_office and principal.has_role(ADMIN_ROLES):
+        return True
+    return catalog.owner(layer_id) == principal.agency and principal.has_role(EDITOR_ROLES)

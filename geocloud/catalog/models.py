@@ -6,7 +6,7 @@ ignored setting.
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
@@ -57,6 +57,8 @@ class LayerField(Strict):
 class Grant(Strict):
     agency: str
     roles: list[str] = Field(default_factory=list, description="empty: every role of the agency")
+    expires: AwareDatetime | None = Field(default=None, description="the grant stops working at this moment "
+                                                                     "(with its time zone); none: it does not expire")
 
 
 class Access(Strict):

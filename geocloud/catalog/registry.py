@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 import psycopg
 from pydantic import ValidationError
 
+from geocloud.catalog import grants
 from geocloud.catalog.load import Catalog, Registration, check_layer
 from geocloud.catalog.models import Access, Grant, Layer
 from geocloud.config import get_settings
@@ -229,7 +230,7 @@ def merged(core: Catalog) -> Catalog:
             return _merged[1]  # read by another request meanwhile
         try:
             with (following[1]() if following else connect()) as conn:
-                rows = read(conn)
+                rows, granted = read(conn), grants.read(conn)
         except DatabaseError as exc:
             if known is not None:
                 return known  # keep the registry last read through an outage
@@ -237,5 +238,5 @@ def merged(core: Catalog) -> Catalog:
             if not following:
                 _merged = ((core, version), core)
             return core
-        _merged = ((core, version), merge(core, rows))
+        _merged = ((core, version), grants.fold(merge(core, rows), granted))
         return _merged[1]

@@ -91,3 +91,29 @@ def validate():
     """Check every layer file and the agency registry; exit non-zero with the first problem."""
     catalog = get_catalog()
     console.print(f"[green]ok[/]: {len(catalog.layers)} layers, {len(catalog.agencies)} agencies")
+
+
+@app.command("due")
+def due_layers(as_json: bool = typer.Option(False, "--json", help="Print the schedule as JSON.")):
+    """The update procedure at a glance: every layer's update frequency, last successful update,
+    next due date and the last run's warnings, overdue layers first."""
+    from datetime import datetime, timezone
+
+    from geocloud.etl.schedule import due
+
+    with db.connect() as conn:
+        rows = due(conn, get_catalog(), datetime.now(timezone.utc))
+    if as_json:
+        print_json({"layers": [row.as_json() for row in rows]})
+        return
+    table = Table(title="geocloud layers due")
+    for col in ("id", "標題", "owner", "frequency", "last update", "next due", "", "last run", "warnings"):
+        table.add_column(col)
+    for row in rows:
+        run = row.last_run or {}
+        table.add_row(row.layer, row.title, row.owner or "-", row.frequency,
+                      f"{row.last_success:%Y-%m-%d}" if row.last_success else "never",
+                      f"{row.next_due:%Y-%m-%d}" if row.next_due else ("now" if row.overdue else "-"),
+                      "[red]overdue[/]" if row.overdue else "", run.get("status", "-"),
+                      "; ".join(w.get("message", str(w)) for w in run.get("warnings") or []))
+    console.print(table)

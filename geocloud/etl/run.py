@@ -30,6 +30,7 @@ from geocloud.errors import GuardRefused, InputError
 from geocloud.etl import raster, runs, stage
 from geocloud.etl.crs import check_proj_database, reprojection
 from geocloud.etl.guard import Limits, review
+from geocloud.etl.limits import check_source
 from geocloud.etl.pipeline import Pipeline, load_pipeline
 from geocloud.etl.parallel import in_order
 from geocloud.etl.prepare import check_geometry_type, drop_duplicate_keys, prepare, resolve_fields
@@ -110,9 +111,12 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
         report = Report(run_id, pipeline.pipeline, str(path), dry_run, operator=operator())
         quality = Quality()
         hashing = ThreadPoolExecutor(1, thread_name_prefix="geocloud-checksum")
-        # hashlib releases the GIL: the source is hashed beside the read rather than before it
-        checksum = hashing.submit(sha256, path)
+        checksum = None
         try:
+            # a hostile source (a 10 GB GeoJSON, a zip bomb...) is refused before it is hashed or read
+            check_source(path, pipeline.source.format)
+            # hashlib releases the GIL: the source is hashed beside the read rather than before it
+            checksum = hashing.submit(sha256, path)
             stage.lock_layers(conn, pipeline.layer_ids)
             stage.clear_leftovers(conn, pipeline.layer_ids, run_id)
             if pipeline.raster_layer:
@@ -139,10 +143,12 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
     return report
 
 
-def _finish(conn: psycopg.Connection, report: Report, data_dir: Path, quality: Quality, checksum: Future) -> None:
+def _finish(conn: psycopg.Connection, report: Report, data_dir: Path, quality: Quality,
+            checksum: Future | None) -> None:
     if conn.closed:
         return
-    if report.sha256 is None and checksum.exception() is None:  # a source that cannot be read has none
+    # a source refused before it was hashed, or that cannot be read, has none
+    if report.sha256 is None and checksum is not None and checksum.exception() is None:
         report.sha256 = checksum.result()
     report.report_path = str(runs.write_report(data_dir, report.run_id, report.as_dict()))
     runs.finish(conn, report.run_id, report.status, sha256=report.sha256, counts=report.counts,

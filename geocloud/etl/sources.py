@@ -7,12 +7,11 @@ streaming CSV reader. Memory stays bounded by the batch size whatever the file s
 
 import difflib
 import hashlib
-import io
 import queue
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -30,7 +29,8 @@ from geocloud.etl import gdalread
 from geocloud.etl.crs import identify
 from geocloud.etl.encoding import (PASSTHROUGH, Encoding, decode_name, decode_passthrough, shapefile_encoding,
                                    text_encoding)
-from geocloud.etl.pipeline import SUFFIXES, Source
+from geocloud.etl.limits import check_path, check_vertices
+from geocloud.etl.pipeline import Source
 from geocloud.errors import InputError
 
 BATCH = 65_536
@@ -76,42 +76,41 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_path(path: Path, fmt: str) -> None:
-    if not path.exists():
-        raise InputError("file not found", where=str(path), fix="check the path")
-    if path.is_dir():
-        raise InputError(f"a folder, not a {fmt} file", where=str(path), fix="name the file to load")
-    if path.stat().st_size == 0:
-        raise InputError("the file is empty (0 bytes)", where=str(path), fix="deliver the complete file")
-    if path.suffix.lower() not in SUFFIXES[fmt]:
-        raise InputError(f"expected a {fmt} file ({', '.join(sorted(SUFFIXES[fmt]))}), got {path.suffix!r}",
-                         where=str(path), fix="check the pipeline and the file")
-
-
 class _DbfReader:
-    """Random access to a .dbf, loose or inside a zip, without loading it whole."""
+    """Random access to a .dbf, loose or inside a zip, without loading it whole. One handle stays
+    open, so the chunks the encoding check reads in order are each read (and unzipped) once."""
 
-    def __init__(self, open_file, size: int):
-        self._open, self.size = open_file, size
+    def __init__(self, handle, size: int):
+        self._handle, self.size = handle, size
 
     def __call__(self, offset: int, length: int) -> bytes:
-        with self._open() as fh:
-            fh.seek(offset)
-            return fh.read(length)
+        self._handle.seek(offset)
+        return self._handle.read(length)
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+CPG_BYTES = 256  # a .cpg names an encoding: more than this is not one
 
 
 def _shapefile_sidecars(path: Path) -> tuple[_DbfReader, str | None, bool, int | None]:
-    """(.dbf reader, .cpg text, has .prj, .shx size) of a loose or zipped shapefile."""
+    """(.dbf reader, .cpg text, has .prj, .shx size) of a loose or zipped shapefile; the caller
+    closes the reader. A zip's members are read in place (``limits.check_zip`` has judged them)."""
     if path.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(path) as zf:
                 names = {Path(n).suffix.lower(): n for n in zf.namelist()}
                 if ".shp" not in names or ".dbf" not in names:
                     raise InputError("the zip holds no complete shapefile (.shp and .dbf)", where=str(path))
-                cpg = zf.read(names[".cpg"]).decode("ascii", "replace") if ".cpg" in names else None
-                dbf = zf.read(names[".dbf"])
+                cpg = None
+                if ".cpg" in names:
+                    with zf.open(names[".cpg"]) as fh:
+                        cpg = fh.read(CPG_BYTES).decode("ascii", "replace")
                 shx = zf.getinfo(names[".shx"]).file_size if ".shx" in names else None
-                return _DbfReader(lambda: io.BytesIO(dbf), len(dbf)), cpg, ".prj" in names, shx
+                dbf = zf.getinfo(names[".dbf"])
+                # the member stays readable after the archive is closed (zipfile counts its users)
+                return _DbfReader(zf.open(dbf), dbf.file_size), cpg, ".prj" in names, shx
         except zipfile.BadZipFile:
             raise InputError("not a readable zip file", where=str(path), fix="deliver the complete file") from None
     sidecar = {p.suffix.lower(): p for p in path.parent.glob(path.stem + ".*")}
@@ -121,7 +120,7 @@ def _shapefile_sidecars(path: Path) -> tuple[_DbfReader, str | None, bool, int |
                              fix="deliver all of .shp, .shx, .dbf and .prj together")
     cpg = sidecar[".cpg"].read_text("ascii", "replace") if ".cpg" in sidecar else None
     dbf = sidecar[".dbf"]
-    return _DbfReader(lambda: dbf.open("rb"), dbf.stat().st_size), cpg, ".prj" in sidecar, sidecar[".shx"].stat().st_size
+    return _DbfReader(dbf.open("rb"), dbf.stat().st_size), cpg, ".prj" in sidecar, sidecar[".shx"].stat().st_size
 
 
 def _check_record_counts(path: Path, dbf: _DbfReader, shx_size: int | None) -> None:
@@ -138,20 +137,26 @@ def _check_record_counts(path: Path, dbf: _DbfReader, shx_size: int | None) -> N
 
 def _gdal_error(exc: Exception, path: Path) -> InputError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "object too complex/large" in text:  # GDAL's GeoJSON reader stops at a feature over 200 MB
+        return InputError(f"a feature's GeoJSON is larger than GDAL reads as one object (200 MB unless "
+                          f"OGR_GEOJSON_MAX_OBJ_SIZE says otherwise): {text.split(':', 1)[0]}", where=str(path),
+                          fix="simplify or split the feature, or deliver the data as a GeoPackage (.gpkg); "
+                              "nothing was published")
     return InputError(f"GDAL cannot read this file: {text}", where=str(path),
                       fix="check that the file is complete and not corrupt (re-export or re-download it)")
 
 
 def open_source(path: Path, source: Source) -> OpenedSource:
     fmt = source.format
-    _check_path(path, fmt)
+    check_path(path, fmt)
     if fmt == "csv":
         return _open_csv(path, source)
     encoding, has_prj = None, True
     if fmt == "shapefile":
         dbf, cpg, has_prj, shx_size = _shapefile_sidecars(path)
-        encoding = shapefile_encoding(dbf, cpg, source.encoding, str(path))
-        _check_record_counts(path, dbf, shx_size)
+        with closing(dbf):
+            encoding = shapefile_encoding(dbf, cpg, source.encoding, str(path))
+            _check_record_counts(path, dbf, shx_size)
     elif source.encoding != "auto":
         encoding = Encoding(source.encoding, "set by the pipeline")
     try:
@@ -169,6 +174,12 @@ def open_source(path: Path, source: Source) -> OpenedSource:
             infos[name] = pyogrio.read_info(path, layer=name, encoding=encoding.codec if encoding else None)
         except (DataSourceError, DataLayerError, OSError) as exc:
             raise _gdal_error(exc, path) from None
+        except UnicodeDecodeError as exc:  # a .dbf field name is 10 bytes: a UTF-8 one may be cut mid-character
+            raise InputError(f"a field name is not valid {encoding.label if encoding else 'text'} (bytes "
+                             f"{exc.object[max(exc.start - 6, 0):exc.end]!r}): a .dbf field name holds 10 bytes, "
+                             "and a longer one was cut in the middle of a character", where=str(path),
+                             fix="rename the field to at most 10 bytes (3 Chinese characters in UTF-8, or ASCII) "
+                                 "and export it again; nothing was published") from None
     first = infos[layers[0]]
     if first["crs"] and has_prj:
         crs, evidence = identify(first["crs"], str(path)), ".prj" if fmt == "shapefile" else "the file"
@@ -367,6 +378,7 @@ def _gdal_batch(src: OpenedSource, raw: _Records) -> Batch:
     broken = shapely.is_missing(geoms) & wkb_arrow.is_valid().to_numpy(zero_copy_only=False)
     if broken.any():  # e.g. unclosed rings, common in hand-simplified files: close them
         geoms[broken] = shapely.from_wkb(wkb[broken], on_invalid="fix")
+    check_vertices(geoms, rows, raw.layer, src.path)  # before the repairs whose cost grows with it
     return Batch(cols, geoms, None, rows, raw.layer, unreadable=broken, wkb=wkb_arrow)
 
 

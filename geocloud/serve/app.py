@@ -24,6 +24,8 @@ from geocloud.serve.ogcapi import (
 )
 from geocloud.serve.portal import account, signin, steward, viewer
 from geocloud.serve.portal import render as portal
+from geocloud.serve.portal import requests as request_pages
+from geocloud.serve.portal import updates as update_pages
 from geocloud.serve.rasters import coverages, maptiles, tiler
 from geocloud.serve.tiles import tiles, wmts
 
@@ -77,7 +79,8 @@ def create_app() -> Starlette:
         routes=[*landing.routes, *tiles.routes, *features.routes, *downloads.routes, *geocoding.routes, *wmts.routes,
                 *styles.routes, *viewer.routes, *auth.routes, *metadata.routes, *health.routes, *metrics.routes,
                 *coverages.routes, *maptiles.routes, *manage.routes, *portal.routes,
-                *signin.routes, *account.routes, *steward.routes, tiler.mount()],
+                *signin.routes, *account.routes, *request_pages.routes, *update_pages.routes,
+                *steward.routes,                 tiler.mount()],
         middleware=[*headers.middleware(), Middleware(AuthMiddleware)],
         exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,
                             GeocloudError: _geocloud_error, Exception: _unexpected},

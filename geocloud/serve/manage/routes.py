@@ -20,9 +20,22 @@ from geocloud.etl.run import rollback_layer
 from geocloud.serve.guard import current, unauthorized
 from geocloud.serve.http import HTTPError
 from geocloud.serve.manage import audit as audit_route
-from geocloud.serve.manage import loads, openapi, review  # noqa: F401 (openapi: its OPENAPI_PATHS describe these routes)
-from geocloud.serve.manage.acting import NO_STORE, audited, fresh_catalog, in_thread, json_answer, operator_of
-from geocloud.serve.manage.permission import is_admin, managed, manager, may_manage_some, viewer
+from geocloud.serve.manage import loads, openapi, requests, review  # noqa: F401 (openapi: its OPENAPI_PATHS describe these routes)
+from geocloud.serve.manage.acting import (
+    NO_STORE,
+    audited,
+    fresh_catalog,
+    in_thread,
+    json_answer,
+    operator_of,
+)
+from geocloud.serve.manage.permission import (
+    is_admin,
+    managed,
+    manager,
+    may_manage_some,
+    viewer,
+)
 from geocloud.serve.manage.upload import read_entry
 
 # -- GET /manage/layers, GET /manage/layers/{id} ------------------------------------------------------
@@ -194,4 +207,5 @@ routes = [
     Route("/manage/layers/{layer_id}/rollback", rollback, methods=["POST"]),
     *review.routes,
     *audit_route.routes,
+    *requests.routes,
 ]

@@ -1,7 +1,8 @@
 """A source file sent as a request body: its format (``?format=`` or the Content-Type), streamed to a
 file under the data directory (never whole into memory) while its bytes are counted against
 GEOCLOUD_UPLOAD_MAX_BYTES (a Content-Length is not trusted), and its first bytes checked against
-the format it claims, so a file that lies is refused before the ETL opens it."""
+the format it claims, so a file that lies is refused before the ETL opens it. A GeoJSON or KML body
+is refused as soon as it passes the ETL's limit for such documents (``etl.limits``)."""
 
 import contextlib
 import json
@@ -13,6 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from geocloud.config import get_settings
+from geocloud.errors import InputError
+from geocloud.etl import limits
 from geocloud.serve.http import HTTPError
 
 # format -> (the suffix the ETL's inferred pipeline reads it by, the media types that name it)
@@ -25,11 +28,7 @@ FORMATS = {
     "geotiff": (".tif", ("image/tiff",)),
 }
 MEDIA_TYPES = {media: fmt for fmt, (_, types) in FORMATS.items() for media in types}
-_MAGIC = {"shapefile": (b"PK\x03\x04",), "geopackage": (b"SQLite format 3\x00",),
-          "geotiff": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")}
-_TEXT_START = {"geojson": b"{", "kml": b"<"}
 WRITE_BYTES = 1024 * 1024  # the most of an upload held in memory at once
-_BINARY = tuple(m for magics in _MAGIC.values() for m in magics)
 
 
 def source_format(request: Request) -> str:
@@ -52,12 +51,23 @@ def too_large(limit: int) -> HTTPError:
                                              f"source files: GEOCLOUD_UPLOAD_MAX_BYTES); nothing was changed")
 
 
+def over_limit(fmt: str, size: int, whole: bool) -> HTTPError | None:
+    """The refusal of a body of ``size`` bytes (``whole``: its Content-Length, else the part received
+    so far), if that is over the upload limit or the ETL's limit for the format's documents."""
+    limit, document = get_settings().upload_max_bytes, limits.document_limit(fmt)
+    if size > limit:
+        return too_large(limit)
+    if document is not None and size > document:
+        return HTTPError(413, "PayloadTooLarge", str(limits.document_too_large(fmt, size if whole else None,
+                                                                               "the body")))
+    return None
+
+
 async def receive(request: Request, fmt: str) -> Path:
     """The body, written to a new file under <data dir>/uploads; the caller removes it."""
-    limit = get_settings().upload_max_bytes
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
+    if declared.isdigit() and (refused := over_limit(fmt, int(declared), True)):
+        raise refused
     folder = get_settings().data_path / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix="upload-", suffix=FORMATS[fmt][0], dir=folder)
@@ -66,8 +76,8 @@ async def receive(request: Request, fmt: str) -> Path:
         with os.fdopen(handle, "wb") as out:
             async for chunk in request.stream():
                 size += len(chunk)
-                if size > limit:
-                    raise too_large(limit)
+                if refused := over_limit(fmt, size, False):
+                    raise refused
                 pending += chunk
                 if len(pending) >= WRITE_BYTES:  # written on a thread: the event loop serves other requests
                     await run_in_threadpool(out.write, bytes(pending))
@@ -82,21 +92,16 @@ async def receive(request: Request, fmt: str) -> Path:
 
 
 def check_content(path: Path, fmt: str) -> None:
-    """Refuse a file whose first bytes are not those of ``fmt`` (a CSV sent as a GeoPackage...)."""
+    """Refuse a file whose first bytes are not those of ``fmt`` (a CSV sent as a GeoPackage...),
+    by the ETL's own check, which names what the body looks like instead."""
     with path.open("rb") as f:
-        head = f.read(4096)
+        head = f.read(limits.HEAD)
     if not head:
         raise HTTPError(422, "InvalidSource", "the request body is empty: send the source file as the body")
-    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
-    if fmt in _MAGIC:
-        ok = head.startswith(_MAGIC[fmt])
-    elif fmt in _TEXT_START:
-        ok = text.startswith(_TEXT_START[fmt])
-    else:  # CSV: text, not one of the binary formats
-        ok = b"\x00" not in head and not head.startswith(_BINARY)
-    if not ok:
-        raise HTTPError(422, "InvalidSource", f"the body is not a {fmt} file (its first bytes say otherwise): "
-                                              f"send the file the Content-Type or ?format= names, or name its format")
+    try:
+        limits.check_content(head, fmt, "the body")
+    except InputError as exc:
+        raise HTTPError(422, "InvalidSource", str(exc)) from None
 
 
 ENTRY_MAX_BYTES = 1024 * 1024  # a catalog entry is a few kilobytes

@@ -80,7 +80,7 @@ def create_app() -> Starlette:
                 *styles.routes, *viewer.routes, *auth.routes, *metadata.routes, *health.routes, *metrics.routes,
                 *coverages.routes, *maptiles.routes, *manage.routes, *portal.routes,
                 *signin.routes, *account.routes, *request_pages.routes, *update_pages.routes,
-                *steward.routes,                 tiler.mount()],
+                *steward.routes, tiler.mount()],
         middleware=[*headers.middleware(), Middleware(AuthMiddleware)],
         exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,
                             GeocloudError: _geocloud_error, Exception: _unexpected},

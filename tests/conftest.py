@@ -239,11 +239,9 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def agency_server(template_db: str, data_dir: Path, keys: dict[str, tuple[str, str, str]], env: dict | None = None,
-                  args=()):
+def agency_database(template_db: str, keys: dict[str, tuple[str, str, str]]):
     """A fresh database from the template with agencies.yml synced and an API key for each name of
-    ``keys`` (agency, principal, role), served by ``geocloud serve ARGS``: yields (URL, database URL,
-    {name: key})."""
+    ``keys`` (agency, principal, role): yields (database URL, {name: key}); dropped afterwards."""
     from geocloud.access import agencies
     from geocloud.access import keys as api_keys
     from geocloud.catalog import core_catalog
@@ -252,16 +250,26 @@ def agency_server(template_db: str, data_dir: Path, keys: dict[str, tuple[str, s
     with _admin() as conn:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
     url = _url_for(name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        agencies.sync(conn, core_catalog(), "tester")
-        made = {who: api_keys.create(conn, agency, principal, role, None, None)
-                for who, (agency, principal, role) in keys.items()}
-    proc, base = start_server(url, data_dir, env, args)
     try:
-        yield base, url, made
+        with psycopg.connect(url, autocommit=True) as conn:
+            agencies.sync(conn, core_catalog(), "tester")
+            made = {who: api_keys.create(conn, agency, principal, role, None, None)
+                    for who, (agency, principal, role) in keys.items()}
+        yield url, made
     finally:
-        stop_server(proc)
         _drop(name)
+
+
+@contextmanager
+def agency_server(template_db: str, data_dir: Path, keys: dict[str, tuple[str, str, str]], env: dict | None = None,
+                  args=()):
+    """``agency_database`` served by ``geocloud serve ARGS``: yields (URL, database URL, {name: key})."""
+    with agency_database(template_db, keys) as (url, made):
+        proc, base = start_server(url, data_dir, env, args)
+        try:
+            yield base, url, made
+        finally:
+            stop_server(proc)
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,16 @@
 import csv
 import hashlib
 import json
+import time
 
+import httpx
 import pyogrio
 import rasterio
 
+from geocloud import db
+from geocloud.access import agencies
+from geocloud.catalog import get_catalog
+from geocloud.cli import demo_agency
 from geocloud.sample import generate
 
 from conftest import geocloud_cli
@@ -20,7 +26,7 @@ def test_same_seed_same_city(tmp_path, city):
     again = tmp_path / "again"
     generate(again)
     for rel in ("addresses/taichung-addresses.csv", "zoning/zoning.geojson", "landmarks/landmarks.csv",
-                "roads/roads.shp", "buildings/buildings.shp"):
+                "roads/roads.shp", "buildings/buildings.shp", "bike-stations/youbike-stations.csv"):
         assert _digest(city / rel) == _digest(again / rel), rel
 
 
@@ -83,3 +89,32 @@ def test_scale_controls_size_and_cli_reports_counts(tmp_path):
     assert manifest["counts"]["buildings"] == 200
     assert pyogrio.read_info(tmp_path / "small" / "buildings" / "buildings.shp")["features"] == 200
     assert "buildings: 200" in out.stdout
+
+
+def test_the_demo_registers_the_bike_stations_over_http_as_the_bureau_would(city, database, tmp_path):
+    """The demo's agency step (as `geocloud demo --no-serve` runs it, on a server started briefly):
+    the sample's YouBike CSV, in WGS84 inside the city, registered, loaded and approved over HTTP."""
+    manifest = json.loads((city / "manifest.json").read_text(encoding="utf-8"))
+    spec = manifest["agency_layers"]["bike_stations"]
+    rows = list(csv.DictReader((city / spec["source"]).open(encoding="utf-8")))
+    assert list(rows[0]) == ["場站代號", "場站名稱", "場站區域", "地址", "總停車格", "緯度", "經度"]
+    assert len(rows) == manifest["counts"]["bike-stations"] == 120
+    assert all(120.5 < float(r["經度"]) < 120.9 and 24.0 < float(r["緯度"]) < 24.3 for r in rows)
+    with db.transaction() as conn:
+        agencies.sync(conn, get_catalog(), "tester")
+    editor, admin = demo_agency.agency_keys(spec["owner"])
+    with demo_agency.brief_server(demo_agency.free_port(), tmp_path / "server.log") as base:
+        steps = demo_agency.register(base, city, manifest, editor, admin)
+        deadline = time.monotonic() + 15  # the server follows the registry within seconds
+        while (r := httpx.get(f"{base}/collections/bike_stations/items?f=json&limit=200")).status_code != 200 \
+                and time.monotonic() < deadline:
+            time.sleep(0.3)
+    assert [(request, outcome) for _, request, outcome in steps] == [
+        ("PUT 201", "draft"), ("POST 200", "published, {'bike_stations': 120} loaded"),
+        ("POST 200", "pending_review"), ("POST 200", "live")]
+    assert steps[-1][0] == "bike_stations: review (GIS office admin)"
+    hall = next(f for f in r.json()["features"] if f["properties"]["station_id"] == "500601001")
+    assert hall["properties"]["name"] == "YouBike2.0_臺中市政府" and len(r.json()["features"]) == 120
+    assert abs(hall["geometry"]["coordinates"][0] - 120.647297) < 1e-6
+    lines = demo_agency.curl_lines("http://127.0.0.1:8000", city, manifest, editor, admin)
+    assert editor in lines and admin in lines and f"--data-binary @{city / spec['source']}" in lines

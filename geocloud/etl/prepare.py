@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
+from pyproj import Transformer
 
 from geocloud.catalog.models import Layer
 from geocloud.etl.crs import Reprojection, extent_problem
@@ -163,6 +164,16 @@ def _attributes(batch: Batch, fmap: FieldMap, output: Output, layer: Layer, src:
     return out
 
 
+def _twd97_bounds(bounds: np.ndarray, layer: Layer) -> np.ndarray:
+    """``bounds`` (in the layer's CRS) in EPSG:3826 metres, where the extent check draws its boxes:
+    a layer stored in WGS84 (an agency's lat/lon CSV) is checked as a TWD97 one is."""
+    if layer.srid == 3826 or not len(bounds):
+        return bounds
+    to_twd97 = Transformer.from_crs(layer.crs, "EPSG:3826", always_xy=True)
+    return np.column_stack([*to_twd97.transform(bounds[:, 0], bounds[:, 1]),
+                            *to_twd97.transform(bounds[:, 2], bounds[:, 3])])
+
+
 def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rules, src: OpenedSource,
                 quality: Quality, reject: np.ndarray, drop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Checked geometries, and a mask of those changed here (the rest keep the source's WKB)."""
@@ -207,7 +218,7 @@ def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rule
     raw_bounds = shapely.bounds(geoms[live])
     geoms = geoms.copy()
     geoms[live] = reproject.geometries(geoms[live])
-    bounds = shapely.bounds(geoms[live])
+    bounds = _twd97_bounds(shapely.bounds(geoms[live]), layer)
     for corner in ((0, 1), (2, 3)):
         problem = extent_problem(raw_bounds[:, corner[0]], raw_bounds[:, corner[1]],
                                  bounds[:, corner[0]], bounds[:, corner[1]], src.crs, rules.extent)

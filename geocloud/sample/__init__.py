@@ -1,14 +1,15 @@
 """A deterministic, Taichung-like sample city in the formats agencies really deliver.
 
 ``generate(folder, scale)`` writes every source the ETL pipelines load, plus ``manifest.json``
-naming the source path for each pipeline, so a full load can be scripted.
+naming the source path for each pipeline, so a full load can be scripted, and under
+``agency_layers`` the catalog entry and source file of each layer an agency registers over HTTP.
 """
 
 import json
 import shutil
 from pathlib import Path
 
-from geocloud.sample import addresses, rasters, vectors
+from geocloud.sample import addresses, bikes, rasters, vectors
 from geocloud.sample.city import City
 
 ADDRESSES_PER_BUILDING = 1.3
@@ -23,7 +24,7 @@ def generate(folder: Path, scale: float = 1.0, seed: int = 7, progress=lambda st
     folder.mkdir(parents=True, exist_ok=True)
     sub = {name: folder / name for name in
            ("addresses", "roads", "buildings", "districts", "zoning", "landmarks", "topo", "satellite", "topo-sheets",
-            "inspection-sites", "road-works")}
+            "inspection-sites", "road-works", "bike-stations")}
     for path in sub.values():
         if path.exists():
             shutil.rmtree(path)
@@ -48,6 +49,11 @@ def generate(folder: Path, scale: float = 1.0, seed: int = 7, progress=lambda st
     counts["inspection-sites"] = vectors.inspection_sites(sub["inspection-sites"] / "inspection-sites.csv", city,
                                                            max(20, int(60 * scale ** 0.5)))
     counts["road-works"] = vectors.road_works(sub["road-works"] / "road-works.csv", city, max(10, int(30 * scale ** 0.5)))
+    progress("an agency layer")
+    counts["bike-stations"] = bikes.write(sub["bike-stations"] / "youbike-stations.csv", city,
+                                          max(20, int(120 * scale ** 0.5)))
+    (sub["bike-stations"] / f"{bikes.LAYER_ID}.json").write_text(
+        json.dumps(bikes.ENTRY, ensure_ascii=False, indent=2), encoding="utf-8")
     progress("rasters")
     rasters.satellite(sub["satellite"] / "satellite.tif", city)
     rasters.scanned_sheets(sub["topo-sheets"], city)
@@ -69,6 +75,8 @@ def generate(folder: Path, scale: float = 1.0, seed: int = 7, progress=lambda st
             "inspection-sites": "inspection-sites/inspection-sites.csv",
             "road-works": "road-works/road-works.csv",
         },
+        "agency_layers": {bikes.LAYER_ID: {"owner": "TCG-TRANS", "entry": f"bike-stations/{bikes.LAYER_ID}.json",
+                                           "source": "bike-stations/youbike-stations.csv"}},
         "counts": counts,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -22,7 +22,7 @@ from geocloud.serve.ogcapi import (
     pygeoapi_config,
     styles,
 )
-from geocloud.serve.portal import account, signin, viewer
+from geocloud.serve.portal import account, signin, steward, viewer
 from geocloud.serve.portal import render as portal
 from geocloud.serve.portal import requests as request_pages
 from geocloud.serve.portal import updates as update_pages
@@ -80,7 +80,7 @@ def create_app() -> Starlette:
                 *styles.routes, *viewer.routes, *auth.routes, *metadata.routes, *health.routes, *metrics.routes,
                 *coverages.routes, *maptiles.routes, *manage.routes, *portal.routes,
                 *signin.routes, *account.routes, *request_pages.routes, *update_pages.routes,
-                tiler.mount()],
+                *steward.routes, tiler.mount()],
         middleware=[*headers.middleware(), Middleware(AuthMiddleware)],
         exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,
                             GeocloudError: _geocloud_error, Exception: _unexpected},

@@ -150,6 +150,8 @@ def test_an_editor_registers_loads_and_publishes_a_layer_over_http(server):
     assert r.status_code == 201 and r.json()["state"] == "draft", r.text
     plan = call(base, "POST", "/manage/layers/bike_docks/data?dry_run=true", editor, content=csv_body(), media="text/csv")
     assert plan.status_code == 200 and plan.json()["status"] == "planned", plan.text
+    assert plan.json()["source"] == "the uploaded file" and "report_path" not in plan.json()  # no server folders
+    assert str(data) not in plan.text and "upload-" not in plan.text
     assert plan.json()["diff"]["bike_docks"]["added"] == 3
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM geocloud.layer_versions WHERE layer = 'bike_docks'").fetchone() == (0,)
@@ -328,6 +330,7 @@ def test_an_entry_maps_columns_that_match_no_field_name_or_title(server):
     assert call(base, "PUT", "/manage/layers/bike_odd", editor, json=plain).status_code == 201
     r = call(base, "POST", "/manage/layers/bike_odd/data", editor, content=odd.encode(), media="text/csv")
     assert r.status_code == 422, r.text  # nothing matches by name or title
+    assert r.json()["where"] == "the uploaded file: line 1" and "upload-" not in r.text, r.text  # not the server's folder
     mapped = {**plain, "source": {"fields": {"station_id": "代號", "name": "名稱", "docks": "車柱"},
                                   "x": "E97", "y": "N97", "crs": "EPSG:3826"}}
     assert call(base, "PUT", "/manage/layers/bike_odd", editor, json=mapped).status_code == 200
@@ -345,4 +348,10 @@ def test_an_entry_maps_columns_that_match_no_field_name_or_title(server):
     r = call(base, "POST", "/manage/layers/bike_odd/data", editor, content=odd.encode(), media="text/csv")
     assert r.status_code == 422 and r.json()["keys"] == ["source.fields.name"], r.text
     assert "'站名稱'" in r.json()["description"] and "代號, 名稱, 車柱, E97, N97" in r.json()["fix"]
+    assert "upload-" not in r.text, r.text  # not the server's upload folder
+    failed = call(base, "GET", "/manage/layers/bike_odd", editor).json()["last_run"]
+    run = call(base, "GET", f"/manage/runs/{failed['run']}", editor)
+    trail = call(base, "GET", "/manage/audit?layer=bike_odd", editor)
+    assert failed["status"] == "failed" and run.status_code == 200 and trail.status_code == 200
+    assert "upload-" not in run.text + trail.text and "the uploaded file" in run.text + trail.text
     assert registry_state(url)[3] == before[3]  # the live versions are as they were

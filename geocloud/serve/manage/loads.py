@@ -48,16 +48,35 @@ def _wait(request: Request) -> int:
     return int(value)
 
 
+UPLOADED = "the uploaded file"
+SERVER_ONLY = ("report_path",)  # where the server keeps a run's files: not the caller's business
+
+
+def _unplaced(value, path: Path):
+    """``value`` with the upload's place on the server (uploads/upload-….csv) named as the uploaded
+    file: an answer or an audit record an agency reads never tells the server's folders."""
+    if isinstance(value, str):
+        for form in (str(path.resolve()), str(path), path.name):
+            value = value.replace(form, UPLOADED)
+        return value
+    if isinstance(value, dict):
+        return {k: _unplaced(v, path) for k, v in value.items() if k not in SERVER_ONLY}
+    if isinstance(value, list):
+        return [_unplaced(v, path) for v in value]
+    return value
+
+
 def _load(layer_id: str, path: Path, dry_run: bool, force: bool, principal):
     try:
         report = run_pipeline(layer_id, path, dry_run=dry_run, force=force)
     except GeocloudError as exc:
+        exc.what, exc.where, exc.fix = (_unplaced(x, path) for x in (exc.what, exc.where, exc.fix))
         audited(principal, "layer-load-failed", layer_id, {"dry_run": dry_run, "force": force, "error": str(exc)})
         raise
     audited(principal, "layer-planned" if dry_run else "layer-loaded", layer_id,
             {"run": report.run_id, "status": report.status, "counts": report.counts, "versions": report.versions,
              "force": force, "guard": report.guard})
-    return json_answer(report.as_dict())
+    return json_answer(_unplaced(report.as_dict(), path))
 
 
 def _load_then_remove(layer_id: str, path: Path, dry_run: bool, force: bool, principal):
@@ -111,9 +130,10 @@ async def get_run(request: Request):
     catalog = fresh_catalog()
     for layer_id in row["layers"]:  # who may load each of its layers may see the run
         manager("load", layer_id, catalog)
-    return json_answer({"run": row["id"], "state": row["status"], "progress": _progress(row), **{k: row[k] for k in (
+    answer = {"run": row["id"], "state": row["status"], "progress": _progress(row), **{k: row[k] for k in (
         "pipeline", "layers", "dry_run", "operator", "started_at", "finished_at", "diff", "quality", "guard",
-        "error")}, "counts": None if row["status"] in ("running", "interrupted") else row["counts"]})
+        "error")}, "counts": None if row["status"] in ("running", "interrupted") else row["counts"]}
+    return json_answer(_unplaced(answer, Path(row["source_path"])) if row.get("source_path") else answer)
 
 
 def _progress(row: dict) -> dict:

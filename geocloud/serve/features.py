@@ -210,13 +210,26 @@ async def conformance(request: Request) -> Response:
     return JSONResponse(body)
 
 
+def _portal_page(request: Request, page: str):
+    """The portal's page for a browser (None for API clients). Imported here, not above: the portal
+    is built on this module."""
+    from geocloud.serve.portal import home, layer
+    from geocloud.serve.portal.render import wants_html
+
+    return {"home": home, "layer": layer}[page].page(request) if wants_html(request) else None
+
+
 async def collections(request: Request) -> Response:
+    if (page := _portal_page(request, "home")) is not None:
+        return await page
     hdrs = _catalog_validators(request)
     return not_modified(request, hdrs) or to_response(
         *pygeoapi_config.with_data_types(*await call(request, core_api.describe_collections)), hdrs)
 
 
 async def collection(request: Request) -> Response:
+    if (page := _portal_page(request, "layer")) is not None:
+        return await page
     cid = request.path_params["collection_id"]
     layer, live = live_layer(cid, kind=None)  # raster layers are collections too (pygeoapi_config.raster_resource)
     hdrs = layer_validators(request, layer, live)

@@ -7,9 +7,10 @@ from starlette.responses import Response
 
 from geocloud.catalog import get_catalog
 from geocloud.serve import guard
-from geocloud.serve.http import bad_parameter
+from geocloud.serve.http import bad_parameter, base_url
 from geocloud.serve.portal import labels
-from geocloud.serve.portal.render import render
+from geocloud.serve.portal.i18n import with_query
+from geocloud.serve.portal.render import portal_page, render
 from geocloud.serve.portal.search import FILTERS, facets, index, search
 from geocloud.serve.state import snapshot
 
@@ -24,6 +25,7 @@ def _page_number(request: Request) -> int:
     return int(raw)
 
 
+@portal_page
 async def page(request: Request) -> Response:
     q = request.query_params.get("q", "").strip()
     if len(q) > MAX_QUERY:
@@ -38,11 +40,4 @@ async def page(request: Request) -> Response:
     return render(request, "home.html", q=q, filters=filters, found=found, shown=shown, number=number,
                   pages=pages, facets=facets(entries), labels=labels, live=live, catalog=catalog,
                   searched=bool(q or any(filters.values())),
-                  page_href=lambda n: _page_href(request, n))
-
-
-def _page_href(request: Request, number: int) -> str:
-    from urllib.parse import urlencode
-
-    query = [(k, v) for k, v in request.query_params.multi_items() if k != "page"] + [("page", str(number))]
-    return f"{request.url.path}?{urlencode(query)}"
+                  page_href=lambda n: with_query(request, base_url(request), "page", str(n)))

@@ -15,6 +15,7 @@ from geocloud.catalog import get_catalog
 from geocloud.config import get_settings
 from geocloud.serve import guard
 from geocloud.serve.http import base_url, not_found
+from geocloud.serve.portal.render import render
 
 STATIC = Path(__file__).parent / "static"
 MAPBOX_STYLE = "application/vnd.mapbox.style+json"  # the media types OGC API - Styles names
@@ -84,7 +85,7 @@ async def styles(request: Request) -> JSONResponse:
 async def viewer(request: Request) -> Response:
     if not request.url.path.endswith("/"):
         return RedirectResponse(request.url.path + "/")
-    return FileResponse(STATIC / "map.html", media_type="text/html")
+    return render(request, "viewer.html")
 
 
 def _maplibre() -> Path:

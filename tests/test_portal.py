@@ -5,6 +5,7 @@ every page, the keyboard alone, and only the layers the visitor may read."""
 
 import json
 import re
+import time
 import shlex
 import subprocess
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 from rasterio.io import MemoryFile
 
+from conftest import geocloud_cli, source_of
 from test_viewer import CHROMIUM, FLAGS, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,3 +198,36 @@ def test_the_use_it_lines_work_as_written(served, tmp_path):
     assert json.loads(out)["features"]
     tilejson = httpx.get(use_it(html, "tilejson"), headers={"X-API-Key": served.keys["fire"]}).json()
     assert tilejson["tiles"]
+
+
+def test_version_history_shows_what_each_version_changed_and_where(served, browser, tmp_path):
+    """A second landmarks version (one renamed, one removed, one added) through the real ETL: the
+    page lists both versions with the stored diff's counts, and outlines the changed area."""
+    lines = source_of(served.city, "landmarks").read_text(encoding="utf-8-sig").splitlines()
+    header, rows = lines[0], lines[1:]
+    renamed = rows[0].split(",")
+    renamed[1] += "（新址）"
+    added = rows[2].split(",")
+    added[0], added[1] = "LM09999", "新地標"
+    changed = tmp_path / "landmarks.csv"
+    changed.write_text("\n".join([header, ",".join(renamed), *rows[2:], ",".join(added)]) + "\n", encoding="utf-8")
+    run = geocloud_cli("etl", "run", "landmarks", changed, env={
+        "GEOCLOUD_DATABASE_URL": served.db_url, "GEOCLOUD_DATA_DIR": str(served.data_dir), "GEOCLOUD_OPERATOR": "tester"})
+    assert run.returncode == 0, run.stderr[-2000:]
+
+    context = browser.new_context(locale="zh-TW")
+    page = context.new_page()
+    deadline = time.monotonic() + 30  # the server follows the publish within its snapshot refresh
+    while page.goto(served.url + "/collections/landmarks") and not page.locator("tr[data-version='2']").count():
+        assert time.monotonic() < deadline, "version 2 never showed"
+        time.sleep(0.5)
+    cells = lambda v: page.eval_on_selector_all(f"tr[data-version='{v}'] td", "tds => tds.map(t => t.innerText)")  # noqa: E731
+    assert cells(2)[2:5] == ["1", "1", "1"]                 # added, changed, removed
+    assert cells(1)[2:5] == [str(len(rows)), "0", "0"]      # the first load added every row
+    assert "使用中" in page.inner_text("tr[data-version='2'] th")
+    wait_until(page, PREVIEW_READY)
+    page.click("tr[data-version='2'] button.show-change")
+    outline = page.evaluate("geocloudPreview.getSource('changed').serialize().data.geometry.coordinates[0]")
+    assert len(outline) == 5 and outline[0] != outline[2]   # a box around the changed landmarks
+    assert serious_violations(page) == []
+    context.close()

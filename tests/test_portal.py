@@ -5,15 +5,16 @@ every page, the keyboard alone, and only the layers the visitor may read."""
 
 import json
 import re
-import time
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
 import numpy
 import pyogrio
 import pytest
+import rasterio
 from playwright.sync_api import sync_playwright
 from rasterio.io import MemoryFile
 
@@ -88,7 +89,7 @@ def test_home_is_a_portal_page_for_browsers_and_json_for_api_clients(served):
     assert '<html lang="zh-Hant-TW">' in html and "臺中市圖資雲" in html
     assert 'href="#main"' in html and '<main id="main"' in html and "<footer" in html   # skip link, landmarks
     for label in ("圖層", "地圖"):  # 申請 and 登入 join once their pages are served
-        assert re.search(rf'<nav[^>]*>.*>{label}</a>', html, re.S), label
+        assert re.search(rf'<nav[^>]*>.*>{label}</a>', html, re.DOTALL), label
     assert "/portal/static/portal.css" in html and "unpkg" not in html          # geocloud's own assets only
     assert httpx.get(served.url + "/portal/static/portal.css").status_code == 200
     assert page.headers["content-security-policy"].count("script-src") == 1      # the portal's policy alone
@@ -199,6 +200,12 @@ def test_the_use_it_lines_work_as_written(served, tmp_path):
     tilejson = httpx.get(use_it(html, "tilejson"), headers={"X-API-Key": served.keys["fire"]}).json()
     assert tilejson["tiles"]
 
+    raster = use_it(served.get("/collections/satellite", headers=BROWSER).text, "gdal")
+    assert raster.startswith("gdal_translate ")
+    subprocess.run(shlex.split(raster), cwd=tmp_path, check=True, capture_output=True, timeout=120)
+    with rasterio.open(tmp_path / "satellite.tif") as image:
+        assert image.crs and image.count >= 3 and image.read(1).any()
+
 
 def test_version_history_shows_what_each_version_changed_and_where(served, browser, tmp_path):
     """A second landmarks version (one renamed, one removed, one added) through the real ETL: the
@@ -221,7 +228,7 @@ def test_version_history_shows_what_each_version_changed_and_where(served, brows
     while page.goto(served.url + "/collections/landmarks") and not page.locator("tr[data-version='2']").count():
         assert time.monotonic() < deadline, "version 2 never showed"
         time.sleep(0.5)
-    cells = lambda v: page.eval_on_selector_all(f"tr[data-version='{v}'] td", "tds => tds.map(t => t.innerText)")  # noqa: E731
+    cells = lambda v: page.eval_on_selector_all(f"tr[data-version='{v}'] td", "tds => tds.map(t => t.innerText)")
     assert cells(2)[2:5] == ["1", "1", "1"]                 # added, changed, removed
     assert cells(1)[2:5] == [str(len(rows)), "0", "0"]      # the first load added every row
     assert "使用中" in page.inner_text("tr[data-version='2'] th")

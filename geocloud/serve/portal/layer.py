@@ -70,6 +70,13 @@ def style_url(layer: Layer, base: str) -> str | None:
     return None
 
 
+def tilejson_url(layer: Layer, base: str) -> str:
+    """The layer's TileJSON (Web Mercator: the xyz scheme MapLibre and most web maps take)."""
+    if layer.kind == "raster":
+        return f"{base}/rasters/{layer.id}/{TILEJSON_TMS}/tilejson.json"
+    return f"{base}/collections/{layer.id}/tiles/{TILEJSON_TMS}/tilejson.json"
+
+
 def connections(layer: Layer, base: str) -> list[dict]:
     """The "use it" panel: (client, zh-TW and English label, the text to copy) for this layer, with
     a placeholder where the caller's key goes (the page never shows a key)."""
@@ -78,17 +85,17 @@ def connections(layer: Layer, base: str) -> list[dict]:
 
     def item(client: str, zh: str, en: str, text: str, zh_hint: str = "", en_hint: str = "") -> dict:
         return {"id": f"use-{client}", "client": client, "label": (zh, en), "text": text, "hint": (zh_hint, en_hint)}
+    gdal_key = "" if layer.is_public else f" --config GDAL_HTTP_HEADERS {key}"
+    tilejson = item("tilejson", "MapLibre 圖磚（TileJSON）", "MapLibre tiles (TileJSON)", tilejson_url(layer, base))
     if layer.kind == "raster":
         return [
             item("wmts", "WMTS 服務網址（QGIS、ArcGIS Pro）", "WMTS URL (QGIS, ArcGIS Pro)",
                  f"{base}/wmts/1.0.0/WMTSCapabilities.xml",
                  "QGIS：圖層 → 加入圖層 → 加入 WMS/WMTS 圖層；ArcGIS Pro：插入 → 連線 → 新增 WMTS 伺服器",
                  "QGIS: Layer → Add Layer → Add WMS/WMTS Layer; ArcGIS Pro: Insert → Connections → New WMTS Server"),
-            item("tilejson", "MapLibre 圖磚（TileJSON）", "MapLibre tiles (TileJSON)",
-                 f"{base}/rasters/{layer.id}/{TILEJSON_TMS}/tilejson.json"),
+            tilejson,
             item("gdal", "GDAL（下載 GeoTIFF）", "GDAL (GeoTIFF download)",
-                 f"gdal_translate -oo CACHE=NO OGCAPI:{collection} {layer.id}.tif"
-                 + ("" if layer.is_public else f" --config GDAL_HTTP_HEADERS {key}")),
+                 f"gdal_translate -oo CACHE=NO OGCAPI:{collection} {layer.id}.tif{gdal_key}"),
             item("coverage", "涵蓋範圍 GeoTIFF（OGC API - Coverages）", "Coverage as GeoTIFF (OGC API - Coverages)",
                  f"{collection}/coverage"),
             item("curl", "curl（以您的 API 金鑰）", "curl (with your API key)",
@@ -104,11 +111,9 @@ def connections(layer: Layer, base: str) -> list[dict]:
              "ArcGIS Pro：插入 → 連線 → 伺服器 → 新增 OGC API 伺服器",
              "ArcGIS Pro: Insert → Connections → Server → New OGC API Server"),
         item("gdal", "GDAL（ogr2ogr 轉成 GeoPackage）", "GDAL (ogr2ogr to a GeoPackage)",
-             f"ogr2ogr -f GPKG {layer.id}.gpkg OAPIF:{base} {layer.id}"
-             + ("" if layer.is_public else f" --config GDAL_HTTP_HEADERS {key}")),
+             f"ogr2ogr -f GPKG {layer.id}.gpkg OAPIF:{base} {layer.id}{gdal_key}"),
         *([item("style", "MapLibre 樣式網址", "MapLibre style URL", style)] if style else []),
-        item("tilejson", "MapLibre 向量圖磚（TileJSON）", "MapLibre vector tiles (TileJSON)",
-             f"{collection}/tiles/{TILEJSON_TMS}/tilejson.json"),
+        tilejson,
         item("curl", "curl（以您的 API 金鑰）", "curl (with your API key)",
              f"curl -H {key} \"{collection}/items?limit=10\""),
     ]
@@ -116,11 +121,9 @@ def connections(layer: Layer, base: str) -> list[dict]:
 
 def preview(layer: Layer, live, base: str, lang: str) -> str:
     """What the preview script needs, as one JSON attribute (the page's policy runs no inline script)."""
-    style = style_url(layer, base)
-    tilejson = (f"{base}/rasters/{layer.id}/{TILEJSON_TMS}/tilejson.json" if layer.kind == "raster"
-                else f"{base}/collections/{layer.id}/tiles/{TILEJSON_TMS}/tilejson.json")
     return json.dumps({
-        "id": layer.id, "kind": layer.kind, "geometry": layer.geometry, "style": style, "tilejson": tilejson,
+        "id": layer.id, "kind": layer.kind, "geometry": layer.geometry, "style": style_url(layer, base),
+        "tilejson": tilejson_url(layer, base),
         "bounds": live.extent, "minzoom": layer.zooms.min, "lang": lang, "title": layer.title.get(lang),
         "fields": {f.name: f.title.get(lang) for f in layer.fields}}, ensure_ascii=False)
 

@@ -1,5 +1,6 @@
 """The map viewer in headless Chromium (Debian's), driven by Playwright: tiles load, a layer toggles,
-a click shows attributes with zh-TW and English field titles, no console errors."""
+a click shows attributes with zh-TW and English field titles (the portal's language switch keeps the
+map's position), no console errors."""
 
 import shutil
 import time
@@ -28,7 +29,7 @@ def test_viewer_loads_toggles_and_shows_attributes(served, tmp_path):
     errors: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page = browser.new_page(viewport={"width": 1200, "height": 800}, locale="zh-TW")  # Accept-Language
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(served.url + "/map/#15/24.1620/120.6473")
@@ -54,9 +55,13 @@ def test_viewer_loads_toggles_and_shows_attributes(served, tmp_path):
         popup = page.inner_text(".maplibregl-popup")
         assert "都市計畫使用分區" in popup and "分區代碼" in popup and "使用分區" in popup
 
-        page.click("#lang")
-        assert page.inner_text("h1") == "Taichung GeoCloud"
-        page.keyboard.press("Escape")
+        position = page.evaluate("window.location.hash")
+        page.click(".lang-switch")  # the portal's language switch: the same map, where it was, in English
+        page.wait_for_url(lambda url: "lang=en" in url and url.endswith(position))
+        assert page.inner_text("#panel h1") == "Map viewer"
+        page.wait_for_selector("#layers li[data-layer=zoning]", timeout=60_000)
+        wait_until(page, "window.geocloudMap && window.geocloudMap.loaded() && window.geocloudMap.areTilesLoaded()")
+        page.click("#toggle-buildings")
         page.mouse.click(box["x"] + spot[0], box["y"] + spot[1])
         wait_until(page, "!!document.querySelector('.maplibregl-popup') && "
                          "document.querySelector('.maplibregl-popup').innerText.includes('Zone code')", 10)

@@ -25,7 +25,14 @@ from starlette.staticfiles import StaticFiles
 
 from geocloud.catalog import get_catalog
 from geocloud.serve import guard, openapi30
-from geocloud.serve.http import HTTPError, bad_parameter, base_url, not_found, not_modified, validators
+from geocloud.serve.http import (
+    HTTPError,
+    bad_parameter,
+    base_url,
+    not_found,
+    not_modified,
+    validators,
+)
 from geocloud.serve.ogcapi import params, pygeoapi_config
 from geocloud.serve.ogcapi.provider import JSON_TYPES, extras
 from geocloud.serve.state import snapshot

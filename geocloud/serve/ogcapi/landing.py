@@ -4,14 +4,13 @@ pygeoapi's landing page links processes, jobs and ``/TileMatrixSets`` (which geo
 serve: the OGC API - Tiles path is ``/tileMatrixSets``) and nothing of geocloud's own surfaces.
 Here the unserved links are dropped and every surface a client can discover by links is added: the
 tile matrix sets, the base map tilesets, the styles, the WMTS capabilities, the map viewer, the
-metadata records and the DCAT feed. The HTML page lists the same links as the JSON document.
+metadata records and the DCAT feed. A browser gets the portal's home page instead (serve/portal/pages.py).
 """
 
 import json
 
 from pygeoapi import api as core_api
 from pygeoapi.api import API, F_HTML, F_JSON, APIRequest
-from pygeoapi.util import render_j2_template
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -21,8 +20,6 @@ from geocloud.publish import metadata
 from geocloud.serve import guard
 from geocloud.serve.http import base_url
 from geocloud.serve.ogcapi.features import call, to_response
-from geocloud.serve.portal import home
-from geocloud.serve.portal.render import wants_html
 from geocloud.serve.state import snapshot
 
 OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
@@ -59,13 +56,14 @@ def surfaces(base: str, english: bool) -> list[dict]:
 
 
 def landing_page(api: API, request: APIRequest, base: str) -> tuple[dict, int, str]:
-    """pygeoapi's landing document with geocloud's links, as JSON or rendered as HTML."""
-    wanted = request.format
-    if wanted not in (None, F_JSON, F_HTML):  # JSON-LD: pygeoapi's schema.org document, no links
+    """pygeoapi's landing document with geocloud's links, as JSON (a client that prefers HTML gets the
+    portal's home instead, serve/portal/pages.py: one that names HTML only after JSON gets the JSON)."""
+    wanted = F_JSON if request.format == F_HTML else request.format
+    if wanted not in (None, F_JSON):  # JSON-LD: pygeoapi's schema.org document, no links
         return core_api.landing_page(api, request)
-    request._format = F_JSON  # pygeoapi renders its HTML from the links it builds: take them as JSON
+    request._format = F_JSON  # pygeoapi builds the links of the JSON document
     try:
-        headers, status, content = core_api.landing_page(api, request)
+        _, status, content = core_api.landing_page(api, request)
     finally:
         request._format = wanted
     doc = json.loads(content)
@@ -75,16 +73,10 @@ def landing_page(api: API, request: APIRequest, base: str) -> tuple[dict, int, s
         if link["rel"] in ("self", "alternate") and link["href"].startswith(f"{base}?f="):
             link["rel"] = request.get_linkrel(link["href"].rsplit("=", 1)[1])
     doc["links"] = links + surfaces(base, english)
-    headers = request.get_response_headers(**api.api_headers)
-    if wanted == F_HTML:
-        return headers, status, render_j2_template(api.tpl_config, api.config["server"]["templates"],
-                                                   "landing_page.html", doc, request.locale)
-    return headers, status, json.dumps(doc, ensure_ascii=False)
+    return request.get_response_headers(**api.api_headers), status, json.dumps(doc, ensure_ascii=False)
 
 
 async def landing(request: Request) -> Response:
-    if wants_html(request):  # a browser: the portal's home (API clients keep the JSON document)
-        return await home.page(request)
     return to_response(*await call(request, landing_page, base_url(request)))
 
 

@@ -18,7 +18,14 @@ from geocloud.serve import guard, session
 from geocloud.serve.http import HTTPError, base_url
 from geocloud.serve.openapi30 import path_parameter
 from geocloud.serve.portal.render import render
-from geocloud.serve.portal.signin import CSRF, FORBIDDEN, PAGE, PERSONAL, SEE_OTHER, form
+from geocloud.serve.portal.signin import (
+    CSRF,
+    FORBIDDEN,
+    PAGE,
+    PERSONAL,
+    SEE_OTHER,
+    form,
+)
 
 EXPIRIES = (30, 90, 365)  # days a new key may live; the form offers these
 

@@ -7,13 +7,14 @@ from starlette.responses import Response
 
 from geocloud.catalog import get_catalog
 from geocloud.serve import guard
-from geocloud.serve.http import bad_parameter
+from geocloud.serve.http import bad_parameter, base_url
 from geocloud.serve.portal import labels
-from geocloud.serve.portal.render import render
+from geocloud.serve.portal.i18n import Texts, page_language, with_query
+from geocloud.serve.portal.render import portal_page, render
 from geocloud.serve.portal.search import FILTERS, facets, index, search
 from geocloud.serve.state import snapshot
 
-PAGE_SIZE = 50
+PAGE_SIZE = 20
 MAX_QUERY = 200
 
 
@@ -24,6 +25,7 @@ def _page_number(request: Request) -> int:
     return int(raw)
 
 
+@portal_page
 async def page(request: Request) -> Response:
     q = request.query_params.get("q", "").strip()
     if len(q) > MAX_QUERY:
@@ -35,14 +37,15 @@ async def page(request: Request) -> Response:
     found = search(entries, q, filters)
     shown = found[(number - 1) * PAGE_SIZE:number * PAGE_SIZE]
     pages = max(1, -(-len(found) // PAGE_SIZE))
+    _ = Texts(page_language(request))
+    visible_values = facets(entries)
+    counts = facets(search(entries, q, {})) if q else visible_values  # what each filter leaves of the keyword's matches
+    for name, value in filters.items():  # a chosen value stays chosen with nothing left, if a visible layer has it
+        if value in visible_values[name]:
+            counts[name].setdefault(value, 0)
+    choices = {name: [(value, labels.facet_label(name, value, _, catalog), n) for value, n in sorted(values.items())]
+               for name, values in counts.items()}
     return render(request, "home.html", q=q, filters=filters, found=found, shown=shown, number=number,
-                  pages=pages, facets=facets(entries), labels=labels, live=live, catalog=catalog,
+                  pages=pages, choices=choices, labels=labels, live=live, catalog=catalog,
                   searched=bool(q or any(filters.values())),
-                  page_href=lambda n: _page_href(request, n))
-
-
-def _page_href(request: Request, number: int) -> str:
-    from urllib.parse import urlencode
-
-    query = [(k, v) for k, v in request.query_params.multi_items() if k != "page"] + [("page", str(number))]
-    return f"{request.url.path}?{urlencode(query)}"
+                  page_href=lambda n: with_query(request, base_url(request), "page", str(n)))

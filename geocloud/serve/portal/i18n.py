@@ -27,10 +27,10 @@ def page_language(request: Request) -> str:
     return EN if requested_language(request) == ENGLISH else ZH
 
 
-def switch_url(request: Request, lang: str) -> str:
-    """This page (path and query kept) in the other language."""
-    query = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"] + [("lang", OTHER[lang])]
-    return f"{request.url.path}?{urlencode(query)}"
+def with_query(request: Request, base: str, name: str, value: str) -> str:
+    """This page's URL (under ``base``, the URL the client reached) with one query parameter set."""
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != name] + [(name, value)]
+    return f"{base}{request.url.path}?{urlencode(query)}"
 
 
 class Texts:

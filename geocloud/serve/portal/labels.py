@@ -18,3 +18,12 @@ FREQUENCIES = {"daily": ("每日", "Daily"), "weekly": ("每週", "Weekly"), "mo
 LEVELS = {"public": ("公開", "Public"), "internal": ("市府內部", "City agencies"),
           "restricted": ("限制存取", "Restricted")}
 KINDS = {"vector": ("向量", "Vector"), "raster": ("網格影像", "Raster")}
+
+
+def facet_label(name: str, value: str, _, catalog) -> str:
+    """What the page shows for a filter's value (an agency code, topic, kind or access level)."""
+    if name == "agency":
+        agency = catalog.agencies.get(value)
+        return agency.name.get(_.lang) if agency else value
+    table = {"topic": TOPICS, "kind": KINDS, "access": LEVELS}[name]
+    return _(*table[value]) if value in table else value

@@ -21,7 +21,14 @@ from geocloud.serve.http import HTTPError, base_url
 from geocloud.serve.manage.requests import decide
 from geocloud.serve.openapi30 import path_parameter, query_parameter
 from geocloud.serve.portal.render import render
-from geocloud.serve.portal.signin import CSRF, FORBIDDEN, PAGE, PERSONAL, SEE_OTHER, form
+from geocloud.serve.portal.signin import (
+    CSRF,
+    FORBIDDEN,
+    PAGE,
+    PERSONAL,
+    SEE_OTHER,
+    form,
+)
 
 FORM_MAX_BYTES = 16 * 1024
 STATUS = {"Conflict": 409}

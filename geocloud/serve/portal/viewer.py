@@ -4,12 +4,13 @@ never from a CDN, showing the base map and the layers the caller may read."""
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from geocloud.config import get_settings
 from geocloud.serve import openapi30
+from geocloud.serve.portal.render import render
 
 STATIC = Path(__file__).parent / "static"
 
@@ -17,7 +18,7 @@ STATIC = Path(__file__).parent / "static"
 async def viewer(request: Request) -> Response:
     if not request.url.path.endswith("/"):
         return RedirectResponse(request.url.path + "/")
-    return FileResponse(STATIC / "map.html", media_type="text/html")
+    return render(request, "viewer.html")
 
 
 def _maplibre() -> Path:

@@ -2,7 +2,7 @@
 // click with the catalog's zh-TW / English field titles, downloads and the QGIS connection URL.
 (async function () {
   const base = window.location.href.split("#")[0].replace(/\/map\/?[^/]*$/, "");
-  let lang = "zh";
+  const lang = document.documentElement.lang === "en" ? "en" : "zh";  // the portal's page language
   const collections = (await (await fetch(`${base}/collections?f=json&lang=zh-TW`)).json()).collections;
   const titles = {};
   for (const c of collections) {  // field titles from the queryables a collection links (rasters link none)
@@ -59,24 +59,34 @@
       }
       list.append(li);
     }
-    for (const el of document.querySelectorAll("[data-zh]")) el.textContent = el.dataset[lang];
-    document.getElementById("lang").textContent = lang === "zh" ? "English" : "中文";
-    document.documentElement.lang = lang === "zh" ? "zh-Hant-TW" : "en";
   }
-  document.getElementById("lang").addEventListener("click", () => { lang = lang === "zh" ? "en" : "zh"; render(); });
   map.on("load", render);
+  // the language switch keeps the map where it is: the position is in the hash, which the server never sees
+  const switchLink = document.querySelector(".lang-switch");
+  const keepPosition = () => { switchLink.hash = window.location.hash; };
+  map.on("moveend", keepPosition);
+  keepPosition();
 
   map.on("click", (e) => {
     const features = map.queryRenderedFeatures(e.point).filter((f) => f.sourceLayer && titles[f.sourceLayer]);
     if (!features.length) return;
     const f = features[0];
     const fields = titles[f.sourceLayer].fields;
-    const rows = Object.entries(f.properties).map(([k, v]) => {
+    const box = document.createElement("div");  // built as nodes: attribute values are data, never markup
+    const title = document.createElement("strong");
+    title.className = "popup-title";
+    title.textContent = label(f.sourceLayer);
+    const table = document.createElement("table");
+    for (const [k, v] of Object.entries(f.properties)) {
       const meta = fields[k] || {};
-      const name = (lang === "zh" ? meta["x-title-zh-TW"] : meta["x-title-en"]) || k;
-      return `<tr><th>${name}</th><td>${v}</td></tr>`;
-    }).join("");
-    new maplibregl.Popup().setLngLat(e.lngLat)
-      .setHTML(`<strong class="popup-title">${label(f.sourceLayer)}</strong><table>${rows}</table>`).addTo(map);
+      const row = table.insertRow();
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = (lang === "zh" ? meta["x-title-zh-TW"] : meta["x-title-en"]) || k;
+      row.append(th);
+      row.insertCell().textContent = v;
+    }
+    box.append(title, table);
+    new maplibregl.Popup().setLngLat(e.lngLat).setDOMContent(box).addTo(map);
   });
 })();

@@ -10,12 +10,16 @@ buffer), geocloud those that meet the tile plus its 64-unit buffer, dropping sub
 so the second run has tipg with ``TIPG_TILE_BUFFER=0`` and geocloud with no buffer, nothing dropped
 and nothing simplified (the ``same_tile_work`` what-if of bench/patched.py: geocloud has no switch).
 
-Warm: geocloud's tile cache against the physical limit, nginx (``apt-get install nginx``, one worker
-process as geocloud has one) serving the very bytes geocloud served as static files, same client
-and concurrency: 5 seconds each from wrk when it is installed (``apt-get install wrk``), else from
-the Python load generator. tipg has no cache, so its warm pass is another cold one.
+Warm (``--parts warm``): geocloud's tile cache against the physical limit, nginx (``apt-get install
+nginx``, one worker process as geocloud has one) serving the very bytes geocloud served as static
+files, and against the floor of any Python server (bench/static_asgi.py: uvicorn answering with the
+same files and nothing else); same client and concurrency, 5 seconds a pass from wrk when it is
+installed (``apt-get install wrk``), else from the Python load generator; passes alternated three
+times and the median pair kept. Each side's CPU time per tile is printed too: on a loaded machine
+the rate follows the CPU share a server is given, its CPU per tile much less. tipg has no cache, so
+it has no warm pass.
 
-    .venv/bin/python bench/tiles.py [--scale 50] [--parts vector,raster,auth]
+    .venv/bin/python bench/tiles.py [--scale 50] [--parts vector,warm,raster,auth]
 """
 
 import argparse
@@ -75,23 +79,68 @@ def features_per_tile(tiles_bytes) -> float:
     return total / max(1, count)
 
 
-def static_limit(tiles_bytes: dict[str, bytes]) -> dict:
-    """nginx serving ``tiles_bytes`` (path -> body) as static files, with the load geocloud's warm pass had."""
+def listening_pids(base: str) -> list[int]:
+    """The processes holding the listening socket of ``base`` (a server and its workers), from ``ss``."""
+    import re
+    import subprocess
+
+    port = urllib.parse.urlsplit(base).port
+    out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return sorted({int(pid) for pid in re.findall(r"pid=(\d+)", out)})
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds the processes ``pids`` have used (/proc/PID/stat)."""
+    import os
+
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat(5))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def sustained_cpu(base: str, paths: list[str], seconds: int = 5) -> dict:
+    """``sustained`` with the server's CPU time per request added (``cpu_us``): under a loaded
+    machine the rate follows the CPU share a server gets, its CPU per request much less so."""
+    pids = listening_pids(base)
+    before = cpu_seconds(pids)
+    found = sustained(base, paths, seconds)
+    found["cpu_us"] = (cpu_seconds(pids) - before) / (found["rps"] * seconds) * 1e6
+    return found
+
+
+def warm(base: str, paths: list[str], label: str, results: dict, per_tile: dict) -> None:
+    """geocloud's warm tiles against nginx serving the very bytes geocloud served, as static files
+    (one worker process as geocloud has one), and against the floor of a Python server (bench/
+    static_asgi.py: uvicorn answering with the same files, nothing else): all up, passes alternated
+    three times (one server measured while the others idle) and the median pair kept for each."""
+    served = fetch_all(base, paths)  # fills the cache, and gives the bytes nginx serves
+    per_tile.setdefault((label, "geocloud"), features_per_tile(served.values()))
     with tempfile.TemporaryDirectory(prefix="bench-static-") as tmp:
-        for path, body in tiles_bytes.items():
+        for path, body in served.items():
             file = Path(tmp) / path.lstrip("/")
             file.parent.mkdir(parents=True, exist_ok=True)
             file.write_bytes(body)
         port = free_port()
-        with nginx(f"location / {{ root {tmp}; default_type application/vnd.mapbox-vector-tile; }}", port) as base:
-            load(base, list(tiles_bytes), 40)
-            return sustained(base, list(tiles_bytes))
+        with nginx(f"location / {{ root {tmp}; default_type application/vnd.mapbox-vector-tile; }}",
+                   free_port()) as static, \
+                server([sys.executable, "-m", "uvicorn", "static_asgi:app", "--app-dir", str(ROOT / "bench"), "--port",
+                        str(port), "--log-level", "error", "--no-access-log"], port, paths[0],
+                       env={"BENCH_STATIC_ROOT": tmp}, log_name="static-asgi") as floor:
+            load(static, paths, 40)
+            ours, limit = median_pair(lambda: sustained_cpu(base, paths), lambda: sustained_cpu(static, paths))
+            ours_again, python = median_pair(lambda: sustained_cpu(base, paths), lambda: sustained_cpu(floor, paths))
+    results[("vector", label, "geocloud", "warm")] = ours
+    results[("vector", label, "nginx static", "warm")] = limit
+    results[("vector", label, "geocloud (vs floor)", "warm")] = ours_again
+    results[("vector", label, "uvicorn floor", "warm")] = python
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=float, default=50.0)
-    ap.add_argument("--parts", default="vector,raster,auth", help="which comparisons to run")
+    ap.add_argument("--parts", default="vector,warm,raster,auth", help="which comparisons to run")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     per_tile: dict = {}   # (label, server) -> features per tile
@@ -138,27 +187,12 @@ def main() -> None:
                     load(tipg0, [f"/collections/live.roads/tiles/WebMercatorQuad/12/{t.x}/{t.y}"
                                  for t in tiles(CITY, 12, 20)], 40)
                     for label, (layer, tl) in vector_sets.items():
-                        if "vector" not in parts:
-                            break
                         paths = [f"/collections/{layer}/tiles/WebMercatorQuad/{t.z}/{t.y}/{t.x}" for t in tl]
                         peer_paths = [f"/collections/live.{layer}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}" for t in tl]
-                        ours, peer = median_pair(lambda: rounds(base, paths, empty_cache),
-                                                 lambda: rounds(tipg, peer_paths, lambda: None))
-                        results[("vector", label, "geocloud", "cold")] = ours
-                        results[("vector", label, "tipg", "cold")] = peer
-                        served = fetch_all(base, paths)  # the cache now holds these tiles
-                        per_tile[(label, "geocloud")] = features_per_tile(served.values())
-                        per_tile[(label, "tipg")] = features_per_tile(fetch_all(tipg, peer_paths).values())
-                        results[("vector", label, "geocloud", "warm")] = sustained(base, paths)
-                        results[("vector", label, "nginx static", "warm")] = static_limit(served)
-                        results[("vector", label, "tipg", "warm")] = sustained(tipg, peer_paths)
-                        ours, peer = median_pair(lambda: rounds(same, paths, empty_cache),
-                                                 lambda: rounds(tipg0, peer_paths, lambda: None))
-                        results[("vector", label, "geocloud same work", "cold")] = ours
-                        results[("vector", label, "tipg buffer 0", "cold")] = peer
-                        empty_cache()
-                        per_tile[(label, "geocloud same work")] = features_per_tile(fetch_all(same, paths).values())
-                        per_tile[(label, "tipg buffer 0")] = features_per_tile(fetch_all(tipg0, peer_paths).values())
+                        if "vector" in parts:
+                            cold(base, tipg, same, tipg0, paths, peer_paths, label, empty_cache, results, per_tile)
+                        if "warm" in parts:
+                            warm(base, paths, label, results, per_tile)
             # Rasters: geocloud and stock TiTiler on the same COG, cold passes alternated three times
             # (both servers up, one idle) and the median pair kept; a cold raster pass varies by
             # several per cent from one run to the next, more than the difference being measured.
@@ -167,6 +201,25 @@ def main() -> None:
             if "auth" in parts:
                 authorization(base, url, env, warm_up, vector_sets, empty_cache, results)
     report(results, per_tile, vector_sets)
+
+
+def cold(base, tipg, same, tipg0, paths, peer_paths, label, empty_cache, results, per_tile) -> None:
+    """Cold vector tiles of geocloud and tipg, then both doing the same work, each as the median of
+    three alternated pairs, with the features per tile of every side."""
+    ours, peer = median_pair(lambda: rounds(base, paths, empty_cache),
+                             lambda: rounds(tipg, peer_paths, lambda: None))
+    results[("vector", label, "geocloud", "cold")] = ours
+    results[("vector", label, "tipg", "cold")] = peer
+    per_tile[(label, "geocloud")] = features_per_tile(fetch_all(base, paths).values())
+    per_tile[(label, "tipg")] = features_per_tile(fetch_all(tipg, peer_paths).values())
+    ours, peer = median_pair(lambda: rounds(same, paths, empty_cache),
+                             lambda: rounds(tipg0, peer_paths, lambda: None))
+    results[("vector", label, "geocloud same work", "cold")] = ours
+    results[("vector", label, "tipg buffer 0", "cold")] = peer
+    empty_cache()
+    per_tile[(label, "geocloud same work")] = features_per_tile(fetch_all(same, paths).values())
+    per_tile[(label, "tipg buffer 0")] = features_per_tile(fetch_all(tipg0, peer_paths).values())
+    empty_cache()
 
 
 def raster(base, cog, sat_tiles, empty_cache, results) -> None:
@@ -213,20 +266,29 @@ def report(results: dict, per_tile: dict, vector_sets: dict) -> None:
     for (kind, label, name, phase), r in results.items():
         print(f"{kind:<8}{label:<20}{name:<20}{phase:<6}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}")
     print()
+    print("(figures measured on the machine as it was: report its load beside them)")
     for label in vector_sets:
-        if ("vector", label, "geocloud", "cold") not in results:
-            continue
-        ours, peer = results[("vector", label, "geocloud", "cold")], results[("vector", label, "tipg", "cold")]
-        same, peer2 = results[("vector", label, "geocloud same work", "cold")], results[("vector", label, "tipg buffer 0", "cold")]
-        warm, limit = results[("vector", label, "geocloud", "warm")], results[("vector", label, "nginx static", "warm")]
-        ratio_same = same["rps"] / peer2["rps"]
-        print(f"vector {label:<15} cold: geocloud/tipg {ours['rps'] / peer['rps']:.2f}x with features per tile "
-              f"{per_tile[(label, 'geocloud')]:.1f} vs {per_tile[(label, 'tipg')]:.1f}")
-        print(f"vector {label:<15} cold, same work (both buffer 0, nothing dropped): {ratio_same:.2f}x with features "
-              f"per tile {per_tile[(label, 'geocloud same work')]:.1f} vs {per_tile[(label, 'tipg buffer 0')]:.1f} "
-              f"(target >= 1.5x: {'met' if ratio_same >= 1.5 else 'NOT met'})")
-        print(f"vector {label:<15} warm: geocloud/nginx static {warm['rps'] / limit['rps']:.2f}x "
-              f"(target >= 0.33x: {'met' if warm['rps'] / limit['rps'] >= 0.33 else 'NOT met'})")
+        if ("vector", label, "geocloud", "cold") in results:
+            ours, peer = results[("vector", label, "geocloud", "cold")], results[("vector", label, "tipg", "cold")]
+            same = results[("vector", label, "geocloud same work", "cold")]
+            peer2 = results[("vector", label, "tipg buffer 0", "cold")]
+            ratio_same = same["rps"] / peer2["rps"]
+            print(f"vector {label:<15} cold: geocloud/tipg {ours['rps'] / peer['rps']:.2f}x with features per tile "
+                  f"{per_tile[(label, 'geocloud')]:.1f} vs {per_tile[(label, 'tipg')]:.1f}")
+            print(f"vector {label:<15} cold, same work (both buffer 0, nothing dropped): {ratio_same:.2f}x with "
+                  f"features per tile {per_tile[(label, 'geocloud same work')]:.1f} vs "
+                  f"{per_tile[(label, 'tipg buffer 0')]:.1f} (target >= 1.5x: {'met' if ratio_same >= 1.5 else 'NOT met'})")
+        if ("vector", label, "geocloud", "warm") in results:
+            warm, limit = results[("vector", label, "geocloud", "warm")], results[("vector", label, "nginx static", "warm")]
+            ratio = warm["rps"] / limit["rps"]
+            print(f"vector {label:<15} warm: geocloud/nginx static {ratio:.2f}x ({warm['rps']:.0f} vs {limit['rps']:.0f} "
+                  f"tiles/s, median of 3 alternated pairs; target >= 0.33x: {'met' if ratio >= 0.33 else 'NOT met'}); "
+                  f"server CPU per tile {warm['cpu_us']:.0f} vs {limit['cpu_us']:.0f} us "
+                  f"({limit['cpu_us'] / warm['cpu_us']:.2f}x)")
+            again, floor = results[("vector", label, "geocloud (vs floor)", "warm")], results[("vector", label, "uvicorn floor", "warm")]
+            print(f"vector {label:<15} warm: geocloud/uvicorn floor (bench/static_asgi.py) {again['rps'] / floor['rps']:.2f}x "
+                  f"({again['rps']:.0f} vs {floor['rps']:.0f} tiles/s); CPU per tile {again['cpu_us']:.0f} vs "
+                  f"{floor['cpu_us']:.0f} us; the floor is {floor['rps'] / limit['rps']:.2f}x nginx")
     for label in ("buildings z14", "buildings z16"):
         for phase in ("cold", "warm"):
             if ("vector", label, "geocloud key", phase) not in results:

@@ -22,11 +22,11 @@ from geocloud.db.pool import get_pool
 from geocloud.serve.http import base_url
 from geocloud.serve.ogcapi.features import live_layer
 from geocloud.serve.ogcapi.links import DOWNLOADS, TERMS, TERMS_VERSION, TILEJSON_TMS
+from geocloud.serve.ogcapi.styles import styles_dir
 from geocloud.serve.portal import labels
 from geocloud.serve.portal.i18n import page_language
 from geocloud.serve.portal.render import portal_page, render
 from geocloud.serve.portal.search import owner_agency
-from geocloud.serve.portal.viewer import styles_dir
 
 VERSIONS_SHOWN = 20
 KEY_PLACEHOLDER = "YOUR_API_KEY"

@@ -79,9 +79,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Base(str):
+    """A server's base URL that also knows the server's process id (for its CPU time)."""
+
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process so far (Linux /proc): what a server spent, whatever
+    else the machine runs, so less noisy than wall time on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def server(cmd: list[str], port: int, ready_path: str, env: dict | None = None, log_name: str = "server"):
-    """Start a server process, wait until ``ready_path`` answers 200, stop it afterwards."""
+    """Start a server process, wait until ``ready_path`` answers 200, stop it afterwards; yields its
+    base URL (a ``Base``, whose ``pid`` is the process's)."""
     import http.client
 
     log = open(ROOT / ".geocloud" / "bench" / f"{log_name}.log", "wb")
@@ -100,7 +114,9 @@ def server(cmd: list[str], port: int, ready_path: str, env: dict | None = None, 
             if proc.poll() is not None or time.monotonic() > deadline:
                 sys.exit(f"{log_name} did not start; see {log.name}")
             time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}"
+        base = Base(f"http://127.0.0.1:{port}")
+        base.pid = proc.pid
+        yield base
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -26,6 +26,7 @@ match equally well.
 """
 
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -78,15 +79,17 @@ def xy_columns(options: Options, alias: str = "a.geom") -> sql.Composable:
     return sql.SQL("{}({}), {}({})").format(sql.SQL(first), geom, sql.SQL(second), geom)
 
 
+_QUERY_COLUMNS = sql.SQL("i int, road text, section text, lane text, alley text, number text, nv int, "
+                         "district text, county text")
+
+
 def _queries(rows: list[tuple[int, Parts]]) -> tuple[sql.Composable, list]:
-    cols = ["i", "road", "section", "lane", "alley", "number", "nv", "district", "county"]
-    arrays = [[i for i, _ in rows], [p.road_pattern or p.road for _, p in rows], [p.section for _, p in rows],
-              [p.lane for _, p in rows], [p.alley for _, p in rows], [p.number for _, p in rows],
-              [p.number_value for _, p in rows], [p.district for _, p in rows], [p.county for _, p in rows]]
-    types = ["int[]", "text[]", "text[]", "text[]", "text[]", "text[]", "int[]", "text[]", "text[]"]
-    source = sql.SQL("unnest({}) AS q({})").format(
-        sql.SQL(", ").join(sql.SQL("%s::" + t) for t in types), sql.SQL(", ").join(map(sql.Identifier, cols)))
-    return source, arrays
+    """The queries as a table ``q``, sent as one JSON document: psycopg dumps one string in C
+    where nine arrays of a 2,000-row chunk took it about 100 ms."""
+    doc = json.dumps([{"i": i, "road": p.road_pattern or p.road, "section": p.section, "lane": p.lane,
+                       "alley": p.alley, "number": p.number, "nv": p.number_value, "district": p.district,
+                       "county": p.county} for i, p in rows], ensure_ascii=False)
+    return sql.SQL("json_to_recordset(%s::json) AS q({})").format(_QUERY_COLUMNS), [doc]
 
 
 def _road_match(pattern: bool) -> sql.Composable:
@@ -163,10 +166,14 @@ def match(conn, queries: list[Parts], options: Options) -> list[list[Candidate]]
     """Candidates for every query, best first (empty when nothing matched)."""
     if not options.road_names or "road" in options.locks:
         return _match_steps(conn, queries, options)
-    roads = functools.cache(lambda: roadnames.current(conn))  # read only once a query is not matched exactly
-    results = _match_steps(conn, queries, options, roads)
+    latest = roadnames.latest()  # no round trip; a road it holds is a road (a stale one only costs empty steps)
+    fresh = functools.cache(lambda: roadnames.current(conn))  # one round trip, only for a road not in ``latest``
+
+    def holds(road: str) -> bool:
+        return (latest is not None and road in latest.sections) or road in fresh().sections
+    results = _match_steps(conn, queries, options, holds)
     if not all(results):
-        _correct_road_names(conn, roads(), queries, results, options)
+        _correct_road_names(conn, fresh(), queries, results, options)
     return results
 
 
@@ -199,9 +206,9 @@ def _correct_road_names(conn, roads: roadnames.Roads, queries: list[Parts], resu
 
 
 def _match_steps(conn, queries: list[Parts], options: Options,
-                 roads: Callable[[], roadnames.Roads] | None = None) -> list[list[Candidate]]:
-    """Steps 1-3: candidates on the query's own road, best first. Given the layer's ``roads``, a
-    road the layer does not hold goes no further than the exact step (step 4 corrects it)."""
+                 holds: Callable[[str], bool] | None = None) -> list[list[Candidate]]:
+    """Steps 1-3: candidates on the query's own road, best first. A road that ``holds`` says the
+    layer does not have goes no further than the exact step (step 4 corrects it)."""
     results: list[list[Candidate]] = [[] for _ in queries]
     pending = list(enumerate(queries))
     for name in ("exact", "fuzzy", "road"):
@@ -214,8 +221,8 @@ def _match_steps(conn, queries: list[Parts], options: Options,
             for i, candidates in found.items():
                 results[i] = candidates
         pending = [(i, p) for i, p in pending if not results[i]]
-        if pending and roads is not None:
-            pending = [(i, p) for i, p in pending if p.road_pattern or p.road in roads().sections]
+        if pending and holds is not None:
+            pending = [(i, p) for i, p in pending if p.road_pattern or holds(p.road)]
         if not pending:
             break
     return results

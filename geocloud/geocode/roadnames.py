@@ -37,6 +37,12 @@ class Roads:
         return [name for name, _, _ in sorted(found, key=lambda f: (f[1], f[0])) if section in self.sections[name]]
 
 
+def latest() -> Roads | None:
+    """The road names this process read last (no round trip; the live layer may have changed since)."""
+    with _lock:
+        return next(iter(_cache.values()), None)
+
+
 def current(conn) -> Roads:
     """The live layer's road names: one catalog look-up of the table's oid, and a read of the names
     when it changed since this process last read them."""

@@ -92,6 +92,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def backend_pids(url: str) -> list[int]:
+    """The PostGIS server processes serving ``url``'s database now (a server's pool, once warmed up),
+    for their CPU time: PostGIS runs on this machine."""
+    with psycopg.connect(url) as conn:
+        return [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                           "AND pid <> pg_backend_pid()")]
+
+
+def cpu_of(pids: list[int]) -> float:
+    """CPU seconds of the processes still running among ``pids``."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except FileNotFoundError:
+            pass
+    return total
+
+
 @contextmanager
 def server(cmd: list[str], port: int, ready_path: str, env: dict | None = None, log_name: str = "server"):
     """Start a server process, wait until ``ready_path`` answers 200, stop it afterwards; yields its

@@ -100,6 +100,19 @@ def backend_pids(url: str) -> list[int]:
                                            "AND pid <> pg_backend_pid()")]
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (nginx's workers, a server's children), from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            todo += [int(c) for c in Path(f"/proc/{current}/task/{current}/children").read_text().split()]
+        except FileNotFoundError:
+            pass
+    return found
+
+
 def cpu_of(pids: list[int]) -> float:
     """CPU seconds of the processes still running among ``pids``."""
     total = 0.0
@@ -194,7 +207,9 @@ http {{
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             _wait_for_port(port, proc, "nginx")
-            yield f"http://127.0.0.1:{port}"
+            base = Base(f"http://127.0.0.1:{port}")
+            base.pid = proc.pid
+            yield base
         finally:
             proc.terminate()
             proc.wait(timeout=30)

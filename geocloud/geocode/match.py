@@ -11,8 +11,8 @@ on the ``(road, number_value)`` index), and only the rows it leaves unmatched go
 3. ``road``: no house number matched: the centre of the address points of the road and section
    (and of the lane, when locked);
 4. ``fuzzy:road-name…``: the road is not in the layer at all (one wrong character, 進工路 for
-   進化路): steps 1-3 again on each road name one edit away that has the query's section
-   (``roadnames``), the best kept: ``fuzzy:road-name`` for an exact address on the corrected
+   進化路): step 1 on each road name one edit away (``roadnames``), then steps 2-3 on them for
+   the queries none of them holds exactly, the best kept: ``fuzzy:road-name`` for an exact address on the corrected
    road, ``fuzzy:road-name:nearest-number:…`` or ``fuzzy:road-name:road`` otherwise. Off with
    ``lock=road`` or ``fuzzy=none``.
 
@@ -170,7 +170,7 @@ def match(conn, queries: list[Parts], options: Options) -> list[list[Candidate]]
     fresh = functools.cache(lambda: roadnames.current(conn))  # one round trip, only for a road not in ``latest``
 
     def holds(road: str) -> bool:
-        return (latest is not None and road in latest.sections) or road in fresh().sections
+        return (latest is not None and road in latest.names) or road in fresh().names
     results = _match_steps(conn, queries, options, holds)
     if not all(results):
         _correct_road_names(conn, fresh(), queries, results, options)
@@ -189,12 +189,15 @@ def _correct_road_names(conn, roads: roadnames.Roads, queries: list[Parts], resu
     tries: list[tuple[int, Parts]] = []
     for i, query in enumerate(queries):
         if not results[i] and query.road and not query.road_pattern:
-            tries += [(i, replace(query, road=name)) for name in roads.near(query.road, query.section)]
-    if not tries:
-        return
+            tries += [(i, replace(query, road=name)) for name in roads.near(query.road)]
     found: dict[int, list[Candidate]] = {}
-    for (i, _), candidates in zip(tries, _match_steps(conn, [p for _, p in tries], options)):
-        found.setdefault(i, []).extend(candidates)
+    for steps in (("exact",), ("fuzzy", "road")):  # a query matched exactly on one name tries no nearer number
+        tries = [(i, p) for i, p in tries if i not in found]
+        if not tries:
+            break
+        for (i, _), candidates in zip(tries, _match_steps(conn, [p for _, p in tries], options, steps=steps)):
+            if candidates:
+                found.setdefault(i, []).extend(candidates)
     for i, candidates in found.items():
         candidates.sort(key=lambda c: _rank(c, queries[i]))
         tied = len(candidates) > 1 and _rank(candidates[0], queries[i])[:2] == _rank(candidates[1], queries[i])[:2] \
@@ -205,13 +208,13 @@ def _correct_road_names(conn, roads: roadnames.Roads, queries: list[Parts], resu
                       for c in candidates[:options.candidates]]
 
 
-def _match_steps(conn, queries: list[Parts], options: Options,
-                 holds: Callable[[str], bool] | None = None) -> list[list[Candidate]]:
-    """Steps 1-3: candidates on the query's own road, best first. A road that ``holds`` says the
-    layer does not have goes no further than the exact step (step 4 corrects it)."""
+def _match_steps(conn, queries: list[Parts], options: Options, holds: Callable[[str], bool] | None = None,
+                 steps: tuple[str, ...] = ("exact", "fuzzy", "road")) -> list[list[Candidate]]:
+    """Steps 1-3 (or those of ``steps``): candidates on the query's own road, best first. A road that
+    ``holds`` says the layer does not have goes no further than the exact step (step 4 corrects it)."""
     results: list[list[Candidate]] = [[] for _ in queries]
     pending = list(enumerate(queries))
-    for name in ("exact", "fuzzy", "road"):
+    for name in steps:
         for pattern in (False, True):
             rows = [(i, p) for i, p in pending if bool(p.road_pattern) == pattern
                     and (name == "road" or p.number_value is not None)]

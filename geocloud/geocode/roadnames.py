@@ -21,20 +21,30 @@ _lock = threading.Lock()
 _cache: dict = {}  # the table's oid -> Roads, for the live version only
 
 
+# The distinct road names by a loose index scan of the (road, number_value) index: one probe a name,
+# so a few thousand probes for all of Taichung instead of reading 1.3 million rows.
+_DISTINCT_ROADS = """
+    WITH RECURSIVE r(road) AS (
+        SELECT min(road) FROM live.addresses
+        UNION ALL
+        SELECT (SELECT min(a.road) FROM live.addresses a WHERE a.road > r.road) FROM r WHERE r.road IS NOT NULL)
+    SELECT road FROM r WHERE road IS NOT NULL"""
+
+
 @dataclass(frozen=True)
 class Roads:
     """The road names of one live version of the address layer."""
 
-    sections: dict[str, frozenset]  # road name -> the sections it has ('' for none)
-    names: tuple[str, ...]
+    names: frozenset[str]
+    choices: tuple[str, ...]  # the same, in order
 
-    def near(self, road: str, section: str) -> list[str]:
-        """The road names one edit from ``road`` that have ``section``, closest first; none when
-        ``road`` itself is a road of the layer or too short to correct safely."""
-        if road in self.sections or len(road) < MIN_LENGTH:
+    def near(self, road: str) -> list[str]:
+        """The road names one edit from ``road``, closest first; none when ``road`` itself is a road
+        of the layer or too short to correct safely."""
+        if road in self.names or len(road) < MIN_LENGTH:
             return []
-        found = process.extract(road, self.names, scorer=Levenshtein.distance, score_cutoff=MAX_EDITS, limit=None)
-        return [name for name, _, _ in sorted(found, key=lambda f: (f[1], f[0])) if section in self.sections[name]]
+        found = process.extract(road, self.choices, scorer=Levenshtein.distance, score_cutoff=MAX_EDITS, limit=None)
+        return [name for name, _, _ in sorted(found, key=lambda f: (f[1], f[0]))]
 
 
 def latest() -> Roads | None:
@@ -50,9 +60,8 @@ def current(conn) -> Roads:
     with _lock:
         if oid in _cache:
             return _cache[oid]
-    rows = conn.execute("SELECT road, array_agg(DISTINCT coalesce(section, '')) FROM live.addresses "
-                        "WHERE road IS NOT NULL GROUP BY road").fetchall() if oid else []
-    roads = Roads({road: frozenset(sections) for road, sections in rows}, tuple(sorted(r for r, _ in rows)))
+    names = [r[0] for r in conn.execute(_DISTINCT_ROADS)] if oid else []
+    roads = Roads(frozenset(names), tuple(names))
     with _lock:
         _cache.clear()
         _cache[oid] = roads

@@ -340,8 +340,13 @@ def page_all(base: str, first_path: str, headers: dict | None = None) -> tuple[f
     conn = http.client.HTTPConnection(host.hostname, host.port, timeout=300)
     path, count, t0 = first_path, 0, time.perf_counter()
     while path:
-        conn.request("GET", path, headers={"Accept": "application/geo+json", **(headers or {})})
-        resp = conn.getresponse()
+        try:
+            conn.request("GET", path, headers={"Accept": "application/geo+json", **(headers or {})})
+            resp = conn.getresponse()
+        except http.client.RemoteDisconnected:  # the server closed the idle keep-alive connection as we sent
+            conn.close()
+            conn.request("GET", path, headers={"Accept": "application/geo+json", **(headers or {})})
+            resp = conn.getresponse()
         body = json.loads(resp.read())
         if resp.status != 200:
             sys.exit(f"{resp.status} from {base}{path}: {body}")

@@ -19,8 +19,17 @@ import sys
 import threading
 import time
 
-from common import cpu_seconds, free_port, geocloud_cmd, load, load_city, median_pair, sample_city, \
-    scratch_database, server
+from common import (
+    cpu_seconds,
+    free_port,
+    geocloud_cmd,
+    load,
+    load_city,
+    median_pair,
+    sample_city,
+    scratch_database,
+    server,
+)
 
 from geocloud import db
 
@@ -65,8 +74,8 @@ def main() -> None:
                                    ("/conformance", CHEAP, 10 * args.requests)):  # 10x: CPU time counts in 10 ms ticks
                 for base in (shipped, none):
                     load(base, [path], 50)  # warm up
-                rows[label] = median_pair(lambda: measured(shipped, path, n),
-                                          lambda: measured(none, path, n), args.pairs,
+                rows[label] = median_pair(lambda path=path, n=n: measured(shipped, path, n),
+                                          lambda path=path, n=n: measured(none, path, n), args.pairs,
                                           key=lambda a, b: a["cpu_ms"] / b["cpu_ms"])
         os.environ["GEOCLOUD_DATABASE_URL"] = url
         micro = hit_microseconds()

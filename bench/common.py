@@ -79,9 +79,55 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Base(str):
+    """A server's base URL that also knows the server's process id (for its CPU time)."""
+
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process so far (Linux /proc): what a server spent, whatever
+    else the machine runs, so less noisy than wall time on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_pids(url: str) -> list[int]:
+    """The PostGIS server processes serving ``url``'s database now (a server's pool, once warmed up),
+    for their CPU time: PostGIS runs on this machine."""
+    with psycopg.connect(url) as conn:
+        return [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                           "AND pid <> pg_backend_pid()")]
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (nginx's workers, a server's children), from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            todo += [int(c) for c in Path(f"/proc/{current}/task/{current}/children").read_text().split()]
+        except FileNotFoundError:
+            pass
+    return found
+
+
+def cpu_of(pids: list[int]) -> float:
+    """CPU seconds of the processes still running among ``pids``."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except FileNotFoundError:
+            pass
+    return total
+
+
 @contextmanager
 def server(cmd: list[str], port: int, ready_path: str, env: dict | None = None, log_name: str = "server"):
-    """Start a server process, wait until ``ready_path`` answers 200, stop it afterwards."""
+    """Start a server process, wait until ``ready_path`` answers 200, stop it afterwards; yields its
+    base URL (a ``Base``, whose ``pid`` is the process's)."""
     import http.client
 
     log = open(ROOT / ".geocloud" / "bench" / f"{log_name}.log", "wb")
@@ -100,7 +146,9 @@ def server(cmd: list[str], port: int, ready_path: str, env: dict | None = None, 
             if proc.poll() is not None or time.monotonic() > deadline:
                 sys.exit(f"{log_name} did not start; see {log.name}")
             time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}"
+        base = Base(f"http://127.0.0.1:{port}")
+        base.pid = proc.pid
+        yield base
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -159,7 +207,9 @@ http {{
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             _wait_for_port(port, proc, "nginx")
-            yield f"http://127.0.0.1:{port}"
+            base = Base(f"http://127.0.0.1:{port}")
+            base.pid = proc.pid
+            yield base
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -290,8 +340,13 @@ def page_all(base: str, first_path: str, headers: dict | None = None) -> tuple[f
     conn = http.client.HTTPConnection(host.hostname, host.port, timeout=300)
     path, count, t0 = first_path, 0, time.perf_counter()
     while path:
-        conn.request("GET", path, headers={"Accept": "application/geo+json", **(headers or {})})
-        resp = conn.getresponse()
+        try:
+            conn.request("GET", path, headers={"Accept": "application/geo+json", **(headers or {})})
+            resp = conn.getresponse()
+        except http.client.RemoteDisconnected:  # the server closed the idle keep-alive connection as we sent
+            conn.close()
+            conn.request("GET", path, headers={"Accept": "application/geo+json", **(headers or {})})
+            resp = conn.getresponse()
         body = json.loads(resp.read())
         if resp.status != 200:
             sys.exit(f"{resp.status} from {base}{path}: {body}")

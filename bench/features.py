@@ -10,7 +10,9 @@ libpq clients and the connection URL's server settings for tipg's asyncpg); the 
 the tuned column. Each figure is the median of ``--pairs`` alternated pairs (geocloud, peer), so a
 noisy machine slows both sides of a pair. geocloud is also measured with exact counts forced, with
 the rate limit's counting removed, and with a key on an internal layer (all in-process what-ifs of
-bench/patched.py or a copy of the project; geocloud's code is unchanged).
+bench/patched.py or a copy of the project; geocloud's code is unchanged). Beside req/s, each side's
+CPU milliseconds a request (its processes and the PostGIS connections, from /proc) give a ratio of
+the work done that a shared, busy machine disturbs far less than wall time.
 
     .venv/bin/python bench/features.py [--scale 50] [--seconds 4] [--pairs 3] [--paged-pairs 1] [--peers geocloud,pygeoapi,tipg,mapserver]
 """
@@ -27,8 +29,9 @@ import psycopg
 import yaml
 from pygeoapi.openapi import get_oas
 
-from common import (ROOT, SESSION_SETTINGS, TUNED_PGOPTIONS, agency_key, free_port, geocloud_cmd, internal_project,
-                    load, load_city, median_pair, page_all, sample_city, scratch_database, server)
+from common import (ROOT, SESSION_SETTINGS, TUNED_PGOPTIONS, agency_key, backend_pids, cpu_of, free_port,
+                    geocloud_cmd, internal_project, load, load_city, median_pair, page_all, process_tree, sample_city,
+                    scratch_database, server)
 from mapserver import mapserver
 
 from geocloud import db
@@ -94,8 +97,16 @@ PAGED_TARGET = 3.0
 
 
 class Served:
-    def __init__(self, name: str, base: str, items: str, kind: str, headers: dict | None = None):
+    def __init__(self, name: str, base: str, items: str, kind: str, headers: dict | None = None,
+                 pids: list[int] | None = None):
         self.name, self.base, self.items, self.kind, self.headers = name, base, items, kind, headers
+        self.pids = pids or [base.pid]  # the server's own processes (their children are found at each count)
+        self.url = ""  # the database, whose PostGIS connections are counted with the server's CPU
+
+    def cpu(self) -> float:
+        """CPU seconds so far of the server's processes and of every PostGIS connection to the bench
+        database (the other servers are idle while this one is measured)."""
+        return cpu_of([p for root in self.pids for p in process_tree(root)] + backend_pids(self.url))
 
     def paths(self) -> dict[str, list[str]]:
         return scenarios(self.items, self.kind)
@@ -140,8 +151,8 @@ def tipg(url: str, tuned: bool):
 @contextmanager
 def mapserver_peer(url: str, tuned: bool):
     layer = load_catalog(ROOT / "layers", ROOT / "agencies.yml").layers["buildings"]
-    with mapserver(url, layer, env={"PGOPTIONS": TUNED_PGOPTIONS} if tuned else None) as (base, items):
-        yield Served(f"MapServer 8 {'tuned' if tuned else 'shipped'}", base, items, "mapserver")
+    with mapserver(url, layer, env={"PGOPTIONS": TUNED_PGOPTIONS} if tuned else None) as (base, items, pids):
+        yield Served(f"MapServer 8 {'tuned' if tuned else 'shipped'}", base, items, "mapserver", pids=pids)
 
 
 def get_json(served: Served, path: str) -> dict:
@@ -155,6 +166,14 @@ def get_json(served: Served, path: str) -> dict:
     return json.loads(body)
 
 
+def measured(served: Served, paths: list[str], requests: int) -> dict:
+    """``load``'s figures and the CPU milliseconds a request of the server and its PostGIS
+    connections: what the work costs, which a busy shared machine disturbs far less than wall time."""
+    before = served.cpu()
+    found = load(served.base, paths, requests, headers=served.headers)
+    return {**found, "cpu_ms": (served.cpu() - before) * 1000 / requests}
+
+
 def compare(ours: Served, peer: Served, seconds: float, pairs: int, paged_pairs: int) -> dict:
     """The median alternated pair (ours, peer) of every scenario both serve, and of a full paged read.
     Each side sends as many requests as its warm-up rate says fit in ``seconds`` (at least 20): a
@@ -164,8 +183,8 @@ def compare(ours: Served, peer: Served, seconds: float, pairs: int, paged_pairs:
         our_paths = ours.paths()[label]
         n_ours = max(20, int(seconds * load(ours.base, our_paths, 20, headers=ours.headers)["rps"]))  # warm up
         n_peer = max(20, int(seconds * load(peer.base, peer_paths, 20, headers=peer.headers)["rps"]))
-        found[label] = median_pair(lambda: load(ours.base, our_paths, n_ours, headers=ours.headers),
-                                   lambda: load(peer.base, peer_paths, n_peer, headers=peer.headers), pairs)
+        found[label] = median_pair(lambda: measured(ours, our_paths, n_ours),
+                                   lambda: measured(peer, peer_paths, n_peer), pairs)
 
     def paged(served: Served) -> dict:
         took, count = page_all(served.base, served.first_page(), headers=served.headers)
@@ -206,6 +225,7 @@ def main() -> None:
             "mapserver": [lambda: mapserver_peer(url, False), lambda: mapserver_peer(url, True)],
         }
         with geocloud("geocloud", url) as ours:
+            ours.url = url
             load(ours.base, ours.paths()["bbox page, street scale"], 40)  # open the pool, read the catalog
             page = get_json(ours, ours.paths()["bbox page, city scale"][0])
             counts[ours.name] = (page["numberMatched"], page.get("numberMatchedIsEstimate", False))
@@ -213,11 +233,13 @@ def main() -> None:
                 for start in groups[group]:
                     with ExitStack() as stack:
                         peer = stack.enter_context(start())
+                        peer.url = url
                         page = get_json(peer, peer.paths()["bbox page, city scale"][0])
                         counts[peer.name] = (page.get("numberMatched"), page.get("numberMatchedIsEstimate", False))
                         results[peer.name] = compare(ours, peer, args.seconds, args.pairs, args.paged_pairs)
-                        ratios = "  ".join(f"{label} {ours_r['rps'] / peer_r['rps']:.2f}x"
-                                           for label, (ours_r, peer_r) in results[peer.name].items())
+                        ratios = "  ".join(f"{label} {ours_r['rps'] / peer_r['rps']:.2f}x" + (
+                            f" (cpu {peer_r['cpu_ms'] / ours_r['cpu_ms']:.2f}x)" if "cpu_ms" in ours_r else "")
+                            for label, (ours_r, peer_r) in results[peer.name].items())
                         print(f"  measured {peer.name}: geocloud/{peer.name} {ratios}", flush=True)  # kept if cut short
     report(results, counts, args)
 
@@ -229,8 +251,8 @@ def report(results: dict, counts: dict, args) -> None:
           f"per scenario and server; each row the median of {args.pairs} alternated (geocloud, peer) pairs "
           f"({args.paged_pairs} for the full paged read)")
     print(f"peers 'tuned' run with geocloud's session settings ({TUNED_PGOPTIONS}); targets apply to them\n")
-    print(f"{'scenario':<26}{'peer':<26}{'peer req/s':>11}{'p50':>7}{'p95':>7}{'geocloud':>10}{'p50':>7}{'p95':>7}"
-          f"{'ratio':>8}  target")
+    print(f"{'scenario':<26}{'peer':<26}{'peer req/s':>11}{'p50':>7}{'p95':>7}{'cpu ms':>7}{'geocloud':>10}{'p50':>7}"
+          f"{'p95':>7}{'cpu ms':>7}{'ratio':>8}{'cpu ratio':>10}  target")
     labels = [*scenarios("x"), "full paged read"]
     for label in labels:
         for name, row in results.items():
@@ -248,8 +270,12 @@ def report(results: dict, counts: dict, args) -> None:
                       f"{ours['rps']:>8,.0f}/s{ours['seconds']:>6.1f}s{'':>7}{ratio:>7.2f}x  {target}")
             else:
                 print(f"{label:<26}{name:<26}{peer['rps']:>11.1f}{peer['p50']:>7.1f}{peer['p95']:>7.1f}"
-                      f"{ours['rps']:>10.1f}{ours['p50']:>7.1f}{ours['p95']:>7.1f}{ratio:>7.2f}x  {target}")
+                      f"{peer['cpu_ms']:>7.2f}{ours['rps']:>10.1f}{ours['p50']:>7.1f}{ours['p95']:>7.1f}"
+                      f"{ours['cpu_ms']:>7.2f}{ratio:>7.2f}x{peer['cpu_ms'] / ours['cpu_ms']:>9.2f}x  {target}")
     print("  (full paged read: features/s and seconds for limit=1000 pages followed by their next links)")
+    print("  (cpu ms: CPU a request of the server's processes and all PostGIS connections to the bench database;\n"
+          "   cpu ratio = peer's / geocloud's: the work each does, which a busy shared machine disturbs far less\n"
+          "   than req/s; a peer that opens and closes a connection inside a measurement has that CPU missed)")
     print("\nnumberMatched of the city-scale page (geocloud's default: the planner's estimate above "
           "10,000 matches, since an exact count there reads every match; exact below)")
     for name, (matched, estimated) in counts.items():

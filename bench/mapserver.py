@@ -76,7 +76,7 @@ END
 @contextmanager
 def mapserver(url: str, layer, env: dict | None = None):
     """MapServer's OGC API for ``layer`` behind nginx, one mapserv process (as geocloud serves with one);
-    yields (base URL, items path)."""
+    yields (base URL, items path, the process ids of mapserv and nginx)."""
     for exe in (MAPSERV, shutil.which("spawn-fcgi")):
         if not exe or not Path(exe).exists():
             sys.exit("MapServer peer needs: apt-get install mapserver-bin cgi-mapserver spawn-fcgi nginx")
@@ -100,7 +100,7 @@ def mapserver(url: str, layer, env: dict | None = None):
       fastcgi_pass 127.0.0.1:{fcgi};
     }}"""
             with nginx(block, port) as base:
-                yield base, f"/mapserv/{ALIAS}/ogcapi/collections/{layer.id}/items"
+                yield base, f"/mapserv/{ALIAS}/ogcapi/collections/{layer.id}/items", [proc.pid, base.pid]
         finally:
             proc.kill()  # mapserv (spawn-fcgi -n execs it) ignores SIGTERM while it waits for a request
             proc.wait(timeout=30)

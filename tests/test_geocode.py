@@ -203,3 +203,73 @@ def test_cli_batch_and_its_errors(served, tmp_path):
     assert r.returncode == 5 and "Big5" in r.stderr and "Traceback" not in r.stderr
     r = geocloud_cli("geocode", src, "--column", "住址", env=env)
     assert r.returncode == 5 and "no column '住址'" in r.stderr
+
+
+# -- messy input of issue #17's realistic mix that the parser alone cannot resolve --------------------
+
+def _misspelt(served, road: str) -> str:
+    """``road`` with the first character of its name replaced so that it is no road of the layer."""
+    for wrong in "㐀㐁㐂":
+        typo = wrong + road[1:]
+        if one(served, "SELECT count(*) FROM live.addresses WHERE road = %s", typo)[0] == 0:
+            return typo
+    raise AssertionError(f"no misspelling of {road} is free")
+
+
+def test_one_wrong_character_in_the_road_name_is_corrected_and_says_so(served):
+    road, full = one(served, "SELECT road, full_address FROM live.addresses WHERE length(road) >= 4 AND floor IS NULL "
+                             "AND number ~ '^[0-9]+$' ORDER BY address_key LIMIT 1")
+    query = full.replace(road, _misspelt(served, road), 1)
+    body = geocode(served, query)
+    c = body["candidates"][0]
+    assert body["match_type"] == c["match_type"] == "fuzzy:road-name" and c["matched_address"] == full
+    assert c["parts"]["road"] == road and c["score"] < 100 and body["ambiguous"] is False
+    # the caller may forbid the correction: the road as typed, or exact matches only
+    assert geocode(served, query, lock="road")["match_type"] == "none"
+    assert geocode(served, query, fuzzy="none")["match_type"] == "none"
+    # a number that does not exist on the misspelt road: the nearest number of the corrected one
+    near = geocode(served, query.replace(f"{c['parts']['number']}號", f"{int(c['parts']['number']) + 20000}號"))
+    assert near["match_type"] in ("fuzzy:road-name:road", "fuzzy:road-name:nearest-number:same-parity")
+    assert near["candidates"][0]["parts"]["road"] == road
+    rows = list(csv.DictReader(io.StringIO(_batch(served, f"id,地址\n1,{query}\n".encode(), column="地址").text)))
+    assert rows[0]["match_type"] == "fuzzy:road-name" and rows[0]["matched_address"] == full
+
+
+ROWS = [  # (district, road, number, x): one address in two districts, two roads one character apart
+    ("北區", "健行路", "10", 0), ("西屯區", "健行路", "10", 50), ("北區", "中山路", "7", 100), ("北區", "中正路", "7", 150)]
+
+
+def _layer(url: str, rows) -> None:
+    """A live address table of the layer's shape holding ``rows`` (a new live version each call)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS live.addresses")
+        conn.execute("""CREATE TABLE live.addresses (address_key text, full_address text, county text, district text,
+            village text, neighborhood int, road text, section text, lane text, alley text, number text,
+            number_value int, floor text, geom geometry(Point, 3826))""")
+        for district, road, number, x in rows:
+            full = f"臺中市{district}{road}{number}號"
+            conn.execute("INSERT INTO live.addresses VALUES (%s, %s, '臺中市', %s, NULL, NULL, %s, NULL, NULL, NULL, %s,"
+                         " %s, NULL, ST_SetSRID(ST_MakePoint(%s, 2670000), 3826))",
+                         (full, full, district, road, number, int(number), 214000 + x))
+
+
+def test_an_address_the_query_does_not_single_out_is_flagged_ambiguous(database):
+    from geocloud.geocode import Options, geocode_one
+
+    _layer(database, ROWS)
+    with psycopg.connect(database, autocommit=True) as conn:  # no open transaction holds the table a new version drops
+        def ask(text, **kw):
+            return geocode_one(conn, text, Options(candidates=2, **kw), "x")
+
+        no_district = ask("臺中市健行路10號")  # in 北區 and in 西屯區
+        assert no_district["ambiguous"] is True and no_district["match_type"] == "exact"
+        assert {c["parts"]["district"] for c in no_district["candidates"]} == {"北區", "西屯區"}
+        named = ask("臺中市西屯區健行路10號")
+        assert named["ambiguous"] is False and named["candidates"][0]["parts"]["district"] == "西屯區"
+        two_roads = ask("臺中市北區中華路7號")  # 中山路 and 中正路 both hold 7號, one character away
+        assert two_roads["ambiguous"] is True and two_roads["match_type"] == "fuzzy:road-name"
+        assert {c["parts"]["road"] for c in two_roads["candidates"]} == {"中山路", "中正路"}
+        assert ask("臺中市北區健康路10號")["candidates"][0]["parts"]["road"] == "健行路"
+        _layer(database, [("北區", "健康路", "10", 0)])  # a new live version: its road names are read anew
+        assert ask("臺中市北區健康路10號")["match_type"] == "exact"
+        assert ask("臺中市北區健行路10號")["candidates"][0]["parts"]["road"] == "健康路"

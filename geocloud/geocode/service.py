@@ -11,7 +11,8 @@ from geocloud.address.normalize import cn_to_int
 from geocloud.geocode.match import LOCKS, Candidate, Options, match, xy_columns
 from geocloud.geocode.query import NotAnAddress, Parts, parse
 
-BATCH = 2_000
+BATCH = 2_000       # addresses matched in one statement per step
+WRITE_ROWS = 500    # CSV rows streamed back at a time
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/{}"
 # The CRSs a geocoding answer can be in, by short name or OGC URI
@@ -19,7 +20,7 @@ CRS_CHOICES = {"CRS84": CRS84, CRS84: CRS84, **{f"EPSG:{c}": EPSG.format(c) for 
                **{EPSG.format(c): EPSG.format(c) for c in (4326, 3826)}}
 TGOS_MATCH = {"exact": "完全比對", "fuzzy:nearest-number:same-parity": "[單雙號機制]+[最近門牌號機制]",
               "fuzzy:nearest-number:other-parity": "[最近門牌號機制]", "road": "道路層級"}
-RESULT_COLUMNS = ["match_type", "score", "matched_address", "county", "district", "village", "neighborhood",
+RESULT_COLUMNS = ["match_type", "score", "ambiguous", "matched_address", "county", "district", "village", "neighborhood",
                   "x", "y", "error"]
 
 
@@ -51,7 +52,7 @@ def options_from(params, srid: int, flip: bool) -> Options:
         raise BadRequest(f"fuzzy: must be nearest or none, got {fuzzy!r}")
     return Options(candidates=integer("candidates", 1, 1, 10),
                    max_distance=0 if fuzzy == "none" else integer("max_distance", 30, 0, 500),
-                   same_parity=parity == "true", locks=locks, srid=srid, flip=flip)
+                   same_parity=parity == "true", locks=locks, srid=srid, flip=flip, road_names=fuzzy != "none")
 
 
 def _candidate_json(c: Candidate, crs_uri: str) -> dict:
@@ -67,6 +68,7 @@ def geocode_one(conn, text: str, options: Options, crs_uri: str) -> dict:
         raise BadRequest(f"address: {exc}") from None
     candidates = match(conn, [parts], options)[0]
     return {"query": text, "parsed": parts.as_dict(), "match_type": candidates[0].match_type if candidates else "none",
+            "ambiguous": bool(candidates) and candidates[0].ambiguous,
             "candidates": [_candidate_json(c, crs_uri) for c in candidates]}
 
 
@@ -142,7 +144,8 @@ def geocode_rows(conn, rows: list[dict], column: str, options: Options) -> Itera
             else:
                 c = cands[0]
                 kind = c.match_type
-                out.update(match_type=kind, score=round(c.score, 1), matched_address=c.parts.get("full_address") or "",
+                out.update(match_type=kind, score=round(c.score, 1), ambiguous="true" if c.ambiguous else "",
+                           matched_address=c.parts.get("full_address") or "",
                            county=c.parts.get("county") or "", district=c.parts.get("district") or "",
                            village=c.parts.get("village") or "", neighborhood=c.parts.get("neighborhood") or "",
                            x=c.x, y=c.y, error="")
@@ -150,17 +153,20 @@ def geocode_rows(conn, rows: list[dict], column: str, options: Options) -> Itera
 
 
 def write_csv(header: list[str], results: Iterable[tuple[dict, str]], counts: Counter) -> Iterator[str]:
+    """The CSV text, a chunk of rows at a time: the server streams each chunk from a worker thread,
+    and one thread hop a row cost more than geocoding the row."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=header + [c for c in RESULT_COLUMNS if c not in header],
                             lineterminator="\r\n")
     writer.writeheader()
-    yield buf.getvalue()
-    for row, kind in results:
+    for n, (row, kind) in enumerate(results, 1):
         counts[kind] += 1
-        buf.seek(0)
-        buf.truncate()
         writer.writerow(row)
-        yield buf.getvalue()
+        if n % WRITE_ROWS == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
 
 
 def reverse(conn, x: float, y: float, srid: int, options: Options, live: set[str]) -> dict:

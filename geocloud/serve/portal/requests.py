@@ -5,8 +5,6 @@ The forms post to ``/requests`` and ``/requests/{id}/decision`` with the session
 the JSON API (``/manage/requests``) does, through the same functions; a refused form is shown again
 with the reason, and a done one redirects to ``/requests`` (so a reload sends nothing twice)."""
 
-from urllib.parse import parse_qsl
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -23,7 +21,6 @@ from geocloud.serve.openapi30 import path_parameter, query_parameter
 from geocloud.serve.portal.render import render
 from geocloud.serve.portal.signin import CSRF, FORBIDDEN, PAGE, PERSONAL, SEE_OTHER, form
 
-FORM_MAX_BYTES = 16 * 1024
 STATUS = {"Conflict": 409}
 
 
@@ -63,26 +60,13 @@ async def _new(request: Request, layer_id: str, error: str | None = None, status
                   csrf=session.csrf_token(request), error=error, reason=reason)
 
 
-async def _form(request: Request) -> dict:
-    """The posted form's fields (the last of each name), read up to FORM_MAX_BYTES."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > FORM_MAX_BYTES:
-            raise HTTPError(413, "PayloadTooLarge", f"a form of at most {FORM_MAX_BYTES} bytes")
-    try:
-        return dict(parse_qsl(body.decode("utf-8", errors="replace"), max_num_fields=10))
-    except ValueError:
-        raise HTTPError(400, "InvalidParameterValue", "the form has more than 10 fields") from None
-
-
 def _create(principal, fields) -> dict:
     with db.connect() as conn:
         return access_requests.create(conn, principal, fields.get("layer"), fields.get("reason"), get_catalog())
 
 
 async def submit(request: Request) -> Response:
-    fields = await _form(request)
+    fields = await session.read_form(request)
     principal = session.form_principal(request, fields)
     try:
         await run_in_threadpool(_create, principal, fields)
@@ -93,7 +77,7 @@ async def submit(request: Request) -> Response:
 
 
 async def decision(request: Request) -> Response:
-    fields = await _form(request)
+    fields = await session.read_form(request)
     principal = session.form_principal(request, fields)
     request_id = request.path_params["request_id"]
     body = {"decision": fields.get("decision"), "reason": fields.get("reason"), "expires": fields.get("expires") or None}

@@ -65,3 +65,26 @@ def test_a_review_comment_with_nul_is_a_422_and_changes_nothing(server):
     r = call(base, "POST", "/manage/layers/bike_nul/review", admin, json={"decision": "reject", "comment": "no\x00"})
     assert r.status_code == 422 and r.json()["where"] == "comment" and "NUL" in r.text, r.text
     assert call(base, "GET", "/manage/layers/bike_nul", admin).json()["state"] == "pending_review"
+
+
+def test_nobody_approves_their_own_access_request(server):
+    """The GIS office's admins decide every layer's requests but read a restricted agency layer only
+    when granted: an admin asked for the Transportation Bureau's layer and approved the request
+    themselves. Now another decider must; the request waits, no grant is made."""
+    base, url, keys = server
+    editor, admin = keys["owner editor"], keys["admin"]
+    entry = {**BIKES, "id": "bike_closed", "access": {"level": "restricted", "grants": [{"agency": "TCG-TRANS"}]}}
+    assert call(base, "PUT", "/manage/layers/bike_closed", editor, json=entry).status_code == 201
+    assert call(base, "POST", "/manage/layers/bike_closed/data", editor, content=csv_body(),
+                media="text/csv").status_code == 200
+    assert call(base, "POST", "/manage/layers/bike_closed/publish", editor).json()["state"] == "live"
+    asked = call(base, "POST", "/manage/requests", admin, json={"layer": "bike_closed", "reason": "audit"})
+    assert asked.status_code == 201, asked.text
+    assert call(base, "GET", "/manage/requests", admin).json()["to_decide"] == []
+    r = call(base, "POST", f"/manage/requests/{asked.json()['id']}/decision", admin, json={"decision": "approve"})
+    assert r.status_code == 403 and "yourself" in r.text, r.text
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT state FROM geocloud.access_requests WHERE id = %s",
+                            (asked.json()["id"],)).fetchone() == ("pending",)
+        assert conn.execute("SELECT count(*) FROM geocloud.layer_grants").fetchone() == (0,)
+    assert [r["id"] for r in call(base, "GET", "/manage/requests", editor).json()["to_decide"]] == [asked.json()["id"]]

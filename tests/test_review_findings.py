@@ -88,3 +88,16 @@ def test_nobody_approves_their_own_access_request(server):
                             (asked.json()["id"],)).fetchone() == ("pending",)
         assert conn.execute("SELECT count(*) FROM geocloud.layer_grants").fetchone() == (0,)
     assert [r["id"] for r in call(base, "GET", "/manage/requests", editor).json()["to_decide"]] == [asked.json()["id"]]
+
+
+def test_a_key_scoped_to_some_layers_does_not_read_the_update_schedule(server):
+    """/admin/updates lists every layer with its last run's warnings: an admin's key scoped to one
+    layer reached it all (the audit already refuses such a key the whole trail)."""
+    from geocloud.access import keys as api_keys
+
+    base, url, keys = server
+    with psycopg.connect(url, autocommit=True) as conn:
+        scoped = api_keys.create(conn, "TCG-INFO", "scoped-admin", "admin", ["bike_nul"], None)
+    assert httpx.get(f"{base}/admin/updates", headers=keys["admin"], timeout=30).status_code == 200
+    r = httpx.get(f"{base}/admin/updates", headers={"X-API-Key": scoped}, timeout=30)
+    assert r.status_code == 403 and "scoped to some layers" in r.text, r.text[:300]

@@ -101,3 +101,17 @@ def test_a_key_scoped_to_some_layers_does_not_read_the_update_schedule(server):
     assert httpx.get(f"{base}/admin/updates", headers=keys["admin"], timeout=30).status_code == 200
     r = httpx.get(f"{base}/admin/updates", headers={"X-API-Key": scoped}, timeout=30)
     assert r.status_code == 403 and "scoped to some layers" in r.text, r.text[:300]
+
+
+def test_json_nested_deeper_than_python_reads_is_a_400(server):
+    """A 50 KB body of '[' (well under the 1 MiB a JSON body may be) made json.loads raise
+    RecursionError, which nothing caught: a server error on every JSON route of /manage."""
+    base, _, keys = server
+    deep = b"[" * 50_000
+    entry = {**BIKES, "id": "bike_deep", "access": {"level": "public"}}
+    assert call(base, "PUT", "/manage/layers/bike_deep", keys["owner editor"], json=entry).status_code == 201
+    for path in ("/manage/requests", "/manage/layers/bike_deep/review"):
+        r = call(base, "POST", path, keys["admin"], content=deep, media="application/json")
+        assert r.status_code == 400 and "not JSON" in r.json()["description"], (path, r.status_code, r.text[:200])
+    r = call(base, "PUT", "/manage/layers/bike_deeper", keys["owner editor"], content=deep, media="application/json")
+    assert r.status_code == 400 and "not JSON" in r.json()["description"], r.text[:200]

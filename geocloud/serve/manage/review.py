@@ -48,7 +48,7 @@ async def _decision(request: Request, where: str) -> Decision:
             raise HTTPError(413, "PayloadTooLarge", f"a review's body is {BODY_MAX_BYTES} bytes at most")
     try:
         data = json.loads(bytes(body))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise HTTPError(400, "InvalidParameterValue", f"the body is not JSON ({exc}): send "
                                                       '{"decision": "approve" or "reject", "comment": "..."}') from None
     try:

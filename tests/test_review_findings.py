@@ -33,7 +33,7 @@ def session_of(url: str, agency: str, role: str) -> tuple[str, str]:
 def test_portal_forms_are_read_in_bounded_memory(server):
     """Starlette's request.form() holds a field of any size: a 1 GB api_key posted to /signin by
     anyone was read whole before its token was checked. Now every portal form stops at 16 KiB."""
-    base, url, _ = server
+    base, _, _ = server
     with httpx.Client(base_url=base, timeout=30) as client:
         token = client.get("/signin").cookies["geocloud_signin"]
         huge = {"csrf": token, "api_key": "A" * 64 * 1024}
@@ -55,7 +55,7 @@ def test_revoking_a_key_id_postgresql_cannot_hold_is_a_404(server):
 
 
 def test_a_review_comment_with_nul_is_a_422_and_changes_nothing(server):
-    base, url, keys = server
+    base, _, keys = server
     editor, admin = keys["owner editor"], keys["admin"]
     entry = {**BIKES, "id": "bike_nul", "access": {"level": "public"}}
     assert call(base, "PUT", "/manage/layers/bike_nul", editor, json=entry).status_code == 201

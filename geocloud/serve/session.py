@@ -25,7 +25,7 @@ from starlette.requests import Request, cookie_parser
 
 from geocloud.access import ANONYMOUS, Principal, sessions
 from geocloud.db.pool import write_pool
-from geocloud.serve.http import HTTPError, base_url
+from geocloud.serve.http import HTTPError, base_url, read_body
 
 COOKIE = "geocloud_session"
 CSRF_HEADER = "x-csrf-token"
@@ -114,11 +114,7 @@ def refused(request: Request) -> bool:
 async def read_form(request: Request) -> dict:
     """A posted form's fields (the last of each name), read up to FORM_MAX_BYTES: 413 beyond, 400
     for more than FORM_MAX_FIELDS fields."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > FORM_MAX_BYTES:
-            raise HTTPError(413, "PayloadTooLarge", f"a form of at most {FORM_MAX_BYTES} bytes")
+    body = await read_body(request, FORM_MAX_BYTES, "a form")
     try:
         return dict(parse_qsl(body.decode("utf-8", errors="replace"), max_num_fields=FORM_MAX_FIELDS))
     except ValueError:

@@ -15,7 +15,7 @@ from geocloud.access import requests as access_requests
 from geocloud.catalog import get_catalog
 from geocloud.errors import GeocloudError
 from geocloud.serve import guard, session
-from geocloud.serve.http import HTTPError, base_url
+from geocloud.serve.http import base_url
 from geocloud.serve.manage.requests import decide
 from geocloud.serve.openapi30 import path_parameter, query_parameter
 from geocloud.serve.portal.render import render

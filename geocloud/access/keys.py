@@ -26,6 +26,7 @@ from geocloud.errors import ConfigError, NotFound
 
 PREFIX = "gck_"
 KEY = re.compile(r"^gck_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$")
+KEY_ID = re.compile(r"^[A-Za-z0-9]{12}$")  # a key's public id, the part after gck_
 SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 CACHE_SECONDS = 25.0  # plus the serving guard's 5 s per connection: a revoked key works 30 s at most
 DUMMY_SALT = b"geocloud-no-such-key-salt"

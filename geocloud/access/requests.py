@@ -101,11 +101,13 @@ def mine(principal: Principal, request: dict) -> bool:
 
 
 def listing(conn: psycopg.Connection, principal: Principal, catalog: Catalog) -> dict:
-    """The caller's own requests (every state, newest first) and the pending ones it may decide."""
+    """The caller's own requests (every state, newest first) and the pending ones it may decide
+    (not its own: nobody grants themselves a layer)."""
     own = [_row(r) for r in conn.execute(_SELECT + " WHERE agency = %s AND principal = %s ORDER BY id DESC",
                                          (principal.agency, requester(principal))).fetchall()]
     pending = [_row(r) for r in conn.execute(_SELECT + " WHERE state = 'pending' ORDER BY id").fetchall()]
-    return {"mine": own, "to_decide": [r for r in pending if can_decide(principal, r["layer"], catalog)]}
+    return {"mine": own, "to_decide": [r for r in pending if can_decide(principal, r["layer"], catalog)
+                                       and not mine(principal, r)]}
 
 
 def parse_expires(text) -> datetime | None:

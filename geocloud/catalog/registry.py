@@ -172,6 +172,8 @@ def review(conn: psycopg.Connection, layer_id: str, decision: str, comment: str,
         raise ConfigError(f"a review decides one of {', '.join(DECISIONS)}, not {decision!r}", where="decision")
     if decision == "reject" and not comment.strip():
         raise ConfigError("a rejection needs a comment saying what the agency should change", where="comment")
+    if "\x00" in comment:  # PostgreSQL's jsonb takes no NUL: the event would fail as a server error
+        raise ConfigError("the comment has a NUL character", where="comment", fix="leave out control characters")
     with conn.transaction():
         before = _row(conn, layer_id)
         if before is None:

@@ -85,3 +85,14 @@ def not_modified(request: Request, headers: dict) -> Response | None:
     if match and (match.strip() == "*" or headers["ETag"] in [m.strip() for m in match.split(",")]):
         return Response(status_code=304, headers=headers)
     return None
+
+
+async def read_body(request: Request, limit: int, what: str) -> bytes:
+    """The request's body, read up to ``limit`` bytes (a Content-Length is not trusted): 413 beyond,
+    naming ``what`` the body is."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPError(413, "PayloadTooLarge", f"{what} of at most {limit} bytes")
+    return bytes(body)

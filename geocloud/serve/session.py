@@ -14,22 +14,25 @@ counts for nothing: a JSON route sees an anonymous caller (401) and a form answe
 requests must also come from the portal's own origin when the browser says where from (Origin).
 
 A page with a form: write ``csrf_token(request)`` into a hidden ``csrf`` field; its POST handler
-starts with ``principal = form_principal(request, await request.form())``.
+starts with ``principal = form_principal(request, await read_form(request))``: ``read_form`` reads at
+most FORM_MAX_BYTES (Starlette's ``request.form()`` keeps a field of any size in memory, and the
+sign-in forms are anyone's to post to).
 """
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import Request, cookie_parser
 
 from geocloud.access import ANONYMOUS, Principal, sessions
 from geocloud.db.pool import write_pool
-from geocloud.serve.http import HTTPError, base_url
+from geocloud.serve.http import HTTPError, base_url, read_body
 
 COOKIE = "geocloud_session"
 CSRF_HEADER = "x-csrf-token"
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 FOUND = "geocloud.session"           # scope key: the Session the cookie named
 REFUSED = "geocloud.session_refused"  # scope key: set when the cookie named none
+FORM_MAX_BYTES, FORM_MAX_FIELDS = 16 * 1024, 10  # a portal form: a token, a few choices, a reason
 
 
 def presented(scope) -> str | None:
@@ -106,6 +109,16 @@ def csrf_token(request: Request) -> str | None:
 def refused(request: Request) -> bool:
     """Did the request send a session cookie that names no live session (tampered, expired, ended)?"""
     return bool(request.scope.get(REFUSED))
+
+
+async def read_form(request: Request) -> dict:
+    """A posted form's fields (the last of each name), read up to FORM_MAX_BYTES: 413 beyond, 400
+    for more than FORM_MAX_FIELDS fields."""
+    body = await read_body(request, FORM_MAX_BYTES, "a form")
+    try:
+        return dict(parse_qsl(body.decode("utf-8", errors="replace"), max_num_fields=FORM_MAX_FIELDS))
+    except ValueError:
+        raise HTTPError(400, "InvalidParameterValue", f"the form has more than {FORM_MAX_FIELDS} fields") from None
 
 
 def form_principal(request: Request, form) -> Principal:

@@ -77,6 +77,9 @@ def decide(principal, request_id: int, body: dict) -> dict:
         if not can_decide(principal, found["layer"], catalog):
             raise HTTPError(403, "Forbidden", "the owning agency's editors and the GIS office's admins decide access "
                                               "requests; a requester waits for their decision")
+        if access_requests.mine(principal, found):  # a decider asking for a layer they cannot read
+            raise HTTPError(403, "Forbidden", "you asked for this access yourself: another of the layer's deciders "
+                                              "(its agency's editors or the GIS office's admins) decides it")
         decided = access_requests.decide(conn, request_id, body.get("decision"), body.get("reason"),
                                          body.get("expires"), principal, operator_of(principal), catalog)
     return decided

@@ -17,7 +17,7 @@ from geocloud import db
 from geocloud.access import audit
 from geocloud.catalog import registry
 from geocloud.errors import ConfigError
-from geocloud.serve.http import HTTPError
+from geocloud.serve.http import HTTPError, read_body
 from geocloud.serve.manage.acting import fresh_catalog, in_thread, json_answer, operator_of
 from geocloud.serve.manage.permission import manager, problem
 from geocloud.yamlfile import explain
@@ -41,14 +41,10 @@ class Decision(BaseModel):
 
 
 async def _decision(request: Request, where: str) -> Decision:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > BODY_MAX_BYTES:
-            raise HTTPError(413, "PayloadTooLarge", f"a review's body is {BODY_MAX_BYTES} bytes at most")
+    body = await read_body(request, BODY_MAX_BYTES, "a review's body")
     try:
-        data = json.loads(bytes(body))
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise HTTPError(400, "InvalidParameterValue", f"the body is not JSON ({exc}): send "
                                                       '{"decision": "approve" or "reject", "comment": "..."}') from None
     try:

@@ -116,5 +116,5 @@ async def read_entry(request: Request):
             raise too_large(ENTRY_MAX_BYTES)
     try:
         return json.loads(bytes(body))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested deeper than Python reads
         raise HTTPError(400, "InvalidParameterValue", f"the body is not JSON ({exc}): send the catalog entry as JSON")

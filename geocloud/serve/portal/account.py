@@ -58,7 +58,7 @@ async def account(request: Request) -> Response:
 
 
 async def create_key(request: Request) -> Response:
-    form = await request.form()
+    form = await session.read_form(request)
     principal = session.form_principal(request, form)
     if session.of(request).key_id:
         raise HTTPError(403, "Forbidden", "a session opened with an API key makes no keys: sign in with the city's SSO")
@@ -83,11 +83,13 @@ async def create_key(request: Request) -> Response:
 
 
 async def revoke_key(request: Request) -> Response:
-    form = await request.form()
+    form = await session.read_form(request)
     principal = session.form_principal(request, form)
     key_id, subject = request.path_params["key_id"], session.of(request).subject
 
     def revoke() -> bool:
+        if not keys.KEY_ID.match(key_id):  # not an id (PostgreSQL refuses some characters outright)
+            return False
         with write_pool().connection() as conn, conn.transaction():
             if conn.execute("SELECT 1 FROM geocloud.api_keys WHERE id = %s AND subject = %s AND revoked_at IS NULL",
                             (key_id, subject)).fetchone() is None:

@@ -5,8 +5,6 @@ The forms post to ``/requests`` and ``/requests/{id}/decision`` with the session
 the JSON API (``/manage/requests``) does, through the same functions; a refused form is shown again
 with the reason, and a done one redirects to ``/requests`` (so a reload sends nothing twice)."""
 
-from urllib.parse import parse_qsl
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -17,7 +15,7 @@ from geocloud.access import requests as access_requests
 from geocloud.catalog import get_catalog
 from geocloud.errors import GeocloudError
 from geocloud.serve import guard, session
-from geocloud.serve.http import HTTPError, base_url
+from geocloud.serve.http import base_url
 from geocloud.serve.manage.requests import decide
 from geocloud.serve.openapi30 import path_parameter, query_parameter
 from geocloud.serve.portal.render import render
@@ -30,7 +28,6 @@ from geocloud.serve.portal.signin import (
     form,
 )
 
-FORM_MAX_BYTES = 16 * 1024
 STATUS = {"Conflict": 409}
 
 
@@ -70,26 +67,13 @@ async def _new(request: Request, layer_id: str, error: str | None = None, status
                   csrf=session.csrf_token(request), error=error, reason=reason)
 
 
-async def _form(request: Request) -> dict:
-    """The posted form's fields (the last of each name), read up to FORM_MAX_BYTES."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > FORM_MAX_BYTES:
-            raise HTTPError(413, "PayloadTooLarge", f"a form of at most {FORM_MAX_BYTES} bytes")
-    try:
-        return dict(parse_qsl(body.decode("utf-8", errors="replace"), max_num_fields=10))
-    except ValueError:
-        raise HTTPError(400, "InvalidParameterValue", "the form has more than 10 fields") from None
-
-
 def _create(principal, fields) -> dict:
     with db.connect() as conn:
         return access_requests.create(conn, principal, fields.get("layer"), fields.get("reason"), get_catalog())
 
 
 async def submit(request: Request) -> Response:
-    fields = await _form(request)
+    fields = await session.read_form(request)
     principal = session.form_principal(request, fields)
     try:
         await run_in_threadpool(_create, principal, fields)
@@ -100,7 +84,7 @@ async def submit(request: Request) -> Response:
 
 
 async def decision(request: Request) -> Response:
-    fields = await _form(request)
+    fields = await session.read_form(request)
     principal = session.form_principal(request, fields)
     request_id = request.path_params["request_id"]
     body = {"decision": fields.get("decision"), "reason": fields.get("reason"), "expires": fields.get("expires") or None}

@@ -66,7 +66,7 @@ def _signed_in(request: Request, secret: str) -> Response:
 
 async def signin_with_key(request: Request) -> Response:
     """The fallback: a session for an API key pasted into the form."""
-    form = await request.form()
+    form = await session.read_form(request)
     cookie = request.cookies.get(FORM_COOKIE, "")
     if not cookie or not hmac.compare_digest(cookie.encode(), str(form.get("csrf", "")).encode()) or \
             not session.same_origin(request):
@@ -140,7 +140,7 @@ async def callback(request: Request) -> Response:
 
 async def signout(request: Request) -> Response:
     """Ends the session on the server: its cookie, even replayed, signs nobody in again."""
-    form = await request.form()
+    form = await session.read_form(request)
     principal = session.form_principal(request, form)
     secret = session.presented(request.scope) or ""
 
@@ -160,7 +160,9 @@ routes = [Route("/signin", signin_page, methods=["GET"]), Route("/signin", signi
 
 PAGE = {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}
 SEE_OTHER = {"description": "on to the next page (Location)", "headers": {"Location": {"schema": {"type": "string"}}}}
-FORBIDDEN = {"403": {"$ref": "#/components/responses/Forbidden"}}
+FORBIDDEN = {"403": {"$ref": "#/components/responses/Forbidden"},
+             # a form over session.FORM_MAX_BYTES or FORM_MAX_FIELDS
+             "413": {"$ref": "#/components/responses/PayloadTooLarge"}}
 
 
 def form(required: list[str], **fields: dict) -> dict:

@@ -30,8 +30,9 @@ async def page(request: Request) -> Response:
     principal, catalog = guard.current.get(), get_catalog()
     if principal.anonymous:
         raise HTTPError(404, "NotFound", "no such page")
-    if not is_admin(principal, catalog):
-        raise HTTPError(403, "Forbidden", "the update procedure is the GIS office admins' page")
+    if not is_admin(principal, catalog) or principal.layers is not None:  # it lists every layer (as the audit)
+        raise HTTPError(403, "Forbidden", "the update procedure is the GIS office admins' page (a credential "
+                                          "scoped to some layers does not read it)")
     rows = await run_in_threadpool(_schedule, catalog)
     return render(request, "updates.html", headers=PERSONAL, rows=rows, labels=labels, catalog=catalog,
                   overdue=sum(r.overdue for r in rows))

@@ -230,9 +230,9 @@ def test_the_image_and_scripts_dev_install_from_the_one_list_and_the_image_has_t
     # MapLibre's dist folder from node_modules, copied from the npm stage (package-lock.json's packages)
     from geocloud.serve.portal import viewer
 
-    html = (viewer.STATIC / "map.html").read_text(encoding="utf-8")
-    refs = re.findall(r'(?:src|href)="(static/[^"]+)"', html)
-    assert len(refs) >= 4
+    html = (viewer.STATIC.parent / "templates" / "viewer.html").read_text(encoding="utf-8")
+    refs = re.findall(r'(?:src|href)="\{\{ base \}\}/map/(static/[^"]+)"', html)
+    assert len(refs) >= 4 and '"serve/portal/templates/*"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     lock = json.loads((ROOT / "package-lock.json").read_text(encoding="utf-8"))
     mounts = {r.path: r for r in viewer.routes if hasattr(r, "app") and r.path.startswith("/map/static")}

@@ -158,7 +158,10 @@ def test_an_editor_registers_checks_loads_and_publishes_and_the_admin_approves(s
         other.goto(base + "/steward")
         other.wait_for_selector("#status:text('（沒有）')")
         assert other.query_selector("#my-layers tr[data-layer=bike_docks]") is None
-        assert other.goto(base + "/steward/review").status == 403
+        refused = other.goto(base + "/steward/review")  # a portal page saying why, not the API's JSON
+        assert refused.status == 403 and refused.headers["content-type"].startswith("text/html")
+        assert "only the GIS office's admins review layers" in other.inner_text("main")
+        assert other.query_selector("nav a[href$='/steward']") is not None  # an editor's menu leads here
 
         # the admin's queue: a rejection says why, the editor sees it and publishes again, then approval
         admin = signed_in(browser, base, keys["admin"], "en-GB")

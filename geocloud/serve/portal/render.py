@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from geocloud.serve import guard
 from geocloud.serve.headers import VIEWER_CSP
 from geocloud.serve.http import HTTPError, base_url
+from geocloud.serve.manage.permission import may_manage_some
 from geocloud.serve.openapi30 import path_parameter
 from geocloud.serve.portal.i18n import (
     COOKIE,
@@ -53,8 +54,9 @@ def wants_html(request: Request) -> bool:
 
 def _nav(request: Request, _: Texts) -> list[dict]:
     path = request.url.path
-    signed_in = not guard.current.get().anonymous
-    items = NAV + [("/account", "帳號", "Account") if signed_in else ("/signin", "登入", "Sign in")]
+    principal = guard.current.get()
+    items = NAV + ([("/steward", "管理圖層", "Manage layers")] if may_manage_some(principal) else []) \
+        + [("/account", "帳號", "Account") if not principal.anonymous else ("/signin", "登入", "Sign in")]
     served = {getattr(route, "path", None) for route in request.app.routes}
     return [{"href": href, "label": _(zh, en),
              "current": path == href or (href != "/" and path.startswith(href.rstrip("/")))

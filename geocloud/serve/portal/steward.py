@@ -22,7 +22,7 @@ from geocloud.serve.manage.permission import is_admin, manager, may_manage_some
 from geocloud.serve.openapi30 import path_parameter
 from geocloud.serve.portal import labels
 from geocloud.serve.portal.i18n import Texts, page_language
-from geocloud.serve.portal.render import render
+from geocloud.serve.portal.render import portal_page, render
 from geocloud.serve.portal.signin import FORBIDDEN, PAGE, PERSONAL, SEE_OTHER
 
 FORMATS = {"csv": ".csv", "geojson": ".geojson,.json", "geopackage": ".gpkg", "shapefile": ".zip", "kml": ".kml",
@@ -89,15 +89,18 @@ def _page(request: Request, template: str, **context) -> Response:
                   admin=is_admin(principal, fresh_catalog()), levels=labels.LEVELS, **context)
 
 
+@portal_page
 async def my_layers(request: Request) -> Response:
     return _steward(request) or _page(request, "steward.html")
 
 
+@portal_page
 async def register(request: Request) -> Response:
     return _steward(request) or _page(request, "steward_register.html", geometries=GEOMETRIES,
                                       field_types=FIELD_TYPES, frequencies=labels.FREQUENCIES, kinds=labels.KINDS)
 
 
+@portal_page
 async def layer(request: Request) -> Response:
     """A layer's upload, report and actions. Asked first, as /manage asks: a layer the caller cannot
     read is not there (401 anonymous, else 404, as on every surface), one they may not load is a 403."""
@@ -106,6 +109,7 @@ async def layer(request: Request) -> Response:
     return _steward(request) or _page(request, "steward_layer.html", layer_id=layer_id, formats=FORMATS)
 
 
+@portal_page
 async def review(request: Request) -> Response:
     if redirect := _steward(request):
         return redirect

@@ -355,3 +355,39 @@ def test_an_entry_maps_columns_that_match_no_field_name_or_title(server):
     assert failed["status"] == "failed" and run.status_code == 200 and trail.status_code == 200
     assert "upload-" not in run.text + trail.text and "the uploaded file" in run.text + trail.text
     assert registry_state(url)[3] == before[3]  # the live versions are as they were
+
+
+def test_an_agency_uploads_a_geotiff_and_its_raster_layer_is_served(server, tmp_path):
+    """A GeoTIFF body goes through the raster ETL (a COG) like a vector source through the vector one:
+    the agency's raster layer is then a collection with coverage and tiles, for whom it may."""
+    import morecantile
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    base, _, _, keys = server
+    editor, fire = keys["owner editor"], keys["other editor"]
+    entry = {"id": "trans_aerial", "title": {"zh-TW": "交通局空拍影像", "en": "Transportation aerial imagery"},
+             "description": {"zh-TW": "路口空拍正射影像", "en": "Orthophotos of junctions"}, "kind": "raster",
+             "crs": "EPSG:3826", "access": {"level": "internal"}, "update_frequency": "yearly",
+             "contact": {"organization": {"zh-TW": "臺中市政府交通局", "en": "Taichung Transportation Bureau"},
+                         "name": "運輸資訊科", "email": "gis@taichung.gov.tw", "phone": "+886-4-22289111"}}
+    tif = tmp_path / "aerial.tif"
+    pixels = np.stack([np.full((64, 64), v, dtype="uint8") for v in (200, 120, 40)])
+    with rasterio.open(tif, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8", crs="EPSG:3826",
+                       transform=from_origin(217_000, 2_673_000, 10, 10)) as out:
+        out.write(pixels)
+    assert call(base, "PUT", "/manage/layers/trans_aerial", editor, json=entry).status_code == 201
+    loaded = call(base, "POST", "/manage/layers/trans_aerial/data", editor, content=tif.read_bytes(), media="image/tiff")
+    assert loaded.status_code == 200 and loaded.json()["status"] == "published", loaded.text
+    assert call(base, "POST", "/manage/layers/trans_aerial/publish", editor).json()["state"] == "live"
+
+    collection = until(lambda: httpx.get(f"{base}/collections/trans_aerial?f=json", headers=editor, timeout=30),
+                       lambda r: r.status_code == 200, 10)
+    assert collection.json().get("layerDataType") == "Coverage", collection.text
+    center = morecantile.tms.get("WebMercatorQuad").tile(120.6784, 24.1591, 16)  # the image's middle, in CRS84
+    tile = httpx.get(f"{base}/rasters/trans_aerial/tiles/WebMercatorQuad/{center.z}/{center.x}/{center.y}.png",
+                     headers=editor, timeout=30)
+    assert tile.status_code == 200 and tile.headers["content-type"] == "image/png", tile.text[:200]
+    assert httpx.get(f"{base}/collections/trans_aerial?f=json", timeout=30).status_code == 401  # internal
+    assert httpx.get(f"{base}/collections/trans_aerial?f=json", headers=fire, timeout=30).status_code == 200

@@ -264,7 +264,7 @@ def test_a_database_restart_under_load(city_on_own_cluster):
         else:
             assert took < DB_TIMEOUT + 1.0, (kind, path, status, took)
             assert status == 200 or retry == "5", (kind, path, status, retry)
-    assert during and all(r[4] == 503 for r in during if r[0] in {k for k, _, _ in needs_db})
+    assert during and all(r[4] == 503 for r in during if r[0] in {k for k, _, _ in needs_db}), [r for r in during if r[0] in {k for k, _, _ in needs_db} and r[4] != 503]
     assert first_503 is not None and first_503 - stopped < DB_TIMEOUT + 1.0
     assert recovered is not None and recovered - back < 2.0
 

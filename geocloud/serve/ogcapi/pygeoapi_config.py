@@ -294,8 +294,8 @@ def _as_served(doc: dict, more_paths: dict, collections: list[str]) -> dict:
             responses.setdefault("400", {"$ref": "#/components/responses/InvalidParameter"})
             if path.startswith("/collections/"):
                 responses.setdefault("404", {"$ref": "#/components/responses/NotFound"})
-            for status, name in _EVERY.items():
-                responses[status] = {"$ref": f"#/components/responses/{name}"}
+            for status, name in _EVERY.items():  # unless the route says otherwise (a portal page's 401 is a page)
+                responses.setdefault(status, {"$ref": f"#/components/responses/{name}"})
             op["parameters"] = [_bounded(p, fields) if "name" in p else p for p in op.get("parameters", [])]
         paths[path] = item
     doc["paths"] = paths

@@ -159,6 +159,9 @@ routes = [Route("/signin", signin_page, methods=["GET"]), Route("/signin", signi
           Route("/signout", signout, methods=["POST"])]
 
 PAGE = {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}
+# the form's page naming the wrong field, or (a form of more fields than a form has) a JSON error
+BAD_FORM = {"description": "the form again, saying what is wrong; a JSON error for a form no page sends",
+            "content": {**PAGE["content"], "application/json": {"schema": {"type": "object"}}}}
 SEE_OTHER = {"description": "on to the next page (Location)", "headers": {"Location": {"schema": {"type": "string"}}}}
 FORBIDDEN = {"403": {"$ref": "#/components/responses/Forbidden"},
              # a form over session.FORM_MAX_BYTES or FORM_MAX_FIELDS
@@ -178,7 +181,7 @@ OPENAPI_PATHS = {
                 "responses": {"200": PAGE}},
         "post": {"summary": "sign in with an API key (the form on /signin)", "tags": ["Portal"],
                  "requestBody": form(["csrf", "api_key"], csrf=CSRF, api_key={"type": "string"}),
-                 "responses": {"303": SEE_OTHER, "400": PAGE, **FORBIDDEN}}},
+                 "responses": {"303": SEE_OTHER, "400": BAD_FORM, **FORBIDDEN}}},
     "/signin/sso": {"get": {"summary": "start signing in with the city's single sign-on (OpenID Connect, PKCE)",
                             "tags": ["Portal"], "responses": {"303": SEE_OTHER, "502": PAGE,
                                                               "404": {"$ref": "#/components/responses/NotFound"}}}},

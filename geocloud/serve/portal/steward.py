@@ -23,7 +23,7 @@ from geocloud.serve.openapi30 import path_parameter
 from geocloud.serve.portal import labels
 from geocloud.serve.portal.i18n import Texts, page_language
 from geocloud.serve.portal.render import portal_page, render
-from geocloud.serve.portal.signin import FORBIDDEN, PAGE, PERSONAL, SEE_OTHER
+from geocloud.serve.portal.signin import PAGE, PERSONAL, SEE_OTHER
 
 FORMATS = {"csv": ".csv", "geojson": ".geojson,.json", "geopackage": ".gpkg", "shapefile": ".zip", "kml": ".kml",
            "geotiff": ".tif,.tiff"}  # POST .../data?format=, and the file names each is picked by
@@ -123,9 +123,14 @@ routes = [Route("/steward", my_layers, methods=["GET"]), Route("/steward/registe
           Route("/steward/layers/{layer_id}", layer, methods=["GET"])]
 
 
-def _page_item(summary: str, *parameters: dict, refusals: dict | None = None) -> dict:
+# refusals are the portal's pages (render.portal_page), not the API's JSON
+REFUSED = {"description": "a page saying why (not signed in, not there, not allowed)",
+           "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+def _page_item(summary: str, *parameters: dict) -> dict:
     return {"get": {"summary": summary, "tags": ["Portal"], "parameters": list(parameters),
-                    "responses": {"200": PAGE, "303": SEE_OTHER, **FORBIDDEN, **(refusals or {})}}}
+                    "responses": {"200": PAGE, "303": SEE_OTHER, "401": REFUSED, "403": REFUSED, "404": REFUSED}}}
 
 
 OPENAPI_PATHS = {
@@ -134,5 +139,5 @@ OPENAPI_PATHS = {
     "/steward/review": _page_item("the GIS office's review queue: public layers awaiting approval (admins)"),
     "/steward/layers/{layer_id}": _page_item(
         "a layer's upload, validation report (a dry run first), publish, roll back and retire",
-        path_parameter("layer_id", "the layer's id"), refusals={"404": {"$ref": "#/components/responses/NotFound"}}),
+        path_parameter("layer_id", "the layer's id")),
 }

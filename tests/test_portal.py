@@ -238,3 +238,47 @@ def test_version_history_shows_what_each_version_changed_and_where(served, brows
     assert len(outline) == 5 and outline[0] != outline[2]   # a box around the changed landmarks
     assert serious_violations(page) == []
     context.close()
+
+
+def test_features_pages_list_a_page_with_titles_a_map_and_links_and_api_clients_keep_geojson(served, browser):
+    """The items and item pages are the portal's (pygeoapi's loaded Leaflet and Bootstrap from CDNs):
+    the API's own query answers them, the catalog's titles head the table, the keyboard pages on."""
+    api = served.get("/collections/zoning/items?limit=3&properties=zone_code")  # what an API client gets
+    assert api.headers["content-type"].startswith("application/geo+json")
+    expected = [str(f["id"]) for f in api.json()["features"]]
+    assert served.get("/collections/zoning/items/" + expected[0]).json()["type"] == "Feature"
+    bad = served.get("/collections/zoning/items?limit=x", headers=BROWSER)          # the API's checks, as a page
+    assert bad.status_code == 400 and "limit" in bad.text and "<h1>" in bad.text
+
+    context = browser.new_context(locale="zh-TW", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((served.url, "blob:" + served.url))
+            else None)
+    page.goto(served.url + "/collections/zoning")
+    tab_to(page, 'a[href$="/collections/zoning/items?f=html"]')
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/items\?f=html$"))
+    page.goto(served.url + "/collections/zoning/items?limit=3&properties=zone_code")
+    assert page.eval_on_selector_all("table.items tbody tr", "rs => rs.map(r => r.dataset.id)") == expected
+    assert page.eval_on_selector_all("table.items thead th", "hs => hs.map(h => h.textContent)") == ["識別碼", "分區代碼"]
+    wait_until(page, "window.geocloudPreview && geocloudPreview.loaded()")
+    assert distinct_colours(page.locator("#items-map canvas").screenshot()) > 2, "the map of the page is blank"
+    assert serious_violations(page) == []
+    tab_to(page, "a[rel=next]")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"offset=3"))
+    second = page.eval_on_selector_all("table.items tbody tr", "rs => rs.map(r => r.dataset.id)")
+    assert len(second) == 3 and not set(second) & set(expected)
+    assert page.locator("a[rel=prev]").count() == 1
+
+    tab_to(page, "table.items tbody a")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/items/[^?]+\?f=html$"))
+    assert page.inner_text("h1").endswith(second[0])
+    assert "使用分區" in page.inner_text("table.attributes")
+    wait_until(page, "window.geocloudPreview && geocloudPreview.loaded()")
+    assert serious_violations(page) == []
+    assert httpx.get(page.url.replace("f=html", "f=json")).json()["id"] is not None
+    context.close()
+    assert outside == [], outside

@@ -282,3 +282,29 @@ def test_features_pages_list_a_page_with_titles_a_map_and_links_and_api_clients_
     assert httpx.get(page.url.replace("f=html", "f=json")).json()["id"] is not None
     context.close()
     assert outside == [], outside
+
+
+def test_queryables_schema_and_the_api_reference_are_portal_pages_with_geocloud_s_own_assets(served, browser):
+    """pygeoapi's queryables and schema pages, and its Swagger UI from a CDN, give way to the
+    portal's: the properties with both titles and their types, Swagger UI from npm's swagger-ui-dist."""
+    for path in ("/collections/roads/queryables", "/collections/roads/schema"):
+        html = served.get(path, headers={**BROWSER, "Accept-Language": "en"}).text
+        row = re.search(r'<tr data-property="name">(.*?)</tr>', html, re.DOTALL).group(1)
+        assert "道路名稱" in row and "Road name" in row and "string" in row, path
+        assert served.get(path).headers["content-type"].startswith("application/schema+json")  # API clients
+    assert served.get("/collections/inspection_sites/queryables?f=html").status_code == 401
+
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    outside, refused = [], []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((served.url, "blob:", "data:")) else None)
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    for ui in ("swagger", "redoc"):
+        page.goto(f"{served.url}/openapi?ui={ui}")
+        wait_until(page, "document.querySelectorAll('#swagger-ui .opblock-get').length > 0")  # drawn from the document
+        assert page.inner_text("#swagger-ui .info .title").startswith(served.get("/openapi?f=json").json()["info"]["title"])
+    assert served.get("/openapi", params={"ui": "swagger", "f": "json"}).json()["openapi"]  # a client's document
+    page.goto(served.url + "/collections/roads/queryables")
+    assert serious_violations(page) == []
+    context.close()
+    assert outside == [] and refused == [], (outside, refused)

@@ -1,9 +1,10 @@
 """The pages of a layer's features (``/collections/{id}/items`` and ``.../items/{fid}`` when a
 browser asks): a table with the catalog's field titles, previous/next links and a map of the page's
-features; one feature's attributes and a small map. They replace pygeoapi's pages, which load
-Leaflet and Bootstrap from CDNs.
+features; one feature's attributes and a small map; the properties one may query (``queryables``)
+or a feature has (``schema``) with their titles and types. They replace pygeoapi's pages, which
+load Leaflet and Bootstrap from CDNs.
 
-There is one implementation of the query: each page asks the OGC API's own handler, in-process, for
+There is one implementation of each answer: each page asks the OGC API's own handler, in-process, for
 its GeoJSON answer with the same query parameters (limit, offset, bbox, filter, properties, sortby,
 cursor...), so what a page lists is what an API client gets, with the same checks and errors.
 """
@@ -23,8 +24,8 @@ PORTAL_PARAMS = ("f", "lang")  # the page's own: the format asked and the langua
 CONDITIONAL = (b"if-none-match", b"if-modified-since")  # the page is not the document: never a 304 for it
 
 
-async def _geojson(request: Request, handler) -> dict:
-    """The OGC API handler's GeoJSON answer to this request's query (an HTTPError as the API raises it)."""
+async def _answer(request: Request, handler) -> dict:
+    """The OGC API handler's JSON answer to this request's query (an HTTPError as the API raises it)."""
     kept = [(k, v) for k, v in request.query_params.multi_items() if k not in PORTAL_PARAMS] + [("f", "json")]
     headers = [(k, v) for k, v in request.scope["headers"] if k not in CONDITIONAL and k != b"accept"]
     scope = dict(request.scope, query_string=urllib.parse.urlencode(kept).encode("latin-1"),
@@ -64,7 +65,7 @@ def _map(document: dict, layer, lang: str) -> str:
 async def items_page(request: Request) -> Response:
     cid = request.path_params["collection_id"]
     layer, _ = features.live_layer(cid, "items")
-    document = await _geojson(request, features.items)
+    document = await _answer(request, features.items)
     lang, base = page_language(request), base_url(request)
     rows = document.get("features", [])
     return render(request, "items.html", layer=layer, features=rows, columns=_columns(layer, document, lang),
@@ -77,8 +78,27 @@ async def items_page(request: Request) -> Response:
 async def item_page(request: Request) -> Response:
     cid = request.path_params["collection_id"]
     layer, _ = features.live_layer(cid, "item")
-    feature = await _geojson(request, features.item)
+    feature = await _answer(request, features.item)
     lang = page_language(request)
     document = {"features": [feature]}
     return render(request, "item.html", layer=layer, feature=feature, columns=_columns(layer, document, lang),
                   preview=_map(document, layer, lang))
+
+
+def _type(prop: dict) -> str:
+    """A JSON schema property's type as the table shows it (a geometry is a ``$ref`` or a ``format``)."""
+    if prop.get("x-ogc-role") == "primary-geometry" or "$ref" in prop or "oneOf" in prop:
+        return prop.get("format") or "geometry"
+    return " / ".join(filter(None, (prop.get("type"), prop.get("format"))))
+
+
+@portal_page
+async def properties_page(request: Request) -> Response:
+    cid = request.path_params["collection_id"]
+    layer, _ = features.live_layer(cid)
+    queryables = request.url.path.endswith("/queryables")
+    schema = await _answer(request, features.queryables if queryables else features.schema)
+    rows = [{"name": name, "zh": prop.get("x-title-zh-TW", ""), "en": prop.get("x-title-en", ""), "type": _type(prop),
+             "role": prop.get("x-ogc-role", "")} for name, prop in schema.get("properties", {}).items()]
+    return render(request, "properties.html", layer=layer, rows=rows, queryables=queryables,
+                  document=f"{request.url.path}?f=json")

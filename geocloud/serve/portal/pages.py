@@ -1,5 +1,5 @@
 """The URLs a browser and an API client share: ``/``, ``/collections``, ``/collections/{id}`` and
-its ``items`` and ``items/{fid}``.
+its ``items``, ``items/{fid}``, ``queryables`` and ``schema``.
 
 A browser that asks for a page (``render.wants_html``) gets the portal's page (home, layer, features);
 every other client the OGC API document, from the OGC API handler itself. These routes come before
@@ -31,5 +31,9 @@ routes = [
     Route("/collections/{collection_id}", _page_or_document(layer.page, features.collection), methods=["GET"]),
     Route("/collections/{collection_id}/items", _page_or_document(items.items_page, features.items), methods=["GET"]),
     Route("/collections/{collection_id}/items/{item_id}", _page_or_document(items.item_page, features.item),
+          methods=["GET"]),
+    Route("/collections/{collection_id}/queryables", _page_or_document(items.properties_page, features.queryables),
+          methods=["GET"]),
+    Route("/collections/{collection_id}/schema", _page_or_document(items.properties_page, features.schema),
           methods=["GET"]),
 ]

@@ -8,21 +8,17 @@ import re
 import shlex
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import numpy
 import pyogrio
 import pytest
 import rasterio
+from conftest import geocloud_cli, serious_violations, source_of, tab_to
 from playwright.sync_api import sync_playwright
 from rasterio.io import MemoryFile
-
-from conftest import geocloud_cli, source_of
 from test_viewer import CHROMIUM, FLAGS, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 PREVIEW_READY = "window.geocloudPreview && geocloudPreview.loaded() && geocloudPreview.areTilesLoaded()"
 
@@ -33,25 +29,6 @@ def browser():
         launched = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield launched
         launched.close()
-
-
-def serious_violations(page) -> list[str]:
-    """axe-core's serious and critical violations on the page as it stands (axe is evaluated through
-    the DevTools protocol: the page's Content-Security-Policy forbids injected scripts)."""
-    if not page.evaluate("!!window.axe"):
-        page.evaluate(AXE.read_text(encoding="utf-8"))
-    return page.evaluate("""axe.run(document).then(r => r.violations
-        .filter(v => v.impact === 'serious' || v.impact === 'critical')
-        .map(v => `${v.id}: ${v.help} (${v.nodes.map(n => n.target.join(' ')).join(', ')})`))""")
-
-
-def tab_to(page, selector: str, presses: int = 120) -> None:
-    """Press Tab until the focused element matches ``selector`` (the keyboard alone reaches it)."""
-    for _ in range(presses):
-        page.keyboard.press("Tab")
-        if page.evaluate("s => document.activeElement && document.activeElement.matches(s)", selector):
-            return
-    raise AssertionError(f"{selector} is not reachable with Tab")
 
 
 def result_ids(page) -> list[str]:

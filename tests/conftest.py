@@ -342,3 +342,28 @@ class SSO:
         claims = {"iss": self.ISSUER, "aud": "geocloud", "sub": "u-42", "name": "稽查員王小明", "agency": agency,
                   "roles": list(roles), "iat": now, "exp": now + 600}
         return jwt.encode(claims, self.other if forged else self.key, algorithm="RS256", headers={"kid": "test-1"})
+
+
+# -- browser checks the portal's tests share --------------------------------------------------------
+
+AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def serious_violations(page) -> list[str]:
+    """axe-core's serious and critical violations on the page as it stands (none is the accessibility
+    mark's bar). axe is evaluated through the DevTools protocol: the page's Content-Security-Policy
+    forbids injected scripts."""
+    if not page.evaluate("!!window.axe"):
+        page.evaluate(AXE.read_text(encoding="utf-8"))
+    return page.evaluate("""axe.run(document).then(r => r.violations
+        .filter(v => v.impact === 'serious' || v.impact === 'critical')
+        .map(v => `${v.id}: ${v.help} (${v.nodes.map(n => n.target.join(' ')).join(', ')})`))""")
+
+
+def tab_to(page, selector: str, presses: int = 120) -> None:
+    """Press Tab until the focused element matches ``selector`` (the keyboard alone reaches it)."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement && document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"{selector} is not reachable with Tab")

@@ -36,9 +36,22 @@ class _Refs(HTMLParser):
     def __init__(self):
         super().__init__()
         self.urls: list[str] = []
+        self.assets: list[str] = []  # what the page loads (src, a stylesheet's href...), not where it links
 
     def handle_starttag(self, tag, attrs):
-        self.urls += [v for k, v in attrs if k in ("href", "src") and v]
+        found = [v for k, v in attrs if k in ("href", "src") and v]
+        self.urls += found
+        if tag != "a":
+            self.assets += found
+
+
+def outside_assets(response: httpx.Response, host: str) -> list[str]:
+    """The scripts, stylesheets, images... an HTML page loads from another host than ``host``."""
+    if not response.headers.get("content-type", "").startswith("text/html"):
+        return []
+    parser = _Refs()
+    parser.feed(response.text)
+    return [u for u in parser.assets if urlsplit(urljoin(str(response.url), u)).netloc not in ("", host)]
 
 
 def _strings(node):
@@ -124,6 +137,7 @@ class Crawl:
     failures: list[str] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     statuses: Counter = field(default_factory=Counter)
+    outside: list[str] = field(default_factory=list)  # assets pages load from other hosts
 
     def run(self, client: httpx.Client) -> "Crawl":
         host = urlsplit(self.base).netloc
@@ -149,6 +163,7 @@ class Crawl:
             if response.status_code == 404 or response.status_code >= 500:
                 self.failures.append(f"{url}: {response.status_code} (a link on {referrer})")
                 continue
+            self.outside += [f"{url} loads {u}" for u in outside_assets(response, host)]
             if download or response.status_code != 200:
                 continue
             urls, zooms = links_of(response)
@@ -177,13 +192,15 @@ def test_every_link_from_the_landing_page_answers(served, who, record_property):
           f"{sum(result.skipped.values())} more of the same kinds left, answers {dict(result.statuses)}")
     record_property("crawl_pages", pages)
     assert not result.failures, "\n".join(result.failures)
+    assert not result.outside, "\n".join(result.outside)  # every asset served by geocloud, none from a CDN
     # the crawl reached every surface (it would pass vacuously if the landing page linked nothing)
     kinds = " ".join(result.visited)
     for reached in ("/collections/roads/items/{id}", "/collections/roads/schema", "/collections/roads/queryables",
                     "/tileMatrixSets/TWD97TM2Quad", "/tiles/WebMercatorQuad/{z}/{y}/{x}", "tilejson.json",
                     "/styles/roads.json", "/styles/roads.qml", "/wmts/1.0.0/WMTSCapabilities.xml",
                     "/metadata/roads.xml", "/metadata/services/ogcapi.xml", "/catalog/dcat.jsonld",
-                    "/collections/roads/download", "/map/static/maplibre-gl/maplibre-gl.js", "/static/css/default.css"):
+                    "/collections/roads/download", "/map/static/maplibre-gl/maplibre-gl.js",
+                    "/portal/swagger-ui/swagger-ui-bundle.js", "/portal/static/items.js"):
         assert reached in kinds, f"the crawl never reached {reached}"
     restricted = "/collections/inspection_sites/items/{id}" in kinds
     assert restricted == (who == "key"), "only the key reads the restricted layer"

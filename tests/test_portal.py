@@ -8,21 +8,17 @@ import re
 import shlex
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import numpy
 import pyogrio
 import pytest
 import rasterio
+from conftest import geocloud_cli, serious_violations, source_of, tab_to
 from playwright.sync_api import sync_playwright
 from rasterio.io import MemoryFile
-
-from conftest import geocloud_cli, source_of
 from test_viewer import CHROMIUM, FLAGS, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 PREVIEW_READY = "window.geocloudPreview && geocloudPreview.loaded() && geocloudPreview.areTilesLoaded()"
 
@@ -33,25 +29,6 @@ def browser():
         launched = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield launched
         launched.close()
-
-
-def serious_violations(page) -> list[str]:
-    """axe-core's serious and critical violations on the page as it stands (axe is evaluated through
-    the DevTools protocol: the page's Content-Security-Policy forbids injected scripts)."""
-    if not page.evaluate("!!window.axe"):
-        page.evaluate(AXE.read_text(encoding="utf-8"))
-    return page.evaluate("""axe.run(document).then(r => r.violations
-        .filter(v => v.impact === 'serious' || v.impact === 'critical')
-        .map(v => `${v.id}: ${v.help} (${v.nodes.map(n => n.target.join(' ')).join(', ')})`))""")
-
-
-def tab_to(page, selector: str, presses: int = 120) -> None:
-    """Press Tab until the focused element matches ``selector`` (the keyboard alone reaches it)."""
-    for _ in range(presses):
-        page.keyboard.press("Tab")
-        if page.evaluate("s => document.activeElement && document.activeElement.matches(s)", selector):
-            return
-    raise AssertionError(f"{selector} is not reachable with Tab")
 
 
 def result_ids(page) -> list[str]:
@@ -238,3 +215,73 @@ def test_version_history_shows_what_each_version_changed_and_where(served, brows
     assert len(outline) == 5 and outline[0] != outline[2]   # a box around the changed landmarks
     assert serious_violations(page) == []
     context.close()
+
+
+def test_features_pages_list_a_page_with_titles_a_map_and_links_and_api_clients_keep_geojson(served, browser):
+    """The items and item pages are the portal's (pygeoapi's loaded Leaflet and Bootstrap from CDNs):
+    the API's own query answers them, the catalog's titles head the table, the keyboard pages on."""
+    api = served.get("/collections/zoning/items?limit=3&properties=zone_code")  # what an API client gets
+    assert api.headers["content-type"].startswith("application/geo+json")
+    expected = [str(f["id"]) for f in api.json()["features"]]
+    assert served.get("/collections/zoning/items/" + expected[0]).json()["type"] == "Feature"
+    bad = served.get("/collections/zoning/items?limit=x", headers=BROWSER)          # the API's checks, as a page
+    assert bad.status_code == 400 and "limit" in bad.text and "<h1>" in bad.text
+
+    context = browser.new_context(locale="zh-TW", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((served.url, "blob:" + served.url))
+            else None)
+    page.goto(served.url + "/collections/zoning")
+    tab_to(page, 'a[href$="/collections/zoning/items?f=html"]')
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/items\?f=html$"))
+    page.goto(served.url + "/collections/zoning/items?limit=3&properties=zone_code")
+    assert page.eval_on_selector_all("table.items tbody tr", "rs => rs.map(r => r.dataset.id)") == expected
+    assert page.eval_on_selector_all("table.items thead th", "hs => hs.map(h => h.textContent)") == ["識別碼", "分區代碼"]
+    wait_until(page, "window.geocloudPreview && geocloudPreview.loaded()")
+    assert distinct_colours(page.locator("#items-map canvas").screenshot()) > 2, "the map of the page is blank"
+    assert serious_violations(page) == []
+    tab_to(page, "a[rel=next]")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"offset=3"))
+    second = page.eval_on_selector_all("table.items tbody tr", "rs => rs.map(r => r.dataset.id)")
+    assert len(second) == 3 and not set(second) & set(expected)
+    assert page.locator("a[rel=prev]").count() == 1
+
+    tab_to(page, "table.items tbody a")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/items/[^?]+\?f=html$"))
+    assert page.inner_text("h1").endswith(second[0])
+    assert "使用分區" in page.inner_text("table.attributes")
+    wait_until(page, "window.geocloudPreview && geocloudPreview.loaded()")
+    assert serious_violations(page) == []
+    assert httpx.get(page.url.replace("f=html", "f=json")).json()["id"] is not None
+    context.close()
+    assert outside == [], outside
+
+
+def test_queryables_schema_and_the_api_reference_are_portal_pages_with_geocloud_s_own_assets(served, browser):
+    """pygeoapi's queryables and schema pages, and its Swagger UI from a CDN, give way to the
+    portal's: the properties with both titles and their types, Swagger UI from npm's swagger-ui-dist."""
+    for path in ("/collections/roads/queryables", "/collections/roads/schema"):
+        html = served.get(path, headers={**BROWSER, "Accept-Language": "en"}).text
+        row = re.search(r'<tr data-property="name">(.*?)</tr>', html, re.DOTALL).group(1)
+        assert "道路名稱" in row and "Road name" in row and "string" in row, path
+        assert served.get(path).headers["content-type"].startswith("application/schema+json")  # API clients
+    assert served.get("/collections/inspection_sites/queryables?f=html").status_code == 401
+
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    outside, refused = [], []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((served.url, "blob:", "data:")) else None)
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    for ui in ("swagger", "redoc"):
+        page.goto(f"{served.url}/openapi?ui={ui}")
+        wait_until(page, "document.querySelectorAll('#swagger-ui .opblock-get').length > 0")  # drawn from the document
+        assert page.inner_text("#swagger-ui .info .title").startswith(served.get("/openapi?f=json").json()["info"]["title"])
+    assert served.get("/openapi", params={"ui": "swagger", "f": "json"}).json()["openapi"]  # a client's document
+    page.goto(served.url + "/collections/roads/queryables")
+    assert serious_violations(page) == []
+    context.close()
+    assert outside == [] and refused == [], (outside, refused)

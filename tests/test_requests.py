@@ -8,12 +8,11 @@ import json
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
-from conftest import agency_server
+from conftest import agency_server, serious_violations
 from test_manage import SECRET, call, csv_body
 from test_registry import STATIONS, ids, tile_of
 from typer.testing import CliRunner
@@ -219,16 +218,6 @@ def test_layers_due_lists_overdue_first_from_recorded_runs(server, monkeypatch):
     assert table.exit_code == 0 and "geocloud layers due" in table.output, table.output
     assert [line.split("│")[1].strip()[:4] for line in table.output.splitlines() if line.startswith("│ ")
             and line.split("│")[1].strip()] == [i[:4] for i in order], table.output
-
-
-AXE = Path(__file__).parents[1] / "node_modules" / "axe-core" / "axe.min.js"
-
-
-def serious_violations(page) -> list[str]:
-    """axe-core's serious and critical violations on the page (none is the accessibility mark's bar)."""
-    page.add_script_tag(path=str(AXE))
-    return page.evaluate("axe.run().then(r => r.violations.filter(v => ['serious', 'critical'].includes(v.impact))"
-                         ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', ')))")
 
 
 def signed_in(browser, base: str, url: str, agency: str, name: str, role: str):

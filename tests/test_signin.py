@@ -7,7 +7,7 @@ import shutil
 import httpx
 import psycopg
 import pytest
-from conftest import agency_server, free_port, load_city
+from conftest import agency_server, free_port, load_city, serious_violations
 from playwright.sync_api import sync_playwright
 from standins.oidc import OpenIDProvider, settings
 from test_viewer import CHROMIUM, FLAGS
@@ -116,8 +116,9 @@ def test_sign_in_with_the_sso_keys_and_sign_out_in_chromium(portal):
         pytest.fail("chromium missing: scripts/dev test installs Debian's chromium")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page()
+        page = browser.new_context(bypass_csp=True).new_page()
         page.goto(portal.url + "/signin?lang=en")
+        assert serious_violations(page) == []
         page.click("#sso")  # off to the provider's login form
         page.fill("input[name=login]", "wang")
         page.fill("input[name=password]", "any")
@@ -125,6 +126,7 @@ def test_sign_in_with_the_sso_keys_and_sign_out_in_chromium(portal):
             page.click("button[type=submit]")
         assert landed.value.headers["cache-control"] == "private, no-store"
         assert "TCG-FIRE" in page.inner_text("#agency") and page.inner_text("#roles") == "analyst, inspector"
+        assert serious_violations(page) == []
         cookie = next(c for c in page.context.cookies() if c["name"] == COOKIE)
         assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["path"] == "/"
         old = cookie["value"]

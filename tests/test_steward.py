@@ -12,12 +12,11 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from conftest import agency_server
+from conftest import agency_server, serious_violations, tab_to
 from playwright.sync_api import sync_playwright
 from test_registry import STATIONS, on_every_worker
 from test_viewer import CHROMIUM, FLAGS, wait_until
 
-AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
 WHO = {"admin": ("TCG-INFO", "admin"), "editor": ("TCG-TRANS", "editor"), "other": ("TCG-FIRE", "editor")}
 HEADER = "station_id,name,docks,X,Y"
 
@@ -40,16 +39,6 @@ def server(template_db, tmp_path_factory):
         yield base, url, made, tmp_path_factory.mktemp("steward-files")
 
 
-def serious_violations(page) -> list[str]:
-    """axe-core's serious and critical violations (evaluated through the DevTools protocol: the
-    page's Content-Security-Policy forbids injected scripts)."""
-    if not page.evaluate("!!window.axe"):
-        page.evaluate(AXE.read_text(encoding="utf-8"))
-    return page.evaluate("""axe.run(document).then(r => r.violations
-        .filter(v => v.impact === 'serious' || v.impact === 'critical')
-        .map(v => `${v.id}: ${v.help} (${v.nodes.map(n => n.target.join(' ')).join(', ')})`))""")
-
-
 def signed_in(browser, base: str, key: str, locale: str = "zh-TW"):
     """A page of a new browser context signed in with ``key`` (the sign-in form's fallback)."""
     page = browser.new_context(locale=locale).new_page()
@@ -59,15 +48,6 @@ def signed_in(browser, base: str, key: str, locale: str = "zh-TW"):
         page.click("form.signin-key button[type=submit]")
     assert page.url.endswith("/account"), page.url
     return page
-
-
-def tab_to(page, selector: str, presses: int = 60) -> None:
-    """Press Tab until the focused element matches ``selector``."""
-    for _ in range(presses):
-        page.keyboard.press("Tab")
-        if page.evaluate("s => document.activeElement && document.activeElement.matches(s)", selector):
-            return
-    raise AssertionError(f"{selector} is not reachable with Tab")
 
 
 def confirm(page, button: str) -> None:

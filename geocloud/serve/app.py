@@ -22,7 +22,7 @@ from geocloud.serve.ogcapi import (
     pygeoapi_config,
     styles,
 )
-from geocloud.serve.portal import account, pages, signin, steward, viewer
+from geocloud.serve.portal import account, apidocs, pages, signin, steward, viewer
 from geocloud.serve.portal import render as portal
 from geocloud.serve.portal import requests as request_pages
 from geocloud.serve.portal import updates as update_pages
@@ -76,7 +76,7 @@ def conformance() -> list[str]:
 
 def create_app() -> Starlette:
     app = Starlette(
-        routes=[*pages.routes,  # first: a browser's page or, for any other client, the OGC API's document
+        routes=[*pages.routes, *apidocs.routes,  # first: a browser's page or, for any other client, the OGC API's document
                 *landing.routes, *tiles.routes, *features.routes, *downloads.routes, *geocoding.routes, *wmts.routes,
                 *styles.routes, *viewer.routes, *auth.routes, *metadata.routes, *health.routes, *metrics.routes,
                 *coverages.routes, *maptiles.routes, *manage.routes, *portal.routes,

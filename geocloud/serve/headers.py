@@ -8,9 +8,9 @@ pass over a handful of headers per response; BaseHTTPMiddleware would cost far m
 - **Security headers**: ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy`` on every answer,
   ``Strict-Transport-Security`` when the request came over HTTPS (directly or through a trusted
   proxy), and on HTML a Content-Security-Policy with ``frame-ancestors`` (and ``X-Frame-Options``
-  for old browsers). The viewer (``/map``) gets a strict policy: its scripts and styles are served
-  here, MapLibre's workers start from ``blob:``. pygeoapi's HTML pages load Bootstrap and Leaflet
-  from their CDNs and use inline scripts, so their policy allows those and nothing else.
+  for old browsers). One strict policy for every page: scripts, styles, fonts and images from
+  geocloud alone (MapLibre's and Swagger UI's copies from npm), no inline script, MapLibre's workers
+  from ``blob:``; no outside host anywhere (the portal replaced pygeoapi's CDN-loaded pages).
 - **Forwarded headers** (``Forwarded``, ``X-Forwarded-For/Proto/Host/Prefix``) are believed only
   from GEOCLOUD_TRUSTED_PROXIES: then the client address and scheme in the scope become the ones
   the proxy names (rate limits count the real client), and the host and prefix go to
@@ -31,11 +31,8 @@ from geocloud.serve.http import ALWAYS, CREDENTIAL_HEADERS, FORWARDED, HOST
 DEFAULT_CACHE = b"private, no-cache"
 HSTS = b"max-age=31536000"
 _SELF = "default-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
-VIEWER_CSP = (f"{_SELF}; script-src 'self'; worker-src 'self' blob:; child-src 'self' blob:; style-src 'self'; "
-              "img-src 'self' data: blob:; connect-src 'self'").encode()
-PAGES_CSP = (f"{_SELF}; script-src 'self' 'unsafe-inline' https://unpkg.com https://cdnjs.cloudflare.com "
-             "https://cdn.jsdelivr.net; style-src 'self' 'unsafe-inline' https://unpkg.com https://cdn.jsdelivr.net; "
-             "img-src 'self' data: blob: https:; font-src 'self' data: https://unpkg.com; connect-src 'self'").encode()
+CSP = (f"{_SELF}; script-src 'self'; worker-src 'self' blob:; child-src 'self' blob:; style-src 'self'; "
+       "img-src 'self' data: blob:; connect-src 'self'").encode()
 CORS_HEADERS = ["Authorization", "X-API-Key", "Accept", "Accept-Language", "Content-Type", "If-None-Match",
                 "If-Modified-Since"]
 CORS_EXPOSED = ["ETag", "Last-Modified", "Link", "Content-Crs", "Content-Disposition", "Retry-After",
@@ -64,11 +61,10 @@ class SharedHeaders:
         if self.proxies and scope.get("client") and self.proxies.named(scope["client"][0]):
             self._believe_forwarded(scope)
         https = scope.get("scheme") == "https"
-        csp = VIEWER_CSP if scope["path"].startswith("/map") else PAGES_CSP
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                message["headers"] = _complete(list(message.get("headers", ())), https, csp)
+                message["headers"] = _complete(list(message.get("headers", ())), https)
             await send(message)
         await app(scope, receive, send_with_headers)
 
@@ -144,7 +140,7 @@ def _address(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
-def _complete(headers: list, https: bool, csp: bytes) -> list:
+def _complete(headers: list, https: bool) -> list:
     cache = html = own_policy = False
     vary = None
     for i, (name, value) in enumerate(headers):
@@ -167,6 +163,6 @@ def _complete(headers: list, https: bool, csp: bytes) -> list:
     if https:
         headers.append((b"strict-transport-security", HSTS))
     if html:
-        headers += [] if own_policy else [(b"content-security-policy", csp)]
+        headers += [] if own_policy else [(b"content-security-policy", CSP)]
         headers.append((b"x-frame-options", b"SAMEORIGIN"))
     return headers

@@ -177,8 +177,8 @@ _COMPONENTS = {
         "InvalidParameter": _response("a parameter is not valid; the description names it",
                                       {"$ref": "#/components/schemas/exception"}, *_PAGES, "text/plain"),
         "Unauthorized": {**_response("the credential is not valid, or (anonymous callers) the collection is "
-                                     "not public or does not exist", {"$ref": "#/components/schemas/exception"},
-                                     "application/json"),
+                                     "not public or does not exist (a browser's page: the portal's)",
+                                     {"$ref": "#/components/schemas/exception"}, "application/json", "text/html"),
                          "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}},
         "NotFound": _response("no such collection or feature", {"$ref": "#/components/schemas/exception"}, *_PAGES),
         "TooManyRequests": _response("the caller's request rate limit is exceeded; see Retry-After",

@@ -16,7 +16,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from geocloud.serve import guard
-from geocloud.serve.headers import VIEWER_CSP
+from geocloud.serve.headers import CSP
 from geocloud.serve.http import HTTPError, base_url
 from geocloud.serve.manage.permission import may_manage_some
 from geocloud.serve.openapi30 import path_parameter
@@ -77,7 +77,7 @@ def render(request: Request, template: str, status: int = 200, headers: dict | N
         switch_lang=HTML_LANG[OTHER[lang]], **context)
     response = HTMLResponse(body, status_code=status, headers={
         "Content-Language": lang, "Cache-Control": "private, no-cache", "Vary": "Accept, Accept-Language",
-        "Content-Security-Policy": VIEWER_CSP.decode(), **(headers or {})})
+        "Content-Security-Policy": CSP.decode(), **(headers or {})})
     if "lang" in request.query_params:
         response.set_cookie(COOKIE, lang, max_age=YEAR, httponly=True, samesite="lax",
                             secure=request.url.scheme == "https")

@@ -57,13 +57,18 @@ def can_manage(principal: Principal, action: str, layer_id: str, catalog: Catalo
         return False
     if principal.layers is not None and layer_id not in principal.layers:
         return False
-    admin = principal.agency == catalog.gis_office and principal.has_role(ADMIN_ROLES)
+    admin = is_admin(principal, catalog)
     if catalog.origin(layer_id) == "core" and layer_id in catalog.layers:
         return admin and action == "load"
     if admin:
         return True
     owner = catalog.owner(layer_id) if layer_id in catalog.registered else owner
     return action != "review" and owner == principal.agency and principal.has_role(EDITOR_ROLES)
+
+
+def is_admin(principal: Principal, catalog: Catalog) -> bool:
+    """A GIS office admin: manages every agency layer, reviews public ones, decides every request."""
+    return principal.agency == catalog.gis_office and principal.has_role(ADMIN_ROLES)
 
 
 def can_decide(principal: Principal, layer_id: str, catalog: Catalog) -> bool:
@@ -73,6 +78,6 @@ def can_decide(principal: Principal, layer_id: str, catalog: Catalog) -> bool:
         return False
     if principal.layers is not None and layer_id not in principal.layers:
         return False
-    if principal.agency == catalog.gis_office and principal.has_role(ADMIN_ROLES):
+    if is_admin(principal, catalog):
         return True
     return catalog.owner(layer_id) == principal.agency and principal.has_role(EDITOR_ROLES)

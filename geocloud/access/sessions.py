@@ -11,7 +11,6 @@ Each session has its own CSRF token: forms repeat it in a field, and scripts in 
 ``X-CSRF-Token`` header (serve/session.py checks both).
 """
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -36,10 +35,6 @@ class Session:
     key_id: str | None     # the API key a session was opened with
 
 
-def _digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
-
-
 def start(conn: psycopg.Connection, subject: str, name: str, agency: str, roles, key_id: str | None = None) -> str:
     """A new session; returns the secret for the cookie (shown to nobody else, stored hashed)."""
     s = get_settings()
@@ -48,7 +43,7 @@ def start(conn: psycopg.Connection, subject: str, name: str, agency: str, roles,
     secret = secrets.token_urlsafe(32)
     conn.execute("INSERT INTO geocloud.sessions (secret_hash, id, subject, name, agency, roles, key_id, csrf, expires_at) "
                  "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s))",
-                 (_digest(secret), secrets.token_hex(8), subject, name, agency, sorted(roles), key_id,
+                 (keys.fingerprint(secret), secrets.token_hex(8), subject, name, agency, sorted(roles), key_id,
                   secrets.token_urlsafe(32), s.session_max))
     return secret
 
@@ -65,11 +60,11 @@ def find(conn: psycopg.Connection, secret: str) -> Session | None:
         "LEFT JOIN geocloud.api_keys k ON k.id = s.key_id "
         f"WHERE s.secret_hash = %s AND s.expires_at > now() AND (s.key_id IS NULL OR {keys.USABLE}) "
         "AND s.seen_at > now() - make_interval(secs => %s)",
-        (SEEN_EVERY, _digest(secret), get_settings().session_idle)).fetchone()
+        (SEEN_EVERY, keys.fingerprint(secret), get_settings().session_idle)).fetchone()
     if row is None:
         return None
     if row[10]:
-        conn.execute("UPDATE geocloud.sessions SET seen_at = now() WHERE secret_hash = %s", (_digest(secret),))
+        conn.execute("UPDATE geocloud.sessions SET seen_at = now() WHERE id = %s", (row[0],))
     roles = frozenset(row[4])
     principal = Principal("session", row[0], row[2], row[3], next(iter(sorted(roles)), None), bool(row[7]),
                           frozenset(row[8]) if row[8] is not None else None, roles, row[9])
@@ -79,7 +74,7 @@ def find(conn: psycopg.Connection, secret: str) -> Session | None:
 def end(conn: psycopg.Connection, secret: str) -> bool:
     """Sign-out: the session is gone for every worker at once. False if there was none."""
     return conn.execute("DELETE FROM geocloud.sessions WHERE secret_hash = %s RETURNING id",
-                        (_digest(secret or ""),)).fetchone() is not None
+                        (keys.fingerprint(secret or ""),)).fetchone() is not None
 
 
 def csrf_matches(session: Session, presented: str | None) -> bool:
@@ -91,12 +86,12 @@ def begin_flow(conn: psycopg.Connection, state: str, nonce: str, verifier: str) 
     conn.execute("DELETE FROM geocloud.signin_flows WHERE created_at < now() - make_interval(secs => %s)",
                  (FLOW_SECONDS,))
     conn.execute("INSERT INTO geocloud.signin_flows (state_hash, nonce, verifier) VALUES (%s, %s, %s)",
-                 (_digest(state), nonce, verifier))
+                 (keys.fingerprint(state), nonce, verifier))
 
 
 def take_flow(conn: psycopg.Connection, state: str) -> tuple[str, str] | None:
     """(nonce, PKCE verifier) of the sign-in ``state`` names, once; None if unknown, used or stale."""
     row = conn.execute("DELETE FROM geocloud.signin_flows WHERE state_hash = %s "
                        "RETURNING nonce, verifier, created_at > now() - make_interval(secs => %s)",
-                       (_digest(state or ""), FLOW_SECONDS)).fetchone()
+                       (keys.fingerprint(state or ""), FLOW_SECONDS)).fetchone()
     return (row[0], row[1]) if row and row[2] else None

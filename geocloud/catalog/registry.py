@@ -181,15 +181,15 @@ def review(conn: psycopg.Connection, layer_id: str, decision: str, comment: str,
         if before[1] != "pending_review":
             raise Conflict(f"layer {layer_id!r} is not in review (it is {before[1]})",
                            fix="an editor's public layer is reviewed once it is published")
-        was, stored = row(conn, layer_id)["state"], "live" if decision == "approve" else "pending_review"
+        was = row(conn, layer_id)["state"]
+        stored, now = ("live", "live") if decision == "approve" else ("pending_review", "rejected")
         record = {"decision": decision, "comment": comment, "by": operator,
                   "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         conn.execute("UPDATE geocloud.registered_layers SET state = %s, updated_by = %s, updated_at = now() "
                      "WHERE id = %s", (stored, operator, layer_id))
-        _event(conn, layer_id, "review", operator, {"state": was},
-               {"state": "live" if decision == "approve" else "rejected", "review": record})
+        _event(conn, layer_id, "review", operator, {"state": was}, {"state": now, "review": record})
     forget()
-    return was, row(conn, layer_id)
+    return was, {"owner": before[0], "state": now, "entry": before[2], "review": record}
 
 
 def merge(core: Catalog, rows: list[tuple]) -> Catalog:

@@ -120,10 +120,10 @@ def check_source(path: Path, fmt: str) -> None:
     if fmt in SUFFIXES and path.is_file():
         check_suffix(path, fmt)
     files = sorted(path.iterdir()) if path.is_dir() and fmt == "geotiff" else [path]
+    limit = document_limit(fmt)
     for file in files:
         if not file.is_file() or file.suffix.lower() not in _CHECKED[fmt]:  # a loose .shp, a raster's other files
             continue
-        limit = document_limit(fmt)
         if limit is not None and (size := file.stat().st_size) > limit:
             raise document_too_large(fmt, size, str(file))
         with file.open("rb") as fh:

@@ -52,13 +52,13 @@ def write(path: Path, city: City, count: int) -> int:
                if EXTENT[0] < v.start[0] < EXTENT[2] and EXTENT[1] < h.start[1] < EXTENT[3]]
     picked = rng.choice(len(corners), size=min(max(count, 1), len(corners)) - 1, replace=False)
     to_wgs84 = Transformer.from_crs("EPSG:3826", "EPSG:4326", always_xy=True)
-    rows = [(*CITY_HALL_STATION, *_district(city, *CITY_HALL), "臺灣大道三段99號", 40, *CITY_HALL)]
+    rows = [(*CITY_HALL_STATION, _district(city, *CITY_HALL), "臺灣大道三段99號", 40, *CITY_HALL)]
     for n, i in enumerate(sorted(picked), 2):
         v, h = corners[i]
         x, y = v.start[0] + rng.uniform(-15, 15), h.start[1] + rng.uniform(-15, 15)
         corner = ("東北", "西北", "東南", "西南")[int(rng.integers(4))]
         rows.append((f"500601{n:03d}", f"YouBike2.0_{v.name.removesuffix('路')}{h.name.removesuffix('路')}口",
-                     *_district(city, x, y), f"{v.name}/{h.name}口({corner}側)",
+                     _district(city, x, y), f"{v.name}/{h.name}口({corner}側)",
                      int(rng.choice([10, 14, 18, 20, 24, 30, 36, 40, 60])), x, y))
     with path.open("w", encoding="utf-8", newline="") as fh:
         out = csv.writer(fh, lineterminator="\r\n")
@@ -69,5 +69,5 @@ def write(path: Path, city: City, count: int) -> int:
     return len(rows)
 
 
-def _district(city: City, x: float, y: float) -> tuple[str]:
-    return (DISTRICTS[int(city.district_of(np.array([x]), np.array([y]))[0])][1],)
+def _district(city: City, x: float, y: float) -> str:
+    return DISTRICTS[int(city.district_of(np.array([x]), np.array([y]))[0])][1]

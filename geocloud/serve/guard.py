@@ -20,7 +20,16 @@ from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
 
-from geocloud.access import ANONYMOUS, Principal, audit, keys, oidc, ratelimit, tokens, visible
+from geocloud.access import (
+    ANONYMOUS,
+    Principal,
+    audit,
+    keys,
+    oidc,
+    ratelimit,
+    tokens,
+    visible,
+)
 from geocloud.access.policy import can_read
 from geocloud.catalog import Layer, get_catalog
 from geocloud.config import get_settings

@@ -163,6 +163,7 @@ def _complete(headers: list, https: bool) -> list:
     if https:
         headers.append((b"strict-transport-security", HSTS))
     if html:
-        headers += [] if own_policy else [(b"content-security-policy", CSP)]
+        if not own_policy:
+            headers.append((b"content-security-policy", CSP))
         headers.append((b"x-frame-options", b"SAMEORIGIN"))
     return headers

@@ -28,7 +28,7 @@ def ref(kind: str, name: str) -> dict:
 
 
 def ok(description: str, schema: dict, *media: str) -> dict:
-    return {"description": description, "content": {m: {"schema": schema} for m in media}}
+    return {"description": description, "content": content(*media, schema=schema)}
 
 
 def get(summary: str, tag: str, answer: dict, *parameters: dict, more: dict | None = None) -> dict:

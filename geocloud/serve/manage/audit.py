@@ -10,11 +10,12 @@ from starlette.routing import Route
 
 from geocloud import db
 from geocloud.access import audit
+from geocloud.access.policy import is_admin
 from geocloud.errors import InputError
 from geocloud.serve.guard import current, unauthorized
 from geocloud.serve.http import HTTPError
 from geocloud.serve.manage.acting import fresh_catalog, json_answer
-from geocloud.serve.manage.permission import is_admin, managed, may_manage_some
+from geocloud.serve.manage.permission import managed, may_manage_some
 
 LAYER_ID = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 LIMIT = 100  # records by default

@@ -25,7 +25,12 @@ from geocloud.etl.guard import OVERRIDE
 from geocloud.etl.run import run_pipeline
 from geocloud.serve.guard import current, unauthorized
 from geocloud.serve.http import HTTPError, base_url
-from geocloud.serve.manage.acting import as_principal, audited, fresh_catalog, json_answer
+from geocloud.serve.manage.acting import (
+    as_principal,
+    audited,
+    fresh_catalog,
+    json_answer,
+)
 from geocloud.serve.manage.permission import manager
 from geocloud.serve.manage.upload import receive, source_format
 

@@ -11,9 +11,22 @@ import re
 from starlette.responses import JSONResponse
 
 from geocloud.access import Principal
-from geocloud.access.policy import ADMIN_ROLES, EDITOR_ROLES, MANAGE_ACTIONS, can_manage, can_read
+from geocloud.access.policy import (
+    ADMIN_ROLES,
+    EDITOR_ROLES,
+    MANAGE_ACTIONS,
+    can_manage,
+    can_read,
+)
 from geocloud.catalog import Catalog
-from geocloud.errors import ConfigError, Conflict, GeocloudError, GuardRefused, InputError, NotFound
+from geocloud.errors import (
+    ConfigError,
+    Conflict,
+    GeocloudError,
+    GuardRefused,
+    InputError,
+    NotFound,
+)
 from geocloud.serve.guard import current, unauthorized
 from geocloud.serve.http import HTTPError
 
@@ -59,11 +72,6 @@ def managed(principal: Principal, catalog: Catalog, ids=None) -> list[str]:
 def may_manage_some(principal: Principal) -> bool:
     """Does the caller hold a role that manages layers at all (an editor's, or the GIS office admin's)?"""
     return principal.has_role(EDITOR_ROLES + ADMIN_ROLES)
-
-
-def is_admin(principal: Principal, catalog: Catalog) -> bool:
-    """A GIS office admin: publishes public layers without review."""
-    return principal.agency == catalog.gis_office and principal.has_role(ADMIN_ROLES)
 
 
 def _why(principal: Principal, action: str, layer_id: str, catalog: Catalog, owner: str | None) -> str:

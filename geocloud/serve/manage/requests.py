@@ -16,7 +16,12 @@ from geocloud.access import requests as access_requests
 from geocloud.access.policy import can_decide
 from geocloud.serve.guard import current, unauthorized
 from geocloud.serve.http import HTTPError
-from geocloud.serve.manage.acting import fresh_catalog, in_thread, json_answer, operator_of
+from geocloud.serve.manage.acting import (
+    fresh_catalog,
+    in_thread,
+    json_answer,
+    operator_of,
+)
 from geocloud.serve.manage.openapi import TAG, _json, _problem
 from geocloud.serve.manage.upload import read_entry
 from geocloud.serve.openapi30 import path_parameter

@@ -8,7 +8,14 @@ again, which asks for review anew). The decision, comment, who and when are kept
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -18,7 +25,12 @@ from geocloud.access import audit
 from geocloud.catalog import registry
 from geocloud.errors import ConfigError
 from geocloud.serve.http import HTTPError, read_body
-from geocloud.serve.manage.acting import fresh_catalog, in_thread, json_answer, operator_of
+from geocloud.serve.manage.acting import (
+    fresh_catalog,
+    in_thread,
+    json_answer,
+    operator_of,
+)
 from geocloud.serve.manage.permission import manager, problem
 from geocloud.yamlfile import explain
 

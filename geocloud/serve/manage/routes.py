@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from geocloud import db
 from geocloud.access import audit
-from geocloud.access.policy import can_read
+from geocloud.access.policy import can_read, is_admin
 from geocloud.catalog import core_catalog, registry
 from geocloud.errors import ConfigError, Conflict, NotFound
 from geocloud.etl.run import rollback_layer
@@ -30,7 +30,6 @@ from geocloud.serve.manage.acting import (
     operator_of,
 )
 from geocloud.serve.manage.permission import (
-    is_admin,
     managed,
     manager,
     may_manage_some,

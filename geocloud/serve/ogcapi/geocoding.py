@@ -139,7 +139,6 @@ MATCHING = [
     openapi30.query_parameter("lock", f"comma-separated levels a match must agree on: {', '.join(LOCKS)}", {"type": "string"}),
 ]
 RESULT = openapi30.ok("the match", openapi30.OBJECT, "application/json")
-ADDRESSES_NOT_LOADED = {"503": openapi30.ref("responses", "ServiceUnavailable")}
 GEOCODING = {
     "/geocode": openapi30.get("geocode one address", "Geocoding", RESULT,
                      openapi30.query_parameter("address", "the address, e.g. 臺中市西屯區臺灣大道三段99號", {"type": "string"},

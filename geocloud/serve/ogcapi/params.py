@@ -16,7 +16,13 @@ from geocloud.catalog import Layer
 from geocloud.serve.http import bad_parameter
 from geocloud.serve.ogcapi import cql
 from geocloud.serve.ogcapi.provider import QueryExtras
-from geocloud.serve.ogcapi.pygeoapi_config import CRS84, EPSG_URI, MAX_LIMIT, MAX_OFFSET, OUTPUT_CRS
+from geocloud.serve.ogcapi.pygeoapi_config import (
+    CRS84,
+    EPSG_URI,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    OUTPUT_CRS,
+)
 
 
 def _crs(name: str, value: str | None) -> str | None:

@@ -15,7 +15,11 @@ from functools import lru_cache
 
 import psycopg
 from psycopg import ClientCursor, sql
-from pygeoapi.provider.base import BaseProvider, ProviderInvalidQueryError, ProviderItemNotFoundError
+from pygeoapi.provider.base import (
+    BaseProvider,
+    ProviderInvalidQueryError,
+    ProviderItemNotFoundError,
+)
 from pyproj import CRS
 
 from geocloud.catalog import get_catalog

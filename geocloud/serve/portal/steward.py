@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from geocloud.access.policy import is_admin
 from geocloud.serve import guard, session
 from geocloud.serve.http import HTTPError, base_url
 from geocloud.serve.manage.acting import fresh_catalog
-from geocloud.serve.manage.permission import is_admin, manager, may_manage_some
+from geocloud.serve.manage.permission import manager, may_manage_some
 from geocloud.serve.openapi30 import path_parameter
 from geocloud.serve.portal import labels
 from geocloud.serve.portal.i18n import Texts, page_language

@@ -11,11 +11,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from geocloud import db
+from geocloud.access.policy import is_admin
 from geocloud.catalog import get_catalog
 from geocloud.etl.schedule import due
 from geocloud.serve import guard
 from geocloud.serve.http import HTTPError
-from geocloud.serve.manage.permission import is_admin
 from geocloud.serve.portal import labels
 from geocloud.serve.portal.render import render
 from geocloud.serve.portal.signin import PERSONAL

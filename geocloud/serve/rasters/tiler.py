@@ -38,7 +38,13 @@ from geocloud.access import can_read
 from geocloud.catalog import Layer, get_catalog
 from geocloud.config import get_settings
 from geocloud.serve import guard, openapi30
-from geocloud.serve.http import HTTPError, bad_parameter, error_response, not_found, server_error
+from geocloud.serve.http import (
+    HTTPError,
+    bad_parameter,
+    error_response,
+    not_found,
+    server_error,
+)
 from geocloud.serve.state import snapshot
 from geocloud.serve.tiles import tilecache
 from geocloud.serve.tiles.tms import SERVED, TMS

@@ -62,3 +62,17 @@ def test_bad_database_urls_exit_4_with_a_message(url, exit_code, text):
 def test_unset_database_url_says_how_to_fix(monkeypatch):
     out = geocloud_cli("db", "upgrade", env={"GEOCLOUD_DATABASE_URL": ""})
     assert out.returncode == 4 and "GEOCLOUD_DATABASE_URL is not set" in out.stderr
+
+
+def test_api_sessions_never_run_a_generic_plan(database):
+    """psycopg prepares a statement after its fifth run; PostgreSQL's generic plan for it cannot see
+    the parameters (a city-wide bbox planned as a few matches took 220 ms instead of 2 ms), so the
+    API's sessions ask for custom plans every time."""
+    from geocloud.db.pool import get_pool
+
+    with get_pool().connection() as conn:
+        for _ in range(12):
+            conn.execute("SELECT count(*) FROM pg_class WHERE relpages > %s", [0]).fetchone()
+        plans = conn.execute("SELECT sum(generic_plans), sum(custom_plans) FROM pg_prepared_statements").fetchone()
+    assert plans[1] >= 1, "psycopg prepared the statement (the case this guards)"
+    assert plans[0] == 0

@@ -1,0 +1,103 @@
+"""The warm tile path: an anonymous GET or HEAD of a public vector tile already in the tile cache,
+answered before the guard and the router (a plain ASGI middleware inside serve/headers.py's).
+
+A warm tile is a file read of a few tens of microseconds; the router (a regular expression per
+route until the tile routes), Request and Response objects and the guard cost several times that
+(bench/tiles.py ``--parts warm`` compares it with nginx serving the same bytes). This path asks
+exactly what the route asks, with the route's own functions (``tiles.collection_target`` and
+``basemap_target``, so ``guard.layer_for`` and ``access.policy.can_read`` for the anonymous caller,
+against the live snapshot and catalog every worker follows through PostGIS), counts the request in
+the anonymous rate limit (``guard.admit``) and answers with ``tiles.answer``: the same status,
+headers and bytes. serve/headers.py then adds the shared and CORS headers and serve/observe.py
+counts and logs it, as for any answer.
+
+Anything it is not sure of goes on, untouched, to the full stack: credentials of any kind (a
+header, ``token=``/``api_key=``, a session cookie), a query other than ``f=mvt``/``f=pbf``, a
+conditional or range header other than a single ``If-None-Match``, a root path, a layer anonymous
+callers may not read or whose reads are audited, a tile not cached or no longer valid, an error.
+"""
+
+from geocloud.errors import GeocloudError
+from geocloud.serve import guard, session
+from geocloud.serve.http import HTTPError
+from geocloud.serve.state import pin, unpin
+from geocloud.serve.tiles import tiles
+
+QUERIES = frozenset({b"", b"f=mvt", b"f=pbf"})
+CREDENTIALS = frozenset({b"authorization", b"x-api-key"})
+UNHANDLED = frozenset({b"if-match", b"if-modified-since", b"if-unmodified-since", b"if-range", b"range"})
+
+
+def _target(path: str) -> tuple | None:
+    """(which route, its path parameters) when ``path`` is a vector tile's, as the routes parse it."""
+    parts = path.split("/")
+    if len(parts) == 8 and parts[1] == "collections" and parts[3] == "tiles" and parts[2] and parts[4]:
+        params, target = {"collection_id": parts[2], "tms": parts[4]}, tiles.collection_target
+    elif len(parts) == 6 and parts[1] == "tiles" and parts[2]:
+        params, target = {"tms": parts[2]}, tiles.basemap_target
+    else:
+        return None
+    numbers = parts[-3:]
+    if not all(n.isascii() and n.isdigit() for n in numbers):
+        return None
+    params.update(z=int(numbers[0]), y=int(numbers[1]), x=int(numbers[2]))
+    return target, params
+
+
+def _if_none_match(scope) -> tuple[bool, str | None]:
+    """(may this path answer, the If-None-Match value): no credential, no header it does not handle."""
+    found = None
+    for name, value in scope["headers"]:
+        if name in CREDENTIALS or name in UNHANDLED:
+            return False, None
+        if name == b"if-none-match":
+            if found is not None:
+                return False, None
+            found = value.decode("latin-1")
+        elif name == b"cookie" and session.presented(scope) is not None:
+            return False, None
+    return True, found
+
+
+def _cached_answer(scope) -> tuple[int, list, bytes] | None:
+    """The route's answer to an anonymous caller when it comes from the cache; None when unsure."""
+    if scope.get("root_path") or scope.get("query_string", b"") not in QUERIES:
+        return None
+    found = _target(scope["path"])
+    if found is None:
+        return None
+    plain, if_none_match = _if_none_match(scope)
+    if not plain:
+        return None
+    pinned = pin()  # one snapshot for the decision and the cache check, as the guard pins one per request
+    try:
+        name, layers, tms, tile = found[0](found[1])
+        if not layers or not all(layer.is_public for layer in layers):  # none: the route's 204; others are audited
+            return None
+        _, _, ids, hit = tiles.cached(name, layers, tms, tile)
+    except (HTTPError, GeocloudError, OSError):  # the route gives its own answer (4xx, 503...)
+        return None
+    finally:
+        unpin(pinned)
+    if hit is None:
+        return None
+    return tiles.answer(name, tms, tile, ids, hit[0], hit[1], "hit", if_none_match)
+
+
+class WarmTiles:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            return await self.app(scope, receive, send)
+        found = _cached_answer(scope)
+        if found is None:
+            return await self.app(scope, receive, send)
+        try:
+            guard.admit(guard.ANONYMOUS, scope)
+        except HTTPError as exc:
+            return await guard.refuse(send, exc)
+        status, headers, body = found
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -346,6 +346,15 @@ def test_the_warm_path_answers_a_cached_public_tile_as_the_route_does(served, in
                                       ([(b"range", b"bytes=0-10")], query)):
             assert in_process(route, headers, query=query_string)[0], (headers, query_string)
         assert in_process(route, method="POST", query=query)[0]
+    raster = f"/rasters/satellite/tiles/WebMercatorQuad/{inside.z}/{inside.x}/{inside.y}.png"
+    assert served.get(raster).status_code == 200
+    anonymous, keyed = served.get(raster), served.get(raster, headers=key)
+    assert anonymous.headers["x-tile-cache"] == "hit" and _answer(anonymous) == _answer(keyed)
+    etag = {"If-None-Match": anonymous.headers["etag"]}
+    assert _answer(served.get(raster, headers=etag)) == _answer(served.get(raster, headers={**etag, **key}))
+    went_on, sent = in_process(raster)
+    assert not went_on and sent[0]["status"] == 200 and sent[1]["body"] == anonymous.content
+    assert in_process(raster, method="HEAD")[0] and in_process(raster, query=b"f=mvt")[0]  # not what the cache keeps
 
 
 def test_anonymous_callers_never_get_an_internal_layers_cached_tile(served, in_process):

@@ -1,14 +1,15 @@
-"""The warm tile path: an anonymous GET or HEAD of a public vector tile already in the tile cache,
+"""The warm tile path: an anonymous GET or HEAD of a public layer's tile already in the tile cache,
 answered before the guard and the router (a plain ASGI middleware inside serve/headers.py's).
 
 A warm tile is a file read of a few tens of microseconds; the router (a regular expression per
 route until the tile routes), Request and Response objects and the guard cost several times that
 (bench/tiles.py ``--parts warm`` compares it with nginx serving the same bytes). This path asks
-exactly what the route asks, with the route's own functions (``tiles.collection_target`` and
-``basemap_target``, so ``guard.layer_for`` and ``access.policy.can_read`` for the anonymous caller,
+exactly what the route asks, with the route's own functions (for vector tiles
+``tiles.collection_target`` and ``basemap_target``, so ``guard.layer_for``; for raster tiles the
+raster tile cache's ``cacheable``; both ``access.policy.can_read`` for the anonymous caller,
 against the live snapshot and catalog every worker follows through PostGIS), counts the request in
-the anonymous rate limit (``guard.admit``) and answers with ``tiles.answer``: the same status,
-headers and bytes. serve/headers.py then adds the shared and CORS headers and serve/observe.py
+the anonymous rate limit (``guard.admit``) and answers with the route's ``tiles.answer`` or
+``tiler.known_answer``: the same status, headers and bytes. serve/headers.py then adds the shared and CORS headers and serve/observe.py
 counts and logs it, as for any answer.
 
 Anything it is not sure of goes on, untouched, to the full stack: credentials of any kind (a
@@ -17,9 +18,11 @@ conditional or range header other than a single ``If-None-Match``, a root path, 
 callers may not read or whose reads are audited, a tile not cached or no longer valid, an error.
 """
 
+from geocloud.catalog import get_catalog
 from geocloud.errors import GeocloudError
 from geocloud.serve import guard, session
 from geocloud.serve.http import HTTPError
+from geocloud.serve.rasters import tiler
 from geocloud.serve.state import pin, unpin
 from geocloud.serve.tiles import tiles
 
@@ -63,25 +66,35 @@ def _cached_answer(scope) -> tuple[int, list, bytes] | None:
     """The route's answer to an anonymous caller when it comes from the cache; None when unsure."""
     if scope.get("root_path") or scope.get("query_string", b"") not in QUERIES:
         return None
-    found = _target(scope["path"])
-    if found is None:
-        return None
+    raster = scope["path"].startswith(tiler.PREFIX + "/")
+    found = None if raster else _target(scope["path"])
+    if found is None and not (raster and scope["method"] == "GET" and not scope.get("query_string")):
+        return None  # the raster tile cache keeps GETs of the plain tile only
     plain, if_none_match = _if_none_match(scope)
     if not plain:
         return None
     pinned = pin()  # one snapshot for the decision and the cache check, as the guard pins one per request
     try:
+        if raster:
+            return _raster_answer(scope, if_none_match)
         name, layers, tms, tile = found[0](found[1])
         if not layers or not all(layer.is_public for layer in layers):  # none: the route's 204; others are audited
             return None
         _, _, ids, hit = tiles.cached(name, layers, tms, tile)
+        return None if hit is None else tiles.answer(name, tms, tile, ids, hit[0], hit[1], "hit", if_none_match)
     except (HTTPError, GeocloudError, OSError):  # the route gives its own answer (4xx, 503...)
         return None
     finally:
         unpin(pinned)
-    if hit is None:
+
+
+def _raster_answer(scope, if_none_match: str | None) -> tuple[int, list, bytes] | None:
+    """A raster tile's answer from the raster tile cache (a hit, or 304), as tiler.TileCache gives it."""
+    found = tiler.TileCache.cacheable(scope)
+    if found is None or not get_catalog().layers[found[0]].is_public:
         return None
-    return tiles.answer(name, tms, tile, ids, hit[0], hit[1], "hit", if_none_match)
+    _, _, headers, cached = tiler.lookup(*found, "default")
+    return tiler.known_answer(headers, cached, if_none_match)
 
 
 class WarmTiles:

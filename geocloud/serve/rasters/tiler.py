@@ -26,7 +26,6 @@ from fastapi import APIRouter, FastAPI, HTTPException, Path
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from rio_tiler.errors import PointOutsideBounds
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -170,8 +169,12 @@ def _check_body(body: bytes) -> None:
 
 async def live_cog(request: Request, layer_id: str = Path(description="Raster layer id from the catalog"),
                    tileMatrixSetId: str | None = None) -> str:  # noqa: N803 - titiler's path parameter
-    """The path of the live COG of a raster layer the caller may read; 401/404/400 otherwise."""
-    cog = await run_in_threadpool(_live_cog, request, layer_id, tileMatrixSetId)
+    """The path of the live COG of a raster layer the caller may read; 401/404/400 otherwise.
+
+    Checked on the event loop, as the vector tile route checks its layer: what it reads is in memory
+    but for a stat of the COG and, at most every state.REFRESH seconds, the live state; a hop to a
+    worker thread and back cost a cold tile 2-3 ms of CPU (24.3 against 21.5 ms, in-process)."""
+    cog = _live_cog(request, layer_id, tileMatrixSetId)
     if request.method == "POST":
         try:
             _check_body(await request.body())

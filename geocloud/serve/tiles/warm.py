@@ -9,10 +9,11 @@ exactly what the route asks, with the route's own functions (for vector tiles
 raster tile cache's ``cacheable``; both ``access.policy.can_read`` for the anonymous caller,
 against the live snapshot and catalog every worker follows through PostGIS), counts the request in
 the anonymous rate limit (``guard.admit``) and answers with the route's ``tiles.answer`` or
-``tiler.known_answer``: the same status, headers and bytes. serve/headers.py then adds the shared and CORS headers and serve/observe.py
-counts and logs it, as for any answer. A tile's two answers (200, and 304 for its ETag) are kept in
-memory while the live state and catalog they were decided on are the worker's current ones (at most
-state.REFRESH seconds): a tile asked for again within them costs a dictionary look-up.
+``tiler.known_answer``: the same status, headers and bytes. serve/headers.py then adds the shared
+and CORS headers and serve/observe.py counts and logs it, as for any answer. A tile's two answers
+(200, and 304 for its ETag) are kept in memory while the live state and catalog they were decided
+on are the worker's current ones (at most state.REFRESH seconds): a tile asked for again within
+them costs a dictionary look-up.
 
 Anything it is not sure of goes on, untouched, to the full stack: credentials of any kind (a
 header, ``token=``/``api_key=``, a session cookie), a query other than ``f=mvt``/``f=pbf``, a

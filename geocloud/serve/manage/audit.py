@@ -11,13 +11,13 @@ from starlette.routing import Route
 from geocloud import db
 from geocloud.access import audit
 from geocloud.access.policy import is_admin
+from geocloud.catalog.models import LAYER_ID
 from geocloud.errors import InputError
 from geocloud.serve.guard import current, unauthorized
 from geocloud.serve.http import HTTPError
 from geocloud.serve.manage.acting import fresh_catalog, json_answer
 from geocloud.serve.manage.permission import managed, may_manage_some
 
-LAYER_ID = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 LIMIT = 100  # records by default
 
 
@@ -29,7 +29,7 @@ def _filters(request: Request) -> dict:
     """The query's filters, each checked; a bad one is a 400 naming it."""
     q = request.query_params
     layer, actor, since, limit = q.get("layer"), q.get("actor"), q.get("since"), q.get("limit", str(LIMIT))
-    if layer is not None and not LAYER_ID.match(layer):
+    if layer is not None and not re.match(LAYER_ID, layer):
         raise _bad("layer", layer, "a layer id (lower-case letters, digits and _)")
     if actor is not None and not (0 < len(actor) <= 200 and actor.isprintable()):
         raise _bad("actor", actor, "a principal as the audit records it (name@agency) or an agency code")

@@ -14,6 +14,7 @@ from starlette.routing import Route
 from geocloud import db
 from geocloud.access import requests as access_requests
 from geocloud.access.policy import can_decide
+from geocloud.catalog.models import LAYER_ID
 from geocloud.serve.guard import current, unauthorized
 from geocloud.serve.http import HTTPError
 from geocloud.serve.manage.acting import (
@@ -127,7 +128,7 @@ OPENAPI_PATHS = {
                  "tags": [TAG], "parameters": [],
                  "requestBody": {"required": True, "content": {"application/json": {"schema": {
                      "type": "object", "required": ["layer", "reason"], "properties": {
-                         "layer": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,40}$"},
+                         "layer": {"type": "string", "pattern": LAYER_ID},
                          "reason": {"type": "string", "maxLength": 2000}}}}}},
                  "responses": {"201": _json("the request, pending", REQUEST), "401": {"$ref": _REF("Unauthorized")},
                                "409": _problem("the caller reads the layer already, awaits a decision on it, or "

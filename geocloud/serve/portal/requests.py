@@ -13,6 +13,7 @@ from starlette.routing import Route
 from geocloud import db
 from geocloud.access import requests as access_requests
 from geocloud.catalog import get_catalog
+from geocloud.catalog.models import LAYER_ID
 from geocloud.errors import GeocloudError
 from geocloud.serve import guard, session
 from geocloud.serve.http import base_url
@@ -64,7 +65,7 @@ async def _new(request: Request, layer_id: str, error: str | None = None, status
     if guard.current.get().anonymous:
         return _signin_first(request)
     return render(request, "request_new.html", status=status, headers=PERSONAL, layer_id=layer_id[:41],
-                  csrf=session.csrf_token(request), error=error, reason=reason)
+                  id_pattern=LAYER_ID, csrf=session.csrf_token(request), error=error, reason=reason)
 
 
 def _create(principal, fields) -> dict:

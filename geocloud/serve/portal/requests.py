@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from geocloud import db
 from geocloud.access import requests as access_requests
+from geocloud.access.policy import can_read
 from geocloud.catalog import get_catalog
 from geocloud.catalog.models import LAYER_ID
 from geocloud.errors import GeocloudError
@@ -37,6 +38,14 @@ def _listed(principal) -> dict:
         return access_requests.listing(conn, principal, get_catalog())
 
 
+def titles(principal, catalog, listed: dict) -> dict:
+    """The titles of the layers the page lists: those the caller decides on, and of its own requests'
+    layers those it may read now (a requester learns nothing more of a layer it cannot read)."""
+    named = {r["layer"] for r in listed["to_decide"]} | {
+        r["layer"] for r in listed["mine"] if r["layer"] in catalog.layers and can_read(principal, catalog.layers[r["layer"]])}
+    return {i: catalog.layers[i].title for i in named if i in catalog.layers}
+
+
 def _signin_first(request: Request) -> Response:
     """A page of requests is someone's: sign in first (as /account)."""
     return RedirectResponse(f"{base_url(request)}/signin", status_code=303, headers=PERSONAL)
@@ -47,12 +56,9 @@ async def requests_page(request: Request, error: str | None = None, status: int 
     if principal.anonymous:
         return _signin_first(request)
     listed = await run_in_threadpool(_listed, principal)
-    catalog, readable = get_catalog(), guard.visible_layers()
-    # a layer's title only for those who may read it or decide on it: a requester learns nothing more
-    titles = {i: catalog.layers[i].title for i in {*readable, *(r["layer"] for r in listed["to_decide"])}
-              if i in catalog.layers}
     return render(request, "requests.html", status=status, headers=PERSONAL, mine=listed["mine"],
-                  to_decide=listed["to_decide"], titles=titles, csrf=session.csrf_token(request), error=error,
+                  to_decide=listed["to_decide"], titles=titles(principal, get_catalog(), listed),
+                  csrf=session.csrf_token(request), error=error,
                   done=request.query_params.get("done"))
 
 

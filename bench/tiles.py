@@ -8,7 +8,10 @@ The features per tile of both sides are printed next to the ratio, and a second 
 work the same: tipg selects the features that meet the tile itself (and clips them with a 256-unit
 buffer), geocloud those that meet the tile plus its 64-unit buffer, dropping sub-pixel polygons;
 so the second run has tipg with ``TIPG_TILE_BUFFER=0`` and geocloud with no buffer, nothing dropped
-and nothing simplified (the ``same_tile_work`` what-if of bench/patched.py: geocloud has no switch).
+and nothing simplified (the ``same_tile_work`` what-if of bench/patched.py: geocloud has no switch),
+against tipg twice: as shipped, and tuned with geocloud's session settings (its connection URL's
+server settings, as bench/features.py gives them), where the target applies. Each cold pass prints
+each side's CPU milliseconds per tile, its server's processes and its PostGIS connections apart.
 
 Warm (``--parts warm``): geocloud's tile cache against the physical limit, nginx (``apt-get install
 nginx``, one worker process as geocloud has one) serving the very bytes geocloud served as static

@@ -66,39 +66,3 @@ def test_real_nlsc_prj_gcs_twd97_2020_is_identified():
     prj = needs_shared("shapefile", "Village_Sanhe.prj")
     crs = identify(prj.read_text(), str(prj))
     assert crs.to_epsg() == 3824
-
-
-def test_wkb_coordinates_are_projected_in_place_as_geos_would():
-    """``wkb.transform_xy`` rewrites the XY pairs inside WKB bytes (the Web Mercator copy of every
-    loaded feature): the same geometries, part for part and ring for ring, as GEOS projecting them;
-    a value it cannot walk (big-endian, 3D) sends the batch the long way instead of misreading it."""
-    import numpy as np
-    import pyarrow as pa
-    import shapely
-    from pyproj import Transformer
-
-    from geocloud.etl.wkb import transform_xy
-
-    to_3857 = Transformer.from_crs("EPSG:3826", "EPSG:3857", always_xy=True)
-    square = lambda x, y, d: [(x, y), (x + d, y), (x + d, y + d), (x, y + d), (x, y)]  # noqa: E731
-    geoms = np.array([
-        shapely.Point(214000.5, 2673000.25),
-        shapely.LineString([(214000, 2673000), (214100.125, 2673050), (214200, 2673000.5)]),
-        shapely.Polygon(square(214000, 2673000, 100), [square(214010, 2673010, 10), square(214050, 2673050, 5)]),
-        shapely.MultiPolygon([shapely.Polygon(square(215000, 2674000, 7)),
-                              shapely.Polygon(square(216000, 2675000, 9), [square(216001, 2675001, 1)])]),
-        shapely.MultiLineString([[(214000, 2673000), (214001, 2673001)], [(214002, 2673002), (214003, 2673003),
-                                                                          (214004, 2673004)]]),
-        shapely.MultiPoint([(214000, 2673000), (214500.5, 2673500.5)]),
-    ])
-    wkb = pa.array(shapely.to_wkb(geoms, byte_order=1), pa.binary())
-    for values in (wkb, wkb.slice(2, 3)):  # a slice of a column: its bytes start mid-buffer
-        got = shapely.from_wkb(transform_xy(values, to_3857.transform).to_numpy(zero_copy_only=False))
-        want = shapely.transform(shapely.from_wkb(values.to_numpy(zero_copy_only=False)),
-                                 lambda c: np.column_stack(to_3857.transform(c[:, 0], c[:, 1])))
-        assert all(shapely.equals_exact(got, want, tolerance=0)) and (shapely.get_type_id(got) == shapely.get_type_id(want)).all()
-        assert (shapely.get_num_coordinates(got) == shapely.get_num_coordinates(want)).all()
-    assert transform_xy(wkb, to_3857.transform).to_pylist() != wkb.to_pylist()
-    big_endian = pa.array(list(shapely.to_wkb(geoms[:2], byte_order=1)) + [shapely.to_wkb(geoms[2], byte_order=0)])
-    with_z = pa.array([shapely.to_wkb(shapely.Point(214000, 2673000, 5))])
-    assert transform_xy(big_endian, to_3857.transform) is None and transform_xy(with_z, to_3857.transform) is None

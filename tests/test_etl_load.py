@@ -327,18 +327,3 @@ def test_a_duplicate_key_in_a_later_batch_is_the_one_refused(database, city, tmp
     with pytest.raises(InputError) as refused:
         run_pipeline("buildings", dst)
     assert "duplicate natural key 'building_id'; row rejected (1 row(s): 1500)" in str(refused.value)
-
-
-def test_the_stored_web_mercator_geometry_is_postgis_own_projection(database, city):
-    """The ETL projects ``geom_3857`` itself (PostgreSQL's one COPY process is the load's bottleneck);
-    tiles are cut from it, so it must be what ``ST_Transform(geom, 3857)`` gives, for every type:
-    polygons wrapped as multi-polygons, lines, points."""
-    for p in ("buildings", "roads", "landmarks", "addresses"):
-        assert run_pipeline(p, source_of(city, p)).status == "published"
-    with psycopg.connect(database) as conn:
-        for layer in ("buildings", "roads", "landmarks", "addresses"):
-            n, off, worst = conn.execute(
-                f"SELECT count(*), count(*) FILTER (WHERE GeometryType(geom_3857) <> GeometryType(geom) "
-                f"OR ST_NPoints(geom_3857) <> ST_NPoints(geom)), max(ST_HausdorffDistance(geom_3857, "
-                f"ST_Transform(geom, 3857))) FROM live.{layer}").fetchone()
-            assert n > 0 and off == 0 and worst < 1e-6, (layer, n, off, worst)

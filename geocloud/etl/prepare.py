@@ -8,7 +8,6 @@ extent. Everything is vectorized over the batch (shapely 2, pyarrow compute).
 
 import difflib
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -17,12 +16,12 @@ import pyarrow.compute as pc
 import shapely
 from pyproj import Transformer
 
-from geocloud.catalog.models import WEB_MERCATOR_GEOM, Layer
+from geocloud.catalog.models import Layer
 from geocloud.etl.crs import Reprojection, extent_problem
 from geocloud.etl.pipeline import Output, Rules
 from geocloud.etl.quality import Quality
 from geocloud.etl.sources import Batch, OpenedSource
-from geocloud.etl.wkb import MULTI_OF, as_layer_type, header_types, transform_xy
+from geocloud.etl.wkb import MULTI_OF, as_layer_type, header_types
 from geocloud.errors import InputError
 
 ARROW_TYPES = {"text": pa.string(), "integer": pa.int32(), "bigint": pa.int64(), "double": pa.float64(),
@@ -280,32 +279,11 @@ def _geometry_column(batch: Batch, geoms: np.ndarray, rewritten: np.ndarray, kee
     return column
 
 
-@lru_cache(maxsize=16)
-def _to_web_mercator(crs: str) -> Transformer:
-    return Transformer.from_crs(crs, "EPSG:3857", always_xy=True)
-
-
-def _web_mercator_column(column: pa.Array, layer: Layer) -> pa.Array:
-    """The WKB ``column`` (the layer's geometries, as copied) in EPSG:3857.
-
-    Projected here, over whole coordinate arrays, rather than by PostgreSQL's ``ST_Transform`` row
-    by row while it copies: PostgreSQL's one COPY process is the load's bottleneck, and PROJ over
-    arrays costs a fraction of what it does once per geometry. Same PROJ operation as PostGIS picks
-    (``proj_create_crs_to_crs``), so the values are the same."""
-    transformer = _to_web_mercator(layer.crs)
-    projected = transform_xy(column, transformer.transform)
-    if projected is None:  # e.g. a value another program wrote big-endian: through GEOS
-        projected = pa.array(shapely.to_wkb(shapely.transform(
-            shapely.from_wkb(column.to_numpy(zero_copy_only=False)),
-            lambda c: np.column_stack(transformer.transform(c[:, 0], c[:, 1]))), byte_order=1), pa.binary())
-    return projected
-
-
 def prepare(batch: Batch, output: Output, fmap: FieldMap, layer: Layer, reproject: Reprojection, rules: Rules,
             src: OpenedSource, quality: Quality) -> tuple[pa.Table, np.ndarray]:
-    """The batch's accepted rows as a table of the layer's fields plus ``geom`` (WKB) and, for a
-    layer not stored in Web Mercator, ``geom_3857`` (WKB), typed as the staging table's columns
-    (``ARROW_TYPES``) so that it can be sent as binary COPY, and their row numbers. Batches are prepared independently (on several threads); duplicate keys, which depend
+    """The batch's accepted rows as a table of the layer's fields plus ``geom`` (WKB), typed as the
+    staging table's columns (``ARROW_TYPES``) so that it can be sent as binary COPY, and their row
+    numbers. Batches are prepared independently (on several threads); duplicate keys, which depend
     on every batch before, are left to ``drop_duplicate_keys``."""
     n = len(batch.rows)
     reject, drop = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
@@ -316,8 +294,6 @@ def prepare(batch: Batch, output: Output, fmap: FieldMap, layer: Layer, reprojec
     mask = pa.array(keep)
     out = {f.name: pc.filter(attrs[f.name], mask).cast(ARROW_TYPES[f.type]) for f in layer.fields}
     out["geom"] = _geometry_column(batch, geoms, rewritten, keep, layer)
-    if layer.srid != 3857:
-        out[WEB_MERCATOR_GEOM] = _web_mercator_column(out["geom"], layer)
     quality.loaded[layer.id] += int(keep.sum())
     return pa.table(out), batch.rows[keep]
 

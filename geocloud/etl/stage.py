@@ -72,17 +72,15 @@ def create_staging(conn: psycopg.Connection, layer: Layer, run_id: int) -> str:
     name = staging_name(layer.id, run_id)
     columns = [sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(SQL_TYPES[f.type])) for f in layer.fields]
     columns.append(sql.SQL("geom geometry({}, {}) NOT NULL").format(sql.SQL(layer.geometry), sql.Literal(layer.srid)))
-    if layer.srid != 3857:  # projected once per load rather than once per feature in every Web Mercator tile
-        columns.append(sql.SQL("{} geometry({}, 3857) NOT NULL").format(sql.Identifier(WEB_MERCATOR_GEOM),
-                                                                         sql.SQL(layer.geometry)))
+    if layer.srid != 3857:  # projected once here rather than once per feature in every Web Mercator tile
+        columns.append(sql.SQL("{} geometry({}, 3857) GENERATED ALWAYS AS (ST_Transform(geom, 3857)) STORED").format(
+            sql.Identifier(WEB_MERCATOR_GEOM), sql.SQL(layer.geometry)))
     conn.execute(sql.SQL("CREATE TABLE staging.{} ({})").format(sql.Identifier(name), sql.SQL(", ").join(columns)))
     return name
 
 
 def copy_statement(layer: Layer, table: str) -> sql.Composed:
     cols = [sql.Identifier(f.name) for f in layer.fields] + [sql.Identifier("geom")]
-    if layer.srid != 3857:  # prepare projects it (prepare._web_mercator_column)
-        cols.append(sql.Identifier(WEB_MERCATOR_GEOM))
     return sql.SQL("COPY staging.{} ({}) FROM STDIN (FORMAT binary, FREEZE)").format(
         sql.Identifier(table), sql.SQL(", ").join(cols))
 

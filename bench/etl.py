@@ -4,62 +4,84 @@ on the same file and server, and print features per second and peak memory for b
 
 Each tool loads into a fresh database after a CHECKPOINT, the two alternate for --rounds pairs, and
 the median pair is printed: a single load varies by several percent with what the server is still
-writing from the previous one. Where the server runs on this machine, its CPU seconds are printed
-too: they show how the work splits between the loader and PostgreSQL.
+writing from the previous one. Each tool's own CPU seconds are printed, and, where the server runs on
+this machine, those of the load database's backends (not the rest of the shared server's work): they
+show how the work splits between the loader and PostgreSQL, and a busy machine disturbs them less
+than wall time.
 
     .venv/bin/python bench/etl.py [--scale 500] [--rounds 3]
 """
 
 import argparse
+import contextlib
 import json
-import os
+import resource
 import shutil
 import statistics
 import sys
+import threading
 from pathlib import Path
 
 import psycopg
 
-from common import ROOT, sample_city, scratch_database, timed
+from common import ROOT, cpu_seconds, sample_city, scratch_database, timed, url_for
 
 from geocloud import db
 
 
-def server_cpu(url: str):
-    """A function returning the CPU seconds used so far by the PostgreSQL server's processes
-    (exited backends included), or None when the server's files are not readable from here."""
-    with psycopg.connect(url) as conn:
-        data_dir = conn.execute("SHOW data_directory").fetchone()[0]
-    try:
-        pid = int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    tick = os.sysconf("SC_CLK_TCK")
+class ServerCpu:
+    """The CPU seconds used by the PostgreSQL backends of one database (the load's own, not the other
+    work the shared server does meanwhile), read from /proc every 0.2 s while the load runs: each
+    backend's last reading counts, so at most its last 0.2 s goes uncounted. None when the server
+    runs elsewhere."""
 
-    def used() -> float:
-        total = 0
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split() + [str(pid)]:
-            try:
-                fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if child == str(pid) else 0)
-        return total / tick
-    return used
+    def __init__(self, url: str):
+        self.dbname = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+        self.seen: dict[int, float] = {}
+        self.stop = threading.Event()
+        with psycopg.connect(url_for("postgres"), autocommit=True) as conn:
+            data_dir = conn.execute("SHOW data_directory").fetchone()[0]
+        self.local = Path(data_dir).exists()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        with psycopg.connect(url_for("postgres"), autocommit=True) as conn:
+            while not self.stop.is_set():
+                for (pid,) in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.dbname,)):
+                    with contextlib.suppress(OSError):
+                        self.seen[pid] = cpu_seconds(pid)
+                self.stop.wait(0.2)
+
+    def __enter__(self):
+        if self.local:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.local:
+            self.thread.join()
+
+    @property
+    def seconds(self) -> float | None:
+        return sum(self.seen.values()) if self.local else None
 
 
-def load(cmd: list[str], env: dict, count) -> tuple[float, int, float | None, str]:
-    """(wall seconds, peak memory, server CPU seconds, stdout) of one load into a fresh database."""
+def load(cmd: list[str], env: dict, count) -> tuple[float, int, float | None, str, float]:
+    """(wall seconds, peak memory, server CPU seconds, stdout, the loader's own CPU seconds) of one
+    load into a fresh database."""
     with scratch_database() as url:
         db.upgrade(url)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CHECKPOINT")
-        cpu = server_cpu(url)
-        before = cpu() if cpu else None
-        wall, rss, out = timed([part.replace("{url}", url) for part in cmd], env={**env, "GEOCLOUD_DATABASE_URL": url})
-        spent = cpu() - before if cpu else None
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with ServerCpu(url) as server:
+            wall, rss, out = timed([part.replace("{url}", url) for part in cmd],
+                                   env={**env, "GEOCLOUD_DATABASE_URL": url})
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         count(url, out)
-    return wall, rss, spent, out
+    own = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, rss, server.seconds, out, own
 
 
 def main() -> None:
@@ -93,16 +115,17 @@ def main() -> None:
         ours = load(ours_cmd, env, ours_loaded)
         peer = load(peer_cmd, {}, peer_loaded)
         pairs.append((ours, peer))
-        print(f"  pair: geocloud {ours[0]:.2f} s, ogr2ogr {peer[0]:.2f} s ({peer[0] / ours[0]:.2f}x)", flush=True)
+        print(f"  pair: geocloud {ours[0]:.2f} s ({ours[4]:.1f} + {ours[2] or 0:.1f} server CPU s), ogr2ogr "
+              f"{peer[0]:.2f} s ({peer[4]:.1f} + {peer[2] or 0:.1f} server CPU s) ({peer[0] / ours[0]:.2f}x)", flush=True)
     ratios = [peer[0] / ours[0] for ours, peer in pairs]
     ours, peer = pairs[ratios.index(statistics.median_low(ratios))]
 
     print(f"\nbuildings: {n:,} features, Shapefile (Big5 DBF), EPSG:3826 -> PostGIS EPSG:3826 with GiST index")
     print(f"median of {args.rounds} alternated pairs")
-    print(f"{'tool':<28}{'seconds':>10}{'features/s':>14}{'peak memory':>14}{'server CPU s':>15}")
-    for tool, (wall, rss, spent, _) in (("geocloud etl run", ours), (f"ogr2ogr (GDAL {gdal})", peer)):
+    print(f"{'tool':<28}{'seconds':>10}{'features/s':>14}{'peak memory':>14}{'own CPU s':>12}{'server CPU s':>15}")
+    for tool, (wall, rss, spent, _, own) in (("geocloud etl run", ours), (f"ogr2ogr (GDAL {gdal})", peer)):
         cpu = f"{spent:>15.1f}" if spent is not None else f"{'n/a':>15}"
-        print(f"{tool:<28}{wall:>10.1f}{n / wall:>14,.0f}{rss / 2**20:>11,.0f} MB{cpu}")
+        print(f"{tool:<28}{wall:>10.1f}{n / wall:>14,.0f}{rss / 2**20:>11,.0f} MB{own:>12.1f}{cpu}")
     print(f"\ngeocloud / ogr2ogr throughput: {peer[0] / ours[0]:.2f}x   (geocloud includes validation, a stored "
           "Web Mercator geometry, the unique-key index, diff and publish)")
     print(f"geocloud stage timings (s): {json.loads(ours[3])['timings']}")

@@ -272,3 +272,68 @@ def test_a_database_restart_under_load(city_on_own_cluster):
     # an outage that begins while the server is idle is noticed by the first request that needs a connection
     assert idle["/conformance"][0] == 200 and idle["/conformance"][1] < 1.0, idle
     assert idle["/collections/roads/items?limit=1"][0] == 503 and idle["/collections/roads/items?limit=1"][1] < 1.0, idle
+
+
+def test_manage_and_request_routes_answer_503_through_an_outage(city_on_own_cluster, tmp_path):
+    """The /manage routes and the portal's request pages take their connections from the pool: a
+    request in flight when the database goes and every one while it is down are answered 503 with
+    Retry-After at once (not 500, not the form again, not after a timeout), nothing is half written,
+    and they work again once it is back."""
+    from geocloud.access import sessions
+
+    cluster, url, _, keys = city_on_own_cluster
+    with psycopg.connect(url, autocommit=True) as conn:
+        secret = sessions.start(conn, "u-outage", "outage-tester", "TCG-FIRE", ["inspector"], None)
+        csrf = sessions.find(conn, secret).csrf
+    key, cookie = {"Authorization": f"Bearer {keys['fire']}"}, {"Cookie": f"geocloud_session={secret}"}
+    asked = {"layer": "no_such_layer", "reason": "outage test"}
+    routes = [("GET", "/manage/layers", key, {}), ("POST", "/manage/requests", key, {"json": asked}),
+              ("GET", "/requests", cookie, {}),
+              ("POST", "/requests", cookie, {"data": {"csrf": csrf, "layer": "other_layer", "reason": "outage test"}})]
+
+    def send(method, path, headers, body) -> tuple[int, str | None, float, str]:
+        started = time.monotonic()
+        r = httpx.request(method, base + path, headers=headers, timeout=30, **body)
+        return r.status_code, r.headers.get("retry-after"), time.monotonic() - started, r.text[:200]
+
+    proc, base = start_server(url, tmp_path)
+    try:
+        for method, path, headers, _ in routes[::2]:  # the key verified and cached, the pages answering
+            assert httpx.request(method, base + path, headers=headers, timeout=30).status_code == 200, path
+        blocker = psycopg.connect(url, autocommit=True)
+        blocker.execute("BEGIN")
+        blocker.execute("LOCK TABLE geocloud.etl_runs, geocloud.access_requests IN ACCESS EXCLUSIVE MODE")
+        in_flight: dict = {}
+        threads = [threading.Thread(target=lambda r=r: in_flight.update({r[:2]: send(*r)}), daemon=True)
+                   for r in routes]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        with psycopg.connect(url, autocommit=True) as watch:  # (the blocker's transaction sees one snapshot of it)
+            while watch.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchone()[0] \
+                    < len(routes):
+                assert time.monotonic() < deadline, ("not every request waits for the lock", in_flight)
+                time.sleep(0.1)
+            time.sleep(0.1)
+        cluster.stop()
+        try:
+            for t in threads:
+                t.join(timeout=30)
+            blocker.close()
+            down = {r[:2]: send(*r) for r in routes}
+        finally:
+            cluster.start()
+        back = time.monotonic()
+        while any(httpx.request(m, base + p, headers=h, timeout=30).status_code != 200 for m, p, h, _ in routes[::2]):
+            assert time.monotonic() < back + 10, "the routes did not answer again once the database was back"
+            time.sleep(0.2)
+        with psycopg.connect(url) as conn:  # what was in flight was rolled back
+            assert conn.execute("SELECT count(*) FROM geocloud.access_requests").fetchone()[0] == 0
+        after = {r[:2]: send(*r)[0] for r in routes[1::2]}
+    finally:
+        stop_server(proc)
+    for answers, limit in ((in_flight, DB_TIMEOUT + 1.0), (down, 1.0)):
+        assert set(answers) == {r[:2] for r in routes}, answers
+        for route, (status, retry, took, text) in answers.items():
+            assert status == 503 and retry == "5" and took < limit, (route, status, retry, took, text)
+    assert after == {("POST", "/manage/requests"): 201, ("POST", "/requests"): 303}, after

@@ -309,3 +309,18 @@ def test_a_catalog_grant_reads_until_its_expiry_and_approved_grants_join_their_l
     assert can_read(trans, folded.layers["inspection_sites"]) and not can_read(trans, layer)
     assert can_read(outside, folded.layers["road_works"]) and not can_read(outside, catalog.layers["road_works"])
     assert folded.layers["roads"] == catalog.layers["roads"]  # public: a grant adds nothing
+
+
+def test_the_requests_page_titles_only_the_layers_it_lists():
+    """The page names the layers of the requests it lists, not every layer the caller reads: of its
+    own requests those it may read now, and every one it decides on."""
+    from geocloud.access import Principal
+    from geocloud.serve.portal.requests import titles
+
+    catalog = get_catalog()
+    outsider = Principal("key", id="k1", name="nlsc-1", agency="MOI-LAND", role="analyst")  # reads public layers
+    listed = {"mine": [{"layer": "roads"}, {"layer": "inspection_sites"}, {"layer": "no_such_layer"}],
+              "to_decide": []}
+    assert titles(outsider, catalog, listed) == {"roads": catalog.layers["roads"].title}
+    listed["to_decide"] = [{"layer": "road_works"}, {"layer": "no_such_layer"}]
+    assert set(titles(outsider, catalog, listed)) == {"roads", "road_works"}

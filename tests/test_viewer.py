@@ -71,3 +71,33 @@ def test_viewer_loads_toggles_and_shows_attributes(served, tmp_path):
         page.screenshot(path=str(tmp_path / "viewer.png"))
         browser.close()
     assert not errors, errors
+
+
+def test_the_viewer_fetches_a_layers_queryables_when_a_feature_of_it_is_clicked(served):
+    """The viewer asks for no layer's queryables (its field titles) when it opens, only for the one
+    whose feature is clicked, and once however often it is clicked."""
+    asked: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 800}, locale="en")
+        page.on("request", lambda r: asked.append(r.url.split("?")[0]) if "/queryables" in r.url else None)
+        page.goto(served.url + "/map/#15/24.1620/120.6473")
+        page.wait_for_selector("#layers li[data-layer=zoning]", timeout=60_000)
+        page.click("#toggle-buildings")  # the zoning polygons beneath them
+        wait_until(page, "window.geocloudMap.loaded() && window.geocloudMap.areTilesLoaded()")
+        assert asked == []
+        box = page.locator("#map").bounding_box()
+        spot = page.evaluate("""() => {
+            const m = window.geocloudMap, c = m.getCanvas();
+            for (let y = 40; y < c.clientHeight; y += 40) for (let x = 40; x < c.clientWidth; x += 40) {
+                if (m.queryRenderedFeatures([x, y]).some(f => f.sourceLayer === 'zoning')) return [x, y];
+            }
+            return null; }""")
+        assert spot, "no zoning polygon rendered"
+        for _ in range(2):
+            page.mouse.click(box["x"] + spot[0], box["y"] + spot[1])
+            wait_until(page, "!!document.querySelector('.maplibregl-popup') && "
+                             "document.querySelector('.maplibregl-popup').innerText.includes('Zone code')", 10)
+        time.sleep(0.5)  # time for a second fetch, if the second click made one
+        browser.close()
+    assert asked == [f"{served.url}/collections/zoning/queryables"]

@@ -24,11 +24,11 @@ from geocloud.access import audit, keys
 from geocloud.access.policy import can_decide, can_read
 from geocloud.access.principal import Principal
 from geocloud.catalog import Catalog, registry
+from geocloud.catalog.models import LAYER_ID
 from geocloud.errors import ConfigError, Conflict, InputError, NotFound
 
 REASON_MAX = 2000
 PENDING_MAX = 20  # a principal's requests awaiting a decision at once
-LAYER_ID = re.compile(r"^[a-z][a-z0-9_]{0,40}$")  # the catalog's layer ids
 DECISIONS = ("approve", "reject")
 _COLUMNS = ("id", "layer", "agency", "role", "principal", "reason", "state", "created_at", "decided_by",
             "decided_at", "decision_reason", "expires_at")
@@ -58,7 +58,7 @@ def _reason(text, where: str, required: bool) -> str | None:
 def create(conn: psycopg.Connection, principal: Principal, layer_id, reason, catalog: Catalog) -> dict:
     """Record ``principal``'s request for ``layer_id``, whether or not such a layer exists (see the
     module's docstring). Conflict for a layer it reads already or asked for and awaits."""
-    if not isinstance(layer_id, str) or not LAYER_ID.match(layer_id):
+    if not isinstance(layer_id, str) or not re.match(LAYER_ID, layer_id):
         raise InputError(f"{layer_id!r} is not a layer id", where="key 'layer'",
                          fix="give the layer's id: lower-case letters, digits and _, starting with a letter")
     reason = _reason(reason, "key 'reason'", required=True)

@@ -17,6 +17,7 @@ FieldType = Literal["text", "integer", "bigint", "double", "boolean", "date", "t
 GeometryType = Literal["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"]
 Frequency = Literal["daily", "weekly", "monthly", "quarterly", "yearly", "irregular"]
 
+LAYER_ID = r"^[a-z][a-z0-9_]{0,40}$"  # a layer's id, which names its tables and is a part of its URLs
 WEB_MERCATOR_GEOM = "geom_3857"  # live tables also keep each geometry in EPSG:3857, for Web Mercator tiles
 
 SQL_TYPES: dict[str, str] = {
@@ -136,7 +137,7 @@ class SourceMapping(Strict):
 
 
 class Layer(Strict):
-    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")
+    id: str = Field(pattern=LAYER_ID)
     title: I18n
     description: I18n
     kind: Literal["vector", "raster"]

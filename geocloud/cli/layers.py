@@ -7,6 +7,7 @@ from rich.table import Table
 
 from geocloud import db
 from geocloud.access import audit
+from geocloud.access.review import review as reviewed
 from geocloud.catalog import core_catalog, get_catalog, registry
 from geocloud.cli.output import console, print_json
 from geocloud.config import operator
@@ -73,10 +74,8 @@ def review(layer_id: str = typer.Argument(..., help="The agency layer's id"),
                                                                 "reject (still served to its own agency only)"),
            comment: str = typer.Option("", "--comment", help="Why (a rejection needs one)")):
     """The GIS office's review of a public layer an editor published, as POST /manage/layers/ID/review."""
-    with db.transaction() as conn:
-        was, after = registry.review(conn, layer_id, decision, comment, operator())
-        audit.record(conn, "layer-reviewed", operator(), None, layer_id,
-                     detail={"before": {"state": was}, "after": {"state": after["state"], "review": after["review"]}})
+    with db.connect() as conn:
+        after = reviewed(conn, layer_id, decision, comment, operator())
     console.print(f"layer {layer_id}: {after['state']}")
 
 

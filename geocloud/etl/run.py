@@ -27,7 +27,7 @@ from geocloud import db
 from geocloud.catalog import get_catalog
 from geocloud.config import get_settings, operator
 from geocloud.errors import GuardRefused, InputError
-from geocloud.etl import raster, runs, stage
+from geocloud.etl import runs, stage
 from geocloud.etl.crs import check_proj_database, reprojection
 from geocloud.etl.guard import Limits, review
 from geocloud.etl.limits import check_source
@@ -120,6 +120,8 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
             stage.lock_layers(conn, pipeline.layer_ids)
             stage.clear_leftovers(conn, pipeline.layer_ids, run_id)
             if pipeline.raster_layer:
+                from geocloud.etl import raster  # rasterio takes ~1 s to import: only for raster runs
+
                 raster.clear_leftovers(settings.data_path, pipeline.raster_layer)
                 _raster_run(conn, pipeline, path, report, force, _Timer(report, progress), checksum)
             else:
@@ -201,7 +203,7 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
                         if table.num_rows:
                             writer.write(stage.copy_statement(layers[lid], tables[lid]), table)
                     progress.advance(own.read)
-                    if number == 0:
+                    if number == 0 and os.environ.get(PAUSE_ENV) == "copy":  # the drill stops with rows sent
                         writer.drain()
                         checkpoint("copy")
             finally:
@@ -310,6 +312,8 @@ def _check_quality(quality: Quality, pipeline: Pipeline, path: Path) -> None:
 
 def _raster_run(conn, pipeline: Pipeline, path: Path, report: Report, force: bool, timed: _Timer,
                 checksum: Future) -> None:
+    from geocloud.etl import raster
+
     settings, layer = get_settings(), get_catalog().loadable().layers[pipeline.raster_layer]
     with timed("read and validate"):
         info = raster.inspect(raster.source_files(path), pipeline)

@@ -141,7 +141,7 @@ def _address(value: str) -> str:
 
 
 def _complete(headers: list, https: bool) -> list:
-    cache = html = own_policy = False
+    cache = html = False
     vary = None
     for i, (name, value) in enumerate(headers):
         name = name.lower()
@@ -151,8 +151,6 @@ def _complete(headers: list, https: bool) -> list:
             vary = i
         elif name == b"content-type":
             html = value.startswith(b"text/html")
-        elif name == b"content-security-policy":  # a page with its own policy (the portal's) keeps it
-            own_policy = True
     if vary is None:
         headers.append((b"vary", CREDENTIAL_HEADERS))
     elif headers[vary][1].strip() != b"*":
@@ -163,7 +161,6 @@ def _complete(headers: list, https: bool) -> list:
     if https:
         headers.append((b"strict-transport-security", HSTS))
     if html:
-        if not own_policy:
-            headers.append((b"content-security-policy", CSP))
+        headers.append((b"content-security-policy", CSP))
         headers.append((b"x-frame-options", b"SAMEORIGIN"))
     return headers

@@ -6,10 +6,10 @@ import json
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
-from geocloud import db
 from geocloud.access import Principal, audit
 from geocloud.catalog import Catalog, get_catalog, registry
 from geocloud.config import acting
+from geocloud.db.pool import write_pool
 from geocloud.errors import DatabaseError, GeocloudError
 from geocloud.serve.manage.permission import problem
 
@@ -44,7 +44,7 @@ async def in_thread(principal: Principal, work, *args):
 
 
 def audited(principal: Principal, action: str, layer_id: str, detail: dict) -> None:
-    with db.connect(autocommit=True) as conn:
+    with write_pool().connection() as conn:
         audit.record(conn, action, operator_of(principal), principal.agency, layer_id, "manage", detail)
 
 

@@ -8,16 +8,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
-from geocloud import db
 from geocloud.access import audit
 from geocloud.access.policy import is_admin
+from geocloud.catalog.models import LAYER_ID
+from geocloud.db.pool import get_pool
 from geocloud.errors import InputError
 from geocloud.serve.guard import current, unauthorized
 from geocloud.serve.http import HTTPError
 from geocloud.serve.manage.acting import fresh_catalog, json_answer
 from geocloud.serve.manage.permission import managed, may_manage_some
 
-LAYER_ID = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 LIMIT = 100  # records by default
 
 
@@ -29,7 +29,7 @@ def _filters(request: Request) -> dict:
     """The query's filters, each checked; a bad one is a 400 naming it."""
     q = request.query_params
     layer, actor, since, limit = q.get("layer"), q.get("actor"), q.get("since"), q.get("limit", str(LIMIT))
-    if layer is not None and not LAYER_ID.match(layer):
+    if layer is not None and not re.match(LAYER_ID, layer):
         raise _bad("layer", layer, "a layer id (lower-case letters, digits and _)")
     if actor is not None and not (0 < len(actor) <= 200 and actor.isprintable()):
         raise _bad("actor", actor, "a principal as the audit records it (name@agency) or an agency code")
@@ -47,7 +47,7 @@ def _records(principal, filters: dict) -> list[dict]:
     scope = None  # every record, for an admin of the GIS office
     if not (is_admin(principal, catalog) and principal.layers is None):
         scope = managed(principal, catalog)
-    with db.connect() as conn:
+    with get_pool().connection() as conn:  # the trail's reads are written behind anyway: a replica's lag is fine
         return audit.read(conn, layers=scope, **filters)
 
 

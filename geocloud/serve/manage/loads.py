@@ -18,8 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
-from geocloud import db
-from geocloud.errors import GeocloudError
+from geocloud.db.pool import write_pool
+from geocloud.errors import GeocloudError, NotFound
 from geocloud.etl import runs
 from geocloud.etl.guard import OVERRIDE
 from geocloud.etl.run import run_pipeline
@@ -94,8 +94,9 @@ def _load_then_remove(layer_id: str, path: Path, dry_run: bool, force: bool, pri
 
 
 def _run_of(path: Path) -> int | None:
-    """The run loading ``path`` (each upload has a file of its own), once it is recorded."""
-    with db.connect() as conn:
+    """The run loading ``path`` (each upload has a file of its own), once it is recorded (on the
+    primary: a replica may not have it yet)."""
+    with write_pool().connection() as conn:
         row = conn.execute("SELECT id FROM geocloud.etl_runs WHERE source_path = %s ORDER BY id DESC LIMIT 1",
                            (str(path.resolve()),)).fetchone()
     return row and row[0]
@@ -118,10 +119,10 @@ async def post_data(request: Request):
 
 
 def _run(run_id: int) -> dict | None:
-    with db.connect() as conn:
+    with write_pool().connection() as conn:  # a run polled while it runs: the primary, never behind
         try:
             return runs.get(conn, run_id)
-        except GeocloudError:
+        except NotFound:
             return None
 
 

@@ -2,13 +2,14 @@
 ``described_paths``). Refusals use the shared responses of ogcapi/pygeoapi_config.py; a failed
 action (409, 422) is answered with problem details, described here."""
 
+from geocloud.catalog.models import LAYER_ID
 from geocloud.serve.manage.upload import FORMATS, MEDIA_TYPES
 from geocloud.serve.openapi30 import path_parameter, query_parameter
 
 TAG = "Management"
 _REF = "#/components/responses/{}".format
-LAYER_ID = path_parameter("layerId", "the layer's id (an agency layer; a core layer's data for GIS office admins)",
-                          {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,40}$"})
+LAYER_PATH = path_parameter("layerId", "the layer's id (an agency layer; a core layer's data for GIS office admins)",
+                          {"type": "string", "pattern": LAYER_ID})
 PROBLEM = {"type": "object", "required": ["code", "description", "status"], "properties": {
     "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
     "code": {"type": "string"}, "description": {"type": "string"}, "detail": {"type": "string"},
@@ -69,7 +70,7 @@ OPENAPI_PATHS = {
     "/manage/layers": {"get": {"summary": "the layers the caller manages, with state, live version, last run and owner",
                                "tags": [TAG], "parameters": [], "responses": {"200": LISTING}}},
     "/manage/layers/{layerId}": {
-        "put": _op("register or change an agency layer's catalog entry (a new one is a draft)", ENTRY, LAYER_ID,
+        "put": _op("register or change an agency layer's catalog entry (a new one is a draft)", ENTRY, LAYER_PATH,
                    query_parameter("owner", "the owner agency of a new layer (default: the caller's; other agencies' "
                                             "for GIS office admins only)", {"type": "string"}),
                    more={"201": ENTRY, "413": {"$ref": _REF("PayloadTooLarge")},
@@ -77,12 +78,12 @@ OPENAPI_PATHS = {
                    body={"required": True, "description": "the catalog entry, as in layers/*.yml",
                          "content": {"application/json": {"schema": {"type": "object"}}}}),
         "get": _op("one layer the caller manages: state, live version, last run, owner, last review and its entry",
-                   ONE, LAYER_ID),
-        "delete": _op("retire an agency layer: off every surface, its history kept", STATE, LAYER_ID),
+                   ONE, LAYER_PATH),
+        "delete": _op("retire an agency layer: off every surface, its history kept", STATE, LAYER_PATH),
     },
     "/manage/layers/{layerId}/data": {"post": _op(
         "load a source file into the layer through the ETL (or only plan it: dry_run)",
-        _json("the run's report: status (published, unchanged, planned), counts, diff, quality, versions"), LAYER_ID,
+        _json("the run's report: status (published, unchanged, planned), counts, diff, quality, versions"), LAYER_PATH,
         query_parameter("dry_run", "true: read, validate, stage and diff only; change nothing", {"type": "boolean"}),
         query_parameter("force", "true: publish what the ETL's guard would stop (much of the live layer removed, its "
                                  "geometry type changed, its extent moved); recorded in the run and the audit",
@@ -116,14 +117,14 @@ OPENAPI_PATHS = {
             "counts": {"type": "object", "nullable": True}}}),
                       "403": {"$ref": _REF("Forbidden")}, "404": {"$ref": _REF("NotFound")}}}},
     "/manage/layers/{layerId}/publish": {"post": _op(
-        "make a draft live (a public layer an editor publishes awaits the GIS office's review)", STATE, LAYER_ID)},
+        "make a draft live (a public layer an editor publishes awaits the GIS office's review)", STATE, LAYER_PATH)},
     "/manage/layers/{layerId}/rollback": {"post": _op(
         "make a kept earlier version of the layer's data live again", _json("the versions switched and the diff"),
-        LAYER_ID, query_parameter("to", "the version to make live (default: the previous one)",
+        LAYER_PATH, query_parameter("to", "the version to make live (default: the previous one)",
                                   {"type": "integer", "minimum": 1, "maximum": 2 ** 31 - 1}))},
     "/manage/layers/{layerId}/review": {"post": _op(
         "the GIS office's review of an editor's public layer: approve makes it live for its declared access; reject "
-        "keeps it served to its own agency only, with the comment", STATE, LAYER_ID,
+        "keeps it served to its own agency only, with the comment", STATE, LAYER_PATH,
         more={"422": _problem("the body is not a decision: the key paths, what is wrong and the fix"),
               "413": {"$ref": _REF("PayloadTooLarge")}},
         body={"required": True, "description": "the decision (a rejection says why in its comment)",
@@ -135,7 +136,7 @@ OPENAPI_PATHS = {
         "summary": "the audit trail, newest first: who, when, which layer, what, before and after (GIS office admins: "
                    "all of it; editors: the records on their agency's layers)", "tags": [TAG],
         "parameters": [
-            query_parameter("layer", "only records on this layer", {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,40}$"}),
+            query_parameter("layer", "only records on this layer", {"type": "string", "pattern": LAYER_ID}),
             query_parameter("actor", "only records by this principal (as recorded: name@agency) or agency",
                             {"type": "string", "minLength": 1, "maxLength": 200}),
             query_parameter("since", "only records from then on: an ISO date or time, or 7d, 12h back from now",

@@ -85,9 +85,15 @@ def _why(principal: Principal, action: str, layer_id: str, catalog: Catalog, own
     return f"layer {layer_id!r} belongs to {holder}; {principal.agency}'s editors manage their own agency's layers"
 
 
+def status_of(exc: GeocloudError) -> tuple[int, str]:
+    """The HTTP status and code of a registry, ETL or access request error (the portal's forms answer
+    with the same statuses as the JSON routes)."""
+    return next(((s, c) for kind, s, c in _STATUS if isinstance(exc, kind)), (400, "InvalidParameterValue"))
+
+
 def problem(exc: GeocloudError) -> JSONResponse:
     """A registry or ETL error as problem details: status, what, where, the fix, the key paths named."""
-    status, code = next(((s, c) for kind, s, c in _STATUS if isinstance(exc, kind)), (400, "InvalidParameterValue"))
+    status, code = status_of(exc)
     body = {"type": "about:blank", "title": code, "status": status, "code": code, "description": str(exc),
             "detail": exc.what, "where": exc.where, "fix": exc.fix, "keys": _KEY.findall(f"{exc.where or ''}\n{exc.what}")}
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers={"Cache-Control": "no-store"})

@@ -11,9 +11,10 @@ from datetime import datetime
 from starlette.requests import Request
 from starlette.routing import Route
 
-from geocloud import db
 from geocloud.access import requests as access_requests
 from geocloud.access.policy import can_decide
+from geocloud.catalog.models import LAYER_ID
+from geocloud.db.pool import write_pool
 from geocloud.serve.guard import current, unauthorized
 from geocloud.serve.http import HTTPError
 from geocloud.serve.manage.acting import (
@@ -49,7 +50,7 @@ async def _body(request: Request) -> dict:
 
 
 def _create(principal, body: dict):
-    with db.connect() as conn:
+    with write_pool().connection() as conn, conn.transaction():
         made = access_requests.create(conn, principal, body.get("layer"), body.get("reason"), fresh_catalog())
     return json_answer(_iso(made), 201)
 
@@ -61,7 +62,7 @@ async def create(request: Request):
 
 def _listing(principal):
     catalog = fresh_catalog()
-    with db.connect() as conn:
+    with write_pool().connection() as conn:  # the primary: a request just made is listed at once
         listed = access_requests.listing(conn, principal, catalog)
     return json_answer({part: [_iso(r) for r in rows] for part, rows in listed.items()})
 
@@ -75,7 +76,7 @@ def decide(principal, request_id: int, body: dict) -> dict:
     """Approve or reject request ``request_id`` as ``principal``: the decided request, or HTTPError
     (403, 404) and the model's errors (409, 422). The portal's decision form uses it too."""
     catalog = fresh_catalog()
-    with db.connect() as conn:
+    with write_pool().connection() as conn, conn.transaction():
         found = access_requests.get(conn, request_id) if request_id <= MAX_ID else None
         if found is None or not (can_decide(principal, found["layer"], catalog) or access_requests.mine(principal, found)):
             raise HTTPError(404, "NotFound", f"no access request {request_id} you may see")
@@ -127,7 +128,7 @@ OPENAPI_PATHS = {
                  "tags": [TAG], "parameters": [],
                  "requestBody": {"required": True, "content": {"application/json": {"schema": {
                      "type": "object", "required": ["layer", "reason"], "properties": {
-                         "layer": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,40}$"},
+                         "layer": {"type": "string", "pattern": LAYER_ID},
                          "reason": {"type": "string", "maxLength": 2000}}}}}},
                  "responses": {"201": _json("the request, pending", REQUEST), "401": {"$ref": _REF("Unauthorized")},
                                "409": _problem("the caller reads the layer already, awaits a decision on it, or "

@@ -20,9 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from geocloud import db
-from geocloud.access import audit
-from geocloud.catalog import registry
+from geocloud.access.review import review as reviewed
+from geocloud.db.pool import write_pool
 from geocloud.errors import ConfigError
 from geocloud.serve.http import HTTPError, read_body
 from geocloud.serve.manage.acting import (
@@ -68,10 +67,9 @@ async def _decision(request: Request, where: str) -> Decision:
 
 
 def _review(layer_id: str, decision: Decision, principal) -> JSONResponse:
-    with db.transaction() as conn:
-        was, after = registry.review(conn, layer_id, decision.decision, decision.comment, operator_of(principal))
-        audit.record(conn, "layer-reviewed", operator_of(principal), principal.agency, layer_id, "manage",
-                     {"before": {"state": was}, "after": {"state": after["state"], "review": after["review"]}})
+    with write_pool().connection() as conn:
+        after = reviewed(conn, layer_id, decision.decision, decision.comment, operator_of(principal),
+                         principal.agency, "manage")
     return json_answer({"id": layer_id, "state": after["state"], "review": after["review"]})
 
 

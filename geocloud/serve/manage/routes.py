@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from geocloud import db
 from geocloud.access import audit
 from geocloud.access.policy import can_read, is_admin
 from geocloud.catalog import core_catalog, registry
+from geocloud.db.pool import write_pool
 from geocloud.errors import ConfigError, Conflict, NotFound
 from geocloud.etl.run import rollback_layer
 from geocloud.serve.guard import current, unauthorized
@@ -41,7 +41,7 @@ from geocloud.serve.manage.upload import read_entry
 
 def _listing(principal, catalog, only: str | None = None) -> list[dict]:
     ids = managed(principal, catalog, None if only is None else {only})
-    with db.connect() as conn:
+    with write_pool().connection() as conn:  # the primary: a load or change just made shows at once
         live = dict(conn.execute("SELECT layer, version FROM geocloud.layer_versions WHERE state = 'live' "
                                  "AND layer = ANY(%s)", (ids,)).fetchall())
         runs = {r[0]: {"run": r[1], "status": r[2], "dry_run": r[3], "operator": r[4],
@@ -105,7 +105,7 @@ def _register(layer_id: str, entry, owner: str, principal) -> JSONResponse:
         raise ConfigError(f"the entry's id {entry['id']!r} differs from the path's {layer_id!r}",
                           where=f"{where}: key 'id'", fix="send the entry to the URL of its id")
     entry = {**entry, "id": layer_id} if isinstance(entry, dict) else entry
-    with db.transaction() as conn:
+    with write_pool().connection() as conn, conn.transaction():
         before = registry.row(conn, layer_id)
         state = _state_after(entry, is_admin(principal, catalog), before)
         registry.register(conn, entry, before["owner"] if before else owner, operator_of(principal), catalog,
@@ -136,7 +136,7 @@ def _publish(layer_id: str, principal) -> JSONResponse:
     rejected layer asks for review again."""
     catalog = core_catalog()
     admin = is_admin(principal, catalog)
-    with db.transaction() as conn:
+    with write_pool().connection() as conn, conn.transaction():
         before = registry.row(conn, layer_id)
         if before is None:
             raise NotFound(f"layer {layer_id!r} is not registered")
@@ -182,7 +182,7 @@ async def rollback(request: Request):
 
 
 def _retire(layer_id: str, principal) -> JSONResponse:
-    with db.transaction() as conn:
+    with write_pool().connection() as conn, conn.transaction():
         before = registry.row(conn, layer_id)
         registry.retire(conn, layer_id, operator_of(principal), core_catalog())
         audit.record(conn, "layer-retired", operator_of(principal), principal.agency, layer_id, "manage",

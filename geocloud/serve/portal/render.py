@@ -2,8 +2,8 @@
 
 Every page is server-rendered HTML that works without JavaScript; scripts (the map previews) only
 add to it. Pages depend on who asks (which layers they may read) and on the language, so they are
-``private`` and vary on both. The portal's own Content-Security-Policy allows only what geocloud
-serves (MapLibre starts its workers from ``blob:``); headers.py leaves a page's own policy alone.
+``private`` and vary on both. Their Content-Security-Policy is headers.py's, the one every page
+gets: only what geocloud serves (MapLibre starts its workers from ``blob:``).
 """
 
 import functools
@@ -16,7 +16,6 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from geocloud.serve import guard
-from geocloud.serve.headers import CSP
 from geocloud.serve.http import HTTPError, base_url
 from geocloud.serve.manage.permission import may_manage_some
 from geocloud.serve.openapi30 import path_parameter
@@ -77,7 +76,7 @@ def render(request: Request, template: str, status: int = 200, headers: dict | N
         switch_lang=HTML_LANG[OTHER[lang]], **context)
     response = HTMLResponse(body, status_code=status, headers={
         "Content-Language": lang, "Cache-Control": "private, no-cache", "Vary": "Accept, Accept-Language",
-        "Content-Security-Policy": CSP.decode(), **(headers or {})})
+        **(headers or {})})
     if "lang" in request.query_params:
         response.set_cookie(COOKIE, lang, max_age=YEAR, httponly=True, samesite="lax",
                             secure=request.url.scheme == "https")

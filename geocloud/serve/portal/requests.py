@@ -10,12 +10,15 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from geocloud import db
 from geocloud.access import requests as access_requests
+from geocloud.access.policy import can_read
 from geocloud.catalog import get_catalog
-from geocloud.errors import GeocloudError
+from geocloud.catalog.models import LAYER_ID
+from geocloud.db.pool import write_pool
+from geocloud.errors import DatabaseError, GeocloudError
 from geocloud.serve import guard, session
 from geocloud.serve.http import base_url
+from geocloud.serve.manage.permission import status_of
 from geocloud.serve.manage.requests import decide
 from geocloud.serve.openapi30 import path_parameter, query_parameter
 from geocloud.serve.portal.render import render
@@ -28,12 +31,18 @@ from geocloud.serve.portal.signin import (
     form,
 )
 
-STATUS = {"Conflict": 409}
-
 
 def _listed(principal) -> dict:
-    with db.connect() as conn:
+    with write_pool().connection() as conn:  # the primary: the request just sent is listed
         return access_requests.listing(conn, principal, get_catalog())
+
+
+def titles(principal, catalog, listed: dict) -> dict:
+    """The titles of the layers the page lists: those the caller decides on, and of its own requests'
+    layers those it may read now (a requester learns nothing more of a layer it cannot read)."""
+    named = {r["layer"] for r in listed["to_decide"]} | {
+        r["layer"] for r in listed["mine"] if r["layer"] in catalog.layers and can_read(principal, catalog.layers[r["layer"]])}
+    return {i: catalog.layers[i].title for i in named if i in catalog.layers}
 
 
 def _signin_first(request: Request) -> Response:
@@ -46,12 +55,9 @@ async def requests_page(request: Request, error: str | None = None, status: int 
     if principal.anonymous:
         return _signin_first(request)
     listed = await run_in_threadpool(_listed, principal)
-    catalog, readable = get_catalog(), guard.visible_layers()
-    # a layer's title only for those who may read it or decide on it: a requester learns nothing more
-    titles = {i: catalog.layers[i].title for i in {*readable, *(r["layer"] for r in listed["to_decide"])}
-              if i in catalog.layers}
     return render(request, "requests.html", status=status, headers=PERSONAL, mine=listed["mine"],
-                  to_decide=listed["to_decide"], titles=titles, csrf=session.csrf_token(request), error=error,
+                  to_decide=listed["to_decide"], titles=titles(principal, get_catalog(), listed),
+                  csrf=session.csrf_token(request), error=error,
                   done=request.query_params.get("done"))
 
 
@@ -64,11 +70,11 @@ async def _new(request: Request, layer_id: str, error: str | None = None, status
     if guard.current.get().anonymous:
         return _signin_first(request)
     return render(request, "request_new.html", status=status, headers=PERSONAL, layer_id=layer_id[:41],
-                  csrf=session.csrf_token(request), error=error, reason=reason)
+                  id_pattern=LAYER_ID, csrf=session.csrf_token(request), error=error, reason=reason)
 
 
 def _create(principal, fields) -> dict:
-    with db.connect() as conn:
+    with write_pool().connection() as conn, conn.transaction():
         return access_requests.create(conn, principal, fields.get("layer"), fields.get("reason"), get_catalog())
 
 
@@ -77,8 +83,10 @@ async def submit(request: Request) -> Response:
     principal = session.form_principal(request, fields)
     try:
         await run_in_threadpool(_create, principal, fields)
+    except DatabaseError:
+        raise  # the app's one handler: 503 with Retry-After, not the form again
     except GeocloudError as exc:
-        return await _new(request, fields.get("layer", ""), error=exc.what, status=STATUS.get(type(exc).__name__, 422),
+        return await _new(request, fields.get("layer", ""), error=exc.what, status=status_of(exc)[0],
                           reason=fields.get("reason", ""))
     return RedirectResponse(f"{base_url(request)}/requests?done=requested", status_code=303)
 
@@ -90,9 +98,10 @@ async def decision(request: Request) -> Response:
     body = {"decision": fields.get("decision"), "reason": fields.get("reason"), "expires": fields.get("expires") or None}
     try:
         await run_in_threadpool(decide, principal, request_id, body)
+    except DatabaseError:
+        raise
     except GeocloudError as exc:
-        return await requests_page(request, error=f"#{request_id}: {exc.what}",
-                                   status=STATUS.get(type(exc).__name__, 422))
+        return await requests_page(request, error=f"#{request_id}: {exc.what}", status=status_of(exc)[0])
     return RedirectResponse(f"{base_url(request)}/requests?done={body['decision']}", status_code=303)
 
 

@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from geocloud.access.policy import is_admin
+from geocloud.catalog.models import LAYER_ID
 from geocloud.serve import guard, session
 from geocloud.serve.http import HTTPError, base_url
 from geocloud.serve.manage.acting import fresh_catalog
@@ -98,7 +99,8 @@ async def my_layers(request: Request) -> Response:
 @portal_page
 async def register(request: Request) -> Response:
     return _steward(request) or _page(request, "steward_register.html", geometries=GEOMETRIES,
-                                      field_types=FIELD_TYPES, frequencies=labels.FREQUENCIES, kinds=labels.KINDS)
+                                      field_types=FIELD_TYPES, frequencies=labels.FREQUENCIES, kinds=labels.KINDS,
+                                      id_pattern=LAYER_ID)
 
 
 @portal_page

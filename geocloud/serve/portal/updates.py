@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from geocloud import db
 from geocloud.access.policy import is_admin
 from geocloud.catalog import get_catalog
+from geocloud.db.pool import get_pool
 from geocloud.etl.schedule import due
 from geocloud.serve import guard
 from geocloud.serve.http import HTTPError
@@ -22,7 +22,7 @@ from geocloud.serve.portal.signin import PERSONAL
 
 
 def _schedule(catalog) -> list:
-    with db.connect() as conn:
+    with get_pool().connection() as conn:
         return due(conn, catalog, datetime.now(timezone.utc))
 
 

@@ -8,13 +8,15 @@ pixel. Attributes are the catalog's fields; a layer answers only within its cata
 ``geom IS NOT NULL`` into the scan and evaluates ST_AsMVTGeom (and ST_Transform) twice per feature.
 """
 
+from functools import lru_cache
+from typing import NamedTuple
+
 import morecantile
 from psycopg import sql
 
 from geocloud.catalog import Layer
 from geocloud.catalog.models import WEB_MERCATOR_GEOM
 from geocloud.db.pool import get_pool
-from geocloud.serve.ogcapi.provider import column
 from geocloud.serve.state import snapshot, tables
 from geocloud.serve.tiles.tms import srid
 
@@ -26,62 +28,100 @@ SIMPLIFY_FROM = 20.0   # metres per pixel (about zoom 12): simplify lines and po
 SIMPLIFY_POINTS = 16   # geometries with fewer vertices gain nothing from simplification
 
 
+class _Shape(NamedTuple):
+    """What a layer's tile statement depends on besides the tile's own box: its text is composed
+    once per shape (psycopg's ``sql`` composition cost more Python than the rest of a cold tile)."""
+    layer_id: str
+    geometry: str
+    key: str
+    layer_srid: int
+    fields: tuple[str, ...]
+    columns: frozenset[str] | None  # of the live table, when the snapshot lists them (see provider.column)
+    table: str
+    tms_srid: int
+    stored: bool                    # the stored Web Mercator column is read: no per-feature transform
+    grid: float | None              # points: the thinning grid, in the units of the column
+    simplify: bool
+    polygons: bool                  # sub-pixel polygons are left out
+
+
 def layer_sql(layer: Layer, table: sql.Composable, tms: morecantile.TileMatrixSet,
-              tile: morecantile.Tile) -> tuple[sql.Composable, list]:
+              tile: morecantile.Tile) -> tuple[str, list]:
     box = tms.xy_bounds(tile)
-    tms_srid = srid(tms)
+    tms_srid = _srid(tms)
     pixel = (box.right - box.left) / 256.0
     margin = (box.right - box.left) * BUFFER / EXTENT
-    env = sql.SQL("ST_MakeEnvelope(%s, %s, %s, %s, {})").format(sql.Literal(tms_srid))
     live = snapshot().layers.get(layer.id)
     stored = tms_srid == 3857 and live is not None and WEB_MERCATOR_GEOM in live.columns
     # stored projected: no per-feature transform; otherwise the tile's own CRS, or a live table from
     # before the projected column (after a rollback)
-    column_name = WEB_MERCATOR_GEOM if stored else "geom"
     transform = not stored and tms_srid != layer.srid
     ground = pixel * (0.91 if tms_srid == 3857 else 1.0)  # metres: Web Mercator stretches ~1/cos(24°) here
     unit = ground if transform else pixel  # one pixel in the units of the column simplified and measured
+    points = layer.geometry.endswith("Point")
+    simplify = not points and ground > SIMPLIFY_FROM
+    polygons = layer.geometry.endswith("Polygon") and ground > GENERALIZE_FROM
+    shape = _Shape(layer.id, layer.geometry, layer.key, layer.srid, tuple(f.name for f in layer.fields),
+                   live.columns if live is not None else None, table.as_string(), tms_srid, stored,
+                   round(unit, 6) if points else None, simplify, polygons)
+    bounds = [box.left, box.bottom, box.right, box.top]
+    return _statement(shape), [*([unit / 2] if simplify else []), *bounds, *bounds, margin,
+                               *([unit, unit] if polygons else [])]
+
+
+@lru_cache(maxsize=1024)
+def _statement(shape: _Shape) -> str:
+    """The statement of a tile of ``shape``; its parameters: the simplification tolerance (when it
+    simplifies), the tile's box twice, the buffer margin, the smallest polygon size (when it drops)."""
+    column_name = WEB_MERCATOR_GEOM if shape.stored else "geom"
+    env = sql.SQL("ST_MakeEnvelope(%s, %s, %s, %s, {})").format(sql.Literal(shape.tms_srid))
     # the spatial index is on geom alone: the tile's box goes to the layer's CRS (its curved edges
     # stay well inside the buffer margin)
-    query_env = sql.SQL("ST_Transform({}, {})").format(env, sql.Literal(layer.srid)) if tms_srid != layer.srid else env
+    query_env = sql.SQL("ST_Transform({}, {})").format(env, sql.Literal(shape.layer_srid)) \
+        if shape.tms_srid != shape.layer_srid else env
     source = sql.SQL("t.{}").format(sql.Identifier(column_name))
-    attrs = sql.SQL("").join(sql.SQL(", {} AS {}").format(column(layer, f.name), sql.Identifier(f.name))
-                             for f in layer.fields)
-    if layer.geometry.endswith("Point"):
-        geom = source
-        grid = sql.Literal(round(unit, 6))  # a literal: DISTINCT ON must repeat ORDER BY's expression exactly
+    # a field the live table predates (after a rollback) is NULL, as provider.column has it
+    attrs = sql.SQL("").join(sql.SQL(", {} AS {}").format(
+        sql.SQL("NULL") if shape.columns and name not in shape.columns else sql.SQL("t.{}").format(sql.Identifier(name)),
+        sql.Identifier(name)) for name in shape.fields)
+    key = sql.Identifier(shape.key)
+    geom, thin, size_filter = source, sql.SQL(""), sql.SQL("")
+    if shape.grid is not None:
+        grid = sql.Literal(shape.grid)  # a literal: DISTINCT ON must repeat ORDER BY's expression exactly
         thin = sql.SQL("DISTINCT ON (ST_SnapToGrid({}, {}))").format(source, grid)
-        order = sql.SQL("ORDER BY ST_SnapToGrid({}, {}), t.{}").format(source, grid, sql.Identifier(layer.key))
-        thin_args, order_args, size_filter, size_args = [], [], sql.SQL(""), []
+        order = sql.SQL("ORDER BY ST_SnapToGrid({}, {}), t.{}").format(source, grid, key)
     else:
-        coarse = ground > GENERALIZE_FROM
-        simplify = ground > SIMPLIFY_FROM
-        geom = sql.SQL("CASE WHEN ST_NPoints({g}) > {n} THEN ST_Simplify({g}, %s, true) ELSE {g} END").format(
-            g=source, n=sql.Literal(SIMPLIFY_POINTS)) if simplify else source
+        if shape.simplify:
+            geom = sql.SQL("CASE WHEN ST_NPoints({g}) > {n} THEN ST_Simplify({g}, %s, true) ELSE {g} END").format(
+                g=source, n=sql.Literal(SIMPLIFY_POINTS))
         # in key order: a strong ETag promises the same bytes from every node, replica and restore,
         # whatever plan their statistics choose
-        thin, thin_args, order_args = sql.SQL(""), [], []
-        order = sql.SQL("ORDER BY t.{}").format(sql.Identifier(layer.key))
-        polygons = layer.geometry.endswith("Polygon") and coarse
-        size_filter = sql.SQL(" AND (ST_XMax({g}) - ST_XMin({g}) >= %s OR ST_YMax({g}) - ST_YMin({g}) >= %s)").format(
-            g=source) if polygons else sql.SQL("")
-        size_args = [unit, unit] if polygons else []
-    if transform:
-        geom = sql.SQL("ST_Transform({}, {})").format(geom, sql.Literal(tms_srid))
-    geom_args = [unit / 2] if not layer.geometry.endswith("Point") and ground > SIMPLIFY_FROM else []
-    query = sql.SQL("""
+        order = sql.SQL("ORDER BY t.{}").format(key)
+        if shape.polygons:
+            size_filter = sql.SQL(" AND (ST_XMax({g}) - ST_XMin({g}) >= %s OR ST_YMax({g}) - ST_YMin({g}) >= %s)"
+                                  ).format(g=source)
+    if not shape.stored and shape.tms_srid != shape.layer_srid:
+        geom = sql.SQL("ST_Transform({}, {})").format(geom, sql.Literal(shape.tms_srid))
+    return sql.SQL("""
         SELECT ST_AsMVT(q, {name}, {extent}, 'geom') FROM (
             SELECT {thin} ST_AsMVTGeom({geom}, {env}, {extent}, {buffer}, true) AS geom{attrs}
             FROM {table} t
             WHERE t.geom && ST_Expand({query_env}, %s){size_filter}
             {order} OFFSET 0) q
         WHERE q.geom IS NOT NULL""").format(
-        name=sql.Literal(layer.id), extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER), thin=thin, geom=geom,
-        env=env, attrs=attrs, table=table, query_env=query_env, size_filter=size_filter,
-        order=order)
-    bounds = [box.left, box.bottom, box.right, box.top]
-    args = [*thin_args, *geom_args, *bounds, *bounds, margin, *size_args, *order_args]
-    return query, args
+        name=sql.Literal(shape.layer_id), extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER), thin=thin,
+        geom=geom, env=env, attrs=attrs, table=sql.SQL(shape.table), query_env=query_env,
+        size_filter=size_filter, order=order).as_string()
+
+
+_SRIDS: dict[str, int] = {}
+
+
+def _srid(tms: morecantile.TileMatrixSet) -> int:
+    """The EPSG code of ``tms`` (pyproj's look-up is slow enough to matter on every tile)."""
+    if tms.id not in _SRIDS:
+        _SRIDS[tms.id] = srid(tms)
+    return _SRIDS[tms.id]
 
 
 def render(layers: list[Layer], tms: morecantile.TileMatrixSet, tile: morecantile.Tile) -> bytes:
@@ -90,8 +130,7 @@ def render(layers: list[Layer], tms: morecantile.TileMatrixSet, tile: morecantil
     with get_pool().connection() as conn:
         versions = tables(conn, [layer.id for layer in layers])  # of the request's snapshot: see state.tables
         for layer in layers:
-            query, args = layer_sql(layer, versions[layer.id], tms, tile)
-            data = conn.execute(query, args).fetchone()[0]
+            data = conn.execute(*layer_sql(layer, versions[layer.id], tms, tile)).fetchone()[0]
             if data:
                 parts.append(bytes(data))
     return b"".join(parts)  # MVT layers are protobuf messages: concatenation makes a multi-layer tile

@@ -153,7 +153,7 @@
                    title: { "zh-TW": part("title.zh-TW").value.trim(), en: part("title.en").value.trim() } };
         });
       }
-      if (!/^[a-z][a-z0-9_]{0,40}$/.test(id)) {  // the path needs an id before the API can judge the rest
+      if (!new RegExp(form.dataset.idPattern).test(id)) {  // the path needs an id before the API can judge the rest
         showErrors(form, [{ key: "id", text: document.getElementById("hint-id").textContent }]);
         return;
       }

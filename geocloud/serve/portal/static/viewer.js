@@ -5,10 +5,19 @@
   const lang = document.documentElement.lang === "en" ? "en" : "zh";  // the portal's page language
   const collections = (await (await fetch(`${base}/collections?f=json&lang=zh-TW`)).json()).collections;
   const titles = {};
-  for (const c of collections) {  // field titles from the queryables a collection links (rasters link none)
+  for (const c of collections) {  // the queryables a collection links (rasters link none) hold its field titles
     const link = (c.links || []).find(l => l.rel.endsWith("/queryables") && l.type !== "text/html");
-    const q = link ? await (await fetch(link.href)).json() : {};
-    titles[c.id] = { zh: c.title, fields: q.properties || {} };
+    titles[c.id] = { zh: c.title, queryables: link && link.href };
+  }
+  const fieldTitles = {};  // layer id -> its queryables' properties, fetched when a feature of it is first clicked
+  function fieldsOf(id) {
+    const href = titles[id].queryables;
+    if (!href) return Promise.resolve({});
+    if (!(id in fieldTitles)) {  // a failed fetch is not kept: the next click asks again
+      fieldTitles[id] = fetch(href).then(r => (r.ok ? r.json() : Promise.reject(r.status))).then(q => q.properties || {})
+        .catch(() => { delete fieldTitles[id]; return {}; });
+    }
+    return fieldTitles[id];
   }
   const en = (await (await fetch(`${base}/collections?f=json&lang=en`)).json()).collections;
   for (const c of en) { if (titles[c.id]) titles[c.id].en = c.title; }
@@ -67,11 +76,11 @@
   map.on("moveend", keepPosition);
   keepPosition();
 
-  map.on("click", (e) => {
+  map.on("click", async (e) => {
     const features = map.queryRenderedFeatures(e.point).filter((f) => f.sourceLayer && titles[f.sourceLayer]);
     if (!features.length) return;
     const f = features[0];
-    const fields = titles[f.sourceLayer].fields;
+    const fields = await fieldsOf(f.sourceLayer);
     const box = document.createElement("div");  // built as nodes: attribute values are data, never markup
     const title = document.createElement("strong");
     title.className = "popup-title";

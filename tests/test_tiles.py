@@ -423,6 +423,8 @@ def test_the_anonymous_rate_limit_counts_warm_tiles(served, in_process, monkeypa
     refused = answers[-1][1]
     assert b"retry-after" in dict(refused[0]["headers"]) and b"more than 3 requests" in refused[1]["body"]
     assert in_process(path, client="192.0.2.78")[1][0]["status"] == 200  # another address has its own count
+
+
 def test_a_layer_statement_is_composed_once_for_the_tiles_of_a_zoom(served, monkeypatch):
     """psycopg's SQL composition was a third of a cold tile's Python: a layer's statement is composed
     once per table and zoom class and reused for every tile (psycopg then prepares it too), and the

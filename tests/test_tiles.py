@@ -4,6 +4,7 @@ tiles read by GDAL's WMTS driver, cache invalidation by publish and rollback, ba
 import os
 import time
 
+import httpx
 import mapbox_vector_tile
 import numpy as np
 import psycopg
@@ -270,6 +271,158 @@ def test_a_tile_has_the_same_bytes_whatever_order_the_rows_are_stored_in(served)
         conn.execute(f"BEGIN; DELETE FROM live.buildings; INSERT INTO live.buildings ({cols}) SELECT {cols} FROM b; "
                      "COMMIT")
     assert fresh() == (before, etag)
+
+
+# --- the warm path (serve/tiles/warm.py): anonymous cached tiles before the guard and the router ---
+
+def _answer(r) -> tuple:
+    """Everything of an answer but what differs between any two: its request id and date."""
+    headers = sorted((k, v) for k, v in r.headers.multi_items() if k not in ("x-request-id", "date"))
+    return r.status_code, headers, r.content
+
+
+@pytest.fixture
+def in_process(served, monkeypatch):
+    """This test process configured as the served city's server is (database, data dir, limits), to
+    call the warm path directly: ``call(path, headers, ...)`` gives (did it go on to the app, messages)."""
+    import asyncio
+
+    from geocloud.config import get_settings
+    from geocloud.serve.tiles.warm import WarmTiles
+
+    monkeypatch.setenv("GEOCLOUD_DATABASE_URL", served.db_url)
+    monkeypatch.setenv("GEOCLOUD_DATA_DIR", str(served.data_dir))
+    monkeypatch.setenv("GEOCLOUD_RATE_LIMIT_ANONYMOUS", "1000000")
+    get_settings.cache_clear()
+    get_catalog.cache_clear()
+
+    def call(path, headers=(), method="GET", query=b"", client="192.0.2.10"):
+        went_on, sent = [], []
+
+        async def app(scope, receive, send):
+            went_on.append(scope["path"])
+
+        async def send(message):
+            sent.append(message)
+        scope = {"type": "http", "method": method, "path": path, "root_path": "", "query_string": query,
+                 "headers": [(b"host", b"tiles.test"), *headers], "client": (client, 40000)}
+        asyncio.run(WarmTiles(app)(scope, None, send))
+        return bool(went_on), sent
+    yield call
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    get_catalog.cache_clear()
+
+
+def test_the_warm_path_answers_a_cached_public_tile_as_the_route_does(served, in_process):
+    inside = WEB.tile(*HALL, 14)
+    key = {"X-API-Key": served.keys["fire"]}  # a caller with credentials always takes the full stack
+    for path in (f"/collections/landmarks/tiles/WebMercatorQuad/{inside.z}/{inside.y}/{inside.x}",
+                 f"/tiles/WebMercatorQuad/{inside.z}/{inside.y}/{inside.x}?f=mvt"):
+        first = served.get(path)
+        assert first.status_code == 200 and first.content, first.text
+        anonymous, keyed = served.get(path), served.get(path, headers=key)
+        assert anonymous.headers["x-tile-cache"] == "hit" and _answer(anonymous) == _answer(keyed)
+        assert anonymous.headers["cache-control"] == "public, no-cache"
+        assert "Authorization" in anonymous.headers["vary"] and anonymous.headers["x-content-type-options"] == "nosniff"
+        head = httpx.head(served.url + path, timeout=30)
+        assert _answer(head) == _answer(httpx.head(served.url + path, headers=key, timeout=30))
+        assert head.status_code == 200 and head.content == b""
+        etag = {"If-None-Match": anonymous.headers["etag"]}
+        unchanged = served.get(path, headers=etag)
+        assert unchanged.status_code == 304 and unchanged.content == b""
+        assert _answer(unchanged) == _answer(served.get(path, headers={**etag, **key}))
+        # and it is the warm path that answered the anonymous caller; anything else goes on to the app
+        route, query = path.split("?")[0], path.partition("?")[2].encode()
+        went_on, sent = in_process(route, query=query)
+        assert not went_on and sent[0]["status"] == 200 and sent[1]["body"] == anonymous.content
+        assert dict(sent[0]["headers"])[b"etag"].decode() == anonymous.headers["etag"]
+        went_on, sent = in_process(route, [(b"if-none-match", anonymous.headers["etag"].encode())], query=query)
+        assert not went_on and sent[0]["status"] == 304
+        assert not in_process(route, method="HEAD", query=query)[0]
+        for headers, query_string in (([(b"x-api-key", b"gc_whatever")], query), ([(b"authorization", b"Bearer x")], query),
+                                      ([(b"cookie", b"geocloud_session=abc")], query), ([], b"token=abc"),
+                                      ([], b"api_key=abc"), ([], b"f=png"), ([(b"if-modified-since", b"x")], query),
+                                      ([(b"range", b"bytes=0-10")], query)):
+            assert in_process(route, headers, query=query_string)[0], (headers, query_string)
+        assert in_process(route, method="POST", query=query)[0]
+    raster = f"/rasters/satellite/tiles/WebMercatorQuad/{inside.z}/{inside.x}/{inside.y}.png"
+    assert served.get(raster).status_code == 200
+    anonymous, keyed = served.get(raster), served.get(raster, headers=key)
+    assert anonymous.headers["x-tile-cache"] == "hit" and _answer(anonymous) == _answer(keyed)
+    etag = {"If-None-Match": anonymous.headers["etag"]}
+    assert _answer(served.get(raster, headers=etag)) == _answer(served.get(raster, headers={**etag, **key}))
+    went_on, sent = in_process(raster)
+    assert not went_on and sent[0]["status"] == 200 and sent[1]["body"] == anonymous.content
+    assert in_process(raster, method="HEAD")[0] and in_process(raster, query=b"f=mvt")[0]  # not what the cache keeps
+
+
+def test_anonymous_callers_never_get_an_internal_layers_cached_tile(served, in_process):
+    spot = rows(served, "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Transform(ST_Centroid(geom), 4326) c "
+                        "FROM live.road_works LIMIT 1) s")[0]
+    tile = WEB.tile(*spot, 14)
+    path = f"/collections/road_works/tiles/WebMercatorQuad/{tile.z}/{tile.y}/{tile.x}"
+    fire = {"X-API-Key": served.keys["fire"]}
+    served.get(path, headers=fire)
+    cached = served.get(path, headers=fire)
+    assert cached.headers["x-tile-cache"] == "hit" and cached.content
+    assert cached.headers["cache-control"] == "private, no-cache"
+    refused = served.get(path)
+    assert refused.status_code == 401 and cached.content not in refused.content
+    assert "authenticate" in refused.json()["description"] and "www-authenticate" in refused.headers
+    assert in_process(path)[0]  # not for the warm path: on to the guard
+
+
+def test_a_layer_made_internal_is_no_longer_served_from_the_cache(served, tmp_path, in_process):
+    from test_registry import BIKES, STATIONS, tile_of, write_csv
+
+    from geocloud.catalog import core_catalog, registry
+
+    def register(level):
+        with psycopg.connect(served.db_url, autocommit=True) as conn:
+            registry.register(conn, {**BIKES, "access": {"level": level}}, "TCG-TRANS", "tester", core_catalog(),
+                              where="test")
+    path = f"/collections/bike_stations/tiles/WebMercatorQuad/{tile_of(*STATIONS[0][2:4])}"
+    register("public")
+    env = {"GEOCLOUD_DATABASE_URL": served.db_url, "GEOCLOUD_DATA_DIR": str(served.data_dir)}
+    try:
+        loaded = geocloud_cli("etl", "run", "bike_stations", write_csv(tmp_path), env=env)
+        assert loaded.returncode == 0, loaded.stderr
+        deadline = time.monotonic() + 10
+        while served.get(path).status_code != 200:  # the server follows the registry and the publish
+            assert time.monotonic() < deadline, served.get(path).text
+            time.sleep(0.2)
+        cached = served.get(path)
+        assert cached.headers["x-tile-cache"] == "hit" and cached.content
+        assert not in_process(path)[0]  # the warm path answers it
+        register("internal")
+        changed = time.monotonic()
+        while (r := served.get(path)).status_code == 200:
+            assert time.monotonic() - changed < 2 * 2.5, "still served after the live state's refresh"
+            time.sleep(0.05)
+        assert r.status_code == 401 and cached.content not in r.content
+        assert all(served.get(path).status_code == 401 for _ in range(5))
+        fire = served.get(path, headers={"X-API-Key": served.keys["fire"]})  # a city agency still reads it
+        assert fire.status_code == 200 and fire.content == cached.content
+    finally:
+        with psycopg.connect(served.db_url, autocommit=True) as conn:
+            registry.retire(conn, "bike_stations", "tester", core_catalog())
+
+
+def test_the_anonymous_rate_limit_counts_warm_tiles(served, in_process, monkeypatch):
+    from geocloud.config import get_settings
+
+    inside = WEB.tile(*HALL, 14)
+    path = f"/collections/landmarks/tiles/WebMercatorQuad/{inside.z}/{inside.y}/{inside.x}"
+    served.get(path)
+    monkeypatch.setenv("GEOCLOUD_RATE_LIMIT_ANONYMOUS", "3")
+    get_settings.cache_clear()
+    answers = [in_process(path, client="192.0.2.77") for _ in range(4)]
+    assert not any(went_on for went_on, _ in answers)
+    assert [sent[0]["status"] for _, sent in answers] == [200, 200, 200, 429]
+    refused = answers[-1][1]
+    assert b"retry-after" in dict(refused[0]["headers"]) and b"more than 3 requests" in refused[1]["body"]
+    assert in_process(path, client="192.0.2.78")[1][0]["status"] == 200  # another address has its own count
 
 
 def test_a_layer_statement_is_composed_once_for_the_tiles_of_a_zoom(served, monkeypatch):

@@ -232,6 +232,26 @@ def cache_control(layers) -> str:
     return "public, no-cache" if public else "private, no-cache"
 
 
+def admit(principal: Principal, scope) -> None:
+    """Count the request against its caller's rate limit (a key's, or an anonymous client address's):
+    429 with Retry-After when over it. Also the warm tile path's (tiles/warm.py) for anonymous callers."""
+    client = f"{principal.kind}:{principal.id}" if not principal.anonymous else \
+        f"ip:{(scope.get('client') or ('unknown',))[0]}"
+    wait = ratelimit.hit(client)
+    if wait is not None:
+        raise HTTPError(429, "TooManyRequests", f"more than {ratelimit.limit_for(client)} requests a minute; "
+                                                f"retry in {wait} s", {"Retry-After": str(wait)})
+
+
+async def refuse(send, exc: HTTPError) -> None:
+    """Answer a request refused before any route ran (bad credentials, over the rate limit, no database)."""
+    body = json.dumps({"code": exc.code, "description": exc.description}).encode()
+    headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")] + \
+        [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class AuthMiddleware:
     def __init__(self, app):
         self.app = app
@@ -246,21 +266,9 @@ class AuthMiddleware:
             if principal.anonymous and session.presented(scope) is not None:  # a portal session (serve/session.py)
                 principal = await run_in_threadpool(session.resolve, scope)
                 send = session.clearing(scope, send)
-            client = f"{principal.kind}:{principal.id}" if not principal.anonymous else \
-                f"ip:{(scope.get('client') or ('unknown',))[0]}"
-            wait = ratelimit.hit(client)
-            if wait is not None:
-                raise HTTPError(429, "TooManyRequests", f"more than {ratelimit.limit_for(client)} requests a minute; "
-                                                        f"retry in {wait} s", {"Retry-After": str(wait)})
+            admit(principal, scope)
         except (HTTPError, DatabaseError) as exc:
-            if isinstance(exc, DatabaseError):
-                exc = service_unavailable(exc)
-            body = json.dumps({"code": exc.code, "description": exc.description}).encode()
-            headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")] + \
-                [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
-            await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
+            return await refuse(send, service_unavailable(exc) if isinstance(exc, DatabaseError) else exc)
         token = current.set(principal)
         pinned = pin()  # one snapshot, so one set of layer versions, for the whole response
         reads: list = []

@@ -51,37 +51,56 @@ def tile_or_404(tms: morecantile.TileMatrixSet, z: int, y: int, x: int) -> morec
     return morecantile.Tile(x, y, z)
 
 
-async def _tile_response(request: Request, name: str, layers: list[Layer], tms: morecantile.TileMatrixSet,
-                         tile: morecantile.Tile) -> Response:
+def cached(name: str, layers: list[Layer], tms: morecantile.TileMatrixSet, tile: morecantile.Tile):
+    """(cache file, the request's snapshot, layer ids, (bytes, render token) or None when not cached)."""
     snap = snapshot()
     ids = [layer.id for layer in layers]
     path = tilecache.tile_path("vector", name, tms.id, tile.z, tile.x, f"{tile.y}.mvt")
-    cached = tilecache.read(path, snap, ids, lambda: tuple(tms.bounds(tile)))
+    return path, snap, ids, tilecache.read(path, snap, ids, lambda: tuple(tms.bounds(tile)))
+
+
+def answer(name: str, tms: morecantile.TileMatrixSet, tile: morecantile.Tile, ids: list[str], data: bytes,
+           token: int, state: str, if_none_match: str | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """A tile's status, headers and body, for the route and the warm path (tiles/warm.py) alike."""
+    etag = f'W/"{name}-{tms.id}-{tile.z}-{tile.x}-{tile.y}-{token}"'
+    headers = [(b"etag", etag.encode()), (b"cache-control", guard.cache_control(ids).encode()),
+               (b"x-tile-cache", state.encode())]
+    if if_none_match == etag:
+        return 304, headers, b""
+    if not data:
+        return 204, headers, b""
+    return 200, [*headers, (b"content-length", str(len(data)).encode()), (b"content-type", MVT.encode())], data
+
+
+async def _tile_response(request: Request, name: str, layers: list[Layer], tms: morecantile.TileMatrixSet,
+                         tile: morecantile.Tile) -> Response:
+    path, snap, ids, found = cached(name, layers, tms, tile)
 
     def render() -> tuple[bytes, int, str]:
         token = max(snap.layer_token(i) for i in ids)
         data = vectortiles.render(layers, tms, tile)
         tilecache.write(path, token, data)
         return data, token, "miss"
-    data, token, state = (*cached, "hit") if cached is not None else await run_in_threadpool(render)
-    etag = f'W/"{name}-{tms.id}-{tile.z}-{tile.x}-{tile.y}-{token}"'
-    headers = {"ETag": etag, "Cache-Control": guard.cache_control(ids), "X-Tile-Cache": state}
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers=headers)
-    if not data:
-        return Response(status_code=204, headers=headers)
-    return Response(data, media_type=MVT, headers=headers)
+    data, token, state = (*found, "hit") if found is not None else await run_in_threadpool(render)
+    status, headers, body = answer(name, tms, tile, ids, data, token, state, request.headers.get("if-none-match"))
+    response = Response(body, status_code=status)
+    response.raw_headers = headers
+    return response
 
 
-async def collection_tile(request: Request) -> Response:
-    p = request.path_params
+def collection_target(p: dict) -> tuple[str, list[Layer], morecantile.TileMatrixSet, morecantile.Tile]:
+    """The cache name, layers, tile matrix set and tile of a collection's tile; 4xx when there is none."""
     layer = vector_layer(p["collection_id"])
     tms = tms_or_404(p["tms"])
     tile = tile_or_404(tms, p["z"], p["y"], p["x"])
     low, high = zoom_range(layer.zooms, tms)
     if not low <= tile.z <= high:
         raise not_found(f"layer {layer.id!r} has {tms.id} tiles from tileMatrix {low} to {high}")
-    return await _tile_response(request, layer.id, [layer], tms, tile)
+    return layer.id, [layer], tms, tile
+
+
+async def collection_tile(request: Request) -> Response:
+    return await _tile_response(request, *collection_target(request.path_params))
 
 
 def basemap_layers(tms: morecantile.TileMatrixSet | None = None, z: int | None = None) -> list[Layer]:
@@ -97,16 +116,20 @@ def within(zooms: tuple[int, int], z: int) -> bool:
     return zooms[0] <= z <= zooms[1]
 
 
-async def basemap_tile(request: Request) -> Response:
-    p = request.path_params
+def basemap_target(p: dict) -> tuple[str, list[Layer], morecantile.TileMatrixSet, morecantile.Tile]:
+    """As collection_target for the base map: no layers (none the caller may read at this zoom) is 204."""
     tms = tms_or_404(p["tms"])
     tile = tile_or_404(tms, p["z"], p["y"], p["x"])
     layers = basemap_layers(tms, tile.z)
-    if not layers:
-        return Response(status_code=204)
     # one cache entry per set of member layers, so no caller is handed layers they may not read
     members = ",".join(layer.id for layer in layers)
-    name = "basemap-" + hashlib.sha256(members.encode()).hexdigest()[:12]
+    return "basemap-" + hashlib.sha256(members.encode()).hexdigest()[:12], layers, tms, tile
+
+
+async def basemap_tile(request: Request) -> Response:
+    name, layers, tms, tile = basemap_target(request.path_params)
+    if not layers:
+        return Response(status_code=204)
     return await _tile_response(request, name, layers, tms, tile)
 
 

@@ -1,0 +1,155 @@
+"""The warm tile path: an anonymous GET or HEAD of a public layer's tile already in the tile cache,
+answered before the guard and the router (a plain ASGI middleware inside serve/headers.py's).
+
+A warm tile is a file read of a few tens of microseconds; the router (a regular expression per
+route until the tile routes), Request and Response objects and the guard cost several times that
+(bench/tiles.py ``--parts warm`` compares it with nginx serving the same bytes). This path asks
+exactly what the route asks, with the route's own functions (for vector tiles
+``tiles.collection_target`` and ``basemap_target``, so ``guard.layer_for``; for raster tiles the
+raster tile cache's ``cacheable``; both ``access.policy.can_read`` for the anonymous caller,
+against the live snapshot and catalog every worker follows through PostGIS), counts the request in
+the anonymous rate limit (``guard.admit``) and answers with the route's ``tiles.answer`` or
+``tiler.known_answer``: the same status, headers and bytes. serve/headers.py then adds the shared
+and CORS headers and serve/observe.py counts and logs it, as for any answer. A tile's two answers
+(200, and 304 for its ETag) are kept in memory while the live state and catalog they were decided
+on are the worker's current ones (at most state.REFRESH seconds): a tile asked for again within
+them costs a dictionary look-up.
+
+Anything it is not sure of goes on, untouched, to the full stack: credentials of any kind (a
+header, ``token=``/``api_key=``, a session cookie), a query other than ``f=mvt``/``f=pbf``, a
+conditional or range header other than a single ``If-None-Match``, a root path, a layer anonymous
+callers may not read or whose reads are audited, a tile not cached or no longer valid, an error.
+"""
+
+from geocloud.catalog import get_catalog
+from geocloud.errors import GeocloudError
+from geocloud.serve import guard, session
+from geocloud.serve.http import HTTPError
+from geocloud.serve.rasters import tiler
+from geocloud.serve.state import pin, snapshot, unpin
+from geocloud.serve.tiles import tiles
+
+QUERIES = frozenset({b"", b"f=mvt", b"f=pbf"})
+CREDENTIALS = frozenset({b"authorization", b"x-api-key"})
+UNHANDLED = frozenset({b"if-match", b"if-modified-since", b"if-unmodified-since", b"if-range", b"range"})
+
+
+def _target(path: str) -> tuple | None:
+    """(which route, its path parameters) when ``path`` is a vector tile's, as the routes parse it."""
+    parts = path.split("/")
+    if len(parts) == 8 and parts[1] == "collections" and parts[3] == "tiles" and parts[2] and parts[4]:
+        params, target = {"collection_id": parts[2], "tms": parts[4]}, tiles.collection_target
+    elif len(parts) == 6 and parts[1] == "tiles" and parts[2]:
+        params, target = {"tms": parts[2]}, tiles.basemap_target
+    else:
+        return None
+    numbers = parts[-3:]
+    if not all(n.isascii() and n.isdigit() for n in numbers):
+        return None
+    params.update(z=int(numbers[0]), y=int(numbers[1]), x=int(numbers[2]))
+    return target, params
+
+
+def _if_none_match(scope) -> tuple[bool, str | None]:
+    """(may this path answer, the If-None-Match value): no credential, no header it does not handle."""
+    found = None
+    for name, value in scope["headers"]:
+        if name in CREDENTIALS or name in UNHANDLED:
+            return False, None
+        if name == b"if-none-match":
+            if found is not None:
+                return False, None
+            found = value.decode("latin-1")
+        elif name == b"cookie" and session.presented(scope) is not None:
+            return False, None
+    return True, found
+
+
+MEMO_BYTES = 32 << 20  # per worker: the answers of the tiles asked for more than once within one live state
+_memo: dict[tuple[str, bytes], tuple] = {}
+_memo_bytes = 0
+
+
+def _cached_answer(scope) -> tuple[int, list, bytes] | None:
+    """The route's answer to an anonymous caller when it comes from the cache; None when unsure.
+
+    A tile's answers (200 and 304) are remembered for as long as the live state (snapshot) and the
+    catalog the decision was made on are the process's current ones: at most state.REFRESH seconds,
+    and no longer than any switch, registry change or access change is unseen by this worker."""
+    global _memo_bytes
+    query = scope.get("query_string", b"")
+    if scope.get("root_path") or query not in QUERIES:
+        return None
+    path = scope["path"]
+    raster = path.startswith(tiler.PREFIX + "/")
+    target = None if raster else _target(path)
+    if target is None and not (raster and scope["method"] == "GET" and not query):
+        return None  # the raster tile cache keeps GETs of the plain tile only
+    plain, if_none_match = _if_none_match(scope)
+    if not plain:
+        return None
+    pinned = pin()  # the decision and the cache check on one snapshot, as the guard pins one per request
+    try:
+        snap, catalog = snapshot(), get_catalog()
+        known = _memo.get((path, query))
+        if known is None or known[0] is not snap or known[1] is not catalog:
+            found = _raster_answers(scope) if raster else _vector_answers(target)
+            if found is None:
+                return None
+            if _memo_bytes > MEMO_BYTES:
+                _memo.clear()
+                _memo_bytes = 0
+            _memo_bytes += _size(found) - (_size(known[2:]) if known is not None else 0)
+            known = _memo[(path, query)] = (snap, catalog, *found)
+    except (HTTPError, GeocloudError, OSError):  # the route gives its own answer (4xx, 503...)
+        return None
+    finally:
+        unpin(pinned)
+    return known[4] if if_none_match == known[2] else known[3]
+
+
+def _size(answers: tuple) -> int:
+    return len(answers[1][2]) + 512  # the body, and about what the headers and the key take
+
+
+def _vector_answers(target: tuple) -> tuple[str, tuple, tuple] | None:
+    """(ETag, the 200 or 204 answer, the 304 answer) of a cached vector tile, by the route's functions."""
+    name, layers, tms, tile = target[0](target[1])
+    if not layers or not all(layer.is_public for layer in layers):  # none: the route's 204; others are audited
+        return None
+    _, _, ids, hit = tiles.cached(name, layers, tms, tile)
+    if hit is None:
+        return None
+    answers = [tiles.answer(name, tms, tile, ids, hit[0], hit[1], "hit", None)]
+    etag = dict(answers[0][1])[b"etag"].decode("latin-1")
+    return etag, answers[0], tiles.answer(name, tms, tile, ids, hit[0], hit[1], "hit", etag)
+
+
+def _raster_answers(scope) -> tuple[str, tuple, tuple] | None:
+    """The same for a cached raster tile, by the raster tile cache's functions (tiler.TileCache)."""
+    found = tiler.TileCache.cacheable(scope)
+    if found is None or not get_catalog().layers[found[0]].is_public:
+        return None
+    _, _, headers, cached = tiler.lookup(*found, "default")
+    if cached is None:
+        return None
+    return headers["ETag"], tiler.known_answer(headers, cached, None), tiler.known_answer(headers, cached, headers["ETag"])
+
+
+class WarmTiles:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            return await self.app(scope, receive, send)
+        found = _cached_answer(scope)
+        if found is None:
+            return await self.app(scope, receive, send)
+        try:
+            guard.admit(guard.ANONYMOUS, scope)
+        except HTTPError as exc:
+            return await guard.refuse(send, exc)
+        status, headers, body = found
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

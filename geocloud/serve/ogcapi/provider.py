@@ -1,7 +1,9 @@
 """geocloud's pygeoapi feature provider: reads the live version's table through a psycopg 3 pool.
 
 GeoJSON is built by PostGIS (``ST_AsGeoJSON``, reprojected with ``ST_Transform`` and put in the
-axis order the requested CRS defines), so Python only joins strings. Paging fetches one row more
+axis order the requested CRS defines); a GeoJSON page carries that text to the response undecoded
+(``QueryExtras.raw``), so Python only joins strings, while the HTML and JSON-LD pages get the
+decoded features pygeoapi renders. Paging fetches one row more
 than asked, which tells exactly whether a next page exists. ``numberMatched`` is exact where it is
 cheap (no filter: the live version's count; a filter the planner expects to match at most
 GEOCLOUD_EXACT_COUNT_LIMIT rows, 10,000 by default: a real count) and otherwise the planner's estimate, marked by
@@ -44,6 +46,8 @@ class QueryExtras:
     has_more: bool | None = None          # set by the provider: is there a next page?
     last_key: str | None = None           # set by the provider: the last key of this page
     estimated: bool = False
+    raw: bool = False                     # set by the route: leave the features as PostGIS wrote them
+    features: list[str] | None = None     # set by the provider when raw: each feature's GeoJSON text
 
 
 extras: contextvars.ContextVar[QueryExtras | None] = contextvars.ContextVar("geocloud_query_extras", default=None)
@@ -190,7 +194,13 @@ class GeocloudProvider(BaseProvider):
             ext.last_key = rows[min(limit, len(rows)) - 1][1] if features and not sortby else None
             ext.estimated = estimated
         features = features[:limit]
-        result = json.loads('{"type": "FeatureCollection", "features": [' + ",".join(features) + "]}")
+        if ext is not None and ext.raw:
+            # the route puts the text in place of these placeholders once pygeoapi has written the
+            # document: a page is not decoded here and encoded again there (features.with_features)
+            ext.features = features
+            result = {"type": "FeatureCollection", "features": [None] * len(features)}
+        else:
+            result = json.loads('{"type": "FeatureCollection", "features": [' + ",".join(features) + "]}")
         result["numberMatched"] = matched
         result["numberReturned"] = len(features)
         return result

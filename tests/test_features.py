@@ -349,3 +349,23 @@ def test_a_geojson_page_is_the_features_its_items_give_one_by_one(served):
     assert all(k in html for k in keys[:7])
     ld = served.get("/collections/buildings/items", params={**query, "f": "jsonld"}).json()
     assert len(ld["features"]) == 7 and all(k in json.dumps(ld["features"]) for k in keys[:7])
+
+
+def test_a_last_page_proves_its_count_without_counting(served, tmp_path):
+    """A page read by offset that holds the last match proves numberMatched (the matches skipped
+    plus those returned), so no count is run for it: exact even where every count would be the
+    planner's estimate (GEOCLOUD_EXACT_COUNT_LIMIT=1); a page with more after it still estimates."""
+    cql = "floors >= 5"
+    truth = sql_one(served, "SELECT count(*) FROM live.buildings WHERE floors >= 5")[0]
+    assert truth > 3
+    proc, url = start_server(served.db_url, tmp_path, {"GEOCLOUD_DATA_DIR": str(served.data_dir),
+                                                        "GEOCLOUD_EXACT_COUNT_LIMIT": "1"})
+    try:
+        def page(**query):
+            return httpx.get(url + "/collections/buildings/items", params={"filter": cql, **query}, timeout=30).json()
+        whole, last, first = page(limit=10000), page(limit=3, offset=truth - 2), page(limit=1)
+    finally:
+        stop_server(proc)
+    assert whole["numberMatched"] == truth == len(whole["features"]) and "numberMatchedIsEstimate" not in whole
+    assert last["numberMatched"] == truth and last["numberReturned"] == 2 and "numberMatchedIsEstimate" not in last
+    assert first["numberMatchedIsEstimate"] is True

@@ -148,11 +148,16 @@ class GeocloudProvider(BaseProvider):
         """The table of the live version the request's snapshot names (see state.tables)."""
         return tables(conn, [self.layer.id])[self.layer.id]
 
-    def _count(self, conn, table, where: sql.Composable, params: list, filtered: bool) -> tuple[int, bool]:
+    def _count(self, conn, table, where: sql.Composable, params: list, filtered: bool,
+               seen: int | None) -> tuple[int, bool]:
+        """numberMatched, and whether it is an estimate. ``seen``: the count the page itself proves
+        (a last page read by offset: the rows skipped and the rows returned), which needs no query."""
         if not filtered:
             live = snapshot().layers.get(self.layer.id)
             if live and live.feature_count is not None:
                 return live.feature_count, False
+        if seen is not None:
+            return seen, False
         rows_sql = sql.SQL("SELECT 1 FROM {} t {}").format(table, where)
         with ClientCursor(conn) as cur:  # client-side binding: EXPLAIN takes no server-side parameters
             plan = cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + rows_sql, params).fetchone()[0]
@@ -168,7 +173,8 @@ class GeocloudProvider(BaseProvider):
         clauses, params = where(self.layer, bbox, properties, datetime_, ext)
         condition = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
         page_condition, page_params = condition, params
-        if ext is not None and ext.after is not None and not sortby:
+        keyset = ext is not None and ext.after is not None and not sortby
+        if keyset:
             # keyset paging: as fast on the last page as on the first, unlike a deep OFFSET
             page_condition = sql.SQL("WHERE ") + sql.SQL(" AND ").join(
                 [*clauses, sql.SQL("t.{} > %s").format(sql.Identifier(self.layer.key))])
@@ -179,14 +185,18 @@ class GeocloudProvider(BaseProvider):
         try:
             with get_pool().connection() as conn:
                 table = self._table(conn)
-                matched, estimated = self._count(conn, table, condition, params, bool(clauses))
                 features: list[str] = []
+                seen = None
                 if resulttype != "hits":
                     query = sql.SQL("SELECT {}, t.{}::text FROM {} t {} ORDER BY {} LIMIT %s OFFSET %s").format(
                         self._feature(crs_transform_spec, select_properties, skip_geometry),
                         sql.Identifier(self.layer.key), table, page_condition, sql.SQL(", ").join(order))
                     rows = conn.execute(query, [*page_params, limit + 1, offset]).fetchall()
                     features = [r[0] for r in rows]
+                    if len(rows) <= limit and not keyset and (rows or not offset):
+                        seen = offset + len(rows)  # the last page: every match skipped or returned
+                # the same REPEATABLE READ transaction: the count and the page see the same rows
+                matched, estimated = self._count(conn, table, condition, params, bool(clauses), seen)
         except psycopg.errors.DataException as exc:  # e.g. an invalid geometry literal in a filter
             raise ProviderInvalidQueryError(f"filter: {str(exc).strip().splitlines()[0]}") from None
         if ext is not None:

@@ -306,3 +306,66 @@ def test_the_exact_count_limit_is_a_setting(served, tmp_path):
     finally:
         stop_server(proc)
     assert page["numberMatchedIsEstimate"] is True and page["numberMatched"] > 1
+
+
+def _strict_json(text: str):
+    """JSON as RFC 8259 has it: no NaN or Infinity, no key twice in an object."""
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        assert len(keys) == len(set(keys)), keys
+        return dict(pairs)
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"),
+                      object_pairs_hook=no_duplicates)
+
+
+def test_a_geojson_page_is_the_features_its_items_give_one_by_one(served):
+    """A GeoJSON page carries PostGIS's feature text to the response undecoded (features.with_features)
+    while pygeoapi writes the rest of the document: in a CRS other than the storage CRS and with
+    properties selected, the page holds exactly the features their own URLs give, in key order, with
+    numberMatched, numberReturned, the links and the timestamp pygeoapi writes; HTML and JSON-LD pages,
+    which decode the features, list the same ones."""
+    crs, query = EPSG.format(3857), {"filter": "floors >= 3", "limit": 7, "properties": "usage,floors"}
+    matched, = sql_one(served, "SELECT count(*) FROM live.buildings WHERE floors >= 3")
+    keys = [k for k, in psycopg.connect(served.db_url).execute(
+        "SELECT building_id FROM live.buildings WHERE floors >= 3 ORDER BY building_id LIMIT 14").fetchall()]
+    r = served.get("/collections/buildings/items", params={**query, "crs": crs})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/geo+json"
+    assert r.headers["content-crs"] == f"<{crs}>"
+    page = _strict_json(r.text)
+    assert page["type"] == "FeatureCollection" and page["timeStamp"].endswith("Z")
+    assert page["numberMatched"] == matched and page["numberReturned"] == 7
+    assert [f["id"] for f in page["features"]] == keys[:7]
+    for feature in page["features"]:
+        one = served.get(f"/collections/buildings/items/{feature['id']}", params={"crs": crs}).json()
+        assert feature == {"type": "Feature", "id": one["id"], "geometry": one["geometry"],
+                           "properties": {k: one["properties"][k] for k in ("usage", "floors")}}
+    links = {link["rel"]: link["href"] for link in page["links"]}
+    assert {"self", "alternate", "next", "collection"} <= set(links)
+    assert "filter=floors" in links["self"] and "filter=floors" in links["next"]
+    following = _strict_json(served.get(links["next"].removeprefix(served.url)).text)
+    assert [f["id"] for f in following["features"]] == keys[7:14]
+    assert following["features"][0]["geometry"]["coordinates"][0][0][0][0] > 1e7  # still EPSG:3857 metres
+    html = served.get("/collections/buildings/items", params={**query, "f": "html"}).text
+    assert all(k in html for k in keys[:7])
+    ld = served.get("/collections/buildings/items", params={**query, "f": "jsonld"}).json()
+    assert len(ld["features"]) == 7 and all(k in json.dumps(ld["features"]) for k in keys[:7])
+
+
+def test_a_last_page_proves_its_count_without_counting(served, tmp_path):
+    """A page read by offset that holds the last match proves numberMatched (the matches skipped
+    plus those returned), so no count is run for it: exact even where every count would be the
+    planner's estimate (GEOCLOUD_EXACT_COUNT_LIMIT=1); a page with more after it still estimates."""
+    cql = "floors >= 5"
+    truth = sql_one(served, "SELECT count(*) FROM live.buildings WHERE floors >= 5")[0]
+    assert truth > 3
+    proc, url = start_server(served.db_url, tmp_path, {"GEOCLOUD_DATA_DIR": str(served.data_dir),
+                                                        "GEOCLOUD_EXACT_COUNT_LIMIT": "1"})
+    try:
+        def page(**query):
+            return httpx.get(url + "/collections/buildings/items", params={"filter": cql, **query}, timeout=30).json()
+        whole, last, first = page(limit=10000), page(limit=3, offset=truth - 2), page(limit=1)
+    finally:
+        stop_server(proc)
+    assert whole["numberMatched"] == truth == len(whole["features"]) and "numberMatchedIsEstimate" not in whole
+    assert last["numberMatched"] == truth and last["numberReturned"] == 2 and "numberMatchedIsEstimate" not in last
+    assert first["numberMatchedIsEstimate"] is True

@@ -16,7 +16,7 @@ from threading import Lock
 import pygeoapi
 from pygeoapi import api as core_api
 from pygeoapi import l10n
-from pygeoapi.api import API, APIRequest
+from pygeoapi.api import API, F_JSON, APIRequest
 from pygeoapi.api import itemtypes as items_api
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -288,15 +288,37 @@ async def items(request: Request) -> Response:
     filter_params = [(k, v) for k, v in request.query_params.multi_items() if k in PASSED_ON]
     token = extras.set(query)
     try:
-        headers, status, content = await call(request, items_api.get_collection_items, cid,
-                                              query_string=urllib.parse.urlencode(kept))
+        headers, status, content = await call(request, _items_page, cid, query_string=urllib.parse.urlencode(kept))
     finally:
         extras.reset(token)
     if status == 200 and isinstance(content, str) and headers.get("Content-Type", "").endswith("json"):
         content = _fix_links(content, query, request, filter_params)
+        if query.features is not None:
+            content = with_features(content, query.features)
         if headers["Content-Type"] == "application/json":  # a page of features is GeoJSON, as its links say
             headers["Content-Type"] = "application/geo+json"
     return to_response(headers, status, content, hdrs if status == 200 else None)
+
+
+def _items_page(api: API, api_request: APIRequest, cid: str):
+    """pygeoapi's items handler. A GeoJSON page (the handler then writes the document with its
+    ``to_json``) leaves the provider's features as PostGIS wrote them, for ``with_features``; the
+    other formats render decoded features."""
+    extras.get().raw = api_request.format in (None, F_JSON) and not api.pretty_print
+    return items_api.get_collection_items(api, api_request, cid)
+
+
+PAGE_HEAD = '{"type":"FeatureCollection","features":['
+
+
+def with_features(content: str, features: list[str]) -> str:
+    """pygeoapi's compact GeoJSON page with the provider's placeholders (one ``null`` a feature)
+    replaced by the features' GeoJSON text. A document that does not begin as expected (a pygeoapi
+    that writes it otherwise) is an error, never a page with the placeholders left in."""
+    placeholders = PAGE_HEAD + ",".join(["null"] * len(features)) + "]"
+    if not content.startswith(placeholders):
+        raise RuntimeError(f"pygeoapi's items page does not begin {placeholders[:60]!r}: {content[:60]!r}")
+    return PAGE_HEAD + ",".join(features) + content[len(placeholders) - 1:]
 
 
 def _fix_links(content: str, query, request: Request, filter_params: list) -> str:

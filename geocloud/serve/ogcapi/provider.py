@@ -1,7 +1,9 @@
 """geocloud's pygeoapi feature provider: reads the live version's table through a psycopg 3 pool.
 
 GeoJSON is built by PostGIS (``ST_AsGeoJSON``, reprojected with ``ST_Transform`` and put in the
-axis order the requested CRS defines), so Python only joins strings. Paging fetches one row more
+axis order the requested CRS defines); a GeoJSON page carries that text to the response undecoded
+(``QueryExtras.raw``), so Python only joins strings, while the HTML and JSON-LD pages get the
+decoded features pygeoapi renders. Paging fetches one row more
 than asked, which tells exactly whether a next page exists. ``numberMatched`` is exact where it is
 cheap (no filter: the live version's count; a filter the planner expects to match at most
 GEOCLOUD_EXACT_COUNT_LIMIT rows, 10,000 by default: a real count) and otherwise the planner's estimate, marked by
@@ -44,6 +46,8 @@ class QueryExtras:
     has_more: bool | None = None          # set by the provider: is there a next page?
     last_key: str | None = None           # set by the provider: the last key of this page
     estimated: bool = False
+    raw: bool = False                     # set by the route: leave the features as PostGIS wrote them
+    features: list[str] | None = None     # set by the provider when raw: each feature's GeoJSON text
 
 
 extras: contextvars.ContextVar[QueryExtras | None] = contextvars.ContextVar("geocloud_query_extras", default=None)
@@ -144,11 +148,16 @@ class GeocloudProvider(BaseProvider):
         """The table of the live version the request's snapshot names (see state.tables)."""
         return tables(conn, [self.layer.id])[self.layer.id]
 
-    def _count(self, conn, table, where: sql.Composable, params: list, filtered: bool) -> tuple[int, bool]:
+    def _count(self, conn, table, where: sql.Composable, params: list, filtered: bool,
+               seen: int | None) -> tuple[int, bool]:
+        """numberMatched, and whether it is an estimate. ``seen``: the count the page itself proves
+        (a last page read by offset: the rows skipped and the rows returned), which needs no query."""
         if not filtered:
             live = snapshot().layers.get(self.layer.id)
             if live and live.feature_count is not None:
                 return live.feature_count, False
+        if seen is not None:
+            return seen, False
         rows_sql = sql.SQL("SELECT 1 FROM {} t {}").format(table, where)
         with ClientCursor(conn) as cur:  # client-side binding: EXPLAIN takes no server-side parameters
             plan = cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + rows_sql, params).fetchone()[0]
@@ -164,7 +173,8 @@ class GeocloudProvider(BaseProvider):
         clauses, params = where(self.layer, bbox, properties, datetime_, ext)
         condition = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
         page_condition, page_params = condition, params
-        if ext is not None and ext.after is not None and not sortby:
+        keyset = ext is not None and ext.after is not None and not sortby
+        if keyset:
             # keyset paging: as fast on the last page as on the first, unlike a deep OFFSET
             page_condition = sql.SQL("WHERE ") + sql.SQL(" AND ").join(
                 [*clauses, sql.SQL("t.{} > %s").format(sql.Identifier(self.layer.key))])
@@ -175,14 +185,18 @@ class GeocloudProvider(BaseProvider):
         try:
             with get_pool().connection() as conn:
                 table = self._table(conn)
-                matched, estimated = self._count(conn, table, condition, params, bool(clauses))
                 features: list[str] = []
+                seen = None
                 if resulttype != "hits":
                     query = sql.SQL("SELECT {}, t.{}::text FROM {} t {} ORDER BY {} LIMIT %s OFFSET %s").format(
                         self._feature(crs_transform_spec, select_properties, skip_geometry),
                         sql.Identifier(self.layer.key), table, page_condition, sql.SQL(", ").join(order))
                     rows = conn.execute(query, [*page_params, limit + 1, offset]).fetchall()
                     features = [r[0] for r in rows]
+                    if len(rows) <= limit and not keyset and (rows or not offset):
+                        seen = offset + len(rows)  # the last page: every match skipped or returned
+                # the same REPEATABLE READ transaction: the count and the page see the same rows
+                matched, estimated = self._count(conn, table, condition, params, bool(clauses), seen)
         except psycopg.errors.DataException as exc:  # e.g. an invalid geometry literal in a filter
             raise ProviderInvalidQueryError(f"filter: {str(exc).strip().splitlines()[0]}") from None
         if ext is not None:
@@ -190,7 +204,13 @@ class GeocloudProvider(BaseProvider):
             ext.last_key = rows[min(limit, len(rows)) - 1][1] if features and not sortby else None
             ext.estimated = estimated
         features = features[:limit]
-        result = json.loads('{"type": "FeatureCollection", "features": [' + ",".join(features) + "]}")
+        if ext is not None and ext.raw:
+            # the route puts the text in place of these placeholders once pygeoapi has written the
+            # document: a page is not decoded here and encoded again there (features.with_features)
+            ext.features = features
+            result = {"type": "FeatureCollection", "features": [None] * len(features)}
+        else:
+            result = json.loads('{"type": "FeatureCollection", "features": [' + ",".join(features) + "]}")
         result["numberMatched"] = matched
         result["numberReturned"] = len(features)
         return result

@@ -244,7 +244,7 @@ def start_server(db_url: str, data_dir: Path, env: dict | None = None, args=()) 
         proc = subprocess.Popen([sys.executable, "-m", "geocloud", "serve", "--port", str(port), *args],
                                 env={**os.environ, **env}, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180  # several workers each import everything: slow on a busy machine
+    deadline = time.monotonic() + 600  # an import of everything took 3.5 min with 28 processes on two cores
     while True:
         try:
             if httpx.get(url + "/conformance", timeout=2).status_code == 200:

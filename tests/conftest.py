@@ -87,9 +87,15 @@ def database(template_db, monkeypatch, tmp_path):
     name = f"geocloud_test_{uuid.uuid4().hex[:8]}"
     with _admin() as conn:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
+    yield from _pointed_at(name, tmp_path / "data", monkeypatch)
+
+
+def _pointed_at(name: str, data_dir: Path, monkeypatch):
+    """The environment pointed at database ``name`` and ``data_dir`` while the test runs (yields the
+    database's URL); the database dropped afterwards."""
     url = _url_for(name)
     monkeypatch.setenv("GEOCLOUD_DATABASE_URL", url)
-    monkeypatch.setenv("GEOCLOUD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GEOCLOUD_DATA_DIR", str(data_dir))
     monkeypatch.setenv("GEOCLOUD_OPERATOR", "tester")
     monkeypatch.delenv("GEOCLOUD_PROJECT_DIR", raising=False)
     get_settings.cache_clear()
@@ -339,6 +345,14 @@ def city_database(loaded: LoadedCity, prefix: str, data_dir: Path) -> tuple[str,
                                                                     sql.Identifier(loaded.database)))
     shutil.copytree(loaded.data_dir, data_dir, dirs_exist_ok=True)
     return name, _url_for(name)
+
+
+@pytest.fixture
+def city_loaded(loaded_city, monkeypatch, tmp_path):
+    """``database`` with the sample city loaded through the ETL (a copy of ``loaded_city``, the data
+    directory's too): its URL."""
+    name, _ = city_database(loaded_city, "geocloud_test", tmp_path / "data")
+    yield from _pointed_at(name, tmp_path / "data", monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,22 @@
 """Test fixtures: a real PostGIS (the server scripts/dev starts, or GEOCLOUD_DATABASE_URL), one
 throw-away database per test built from a migrated template, and the generated sample city.
 
-Every database a test session creates is dropped when the session ends.
+Every database a test session creates is dropped when the session ends. The sample city is loaded
+through the ETL once per run (``loaded_city``) and cloned for each module that serves it: the test
+workers share that one load through PostgreSQL (an advisory lock) and a folder named by
+GEOCLOUD_TEST_RUN, which the first process of a run (the controller under xdist) chooses.
 """
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 import pytest
@@ -24,6 +30,28 @@ from geocloud.sample import generate
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "real"
 SERVER_URL = os.environ.get("GEOCLOUD_DATABASE_URL")
+os.environ.setdefault("GEOCLOUD_TEST_RUN", uuid.uuid4().hex[:8])  # inherited by the xdist workers
+LAZY = str(ROOT / "tests" / "lazy")  # rfc3987_syntax built on first use, in the tests and what they start
+os.environ["PYTHONPATH"] = os.pathsep.join([LAZY, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                    if p and p != LAZY)])
+sys.path.insert(0, LAZY)
+
+
+def _run_folder(run: str) -> Path:
+    """What this run's workers share on disk (the loaded city's source files and data directory)."""
+    folder = Path(tempfile.gettempdir()) / f"geocloud-test-{run}"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    """The run's end (in the controller alone under xdist): drop what the workers shared."""
+    if hasattr(session.config, "workerinput") or not SERVER_URL:
+        return
+    run = os.environ["GEOCLOUD_TEST_RUN"]
+    _drop(f"geocloud_city_{run}")
+    shutil.rmtree(_run_folder(run), ignore_errors=True)
 
 
 def _url_for(dbname: str) -> str:
@@ -59,9 +87,15 @@ def database(template_db, monkeypatch, tmp_path):
     name = f"geocloud_test_{uuid.uuid4().hex[:8]}"
     with _admin() as conn:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
+    yield from _pointed_at(name, tmp_path / "data", monkeypatch)
+
+
+def _pointed_at(name: str, data_dir: Path, monkeypatch):
+    """The environment pointed at database ``name`` and ``data_dir`` while the test runs (yields the
+    database's URL); the database dropped afterwards."""
     url = _url_for(name)
     monkeypatch.setenv("GEOCLOUD_DATABASE_URL", url)
-    monkeypatch.setenv("GEOCLOUD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GEOCLOUD_DATA_DIR", str(data_dir))
     monkeypatch.setenv("GEOCLOUD_OPERATOR", "tester")
     monkeypatch.delenv("GEOCLOUD_PROJECT_DIR", raising=False)
     get_settings.cache_clear()
@@ -216,7 +250,7 @@ def start_server(db_url: str, data_dir: Path, env: dict | None = None, args=()) 
         proc = subprocess.Popen([sys.executable, "-m", "geocloud", "serve", "--port", str(port), *args],
                                 env={**os.environ, **env}, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180  # several workers each import everything: slow on a busy machine
+    deadline = time.monotonic() + 600  # an import of everything took 3.5 min with 28 processes on two cores
     while True:
         try:
             if httpx.get(url + "/conformance", timeout=2).status_code == 200:
@@ -272,19 +306,64 @@ def agency_server(template_db: str, data_dir: Path, keys: dict[str, tuple[str, s
             stop_server(proc)
 
 
-@pytest.fixture(scope="module")
-def served(template_db, tmp_path_factory):
-    """The sample city loaded through the real ETL and served on a free port (one per test module)."""
-    name = f"geocloud_srv_{uuid.uuid4().hex[:8]}"
+class LoadedCity(NamedTuple):
+    database: str  # the template ``city_database`` clones
+    data_dir: Path  # its data directory (COGs, reports)
+    city: Path  # the generated source files it was loaded from (read them, never change them)
+    keys: dict  # the access tests' keys (``make_keys``)
+
+
+@pytest.fixture(scope="session")
+def loaded_city(template_db) -> LoadedCity:
+    """The sample city loaded through the real ETL once per test run, whatever the number of workers.
+    The first worker to ask loads it while holding an advisory lock; the others wait for it, and every
+    module that needs it works on a copy (``city_database``)."""
+    run = os.environ["GEOCLOUD_TEST_RUN"]
+    name, shared = f"geocloud_city_{run}", _run_folder(run)
+    done = shared / "keys.json"  # written last: the city is loaded
     with _admin() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
-    db_url = _url_for(name)
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+        try:
+            if not done.exists():
+                _drop(name)  # what a worker that failed half-way left
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                            sql.Identifier(template_db)))
+                keys = load_city(_url_for(name), shared / "data", shared / "city")
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+                done.write_text(json.dumps(keys), encoding="utf-8")
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+    return LoadedCity(name, shared / "data", shared / "city", json.loads(done.read_text(encoding="utf-8")))
+
+
+def city_database(loaded: LoadedCity, prefix: str, data_dir: Path) -> tuple[str, str]:
+    """A private copy of the loaded sample city: a database cloned from it, and its data directory
+    copied to ``data_dir``: (database name, URL). The caller drops the database."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with _admin() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                    sql.Identifier(loaded.database)))
+    shutil.copytree(loaded.data_dir, data_dir, dirs_exist_ok=True)
+    return name, _url_for(name)
+
+
+@pytest.fixture
+def city_loaded(loaded_city, monkeypatch, tmp_path):
+    """``database`` with the sample city loaded through the ETL (a copy of ``loaded_city``, the data
+    directory's too): its URL."""
+    name, _ = city_database(loaded_city, "geocloud_test", tmp_path / "data")
+    yield from _pointed_at(name, tmp_path / "data", monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def served(loaded_city, tmp_path_factory):
+    """The sample city loaded through the real ETL and served on a free port, over a database and a
+    data directory of this module's own (copies of ``loaded_city``)."""
     data_dir = tmp_path_factory.mktemp("served-data")
-    city_dir = tmp_path_factory.mktemp("served-city")
-    keys = load_city(db_url, data_dir, city_dir)
+    name, db_url = city_database(loaded_city, "geocloud_srv", data_dir)
     sso = SSO(data_dir)
     proc, url = start_server(db_url, data_dir, sso.env)
-    served = Served(url, db_url, data_dir, city_dir, proc, keys)
+    served = Served(url, db_url, data_dir, loaded_city.city, proc, dict(loaded_city.keys))
     served.sso = sso
     yield served
     stop_server(proc)

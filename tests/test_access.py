@@ -29,29 +29,41 @@ SECRET_WORDS = ("inspection_sites", "公安稽查", "Public-safety inspection")
 INTERNAL_WORDS = ("road_works", "道路施工", "Road works")
 
 
+@functools.cache
+def _routed() -> tuple[tuple[str, frozenset[str]], ...]:
+    """(path, methods) of every route, from one application built once (building one per call made
+    the matrix build hundreds)."""
+    return tuple(app_routes(create_app().routes))
+
+
 def routes() -> list[str]:
     """Every path the application routes, into mounted applications (rasters, static files)."""
-    return sorted({path for path, _ in app_routes(create_app().routes)})
+    return sorted({path for path, _ in _routed()})
 
 
 @functools.cache
 def method_of(template: str) -> str:
     """GET where the path answers it; else the path's first method (the /manage routes change things)."""
-    methods = {m for path, ms in app_routes(create_app().routes) if path == template for m in ms} - {"HEAD"}
+    methods = {m for path, ms in _routed() if path == template for m in ms} - {"HEAD"}
     return "GET" if "GET" in methods else min(methods)
 
 
 def fill(path: str, layer: str, served) -> str:
     tile = SERVED["WebMercatorQuad"].tile(*HALL, 14)
-    with psycopg.connect(served.db_url) as conn:
-        try:
-            item = conn.execute(f"SELECT {_key(layer)} FROM live.{layer} LIMIT 1").fetchone()[0]
-        except psycopg.Error:
-            item = "x"
-    values = {"collection_id": layer, "layer_id": layer, "name": layer, "item_id": item, "tms": "WebMercatorQuad",
-              "tileMatrixSetId": "WebMercatorQuad", "z": tile.z, "x": tile.x, "y": tile.y, "format": "png",
-              "width": 64, "height": 64, "lon": HALL[0], "lat": HALL[1]}
+    values = {"collection_id": layer, "layer_id": layer, "name": layer, "item_id": _item(served.db_url, layer),
+              "tms": "WebMercatorQuad", "tileMatrixSetId": "WebMercatorQuad", "z": tile.z, "x": tile.x, "y": tile.y,
+              "format": "png", "width": 64, "height": 64, "lon": HALL[0], "lat": HALL[1]}
     return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: str(values.get(m.group(1), "1")), path)
+
+
+@functools.cache
+def _item(db_url: str, layer: str) -> str:
+    """An item id of the layer in that database (read once, not once per route and caller)."""
+    with psycopg.connect(db_url) as conn:
+        try:
+            return conn.execute(f"SELECT {_key(layer)} FROM live.{layer} LIMIT 1").fetchone()[0]
+        except psycopg.Error:
+            return "x"
 
 
 def _key(layer: str) -> str:

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import _admin, _drop, _url_for, geocloud_cli, load_city, source_of, start_server, stop_server
+from conftest import _admin, _drop, _url_for, city_database, geocloud_cli, source_of, start_server, stop_server
 from test_outage import Cluster
 from geocloud.backup import pgtools, verify
 from geocloud.backup.manifest import BackupDamaged
@@ -50,16 +50,15 @@ def databases():
 
 
 @pytest.fixture(scope="module")
-def source(template_db, databases, tmp_path_factory):
-    """The sample city loaded through the real ETL, the scanned sheets loaded twice (so that version 1
-    is a kept version whose COGs a backup must carry too), and a tile cache a backup must leave out."""
-    name = f"geocloud_bk_{uuid.uuid4().hex[:8]}"
-    with _admin() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
+def source(loaded_city, databases, tmp_path_factory):
+    """The sample city loaded through the real ETL (a copy of ``loaded_city``), the scanned sheets
+    loaded twice (so that version 1 is a kept version whose COGs a backup must carry too), and a tile
+    cache a backup must leave out."""
+    data_dir = tmp_path_factory.mktemp("source-data")
+    name, db_url = city_database(loaded_city, "geocloud_bk", data_dir)
     databases.append(name)
-    db_url, data_dir, city = _url_for(name), tmp_path_factory.mktemp("source-data"), tmp_path_factory.mktemp("city")
-    keys = load_city(db_url, data_dir, city)
-    again = geocloud_cli("etl", "run", "topo-sheets", source_of(city, "topo-sheets"), "--force",
+    keys = dict(loaded_city.keys)
+    again = geocloud_cli("etl", "run", "topo-sheets", source_of(loaded_city.city, "topo-sheets"), "--force",
                          env=env_of(db_url, data_dir))
     assert again.returncode == 0, again.stderr
     cached = data_dir / "tile-cache" / "roads" / "stale.mvt"

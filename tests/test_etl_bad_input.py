@@ -49,10 +49,9 @@ def _refused(pipeline, path, *texts, env=None, layer=None, url=None):
 
 
 @pytest.fixture
-def loaded(database, city):
-    for p in ("buildings", "districts", "landmarks", "addresses", "zoning", "satellite", "roads"):
-        run_pipeline(p, source_of(city, p))
-    return database
+def loaded(city_loaded):
+    """A database of this test's own with the sample city loaded (a copy of the run's one load)."""
+    return city_loaded
 
 
 def test_truncated_shapefile(loaded, city, tmp_path):

@@ -20,7 +20,7 @@ import pyogrio
 import pytest
 from conftest import app_routes, geocloud_cli
 
-from geocloud.serve import create_app
+from geocloud.serve.app import create_app
 from geocloud.serve.tiles.tms import SERVED
 
 HALL = (120.647296502, 24.1619892378)

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from conftest import app_routes
 
-from geocloud.serve import create_app
+from geocloud.serve.app import create_app
 from geocloud.serve.tiles.tms import SERVED
 
 HALL = (120.647296502, 24.1619892378)  # Taichung City Hall: inside every sample layer

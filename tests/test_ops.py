@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 
 import httpx
@@ -279,3 +280,15 @@ def test_the_compose_file_is_the_production_topology(tmp_path):
     refused = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
                              capture_output=True, text=True, env=env, cwd=tmp_path)
     assert refused.returncode != 0 and "GEOCLOUD_REPLICATION_PASSWORD" in refused.stderr
+
+
+def test_the_cli_starts_without_the_server_stack():
+    """Operators run the CLI many times a day (and the tests a hundred times): a command that does not
+    serve must not import pygeoapi, titiler or the portal (pygeoapi's import alone took 3-8 s of
+    CPU where jsonschema's optional format checkers are installed)."""
+    probe = ("import sys\nfrom geocloud.cli import main\nsys.argv = ['geocloud', '--help']\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('pygeoapi', 'titiler', 'geocloud.serve.app', 'geocloud.serve.portal') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                         check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

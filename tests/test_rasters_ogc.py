@@ -36,7 +36,7 @@ from titiler.core.models.OGC import TileSet
 
 from geocloud.catalog import get_catalog
 from geocloud.config import get_settings
-from geocloud.serve import create_app
+from geocloud.serve.app import create_app
 from geocloud.serve.rasters import coverages, maptiles
 from geocloud.serve.rasters import tiler as rasters
 

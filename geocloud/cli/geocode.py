@@ -10,7 +10,6 @@ from rich.table import Table
 from geocloud import db, geocode
 from geocloud.cli.output import err_console
 from geocloud.errors import InputError
-from geocloud.serve.ogcapi.provider import srid_and_flip
 
 
 def geocode_csv(
@@ -28,6 +27,9 @@ def geocode_csv(
         raise InputError(f"unknown CRS {crs!r}", where="--crs", fix="use CRS84, EPSG:4326 or EPSG:3826")
     if not file.is_file():
         raise InputError("file not found", where=str(file), fix="check the path")
+    # imported here: the provider imports pygeoapi, which this command needs only now
+    from geocloud.serve.ogcapi.provider import srid_and_flip
+
     srid, flip = srid_and_flip(uri, 3826)
     try:
         options = geocode.service.options_from(

@@ -9,7 +9,6 @@ from geocloud.cli.output import console, err_console
 from geocloud.errors import ConfigError, NotFound
 from geocloud.serve.state import pin, snapshot
 from geocloud.serve.tiles import tilecache, vectortiles
-from geocloud.serve.tiles.tiles import basemap_layers, within
 from geocloud.serve.tiles.tms import SERVED, zoom_range
 
 app = typer.Typer(help="The vector tile cache.", no_args_is_help=True)
@@ -31,6 +30,9 @@ def seed(
     tms_id: str = typer.Option("WebMercatorQuad", "--tms", help=f"One of {', '.join(SERVED)}"),
 ):
     """Render and cache every tile of LAYER in the zoom range and box, so first visitors hit the cache."""
+    # imported here: the routes' module imports pygeoapi, which no other command needs
+    from geocloud.serve.tiles.tiles import basemap_layers, within
+
     tms = SERVED.get(tms_id)
     if tms is None:
         raise ConfigError(f"unknown tile matrix set {tms_id!r}", fix=f"use one of {', '.join(SERVED)}")

@@ -1,5 +1,4 @@
-"""Serving: one ASGI application for OGC API Features and downloads (tiles come with their issue)."""
+"""Serving: one ASGI application (``geocloud.serve.app.create_app``) for every surface.
 
-from geocloud.serve.app import create_app
-
-__all__ = ["create_app"]
+The package itself imports nothing, so a command that needs one light module of it (the live
+state, the tile cache) does not import the whole server stack (pygeoapi, titiler, the portal)."""

@@ -450,3 +450,12 @@ def test_a_layer_statement_is_composed_once_for_the_tiles_of_a_zoom(served, monk
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("last", ["\u00b2.png", "1762%00.png", "1" * 5000 + ".png"])
+def test_odd_raster_tile_numbers_are_a_client_error(served, last):
+    """A superscript digit ('²'.isdigit() is true, int('²') fails), a NUL, or more digits than int()
+    takes: the tile cache and the warm path leave these to titiler's validation, a 4xx, never a 500."""
+    for _ in range(2):  # the second time through the warm path too
+        r = served.get(f"/rasters/satellite/tiles/WebMercatorQuad/12/3420/{last}")
+        assert 400 <= r.status_code < 500, (r.status_code, r.text[:200])

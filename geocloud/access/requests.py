@@ -58,7 +58,7 @@ def _reason(text, where: str, required: bool) -> str | None:
 def create(conn: psycopg.Connection, principal: Principal, layer_id, reason, catalog: Catalog) -> dict:
     """Record ``principal``'s request for ``layer_id``, whether or not such a layer exists (see the
     module's docstring). Conflict for a layer it reads already or asked for and awaits."""
-    if not isinstance(layer_id, str) or not re.match(LAYER_ID, layer_id):
+    if not isinstance(layer_id, str) or not re.fullmatch(LAYER_ID, layer_id):
         raise InputError(f"{layer_id!r} is not a layer id", where="key 'layer'",
                          fix="give the layer's id: lower-case letters, digits and _, starting with a letter")
     reason = _reason(reason, "key 'reason'", required=True)

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from geocloud.access import audit
 from geocloud.access.policy import is_admin
 from geocloud.catalog.models import LAYER_ID
-from geocloud.db.pool import get_pool
+from geocloud.db.pool import write_pool
 from geocloud.errors import InputError
 from geocloud.serve.guard import current, unauthorized
 from geocloud.serve.http import HTTPError
@@ -29,7 +29,7 @@ def _filters(request: Request) -> dict:
     """The query's filters, each checked; a bad one is a 400 naming it."""
     q = request.query_params
     layer, actor, since, limit = q.get("layer"), q.get("actor"), q.get("since"), q.get("limit", str(LIMIT))
-    if layer is not None and not re.match(LAYER_ID, layer):
+    if layer is not None and not re.fullmatch(LAYER_ID, layer):
         raise _bad("layer", layer, "a layer id (lower-case letters, digits and _)")
     if actor is not None and not (0 < len(actor) <= 200 and actor.isprintable()):
         raise _bad("actor", actor, "a principal as the audit records it (name@agency) or an agency code")
@@ -47,7 +47,7 @@ def _records(principal, filters: dict) -> list[dict]:
     scope = None  # every record, for an admin of the GIS office
     if not (is_admin(principal, catalog) and principal.layers is None):
         scope = managed(principal, catalog)
-    with get_pool().connection() as conn:  # the trail's reads are written behind anyway: a replica's lag is fine
+    with write_pool().connection() as conn:  # the primary: an action's record is listed as soon as it is done
         return audit.read(conn, layers=scope, **filters)
 
 

@@ -50,8 +50,9 @@ async def _body(request: Request) -> dict:
 
 
 def _create(principal, body: dict):
-    with write_pool().connection() as conn, conn.transaction():
-        made = access_requests.create(conn, principal, body.get("layer"), body.get("reason"), fresh_catalog())
+    catalog = fresh_catalog()  # before the connection: reading the registry takes one of the pool's own
+    with write_pool().connection() as conn:  # access_requests.create is one transaction of its own
+        made = access_requests.create(conn, principal, body.get("layer"), body.get("reason"), catalog)
     return json_answer(_iso(made), 201)
 
 

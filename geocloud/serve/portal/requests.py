@@ -33,8 +33,9 @@ from geocloud.serve.portal.signin import (
 
 
 def _listed(principal) -> dict:
+    catalog = get_catalog()  # before the connection: reading the registry takes one of the pool's own
     with write_pool().connection() as conn:  # the primary: the request just sent is listed
-        return access_requests.listing(conn, principal, get_catalog())
+        return access_requests.listing(conn, principal, catalog)
 
 
 def titles(principal, catalog, listed: dict) -> dict:
@@ -74,8 +75,9 @@ async def _new(request: Request, layer_id: str, error: str | None = None, status
 
 
 def _create(principal, fields) -> dict:
-    with write_pool().connection() as conn, conn.transaction():
-        return access_requests.create(conn, principal, fields.get("layer"), fields.get("reason"), get_catalog())
+    catalog = get_catalog()  # before the connection: reading the registry takes one of the pool's own
+    with write_pool().connection() as conn:  # access_requests.create is one transaction of its own
+        return access_requests.create(conn, principal, fields.get("layer"), fields.get("reason"), catalog)
 
 
 async def submit(request: Request) -> Response:

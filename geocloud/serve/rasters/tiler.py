@@ -46,7 +46,7 @@ from geocloud.serve.http import (
 )
 from geocloud.serve.state import snapshot
 from geocloud.serve.tiles import tilecache
-from geocloud.serve.tiles.tms import SERVED, TMS
+from geocloud.serve.tiles.tms import SERVED, TMS, tile_number
 
 LOG = logging.getLogger("geocloud.serve")
 # Every parameter that scales the work of one raster request, with the range allowed: a 16384-pixel
@@ -138,8 +138,8 @@ def _check_tile(path: dict) -> None:
     """A tile address: non-negative integers (400 otherwise), inside the matrix set (404)."""
     for name in ("z", "x", "y"):
         text = str(path[name])
-        if not text.lstrip("-").isdecimal() or not text.isascii():
-            raise bad_parameter(name, f"must be an integer, got {text!r}")
+        if not text.lstrip("-").isdecimal() or not text.isascii() or len(text) > 12:
+            raise bad_parameter(name, f"must be an integer of at most 12 digits, got {text[:20]!r}")
         if int(text) < 0:
             raise bad_parameter(name, f"must be 0 or more, got {text}")
     tms = SERVED.get(path.get("tileMatrixSetId", ""))
@@ -369,7 +369,7 @@ class TileCache:
         layer_id, tms_id, z, x, y_fmt = parts[1], parts[3], parts[4], parts[5], parts[6]
         y = y_fmt.split(".")[0].split("@")[0]
         layer = get_catalog().layers.get(layer_id)
-        if not (z.isdigit() and x.isdigit() and y.isdigit()) or layer is None \
+        if not (all(tile_number(n) for n in (z, x, y)) and y_fmt.isascii() and y_fmt.isprintable()) or layer is None \
                 or layer_id not in snapshot().layers or not can_read(guard.current.get(), layer):
             return None
         tile = morecantile.Tile(int(x), int(y), int(z))

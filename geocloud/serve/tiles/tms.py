@@ -34,3 +34,9 @@ def _level(tms_id: str, web_zoom: int) -> int:
     tms, web = SERVED[tms_id], SERVED["WebMercatorQuad"]
     ground = 0.9135  # cos(24°): Web Mercator metres to ground metres at Taichung
     return max(tms.minzoom, min(tms.maxzoom, tms.zoom_for_res(web.matrix(web_zoom).cellSize * ground)))
+
+
+def tile_number(text: str) -> bool:
+    """Is a path's zoom, column or row a tile number: ASCII digits (``str.isdigit`` also takes '²'),
+    few enough that ``int`` takes them and any matrix could hold them."""
+    return text.isascii() and text.isdigit() and len(text) <= 9

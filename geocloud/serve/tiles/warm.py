@@ -28,6 +28,7 @@ from geocloud.serve.http import HTTPError
 from geocloud.serve.rasters import tiler
 from geocloud.serve.state import pin, snapshot, unpin
 from geocloud.serve.tiles import tiles
+from geocloud.serve.tiles.tms import tile_number
 
 QUERIES = frozenset({b"", b"f=mvt", b"f=pbf"})
 CREDENTIALS = frozenset({b"authorization", b"x-api-key"})
@@ -44,7 +45,7 @@ def _target(path: str) -> tuple | None:
     else:
         return None
     numbers = parts[-3:]
-    if not all(n.isascii() and n.isdigit() for n in numbers):
+    if not all(tile_number(n) for n in numbers):
         return None
     params.update(z=int(numbers[0]), y=int(numbers[1]), x=int(numbers[2]))
     return target, params
@@ -67,6 +68,7 @@ def _if_none_match(scope) -> tuple[bool, str | None]:
 
 MEMO_BYTES = 32 << 20  # per worker: the answers of the tiles asked for more than once within one live state
 _memo: dict[tuple[str, bytes], tuple] = {}
+_memo_state: tuple = (None, None)  # the live state and catalog every remembered answer was decided on
 _memo_bytes = 0
 
 
@@ -76,7 +78,7 @@ def _cached_answer(scope) -> tuple[int, list, bytes] | None:
     A tile's answers (200 and 304) are remembered for as long as the live state (snapshot) and the
     catalog the decision was made on are the process's current ones: at most state.REFRESH seconds,
     and no longer than any switch, registry change or access change is unseen by this worker."""
-    global _memo_bytes
+    global _memo_bytes, _memo_state
     query = scope.get("query_string", b"")
     if scope.get("root_path") or query not in QUERIES:
         return None
@@ -90,22 +92,22 @@ def _cached_answer(scope) -> tuple[int, list, bytes] | None:
         return None
     pinned = pin()  # the decision and the cache check on one snapshot, as the guard pins one per request
     try:
-        snap, catalog = snapshot(), get_catalog()
+        state = (snapshot(), get_catalog())
+        if state[0] is not _memo_state[0] or state[1] is not _memo_state[1] or _memo_bytes > MEMO_BYTES:
+            _memo.clear()  # decided on another state (or full): none of it holds, nor keeps that state alive
+            _memo_state, _memo_bytes = state, 0
         known = _memo.get((path, query))
-        if known is None or known[0] is not snap or known[1] is not catalog:
-            found = _raster_answers(scope) if raster else _vector_answers(target)
-            if found is None:
+        if known is None:
+            known = _raster_answers(scope) if raster else _vector_answers(target)
+            if known is None:
                 return None
-            if _memo_bytes > MEMO_BYTES:
-                _memo.clear()
-                _memo_bytes = 0
-            _memo_bytes += _size(found) - (_size(known[2:]) if known is not None else 0)
-            known = _memo[(path, query)] = (snap, catalog, *found)
-    except (HTTPError, GeocloudError, OSError):  # the route gives its own answer (4xx, 503...)
+            _memo[(path, query)] = known
+            _memo_bytes += _size(known)
+    except (HTTPError, GeocloudError, OSError, ValueError):  # the route gives its own answer (4xx, 503...)
         return None
     finally:
         unpin(pinned)
-    return known[4] if if_none_match == known[2] else known[3]
+    return known[2] if if_none_match == known[0] else known[1]
 
 
 def _size(answers: tuple) -> int:

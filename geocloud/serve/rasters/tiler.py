@@ -138,8 +138,11 @@ def _check_tile(path: dict) -> None:
     """A tile address: non-negative integers (400 otherwise), inside the matrix set (404)."""
     for name in ("z", "x", "y"):
         text = str(path[name])
-        if not text.lstrip("-").isdecimal() or not text.isascii() or len(text) > 12:
-            raise bad_parameter(name, f"must be an integer of at most 12 digits, got {text[:20]!r}")
+        if not text.lstrip("-").isdecimal() or not text.isascii():
+            raise bad_parameter(name, f"must be an integer, got {text!r}")
+        if len(text) > 12:  # beyond every tileMatrix (and int() refuses over 4,300 digits)
+            what = {"z": "tileMatrix", "x": "tile column", "y": "tile row"}[name]
+            raise not_found(f"{what} {text[:20]}... is outside every tile matrix set")
         if int(text) < 0:
             raise bad_parameter(name, f"must be 0 or more, got {text}")
     tms = SERVED.get(path.get("tileMatrixSetId", ""))

@@ -55,6 +55,8 @@ HOSTILE = [
     ("GET", "/collections/roads/tiles/WebMercatorQuad/99999999999999999999/0/0", 404, "tileMatrix"),
     ("GET", "/collections/roads/tiles/WebMercatorQuad/12/99999999999999999999999/0", 404, "tile"),
     ("GET", "/collections/roads/tiles/WebMercatorQuad/12/0/0?f=png", 400, "f"),
+    ("GET", f"/collections/roads/tiles/WebMercatorQuad/12/{'9' * 5000}/0", 404, "Not Found"),  # int() refuses
+    ("GET", f"/manage/runs/{'9' * 5000}", 404, "Not Found"),
     ("GET", "/tiles/WebMercatorQuad/12/0/0?f=%00", 400, "f"),
     ("GET", "/tileMatrixSets/%00", 404, "unknown tile matrix set"),
     # geocoding

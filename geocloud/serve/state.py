@@ -203,3 +203,11 @@ def tables(conn: psycopg.Connection, layer_ids) -> dict[str, sql.Composable]:
         missing = ", ".join(sorted(set(layer_ids) - set(found)))
         raise DatabaseUnavailable(f"this node is switching to another version of {missing}; try again in a moment")
     return found
+
+
+def live_column(name: str, columns) -> sql.Composable:
+    """``t.<name>``, or NULL when the live table (its ``columns``) predates the field, after a
+    rollback: the one rule the feature provider and the vector tiles share."""
+    if columns and name not in columns:
+        return sql.SQL("NULL")
+    return sql.SQL("t.{}").format(sql.Identifier(name))

@@ -28,7 +28,7 @@ from geocloud.catalog import get_catalog
 from geocloud.catalog.models import SQL_TYPES
 from geocloud.config import get_settings
 from geocloud.db.pool import get_pool
-from geocloud.serve.state import snapshot, tables
+from geocloud.serve.state import live_column, snapshot, tables
 
 JSON_TYPES = {"text": ("string", None), "integer": ("integer", None), "bigint": ("integer", None),
               "double": ("number", None), "boolean": ("boolean", None), "date": ("string", "date"),
@@ -56,9 +56,7 @@ extras: contextvars.ContextVar[QueryExtras | None] = contextvars.ContextVar("geo
 def column(layer, name: str) -> sql.Composable:
     """``t.<name>``, or NULL when the live table predates the field (after a rollback)."""
     live = snapshot().layers.get(layer.id)
-    if live is not None and live.columns and name not in live.columns:
-        return sql.SQL("NULL")
-    return sql.SQL("t.{}").format(sql.Identifier(name))
+    return live_column(name, live.columns if live is not None else None)
 
 
 def where(layer, bbox, properties=(), datetime_=None, extra: QueryExtras | None = None) -> tuple[list, list]:

@@ -17,7 +17,7 @@ from psycopg import sql
 from geocloud.catalog import Layer
 from geocloud.catalog.models import WEB_MERCATOR_GEOM
 from geocloud.db.pool import get_pool
-from geocloud.serve.state import snapshot, tables
+from geocloud.serve.state import live_column, snapshot, tables
 from geocloud.serve.tiles.tms import srid
 
 EXTENT = 4096
@@ -80,10 +80,8 @@ def _statement(shape: _Shape) -> str:
     query_env = sql.SQL("ST_Transform({}, {})").format(env, sql.Literal(shape.layer_srid)) \
         if shape.tms_srid != shape.layer_srid else env
     source = sql.SQL("t.{}").format(sql.Identifier(column_name))
-    # a field the live table predates (after a rollback) is NULL, as provider.column has it
-    attrs = sql.SQL("").join(sql.SQL(", {} AS {}").format(
-        sql.SQL("NULL") if shape.columns and name not in shape.columns else sql.SQL("t.{}").format(sql.Identifier(name)),
-        sql.Identifier(name)) for name in shape.fields)
+    attrs = sql.SQL("").join(sql.SQL(", {} AS {}").format(live_column(name, shape.columns), sql.Identifier(name))
+                             for name in shape.fields)
     key = sql.Identifier(shape.key)
     geom, thin, size_filter = source, sql.SQL(""), sql.SQL("")
     if shape.grid is not None:

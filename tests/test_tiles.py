@@ -452,6 +452,67 @@ def test_a_layer_statement_is_composed_once_for_the_tiles_of_a_zoom(served, monk
         get_settings.cache_clear()
 
 
+def test_a_tile_is_one_round_trip_of_the_versions_the_request_saw(served, monkeypatch, tmp_path):
+    """A cold tile of two layers is one statement, where a transaction, its statements and its COMMIT
+    were three round trips (half of PostgreSQL's time on a light tile). A switch that comes in after
+    the request read the live state still gives the request's versions: the statement finds the
+    version elsewhere, and reads it there."""
+    from contextlib import contextmanager
+
+    from psycopg import pq
+
+    from geocloud.config import get_settings
+    from geocloud.db.pool import get_pool
+    from geocloud.etl.publish import rollback
+    from geocloud.serve import state
+    from geocloud.serve.tiles import vectortiles
+
+    env = {"GEOCLOUD_DATABASE_URL": served.db_url, "GEOCLOUD_DATA_DIR": str(served.data_dir)}
+    moved = rows(served, "SELECT landmark_id FROM live.landmarks WHERE name = '臺中市政府'")[0][0]
+    edited = tmp_path / "landmarks.csv"
+    edited.write_text(_move(source_of(served.city, "landmarks"), moved, 90.0), encoding="utf-8-sig")
+    assert geocloud_cli("etl", "run", "landmarks", edited, env=env).returncode == 0
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    trace = tmp_path / "protocol.txt"
+
+    @contextmanager
+    def traced():
+        with get_pool().connection() as conn, trace.open("a") as out:
+            conn.pgconn.trace(out.fileno())
+            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+            try:
+                yield conn
+            finally:
+                conn.pgconn.untrace()
+
+    def round_trips(render):
+        trace.write_text("")
+        made = render()
+        sent = [line.split("\t")[2] for line in trace.read_text().splitlines() if line.startswith("F\t")]
+        return made, sum(kind in ("Query", "Sync") for kind in sent)
+    monkeypatch.setattr(vectortiles, "get_pool", lambda: type("Traced", (), {"connection": staticmethod(traced)}))
+    catalog = get_catalog()
+    layers, tile = [catalog.layers["roads"], catalog.layers["landmarks"]], WEB.tile(*HALL, 14)
+    try:
+        state._current = None
+        pinned = state.pin()
+        before, trips = round_trips(lambda: vectortiles.render(layers, WEB, tile))
+        assert trips == 1 and set(mapbox_vector_tile.decode(before)) == {"roads", "landmarks"}
+        with psycopg.connect(served.db_url, autocommit=True) as conn:
+            rollback(conn, catalog.layers["landmarks"], None, "tester")  # the request's version is history now
+        again, trips = round_trips(lambda: vectortiles.render(layers, WEB, tile))
+        assert (again, trips) == (before, 2)  # read where the version was, then where it is
+        state.unpin(pinned)
+        state._current = None
+        after, trips = round_trips(lambda: vectortiles.render(layers, WEB, tile))
+        assert trips == 1 and after != before  # a new request sees the version rolled back to
+    finally:
+        state._current = None
+        get_settings.cache_clear()
+
+
 @pytest.mark.parametrize("last", ["\u00b2.png", "1762%00.png", "1" * 5000 + ".png"])
 def test_odd_raster_tile_numbers_are_a_client_error(served, last):
     """A superscript digit ('²'.isdigit() is true, int('²') fails), a NUL, or more digits than int()

@@ -178,7 +178,6 @@ def tables(conn: psycopg.Connection, layer_ids) -> dict[str, sql.Composable]:
     A version this database does not have (a replica behind the primary this snapshot was read
     from, or a version retired since) is answered 503 with Retry-After, and the process's snapshot
     read again."""
-    global _current
     layer_ids = sorted(set(layer_ids))  # one order for every request: no deadlock between two of them
     if not layer_ids:
         return {}
@@ -196,8 +195,40 @@ def tables(conn: psycopg.Connection, layer_ids) -> dict[str, sql.Composable]:
     ).format(live, wanted))
     cur.nextset()
     cur.nextset()
-    found = {layer: sql.Identifier(*storage.split(".", 1)) for layer, storage in cur.fetchall()}
-    if len(found) < len(layer_ids):
+    found = located(layer_ids, dict(cur.fetchall()))
+    return {layer: sql.Identifier(*storage.split(".", 1)) for layer, storage in found.items()}
+
+
+def versions_located(count: int) -> str:
+    """A scalar subquery for one statement that reads the rows of ``count`` layers' versions (its
+    parameters: layer id and version, ``count`` times, see ``version_parameters``): the JSON object
+    of the table each version is in, leaving out versions this database does not have (see
+    ``located``).
+
+    The alternative to ``tables`` for a request that reads in ONE statement (a vector tile): the
+    statement locks the tables it names before it takes its view of the data, so the tables those
+    versions are in cannot change under it, and the same view reads where the versions are and
+    their rows. If the tables it named were not those (a switch came in since the snapshot was
+    read), the caller reads again from the tables this gave."""
+    pairs = ", ".join(["(%s, %s)"] * count)
+    return ("(SELECT json_object_agg(layer, storage) FROM geocloud.layer_versions "
+            f"WHERE (layer, version) IN ({pairs}) AND state <> 'retired')")
+
+
+def version_parameters(layer_ids) -> list:
+    """The parameters of ``versions_located`` for ``layer_ids``: the versions of the request's snapshot."""
+    layers = snapshot().layers
+    return [x for i in layer_ids for x in (i, layers[i].version)]
+
+
+def located(layer_ids, found: dict[str, str] | None) -> dict[str, str]:
+    """``found`` (layer id -> the table holding its version), when it names every one of
+    ``layer_ids``; otherwise DatabaseUnavailable (503 with Retry-After), and the process's snapshot
+    is read again: a version this database does not have (a replica behind the primary this snapshot
+    was read from, or a version retired since)."""
+    global _current
+    found = found or {}
+    if len(found) < len(set(layer_ids)):
         if (current := _current) is not None:
             _current = (float("-inf"), *current[1:])  # read again by the next request
         missing = ", ".join(sorted(set(layer_ids) - set(found)))

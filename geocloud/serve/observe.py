@@ -63,7 +63,7 @@ class Observed:
         logs.current.set(request)
         try:
             found = await self.warm.answer(scope) if self.warm is not None else None
-        except Exception:  # noqa: BLE001 - the application then answers, and says what went wrong
+        except Exception:  # the application then answers, and says what went wrong
             LOG.exception("the warm tile path failed on %s; the application answers", request.path)
             found = None
         if found is not None:

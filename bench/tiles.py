@@ -16,13 +16,14 @@ each side's CPU milliseconds per tile, its server's processes and its PostGIS co
 Warm (``--parts warm``): geocloud's tile cache against the physical limit, nginx (``apt-get install
 nginx``, one worker process as geocloud has one) serving the very bytes geocloud served as static
 files, and against the floor of any Python server (bench/static_asgi.py: uvicorn answering with the
-same files and nothing else); same client and concurrency, 5 seconds a pass from wrk when it is
+same files and nothing else; and, when granian is installed (the bench extra), the same application
+under granian, one worker, uvloop, its floor printed beside uvicorn's); same client and concurrency, 5 seconds a pass from wrk when it is
 installed (``apt-get install wrk``), else from the Python load generator; passes alternated three
 times and the median pair kept. Each side's CPU time per tile is printed too: on a loaded machine
 the rate follows the CPU share a server is given, its CPU per tile much less. tipg has no cache, so
 it has no warm pass.
 
-    .venv/bin/python bench/tiles.py [--scale 50] [--parts vector,warm,raster,auth]
+    .venv/bin/python bench/tiles.py [--scale 50] [--parts vector,warm,raster,auth] [--sets "roads z14,roads z16"]
 """
 
 import argparse
@@ -134,6 +135,15 @@ def warm(base: str, paths: list[str], label: str, results: dict, per_tile: dict)
             load(static, paths, 40)
             ours, limit = median_pair(lambda: sustained_cpu(base, paths), lambda: sustained_cpu(static, paths))
             ours_again, python = median_pair(lambda: sustained_cpu(base, paths), lambda: sustained_cpu(floor, paths))
+            if shutil.which("granian", path=str(Path(sys.executable).parent)):
+                port = free_port()
+                with server([str(Path(sys.executable).parent / "granian"), "--interface", "asgi", "--loop", "uvloop",
+                             "--workers", "1", "--no-access-log", "--log-level", "error", "--port", str(port),
+                             "--working-dir", str(ROOT / "bench"), "static_asgi:app"], port, paths[0],
+                            env={"BENCH_STATIC_ROOT": tmp}, log_name="static-asgi-granian") as granian:
+                    load(granian, paths, 40)
+                    results[("vector", label, "granian floor", "warm")], results[("vector", label, "uvicorn floor 2", "warm")] = \
+                        median_pair(lambda: sustained_cpu(granian, paths), lambda: sustained_cpu(floor, paths))
     results[("vector", label, "geocloud", "warm")] = ours
     results[("vector", label, "nginx static", "warm")] = limit
     results[("vector", label, "geocloud (vs floor)", "warm")] = ours_again
@@ -144,6 +154,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=float, default=50.0)
     ap.add_argument("--parts", default="vector,warm,raster,auth", help="which comparisons to run")
+    ap.add_argument("--sets", default="", help="vector tile sets to run, comma-separated (e.g. 'roads z16'); default all")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     per_tile: dict = {}   # (label, server) -> features per tile
@@ -152,6 +163,8 @@ def main() -> None:
     vector_sets = {"roads z10": ("roads", tiles(CITY, 10, 50)), "roads z14": ("roads", tiles(CITY, 14, 150)),
                    "roads z16": ("roads", tiles(CORE, 16, 200)), "buildings z14": ("buildings", tiles(CITY, 14, 150)),
                    "buildings z16": ("buildings", tiles(CORE, 16, 200))}
+    if args.sets:
+        vector_sets = {label: found for label, found in vector_sets.items() if label in args.sets.split(",")}
     results: dict = {}
     with scratch_database() as url:
         db.upgrade(url)
@@ -334,6 +347,11 @@ def report(results: dict, per_tile: dict, vector_sets: dict) -> None:
             print(f"vector {label:<15} warm: geocloud/uvicorn floor (bench/static_asgi.py) {again['rps'] / floor['rps']:.2f}x "
                   f"({again['rps']:.0f} vs {floor['rps']:.0f} tiles/s); CPU per tile {again['cpu_us']:.0f} vs "
                   f"{floor['cpu_us']:.0f} us; the floor is {floor['rps'] / limit['rps']:.2f}x nginx")
+            if ("vector", label, "granian floor", "warm") in results:
+                granian, floor = results[("vector", label, "granian floor", "warm")], results[("vector", label, "uvicorn floor 2", "warm")]
+                print(f"vector {label:<15} warm: granian floor / uvicorn floor (bench/static_asgi.py under each) "
+                      f"{granian['rps'] / floor['rps']:.2f}x ({granian['rps']:.0f} vs {floor['rps']:.0f} tiles/s); "
+                      f"CPU per tile {granian['cpu_us']:.0f} vs {floor['cpu_us']:.0f} us")
     for label in ("buildings z14", "buildings z16"):
         for phase in ("cold", "warm"):
             if ("vector", label, "geocloud key", phase) not in results:

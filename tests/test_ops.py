@@ -143,6 +143,26 @@ def test_an_incoming_request_id_is_ignored_from_untrusted_clients(served):
     assert r.headers["x-request-id"] != "chosen-by-the-client" and len(r.headers["x-request-id"]) == 32
 
 
+def test_an_answer_leaves_the_server_in_one_write(served, tmp_path):
+    """serve/protocol.py: uvicorn wrote an answer's head and its body in two system calls (two TCP
+    segments); geocloud serve writes them together, keep-alive and HEAD as before (strace counts)."""
+    log = tmp_path / "writes"
+    trace = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=write,sendto,sendmsg,writev", "-s", "65536",
+                              "-o", str(log), "-p", str(served.proc.pid)])
+    try:
+        time.sleep(1.5)  # attached
+        with httpx.Client(base_url=served.url, timeout=30) as client:  # one keep-alive connection
+            answers = [client.get("/conformance"), client.head("/conformance"), client.get("/conformance")]
+    finally:
+        trace.terminate()
+        trace.wait(timeout=30)
+    assert [r.status_code for r in answers] == [200, 200, 200] and answers[1].content == b""
+    heads = [line for line in log.read_text().splitlines() if "HTTP/1.1 200" in line]
+    assert len(heads) == 3, heads
+    assert all("conformsTo" in line for line in (heads[0], heads[2])), heads  # the body in the head's write
+    assert sum("conformsTo" in line for line in log.read_text().splitlines()) == 2  # and in no other
+
+
 def test_an_unknown_item_is_one_info_line_without_a_traceback(keyed):
     url, log = keyed
     r = httpx.get(url + UNKNOWN_ITEM, timeout=30)

@@ -284,7 +284,8 @@ def _answer(r) -> tuple:
 @pytest.fixture
 def in_process(served, monkeypatch):
     """This test process configured as the served city's server is (database, data dir, limits), to
-    call the warm path directly: ``call(path, headers, ...)`` gives (did it go on to the app, messages)."""
+    call the warm path directly as serve/observe.py does: ``call(path, headers, ...)`` gives (did it
+    leave the request to the application, the messages of its answer)."""
     import asyncio
 
     from geocloud.config import get_settings
@@ -297,24 +298,21 @@ def in_process(served, monkeypatch):
     get_catalog.cache_clear()
 
     def call(path, headers=(), method="GET", query=b"", client="192.0.2.10"):
-        went_on, sent = [], []
-
-        async def app(scope, receive, send):
-            went_on.append(scope["path"])
-
-        async def send(message):
-            sent.append(message)
         scope = {"type": "http", "method": method, "path": path, "root_path": "", "query_string": query,
-                 "headers": [(b"host", b"tiles.test"), *headers], "client": (client, 40000)}
-        asyncio.run(WarmTiles(app)(scope, None, send))
-        return bool(went_on), sent
+                 "headers": [(b"host", b"tiles.test"), *headers], "client": (client, 40000), "scheme": "http"}
+        found = asyncio.run(WarmTiles().answer(scope))
+        if found is None:
+            return True, []
+        return False, [{"status": found[0], "headers": found[1]}, {"body": found[2]}]
     yield call
     monkeypatch.undo()
     get_settings.cache_clear()
     get_catalog.cache_clear()
 
 
-def test_the_warm_path_answers_a_cached_public_tile_as_the_route_does(served, in_process):
+def test_the_warm_path_answers_a_cached_public_tile_as_the_route_does(served, in_process, monkeypatch):
+    from geocloud.config import get_settings
+
     inside = WEB.tile(*HALL, 14)
     key = {"X-API-Key": served.keys["fire"]}  # a caller with credentials always takes the full stack
     for path in (f"/collections/landmarks/tiles/WebMercatorQuad/{inside.z}/{inside.y}/{inside.x}",
@@ -336,7 +334,8 @@ def test_the_warm_path_answers_a_cached_public_tile_as_the_route_does(served, in
         route, query = path.split("?")[0], path.partition("?")[2].encode()
         went_on, sent = in_process(route, query=query)
         assert not went_on and sent[0]["status"] == 200 and sent[1]["body"] == anonymous.content
-        assert dict(sent[0]["headers"])[b"etag"].decode() == anonymous.headers["etag"]
+        # its answer is whole, the shared headers in (observe.py adds only the request id)
+        assert sorted((k.decode(), v.decode()) for k, v in sent[0]["headers"]) == _answer(anonymous)[1]
         went_on, sent = in_process(route, [(b"if-none-match", anonymous.headers["etag"].encode())], query=query)
         assert not went_on and sent[0]["status"] == 304
         assert not in_process(route, method="HEAD", query=query)[0]
@@ -346,6 +345,18 @@ def test_the_warm_path_answers_a_cached_public_tile_as_the_route_does(served, in
                                       ([(b"range", b"bytes=0-10")], query)):
             assert in_process(route, headers, query=query_string)[0], (headers, query_string)
         assert in_process(route, method="POST", query=query)[0]
+        origin = {"Origin": "https://map.example"}  # a browser's cross-origin fetch: CORS headers, as the app's
+        went_on, sent = in_process(route, [(b"origin", b"https://map.example")], query=query)
+        assert not went_on and dict(sent[0]["headers"])[b"access-control-allow-origin"] == b"*"
+        assert sorted((k.decode(), v.decode()) for k, v in sent[0]["headers"]) == _answer(served.get(path, headers=origin))[1]
+        with monkeypatch.context() as env:  # through a trusted proxy, over HTTPS: the answer says so
+            env.setenv("GEOCLOUD_TRUSTED_PROXIES", "192.0.2.0/24")
+            get_settings.cache_clear()
+            went_on, sent = in_process(route, [(b"x-forwarded-proto", b"https")], query=query)
+            assert not went_on and dict(sent[0]["headers"])[b"strict-transport-security"] == b"max-age=31536000"
+            plain = in_process(route, [(b"x-forwarded-proto", b"https")], query=query, client="198.51.100.1")[1]
+            assert b"strict-transport-security" not in dict(plain[0]["headers"])  # not from a trusted proxy
+        get_settings.cache_clear()
     raster = f"/rasters/satellite/tiles/WebMercatorQuad/{inside.z}/{inside.x}/{inside.y}.png"
     assert served.get(raster).status_code == 200
     anonymous, keyed = served.get(raster), served.get(raster, headers=key)

@@ -1,4 +1,5 @@
-"""``geocloud serve``: the one ASGI application, under uvicorn.
+"""``geocloud serve``: the one ASGI application, under uvicorn (its httptools protocol, writing each
+answer's head and body in one write: serve/protocol.py).
 
 Every log handler (uvicorn's error log, geocloud's access log and loggers, pygeoapi's) passes records
 through ``access.redact.RedactingFilter``, so a key or token sent in a query never reaches a log; all
@@ -116,4 +117,5 @@ def serve(
     _check_database()
     uvicorn.run("geocloud.serve.observe:create_app", factory=True, host=host, port=port, workers=workers,
                 proxy_headers=False, server_header=False, access_log=False, log_level=None,
+                http="geocloud.serve.protocol:OneWrite",  # httptools, each answer's head and body in one write
                 log_config=log_config(access_log, log_format))

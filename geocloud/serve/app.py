@@ -28,7 +28,6 @@ from geocloud.serve.portal import requests as request_pages
 from geocloud.serve.portal import updates as update_pages
 from geocloud.serve.rasters import coverages, maptiles, tiler
 from geocloud.serve.tiles import tiles, wmts
-from geocloud.serve.tiles.warm import WarmTiles
 
 LOG = logging.getLogger("geocloud.serve")
 
@@ -83,8 +82,8 @@ def create_app() -> Starlette:
                 *coverages.routes, *maptiles.routes, *manage.routes, *portal.routes,
                 *signin.routes, *account.routes, *request_pages.routes, *update_pages.routes,
                 *steward.routes, tiler.mount()],
-        # the warm tile path answers anonymous cached tiles before the guard and the router (tiles/warm.py)
-        middleware=[*headers.middleware(), Middleware(WarmTiles), Middleware(AuthMiddleware)],
+        # (the warm tile path, tiles/warm.py, answers anonymous cached tiles before all of this: observe.py)
+        middleware=[*headers.middleware(), Middleware(AuthMiddleware)],
         exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,
                             GeocloudError: _geocloud_error, Exception: _unexpected},
     )

@@ -243,12 +243,18 @@ def admit(principal: Principal, scope) -> None:
                                                 f"retry in {wait} s", {"Retry-After": str(wait)})
 
 
-async def refuse(send, exc: HTTPError) -> None:
-    """Answer a request refused before any route ran (bad credentials, over the rate limit, no database)."""
+def refusal(exc: HTTPError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The status, headers and body refusing a request before any route ran (bad credentials, over
+    the rate limit, no database); also the warm tile path's 429 (tiles/warm.py)."""
     body = json.dumps({"code": exc.code, "description": exc.description}).encode()
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")] + \
         [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    return exc.status, headers, body
+
+
+async def refuse(send, exc: HTTPError) -> None:
+    status, headers, body = refusal(exc)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

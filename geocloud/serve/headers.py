@@ -48,50 +48,63 @@ class SharedHeaders:
     def __init__(self, app):
         settings = get_settings()
         self.app = app
-        origins = settings.cors_origin_list
-        self.cors = CORSMiddleware(app, allow_origins=origins, allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
-                                   allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, allow_credentials=False,
-                                   max_age=600) if origins else app
+        self.cors = cors(app) or app
         self.proxies = TrustedProxies(settings.proxy_networks)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         app = self.cors if any(name == b"origin" for name, _ in scope["headers"]) else self.app
-        if self.proxies and scope.get("client") and self.proxies.named(scope["client"][0]):
-            self._believe_forwarded(scope)
-        https = scope.get("scheme") == "https"
+        https = believe_forwarded(scope, self.proxies)
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                message["headers"] = _complete(list(message.get("headers", ())), https)
+                message["headers"] = complete(list(message.get("headers", ())), https)
             await send(message)
         await app(scope, receive, send_with_headers)
 
-    def _believe_forwarded(self, scope) -> None:
-        """Take the client, scheme, host and prefix from the trusted proxy's headers into the scope."""
-        headers = {}
-        for name, value in scope["headers"]:
-            if name in (b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
-                        b"x-forwarded-prefix"):  # a repeated header counts as one comma-separated list
-                key = name.decode()
-                headers[key] = f"{headers[key]}, {value.decode('latin-1')}" if key in headers else value.decode("latin-1")
-        fwd = _parse_forwarded(headers.get("forwarded", ""))
-        chain = fwd["for"] or [_address(a) for a in _items(headers.get("x-forwarded-for", ""))]
-        client = next((a for a in reversed(chain) if not self.proxies.named(a)), chain[0] if chain else None)
-        if client:  # the port stays the proxy connection's: the guard remembers keys per connection
-            scope["client"] = (client, scope["client"][1])
-        proto = (fwd["proto"] or _items(headers.get("x-forwarded-proto", "")) or [None])[-1]
-        if proto in ("http", "https"):
-            scope["scheme"] = proto
-        found = {}
-        host = (fwd["host"] or _items(headers.get("x-forwarded-host", "")) or [None])[-1]
-        if host and HOST.match(host):
-            found["host"] = host
-        prefix = (_items(headers.get("x-forwarded-prefix", "")) or [""])[-1].rstrip("/")
-        if re.fullmatch(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*", prefix):
-            found["prefix"] = prefix
-        scope[FORWARDED] = found
+
+def cors(app) -> CORSMiddleware | None:
+    """``app`` behind GEOCLOUD_CORS_ORIGINS' CORS answers; None when it names no origin."""
+    origins = get_settings().cors_origin_list
+    return CORSMiddleware(app, allow_origins=origins, allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+                          allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, allow_credentials=False,
+                          max_age=600) if origins else None
+
+
+def believe_forwarded(scope, proxies: "TrustedProxies") -> bool:
+    """Take the client, scheme, host and prefix from a trusted proxy's headers into the scope (when
+    the client is one of ``proxies``); whether the request came over HTTPS. Idempotent: the warm
+    tile path (tiles/warm.py) asks it before SharedHeaders does, for the requests it leaves to them."""
+    if proxies and scope.get("client") and proxies.named(scope["client"][0]):
+        _forwarded(scope, proxies)
+    return scope.get("scheme") == "https"
+
+
+def _forwarded(scope, proxies: "TrustedProxies") -> None:
+    """The client, scheme, host and prefix the trusted proxy's headers name, into the scope."""
+    headers = {}
+    for name, value in scope["headers"]:
+        if name in (b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
+                    b"x-forwarded-prefix"):  # a repeated header counts as one comma-separated list
+            key = name.decode()
+            headers[key] = f"{headers[key]}, {value.decode('latin-1')}" if key in headers else value.decode("latin-1")
+    fwd = _parse_forwarded(headers.get("forwarded", ""))
+    chain = fwd["for"] or [_address(a) for a in _items(headers.get("x-forwarded-for", ""))]
+    client = next((a for a in reversed(chain) if not proxies.named(a)), chain[0] if chain else None)
+    if client:  # the port stays the proxy connection's: the guard remembers keys per connection
+        scope["client"] = (client, scope["client"][1])
+    proto = (fwd["proto"] or _items(headers.get("x-forwarded-proto", "")) or [None])[-1]
+    if proto in ("http", "https"):
+        scope["scheme"] = proto
+    found = {}
+    host = (fwd["host"] or _items(headers.get("x-forwarded-host", "")) or [None])[-1]
+    if host and HOST.match(host):
+        found["host"] = host
+    prefix = (_items(headers.get("x-forwarded-prefix", "")) or [""])[-1].rstrip("/")
+    if re.fullmatch(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*", prefix):
+        found["prefix"] = prefix
+    scope[FORWARDED] = found
 
 
 class TrustedProxies:
@@ -140,7 +153,8 @@ def _address(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
-def _complete(headers: list, https: bool) -> list:
+def complete(headers: list, https: bool) -> list:
+    """``headers`` with the shared ones added (see above); the warm tile path stores its answers so."""
     cache = html = False
     vary = None
     for i, (name, value) in enumerate(headers):

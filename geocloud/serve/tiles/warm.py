@@ -1,35 +1,42 @@
 """The warm tile path: an anonymous GET or HEAD of a public layer's tile already in the tile cache,
-answered before the guard and the router (a plain ASGI middleware inside serve/headers.py's).
+answered whole before the application (serve/observe.py asks it first, outside every middleware).
 
 A warm tile is a file read of a few tens of microseconds; the router (a regular expression per
-route until the tile routes), Request and Response objects and the guard cost several times that
-(bench/tiles.py ``--parts warm`` compares it with nginx serving the same bytes). This path asks
-exactly what the route asks, with the route's own functions (for vector tiles
-``tiles.collection_target`` and ``basemap_target``, so ``guard.layer_for``; for raster tiles the
-raster tile cache's ``cacheable``; both ``access.policy.can_read`` for the anonymous caller,
-against the live snapshot and catalog every worker follows through PostGIS), counts the request in
-the anonymous rate limit (``guard.admit``) and answers with the route's ``tiles.answer`` or
-``tiler.known_answer``: the same status, headers and bytes. serve/headers.py then adds the shared
-and CORS headers and serve/observe.py counts and logs it, as for any answer. A tile's two answers
-(200, and 304 for its ETag) are kept in memory while the live state and catalog they were decided
-on are the worker's current ones (at most state.REFRESH seconds): a tile asked for again within
-them costs a dictionary look-up.
+route until the tile routes), Request and Response objects, the guard and the middlewares' wrapped
+``send`` calls cost several times that (bench/tiles.py ``--parts warm`` compares it with nginx
+serving the same bytes). This path asks exactly what the route asks, with the route's own functions
+(for vector tiles ``tiles.collection_target`` and ``basemap_target``, so ``guard.layer_for``; for
+raster tiles the raster tile cache's ``cacheable``; both ``access.policy.can_read`` for the
+anonymous caller, against the live snapshot and catalog every worker follows through PostGIS),
+counts the request in the anonymous rate limit (``guard.admit``: its 429 is ``guard.refusal``) and
+answers with the route's ``tiles.answer`` or ``tiler.known_answer``, completed with the shared
+headers by serve/headers.py's own ``complete``: the same status, headers and bytes. serve/observe.py
+adds the request id and counts and logs it, as for any answer. A tile's two answers (200, and 304
+for its ETag), their headers complete, are kept in memory while the live state and catalog they were
+decided on are the worker's current ones (at most state.REFRESH seconds): a tile asked for again
+within them costs a dictionary look-up.
 
 Anything it is not sure of goes on, untouched, to the full stack: credentials of any kind (a
 header, ``token=``/``api_key=``, a session cookie), a query other than ``f=mvt``/``f=pbf``, a
 conditional or range header other than a single ``If-None-Match``, a root path, a layer anonymous
-callers may not read or whose reads are audited, a tile not cached or no longer valid, an error.
+callers may not read or whose reads are audited, a tile not cached or no longer valid, an error. A
+trusted proxy's forwarded headers are believed first (``headers.believe_forwarded``), so the rate
+limit counts the real client; a request with an ``Origin`` gets its answer through the same
+CORSMiddleware as the application's.
 """
 
 from geocloud.catalog import get_catalog
+from geocloud.config import get_settings
 from geocloud.errors import GeocloudError
 from geocloud.serve import guard, session
+from geocloud.serve.headers import TrustedProxies, believe_forwarded, complete, cors
 from geocloud.serve.http import HTTPError
 from geocloud.serve.rasters import tiler
 from geocloud.serve.state import pin, snapshot, unpin
 from geocloud.serve.tiles import tiles
 from geocloud.serve.tiles.tms import tile_number
 
+PREFIXES = ("/collections/", "/tiles/", tiler.PREFIX + "/")  # of every path _cached_answer may take
 QUERIES = frozenset({b"", b"f=mvt", b"f=pbf"})
 CREDENTIALS = frozenset({b"authorization", b"x-api-key"})
 UNHANDLED = frozenset({b"if-match", b"if-modified-since", b"if-unmodified-since", b"if-range", b"range"})
@@ -67,13 +74,14 @@ def _if_none_match(scope) -> tuple[bool, str | None]:
 
 
 MEMO_BYTES = 32 << 20  # per worker: the answers of the tiles asked for more than once within one live state
-_memo: dict[tuple[str, bytes], tuple] = {}
+_memo: dict[tuple[str, bytes, bool], tuple] = {}
 _memo_state: tuple = (None, None)  # the live state and catalog every remembered answer was decided on
 _memo_bytes = 0
 
 
-def _cached_answer(scope) -> tuple[int, list, bytes] | None:
-    """The route's answer to an anonymous caller when it comes from the cache; None when unsure.
+def _cached_answer(scope, https: bool) -> tuple[tuple, tuple] | None:
+    """The route's answer to an anonymous caller when it comes from the cache, as the route gives it
+    and with the shared headers added (for a request over ``https`` or not); None when unsure.
 
     A tile's answers (200 and 304) are remembered for as long as the live state (snapshot) and the
     catalog the decision was made on are the process's current ones: at most state.REFRESH seconds,
@@ -84,8 +92,7 @@ def _cached_answer(scope) -> tuple[int, list, bytes] | None:
         return None
     path = scope["path"]
     raster = path.startswith(tiler.PREFIX + "/")
-    target = None if raster else _target(path)
-    if target is None and not (raster and scope["method"] == "GET" and not query):
+    if raster and (scope["method"] != "GET" or query):
         return None  # the raster tile cache keeps GETs of the plain tile only
     plain, if_none_match = _if_none_match(scope)
     if not plain:
@@ -96,12 +103,14 @@ def _cached_answer(scope) -> tuple[int, list, bytes] | None:
         if state[0] is not _memo_state[0] or state[1] is not _memo_state[1] or _memo_bytes > MEMO_BYTES:
             _memo.clear()  # decided on another state (or full): none of it holds, nor keeps that state alive
             _memo_state, _memo_bytes = state, 0
-        known = _memo.get((path, query))
-        if known is None:
-            known = _raster_answers(scope) if raster else _vector_answers(target)
+        known = _memo.get((path, query, https))
+        if known is None:  # (a path is parsed only once per live state: a remembered one was a tile's)
+            target = None if raster else _target(path)
+            known = _raster_answers(scope) if raster else _vector_answers(target) if target else None
             if known is None:
                 return None
-            _memo[(path, query)] = known
+            known = (known[0], *((answer, (answer[0], complete(list(answer[1]), https), answer[2])) for answer in known[1:]))
+            _memo[(path, query, https)] = known
             _memo_bytes += _size(known)
     except (HTTPError, GeocloudError, OSError, ValueError):  # the route gives its own answer (4xx, 503...)
         return None
@@ -111,7 +120,7 @@ def _cached_answer(scope) -> tuple[int, list, bytes] | None:
 
 
 def _size(answers: tuple) -> int:
-    return len(answers[1][2]) + 512  # the body, and about what the headers and the key take
+    return len(answers[1][0][2]) + 1024  # the body, and about what the headers and the key take
 
 
 def _vector_answers(target: tuple) -> tuple[str, tuple, tuple] | None:
@@ -138,20 +147,46 @@ def _raster_answers(scope) -> tuple[str, tuple, tuple] | None:
     return headers["ETag"], tiler.known_answer(headers, cached, None), tiler.known_answer(headers, cached, headers["ETag"])
 
 
-class WarmTiles:
-    def __init__(self, app):
-        self.app = app
+ANSWER = "geocloud.warm_answer"  # scope key: the answer _stored sends, for CORSMiddleware
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
-            return await self.app(scope, receive, send)
-        found = _cached_answer(scope)
+
+class WarmTiles:
+    """The warm path as serve/observe.py asks it: ``await answer(scope)`` is the whole answer (status,
+    headers with the shared ones, body) of a request it takes, or None to leave it to the application."""
+
+    def __init__(self):
+        self.cors = cors(_stored)
+        self.proxies = TrustedProxies(get_settings().proxy_networks)
+
+    async def answer(self, scope) -> tuple[int, list, bytes] | None:
+        if scope["method"] not in ("GET", "HEAD") or not scope["path"].startswith(PREFIXES):
+            return None
+        https = believe_forwarded(scope, self.proxies)
+        found = _cached_answer(scope, https)
         if found is None:
-            return await self.app(scope, receive, send)
+            return None
         try:
             guard.admit(guard.ANONYMOUS, scope)
         except HTTPError as exc:
-            return await guard.refuse(send, exc)
-        status, headers, body = found
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+            found = (guard.refusal(exc), None)
+        if self.cors is not None and any(name == b"origin" for name, _ in scope["headers"]):
+            return await self._with_cors(scope, found[0], https)
+        if found[1] is None:
+            return found[0][0], complete(found[0][1], https), found[0][2]
+        return found[1]
+
+    async def _with_cors(self, scope, answer: tuple, https: bool) -> tuple[int, list, bytes]:
+        """``answer`` through CORSMiddleware, then the shared headers: in SharedHeaders' order."""
+        sent = []
+
+        async def keep(message):
+            sent.append(message)
+        scope[ANSWER] = answer
+        await self.cors(scope, None, keep)
+        return sent[0]["status"], complete(list(sent[0]["headers"]), https), answer[2]
+
+
+async def _stored(scope, receive, send):
+    status, headers, body = scope[ANSWER]
+    await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+    await send({"type": "http.response.body", "body": body})

@@ -473,3 +473,17 @@ def test_a_plain_raster_tile_is_answered_before_the_router_as_the_route_answers_
             (f"/rasters/roads/tiles/WebMercatorQuad/{sat.z}/{sat.x}/{sat.y}.png", (), "GET", b""),
             (path, (), "GET", b""), (path, outsider, "GET", b"")):  # the sheet: the route's 401 and 404
         assert before_the_router(went, headers, method, query)[0], (went, headers, method, query)
+
+
+def test_titiler_reads_the_served_matrix_sets_without_copying_them():
+    """morecantile answers every ``get`` with a deep copy whose CRS objects rio-tiler builds again
+    (1-1.4 ms of a cold tile); titiler's factory gets the matrix sets geocloud serves themselves, and
+    every other one as before."""
+    from geocloud.serve.tiles.tms import SERVED, TMS
+
+    matrix_sets = rasters.tiler.supported_tms
+    assert matrix_sets.list() == TMS.list()
+    for name, served in SERVED.items():
+        assert matrix_sets.get(name) is served and matrix_sets.get(name) is matrix_sets.get(name)
+    other = matrix_sets.get("WorldCRS84Quad")
+    assert other.id == "WorldCRS84Quad" and other is not matrix_sets.get("WorldCRS84Quad")

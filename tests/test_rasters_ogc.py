@@ -384,8 +384,8 @@ def _answer(r) -> tuple:
 
 @pytest.fixture
 def before_the_router(server, monkeypatch):
-    """``call(path, headers, method, query)`` through the guard and the plain raster tile path in this
-    process, configured as the server is: (did it go on to the router, the messages sent)."""
+    """``call(path, headers, method)`` through the guard and the plain raster tile path in this
+    process, configured as the server is: their answer, or None when the request went on to the router."""
     import asyncio
 
     from geocloud.serve.guard import AuthMiddleware
@@ -397,18 +397,18 @@ def before_the_router(server, monkeypatch):
     get_settings.cache_clear()
     get_catalog.cache_clear()
 
-    def call(path, headers=(), method="GET", query=b""):
-        went_on, sent = [], []
+    async def router(scope, receive, send):  # stands for the router and every route behind it
+        await send({"type": "http.response.start", "status": 418, "headers": []})
+        await send({"type": "http.response.body", "body": b"the router"})
+    app = AuthMiddleware(PlainRasterTiles(router))
 
-        async def router(scope, receive, send):
-            went_on.append(scope["path"])
+    async def ask(method, path, headers):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tiles.test") as client:
+            return await client.request(method, path, headers=headers)
 
-        async def send(message):
-            sent.append(message)
-        scope = {"type": "http", "method": method, "path": path, "root_path": "", "query_string": query,
-                 "headers": [(b"host", b"tiles.test"), *headers], "client": ("192.0.2.20", 40000)}
-        asyncio.run(AuthMiddleware(PlainRasterTiles(router))(scope, None, send))
-        return bool(went_on), sent
+    def call(path, headers=None, method="GET"):
+        answer = asyncio.run(ask(method, path, headers))
+        return None if answer.status_code == 418 else answer
     yield call
     monkeypatch.undo()
     get_settings.cache_clear()
@@ -459,20 +459,18 @@ def test_a_plain_raster_tile_is_answered_before_the_router_as_the_route_answers_
     sat = web.tile(*HALL, 16)
     plain = f"/rasters/satellite/tiles/WebMercatorQuad/{sat.z}/{sat.x}/{sat.y}"
     for _ in range(2):  # cold, then cached
-        went_on, sent = before_the_router(plain + ".webp")
-        assert not went_on and sent[0]["status"] == 200 and sent[1]["body"].startswith(b"RIFF")
-    went_on, sent = before_the_router(outside)
-    assert not went_on and sent[0]["status"] == 404
-    fire, outsider = [(b"x-api-key", server.keys["fire"].encode())], [(b"x-api-key", server.keys["external"].encode())]
-    assert not before_the_router(path, fire)[0]  # the sheet's tile, for the fire bureau
-    for went, headers, method, query in (
-            (plain + ".png", (), "HEAD", b""), (plain + ".png", (), "GET", b"tilesize=256"),
-            (plain + "@2x.png", (), "GET", b""), (plain + ".gif", (), "GET", b""), (plain + ".png.png", (), "GET", b""),
-            (f"/rasters/satellite/tiles/WebMercatorQuad/25/{sat.x}/{sat.y}.png", (), "GET", b""),
-            (f"/rasters/satellite/tiles/NoSuchQuad/{sat.z}/{sat.x}/{sat.y}.png", (), "GET", b""),
-            (f"/rasters/roads/tiles/WebMercatorQuad/{sat.z}/{sat.x}/{sat.y}.png", (), "GET", b""),
-            (path, (), "GET", b""), (path, outsider, "GET", b"")):  # the sheet: the route's 401 and 404
-        assert before_the_router(went, headers, method, query)[0], (went, headers, method, query)
+        answer = before_the_router(plain + ".webp")
+        assert answer.status_code == 200 and answer.content.startswith(b"RIFF")
+    assert before_the_router(outside).status_code == 404
+    assert before_the_router(path, {"X-API-Key": server.keys["fire"]}).status_code == 200  # the sheet's tile
+    for went, headers, method in (
+            (plain + ".png", None, "HEAD"), (plain + ".png?tilesize=256", None, "GET"), (plain + "@2x.png", None, "GET"),
+            (plain + ".gif", None, "GET"), (plain + ".png.png", None, "GET"),
+            (f"/rasters/satellite/tiles/WebMercatorQuad/25/{sat.x}/{sat.y}.png", None, "GET"),
+            (f"/rasters/satellite/tiles/NoSuchQuad/{sat.z}/{sat.x}/{sat.y}.png", None, "GET"),
+            (f"/rasters/roads/tiles/WebMercatorQuad/{sat.z}/{sat.x}/{sat.y}.png", None, "GET"),
+            (path, None, "GET"), (path, {"X-API-Key": server.keys["external"]}, "GET")):  # the sheet: 401, 404
+        assert before_the_router(went, headers, method) is None, (went, headers, method)
 
 
 def test_titiler_reads_the_served_matrix_sets_without_copying_them():

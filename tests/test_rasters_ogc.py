@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 
 import httpx
@@ -93,7 +94,9 @@ def server(template_db, city, tmp_path_factory):
     get_settings.cache_clear()
     get_catalog.cache_clear()
     proc, url = start_server(db_url, data_dir, {"GEOCLOUD_PROJECT_DIR": str(project)})
-    yield Server(url, db_url, data_dir, keys)
+    served = Server(url, db_url, data_dir, keys)
+    served.env = env  # for calls in this process configured as the server is
+    yield served
     stop_server(proc)
     _drop(name)
 
@@ -370,3 +373,115 @@ def test_queries_cannot_fill_the_tile_cache(server):
         assert r.status_code == 200 and r.headers["x-tile-cache"] == "off"
     assert sorted(cache.rglob("*")) == files
     assert server.get(path).headers["x-tile-cache"] == "hit"
+
+
+# -- the plain raster tile path (serve/rasters/plaintiles.py) ----------------------------------------
+
+def _answer(r) -> tuple:
+    """Everything of an answer but what differs between any two: its request id and date."""
+    return r.status_code, sorted((k, v) for k, v in r.headers.multi_items() if k not in ("x-request-id", "date")), r.content
+
+
+@pytest.fixture
+def before_the_router(server, monkeypatch):
+    """``call(path, headers, method)`` through the guard and the plain raster tile path in this
+    process, configured as the server is: their answer, or None when the request went on to the router."""
+    import asyncio
+
+    from geocloud.serve.guard import AuthMiddleware
+    from geocloud.serve.rasters.plaintiles import PlainRasterTiles
+
+    for key, value in server.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("GEOCLOUD_RATE_LIMIT_ANONYMOUS", "1000000")
+    get_settings.cache_clear()
+    get_catalog.cache_clear()
+
+    async def router(scope, receive, send):  # stands for the router and every route behind it
+        await send({"type": "http.response.start", "status": 418, "headers": []})
+        await send({"type": "http.response.body", "body": b"the router"})
+    app = AuthMiddleware(PlainRasterTiles(router))
+
+    async def ask(method, path, headers):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tiles.test") as client:
+            return await client.request(method, path, headers=headers)
+
+    def call(path, headers=None, method="GET"):
+        answer = asyncio.run(ask(method, path, headers))
+        return None if answer.status_code == 418 else answer
+    yield call
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    get_catalog.cache_clear()
+
+
+def test_a_plain_raster_tile_is_answered_before_the_router_as_the_route_answers_it(server, before_the_router):
+    """A GET of a raster tile with no query is rendered by titiler's tile function before the router
+    (FastAPI solving its ten dependencies cost more than all the rest geocloud adds): the same answer,
+    header for header and byte for byte, as the full stack gives (reached here with the key in the
+    query), cold, cached, unchanged (304) and outside the image (404); a restricted layer's read is
+    still audited, and anything the route must judge goes on to it."""
+    web = morecantile.tms.get("WebMercatorQuad")
+    with rasterio.open(server.cog("topo_sheets")) as src:
+        sheet = rasterio.warp.transform(src.crs, "EPSG:4326", [(src.bounds.left + src.bounds.right) / 2],
+                                        [(src.bounds.bottom + src.bounds.top) / 2])
+    cache = server.data_dir / "tile-cache"
+    for layer, tile, key in (("satellite", web.tile(*HALL, 15), server.keys["udb"]),
+                             ("topo_sheets", web.tile(sheet[0][0], sheet[1][0], 14), server.keys["fire"])):
+        plain_headers = {"Authorization": f"Bearer {key}"} if layer == "topo_sheets" else {}
+        path = f"/rasters/{layer}/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"
+        answers = {}
+        for how, params in (("plain", {}), ("full", {"api_key": key})):
+            shutil.rmtree(cache, ignore_errors=True)
+            cold, hit = (server.get(path, params=params, headers=plain_headers) for _ in range(2))
+            unchanged = server.get(path, params=params, headers={**plain_headers, "If-None-Match": cold.headers["etag"]})
+            answers[how] = [_answer(r) for r in (cold, hit, unchanged)]
+            assert [r.status_code for r in (cold, hit, unchanged)] == [200, 200, 304], (layer, how)
+            assert (cold.headers["x-tile-cache"], hit.headers["x-tile-cache"]) == ("miss", "hit")
+            assert cold.headers["content-type"] == media_of(cold.content) and hit.content == cold.content
+        assert answers["plain"] == answers["full"], layer
+        assert dict(answers["plain"][0][1])["cache-control"] == \
+            ("public, no-cache" if layer == "satellite" else "private, no-cache")
+    far = web.tile(121.5, 25.0, 15)  # Taipei: beyond the image
+    outside = f"/rasters/satellite/tiles/WebMercatorQuad/{far.z}/{far.x}/{far.y}.png"
+    refused = server.get(outside)
+    assert refused.status_code == 404 and _answer(refused) == _answer(server.get(outside, params={"api_key": key}))
+    with psycopg.connect(server.db_url) as conn:  # the fire bureau's reads of the sheet, plain path included
+        for _ in range(50):
+            paths = {p for (detail,) in conn.execute("SELECT detail FROM geocloud.audit WHERE layer = 'topo_sheets' "
+                                                     "AND surface = 'rasters' AND agency = 'TCG-FIRE'")
+                     for p in detail.get("paths", [])}
+            if path in paths:
+                break
+            time.sleep(0.2)
+    assert path in paths
+    # it is the plain path that answered; anything else goes on to the router (the route answers it)
+    sat = web.tile(*HALL, 16)
+    plain = f"/rasters/satellite/tiles/WebMercatorQuad/{sat.z}/{sat.x}/{sat.y}"
+    for _ in range(2):  # cold, then cached
+        answer = before_the_router(plain + ".webp")
+        assert answer.status_code == 200 and answer.content.startswith(b"RIFF")
+    assert before_the_router(outside).status_code == 404
+    assert before_the_router(path, {"X-API-Key": server.keys["fire"]}).status_code == 200  # the sheet's tile
+    for went, headers, method in (
+            (plain + ".png", None, "HEAD"), (plain + ".png?tilesize=256", None, "GET"), (plain + "@2x.png", None, "GET"),
+            (plain + ".gif", None, "GET"), (plain + ".png.png", None, "GET"),
+            (f"/rasters/satellite/tiles/WebMercatorQuad/25/{sat.x}/{sat.y}.png", None, "GET"),
+            (f"/rasters/satellite/tiles/NoSuchQuad/{sat.z}/{sat.x}/{sat.y}.png", None, "GET"),
+            (f"/rasters/roads/tiles/WebMercatorQuad/{sat.z}/{sat.x}/{sat.y}.png", None, "GET"),
+            (path, None, "GET"), (path, {"X-API-Key": server.keys["external"]}, "GET")):  # the sheet: 401, 404
+        assert before_the_router(went, headers, method) is None, (went, headers, method)
+
+
+def test_titiler_reads_the_served_matrix_sets_without_copying_them():
+    """morecantile answers every ``get`` with a deep copy whose CRS objects rio-tiler builds again
+    (1-1.4 ms of a cold tile); titiler's factory gets the matrix sets geocloud serves themselves, and
+    every other one as before."""
+    from geocloud.serve.tiles.tms import SERVED, TMS
+
+    matrix_sets = rasters.tiler.supported_tms
+    assert matrix_sets.list() == TMS.list()
+    for name, served in SERVED.items():
+        assert matrix_sets.get(name) is served and matrix_sets.get(name) is matrix_sets.get(name)
+    other = matrix_sets.get("WorldCRS84Quad")
+    assert other.id == "WorldCRS84Quad" and other is not matrix_sets.get("WorldCRS84Quad")

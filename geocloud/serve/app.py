@@ -27,6 +27,7 @@ from geocloud.serve.portal import render as portal
 from geocloud.serve.portal import requests as request_pages
 from geocloud.serve.portal import updates as update_pages
 from geocloud.serve.rasters import coverages, maptiles, tiler
+from geocloud.serve.rasters.plaintiles import PlainRasterTiles
 from geocloud.serve.tiles import tiles, wmts
 
 LOG = logging.getLogger("geocloud.serve")
@@ -82,8 +83,10 @@ def create_app() -> Starlette:
                 *coverages.routes, *maptiles.routes, *manage.routes, *portal.routes,
                 *signin.routes, *account.routes, *request_pages.routes, *update_pages.routes,
                 *steward.routes, tiler.mount()],
-        # (the warm tile path, tiles/warm.py, answers anonymous cached tiles before all of this: observe.py)
-        middleware=[*headers.middleware(), Middleware(AuthMiddleware)],
+        # the warm tile path answers anonymous cached tiles before all of this (tiles/warm.py, asked by
+        # observe.py); plain raster tiles, cold or cached, after the guard and before the router
+        # (rasters/plaintiles.py)
+        middleware=[*headers.middleware(), Middleware(AuthMiddleware), Middleware(PlainRasterTiles)],
         exception_handlers={HTTPError: _client_error, HTTPException: _starlette_error,
                             GeocloudError: _geocloud_error, Exception: _unexpected},
     )

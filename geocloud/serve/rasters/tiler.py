@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 from functools import lru_cache
 
@@ -28,7 +29,6 @@ from fastapi.openapi.utils import get_openapi
 from rio_tiler.errors import PointOutsideBounds
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Mount
 from titiler.core.errors import DEFAULT_STATUS_CODES
 from titiler.core.factory import TilerFactory
@@ -134,7 +134,7 @@ def _check_dataset(cog: str, query) -> None:
                                               f"{dtype} pixels, got {nodata!r}")
 
 
-def _check_tile(path: dict) -> None:
+def check_tile(path: dict) -> None:
     """A tile address: non-negative integers (400 otherwise), inside the matrix set (404)."""
     for name in ("z", "x", "y"):
         text = str(path[name])
@@ -195,7 +195,7 @@ def _live_cog(request: Request, layer_id: str, tileMatrixSetId: str | None) -> s
         guard.layer_for(layer_id, "rasters", kind="raster")
         check_limits(request.query_params, request.path_params)
         if "z" in request.path_params:
-            _check_tile(request.path_params)
+            check_tile(request.path_params)
         cog = cog_path(layer_id, web_mercator=tileMatrixSetId == "WebMercatorQuad")
         _check_dataset(cog, request.query_params)
     except HTTPError as exc:
@@ -205,9 +205,16 @@ def _live_cog(request: Request, layer_id: str, tileMatrixSetId: str | None) -> s
 
 def cog_path(layer_id: str, web_mercator: bool = False) -> str:
     """The live COG of a raster layer (the web-optimized variant if asked and there is one)."""
-    folder = get_settings().data_path / snapshot().layers[layer_id].storage
-    web = folder / f"{layer_id}-webmercator.tif"
-    return str(web if web_mercator and web.exists() else folder / f"{layer_id}.tif")
+    return _cog_file(str(get_settings().data_path), snapshot().layers[layer_id].storage, layer_id, web_mercator)
+
+
+@lru_cache(maxsize=256)
+def _cog_file(data_dir: str, storage: str, layer_id: str, web_mercator: bool) -> str:
+    """A published version's folder never changes (a new version is a new folder): whether it holds
+    the web-optimized variant is looked up once, not on every tile."""
+    folder = os.path.join(data_dir, storage)
+    web = os.path.join(folder, f"{layer_id}-webmercator.tif")
+    return web if web_mercator and os.path.exists(web) else os.path.join(folder, f"{layer_id}.tif")
 
 
 def raster_layer(collection_id: str, surface: str) -> Layer:
@@ -238,8 +245,20 @@ CONFORMANCE = [*(f"http://www.opengis.net/spec/ogcapi-coverages-1/1.0/conf/{c}"
                *(f"http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/{c}"
                  for c in ("core", "tileset", "tilesets-list", "geodata-tilesets", "png", "jpeg"))]
 UNSERVED = {"info_geojson", "tileset_list", "tileset"}  # see the module docstring
-tiler = _LayerTiler(path_dependency=live_cog, supported_tms=TMS, router=APIRouter(prefix="/{layer_id}"),
-                    router_prefix=PREFIX, add_part=False, add_preview=True, add_viewer=False)
+
+
+class _SharedMatrixSets(morecantile.defaults.TileMatrixSets):
+    """The matrix sets for titiler, which asks for one on every tile: morecantile answers each time with
+    a deep copy, whose CRS objects rio-tiler then builds again (1-1.4 ms of a cold tile's CPU). A tile
+    matrix set is a constant nothing here changes, so the ones geocloud serves are shared (SERVED)."""
+
+    def get(self, identifier: str) -> morecantile.TileMatrixSet:
+        shared = SERVED.get(identifier)
+        return shared if shared is not None else super().get(identifier)
+
+
+tiler = _LayerTiler(path_dependency=live_cog, supported_tms=_SharedMatrixSets(TMS.tilematrixsets),
+                    router=APIRouter(prefix="/{layer_id}"), router_prefix=PREFIX, add_part=False, add_preview=True, add_viewer=False)
 
 
 def _error_handler(status: int):
@@ -267,11 +286,19 @@ async def _invalid_request(request: Request, exc: RequestValidationError):
     return error_response(bad_parameter(str(name), first.get("msg", "invalid value")))
 
 
+ERRORS = {exc_class: _error_handler(status) for exc_class, status in {**DEFAULT_STATUS_CODES, PointOutsideBounds: 404}.items()}
+
+
+def error_handler(exc: Exception):
+    """The handler the raster app answers ``exc`` with (the nearest class, as Starlette looks it up)."""
+    return next(ERRORS[cls] for cls in type(exc).__mro__ if cls in ERRORS)
+
+
 def create_raster_app() -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, max_body_size=MAX_BODY,
                   routes=[r for r in tiler.router.routes if r.name not in UNSERVED])
-    for exc_class, status in {**DEFAULT_STATUS_CODES, PointOutsideBounds: 404}.items():
-        app.add_exception_handler(exc_class, _error_handler(status))
+    for exc_class, handler in ERRORS.items():
+        app.add_exception_handler(exc_class, handler)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_middleware(TileCache)
@@ -309,7 +336,21 @@ def _raw(headers: dict) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
-async def _send(send, status: int, headers: list, body: bytes) -> None:
+def rendered(raw_headers, body: bytes, kept: tuple[str, int] | None, headers: dict) -> list[tuple[bytes, bytes]]:
+    """The headers of a tile titiler rendered: its own (bbox, CRS, media type), the tile's ETag and
+    Cache-Control, and whether it was kept on disk; ``kept`` (cache file, render token) names where the
+    plain tile is written first (atomically: tilecache.write). For TileCache and the plain tile path
+    (rasters/plaintiles.py), which must answer alike."""
+    found = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
+    media = _media(found.pop("content-type", "application/octet-stream"))
+    if kept is not None:
+        tilecache.write(*kept, _packed(media, body))
+    found.pop("content-length", None)
+    found.update({k.lower(): v for k, v in headers.items()}, **{"x-tile-cache": "off" if kept is None else "miss"})
+    return [*_raw(found), (b"content-length", str(len(body)).encode()), (b"content-type", media.encode("latin-1"))]
+
+
+async def send_answer(send, status: int, headers: list, body: bytes) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -334,7 +375,7 @@ class TileCache:
         if known is not None:
             if known[0] == 200:
                 guard.layer_for(found[0], "rasters")  # audits reads of non-public rasters
-            return await _send(send, *known)
+            return await send_answer(send, *known)
         # only the plain tile (what the tilesets' templates name) is kept on disk: a variant per query
         # would let any caller fill the disk with ?junk=1, 2, 3...; variants are rendered each time
         kept_on_disk = variant == "default"
@@ -353,13 +394,7 @@ class TileCache:
                 await send(start)
                 await send({"type": "http.response.body", "body": body})
             return
-        kept = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in start["headers"]}
-        media = _media(kept.pop("content-type", "application/octet-stream"))
-        if kept_on_disk:
-            tilecache.write(key, token, _packed(media, body))
-        kept.pop("content-length", None)
-        kept.update({k.lower(): v for k, v in headers.items()}, **{"x-tile-cache": "miss" if kept_on_disk else "off"})
-        await Response(body, status_code=200, media_type=media, headers=kept)(scope, receive, send)
+        await send_answer(send, 200, rendered(start["headers"], body, (key, token) if kept_on_disk else None, headers), body)
 
     @staticmethod
     def cacheable(scope):
@@ -376,13 +411,20 @@ class TileCache:
                 or layer_id not in snapshot().layers or not can_read(guard.current.get(), layer):
             return None
         tile = morecantile.Tile(int(x), int(y), int(z))
-        try:
-            matrix = SERVED[tms_id].matrix(tile.z)
-        except Exception:  # noqa: BLE001 - out-of-matrix tiles are titiler's to refuse
-            return None
-        if not (tile.x < matrix.matrixWidth and tile.y < matrix.matrixHeight):
+        size = _matrix_size(tms_id, tile.z)
+        if size is None or not (tile.x < size[0] and tile.y < size[1]):
             return None
         return layer_id, tms_id, tile, y_fmt
+
+
+@lru_cache(maxsize=128)
+def _matrix_size(tms_id: str, z: int) -> tuple[int, int] | None:
+    """(columns, rows) of a matrix set's matrix ``z`` (morecantile looks it up by name each time)."""
+    try:
+        matrix = SERVED[tms_id].matrix(z)
+    except Exception:  # noqa: BLE001 - out-of-matrix tiles are titiler's to refuse
+        return None
+    return matrix.matrixWidth, matrix.matrixHeight
 
 
 def _variant(query) -> str:

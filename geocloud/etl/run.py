@@ -34,14 +34,14 @@ from geocloud.etl.parallel import in_order, start_processes
 from geocloud.etl.prepare import BatchPreparer, check_geometry_type, drop_duplicate_keys, resolve_fields
 from geocloud.etl.publish import Staged, live_version, publish, raster_diff, rollback
 from geocloud.etl.quality import Quality
-from geocloud.etl.sources import open_source, read_batches, sha256
+from geocloud.etl.sources import open_source, read_batches, sha256, source_files
 from geocloud.etl.transforms import TRANSFORMS
 
 
 PAUSE_ENV = "GEOCLOUD_ETL_PAUSE_AT"
-# From this many features a source's batches are prepared in worker processes rather than threads:
-# below it, starting them costs more than they save.
-PROCESSES_FROM = 200_000
+# A vector source of this many bytes or more (about 280,000 buildings as a Shapefile) has its batches
+# prepared in worker processes rather than threads: below it, starting them costs more than they save.
+PROCESSES_FROM = 128 << 20
 
 
 def checkpoint(name: str) -> None:
@@ -118,6 +118,10 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
             check_source(path, pipeline.source.format)
             # hashlib releases the GIL: the source is hashed beside the read rather than before it
             checksum = hashing.submit(sha256, path)
+            processes = not pipeline.raster_layer and \
+                sum(f.stat().st_size for f in source_files(path)) >= PROCESSES_FROM
+            if processes:  # the fork server imports the ETL's modules while this run opens the source
+                start_processes()
             stage.lock_layers(conn, pipeline.layer_ids)
             stage.clear_leftovers(conn, pipeline.layer_ids, run_id)
             if pipeline.raster_layer:
@@ -127,7 +131,7 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
                 _raster_run(conn, pipeline, path, report, force, _Timer(report, progress), checksum)
             else:
                 _vector_run(conn, pipeline, path, report, quality, force, _Timer(report, progress), progress,
-                            checksum)
+                            checksum, processes)
         except BaseException as exc:  # noqa: BLE001 - record every failure, then let it propagate
             report.status = "refused" if isinstance(exc, GuardRefused) else "failed"
             report.error = str(exc) or type(exc).__name__
@@ -167,12 +171,9 @@ def _transform_for(pipeline: Pipeline, output) -> callable:
 
 
 def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Quality, force: bool,
-                timed: _Timer, progress: Progress, checksum: Future) -> None:
+                timed: _Timer, progress: Progress, checksum: Future, processes: bool) -> None:
     catalog = get_catalog().loadable()
     src = open_source(path, pipeline.source)
-    processes = (src.feature_count or 0) >= PROCESSES_FROM
-    if processes:  # the fork server imports the ETL's modules while this thread goes on
-        start_processes()
     pipeline.check_columns(src.columns)
     report.encoding = f"{src.encoding.label} ({src.encoding.evidence})" if src.encoding else None
     report.crs = f"{src.crs.to_string()} ({src.crs_evidence})"

@@ -68,13 +68,17 @@ class OpenedSource:
     max_vertices: int = field(default_factory=lambda: get_settings().etl_max_vertices)
 
 
-def sha256(path: Path) -> str:
-    """Checksum of a source: every file of a shapefile or a folder, in name order."""
-    digest = hashlib.sha256()
-    files = sorted(path.iterdir()) if path.is_dir() else (
+def source_files(path: Path) -> list[Path]:
+    """The files of a source, in name order: every file of a shapefile or a folder."""
+    return sorted(path.iterdir()) if path.is_dir() else (
         sorted(p for p in path.parent.glob(path.stem + ".*") if p.suffix.lower() in
                {".shp", ".shx", ".dbf", ".prj", ".cpg"}) if path.suffix.lower() == ".shp" else [path])
-    for f in files:
+
+
+def sha256(path: Path) -> str:
+    """Checksum of a source: its files in name order."""
+    digest = hashlib.sha256()
+    for f in source_files(path):
         with f.open("rb") as fh:
             while chunk := fh.read(1 << 22):
                 digest.update(chunk)

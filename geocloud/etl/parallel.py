@@ -19,7 +19,7 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import forkserver
 from typing import TypeVar
 
@@ -46,28 +46,28 @@ def _worker_started() -> None:
     gc.disable()
 
 
-def pool(processes: bool, workers: int = WORKERS) -> Executor:
-    """``workers`` threads, or worker processes forked from the fork server."""
-    if not processes:
-        return ThreadPoolExecutor(workers, thread_name_prefix="geocloud-prepare")
-    start_processes()
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
-                               initializer=_worker_started)
-
-
 def in_order(fn: Callable[[T], R], items: Iterable[T], processes: bool = False,
              workers: int = WORKERS) -> Iterator[R]:
-    """``map(fn, items)`` on ``workers`` threads (or processes: then ``fn``, the items and the results
-    must pickle), at most two items per worker in flight (bounded memory). An exception is raised
-    where its item comes in order; the items after it are dropped."""
+    """``map(fn, items)`` on ``workers`` threads, or worker processes (then ``fn``, the items and the
+    results must pickle), at most two items per worker in flight (bounded memory). An exception is
+    raised where its item comes in order; the items after it are dropped.
+
+    With processes, the first ``workers`` items still go to threads: the processes are ready only
+    once the fork server has imported the ETL's modules and forked them (a second or more, while
+    this process would wait for its first result)."""
     pending: deque[Future] = deque()
-    executor = pool(processes, workers)
+    threads = ThreadPoolExecutor(workers, thread_name_prefix="geocloud-prepare")
+    if processes:
+        start_processes()
+    others = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
+                                 initializer=_worker_started) if processes else threads
     try:
-        for item in items:
-            pending.append(executor.submit(fn, item))
+        for number, item in enumerate(items):
+            pending.append((threads if number < workers else others).submit(fn, item))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+        for executor in {threads, others}:
+            executor.shutdown(wait=True, cancel_futures=True)

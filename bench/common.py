@@ -101,13 +101,15 @@ def backend_pids(url: str) -> list[int]:
 
 
 def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (nginx's workers, a server's children), from /proc."""
+    """``pid`` and its descendants (nginx's workers, a server's children), from /proc: the children
+    of each of a process's threads (a child belongs to the thread that started it)."""
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
         found.append(current)
         try:
-            todo += [int(c) for c in Path(f"/proc/{current}/task/{current}/children").read_text().split()]
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
         except FileNotFoundError:
             pass
     return found

@@ -1,8 +1,10 @@
 """Loading the sample city through the real ETL: counts, normalization, diffs, versions, rollback."""
 
 import json
+import os
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -295,23 +297,59 @@ def _same_rows(conn, layer: str, a: str, b: str) -> bool:
                         f"AND NOT EXISTS (SELECT * FROM {b} EXCEPT SELECT * FROM {a})").fetchone()[0]
 
 
-def test_small_batches_on_several_threads_load_the_same_in_source_order(database, city, monkeypatch):
-    """Batches are read and checked on several threads (a shapefile at random through its .shx,
-    other formats streamed) and merged in source order: splitting a file into many small batches
-    must change neither what is loaded nor which rows the quality report names first."""
+def _fork_server_running() -> bool:
+    """Whether this process has started multiprocessing's fork server (the ETL's worker processes)."""
+    children = [int(c) for task in Path(f"/proc/{os.getpid()}/task").iterdir()
+                for c in (task / "children").read_text().split()]
+    return any(b"multiprocessing.forkserver" in Path(f"/proc/{c}/cmdline").read_bytes() for c in children
+               if Path(f"/proc/{c}").exists())
+
+
+def test_small_batches_on_several_threads_or_processes_load_the_same_in_source_order(database, city, monkeypatch):
+    """Batches are read and checked on several threads, or for a big source in worker processes (a
+    shapefile at random through its .shx, other formats streamed), and merged in source order:
+    splitting a file into many small batches, prepared either way, must change neither what is
+    loaded nor which rows the quality report names first."""
     pipelines = {"buildings": ["buildings"], "topo": ["topo_contours", "topo_water"], "roads": ["roads"],
                  "zoning": ["zoning"]}
     first = {p: run_pipeline(p, source_of(city, p)) for p in pipelines}
     monkeypatch.setattr("geocloud.etl.sources.BATCH", 97)
-    again = {p: run_pipeline(p, source_of(city, p), force=True) for p in pipelines}
+    threads = {p: run_pipeline(p, source_of(city, p), force=True) for p in pipelines}
+    monkeypatch.setattr("geocloud.etl.run.PROCESSES_FROM", 1)
+    processes = {p: run_pipeline(p, source_of(city, p), force=True) for p in pipelines if p != "roads"}  # as buildings
+    assert _fork_server_running()
     with psycopg.connect(database) as conn:
         for p, layers in pipelines.items():
-            assert again[p].counts == first[p].counts
-            assert again[p].quality["issues"] == first[p].quality["issues"]
-            for layer in layers:
-                assert _same_rows(conn, layer, f"live.{layer}", f"history.{layer}__v1"), layer
+            passes = [(threads, "history.{}__v2"), (processes, "live.{}")] if p in processes else [(threads, "live.{}")]
+            for again, table in passes:
+                assert again[p].counts == first[p].counts
+                assert again[p].quality["issues"] == first[p].quality["issues"]
+                for layer in layers:
+                    assert _same_rows(conn, layer, table.format(layer), f"history.{layer}__v1"), layer
     rows = first["zoning"].quality["issues"][0]["rows"]
     assert max(rows) - min(rows) > 97  # the report's first rows come from several batches
+
+
+def test_a_worker_process_refusing_a_batch_names_the_file_and_row(database, city, tmp_path, monkeypatch):
+    """An error found while a worker process prepares a batch reaches the run as the same error, with
+    its file, row and fix, and nothing is published."""
+    dst = tmp_path / "buildings.shp"
+
+    def edit(table):
+        column = "wkb_geometry" if "wkb_geometry" in table.column_names else "geometry"
+        geoms = shapely.from_wkb(table.column(column).to_numpy(zero_copy_only=False))
+        geoms[1499] = shapely.transform(geoms[1499], lambda xy: xy + [1_000_000, 0])  # row 1500, far east
+        return table.set_column(table.column_names.index(column), column, pa.array(shapely.to_wkb(geoms)))
+
+    _rewrite_buildings(source_of(city, "buildings"), dst, edit)
+    monkeypatch.setattr("geocloud.etl.sources.BATCH", 97)
+    monkeypatch.setattr("geocloud.etl.run.PROCESSES_FROM", 1)
+    with pytest.raises(InputError) as refused:
+        run_pipeline("buildings", dst)
+    assert refused.value.where == str(dst) and "1 feature(s) lie outside Taichung City" in refused.value.what
+    assert "(rows 1500)" in refused.value.what and refused.value.fix.startswith("declare the right CRS")
+    with psycopg.connect(database) as conn:
+        assert conn.execute("SELECT to_regclass('live.buildings')").fetchone()[0] is None
 
 
 def test_a_duplicate_key_in_a_later_batch_is_the_one_refused(database, city, tmp_path, monkeypatch):

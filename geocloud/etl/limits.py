@@ -182,9 +182,8 @@ def _too_many(path: Path, count: int, limit: int, fix: str) -> InputError:
                       where=str(path), fix=fix)
 
 
-def check_vertices(geoms: np.ndarray, rows: np.ndarray, layer: str | None, path: Path) -> None:
-    """Refuse the batch's first feature with more vertices than ``GEOCLOUD_ETL_MAX_VERTICES``."""
-    limit = get_settings().etl_max_vertices
+def check_vertices(geoms: np.ndarray, rows: np.ndarray, layer: str | None, path: Path, limit: int) -> None:
+    """Refuse the batch's first feature with more vertices than ``limit`` (``GEOCLOUD_ETL_MAX_VERTICES``)."""
     counts = shapely.get_num_coordinates(geoms)
     over = np.flatnonzero(counts > limit)
     if not len(over):

@@ -17,8 +17,8 @@ import shapely
 from pyproj import Transformer
 
 from geocloud.catalog.models import Layer
-from geocloud.etl.crs import Reprojection, extent_problem
-from geocloud.etl.pipeline import Output, Rules
+from geocloud.etl.crs import Reprojection, extent_problem, reprojection
+from geocloud.etl.pipeline import Output, Pipeline, Rules
 from geocloud.etl.quality import Quality
 from geocloud.etl.sources import Batch, OpenedSource
 from geocloud.etl.wkb import MULTI_OF, as_layer_type, header_types
@@ -34,6 +34,7 @@ SHAPELY_IDS = {0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "M
 # base kind (1 point, 2 line, 3 polygon) of each shapely type id, shifted by one for "missing" (-1)
 BASE_OF_TYPE_ID = np.array([0, 1, 2, 0, 3, 1, 2, 3, 0])
 BIG5_GAP_CHARS = r"[■□∮]|\?"
+BIG5_GAP_LITERALS = ("■", "□", "∮", "?")  # the characters BIG5_GAP_CHARS matches
 NONFINITE = ("a coordinate is NaN or infinite (not a place); row rejected: correct or remove the point or "
              "vertex in the source and export it again")
 UNDECODABLE = "\ufffd"  # what a decoder puts where the bytes were not text in the source's encoding
@@ -152,16 +153,27 @@ def _attributes(batch: Batch, fmap: FieldMap, output: Output, layer: Layer, src:
                          batch.rows[missing])
             reject |= missing
         if f.type == "text" and len(values):
-            gaps = pc.fill_null(pc.match_substring_regex(values, BIG5_GAP_CHARS), False).to_numpy(
-                zero_copy_only=False)
-            quality.note("warning", f"field {f.name!r}: placeholder for a character missing from Big5 "
-                                    "(■ or ?); fix the source text", batch.rows[gaps])
-            broken = pc.fill_null(pc.match_substring(values, UNDECODABLE), False).to_numpy(zero_copy_only=False)
-            quality.note("warning", f"field {f.name!r} (column {src_name}): bytes that are not valid "
-                                    f"{src.encoding.label if src.encoding else 'text'}, loaded as {UNDECODABLE} "
-                                    "(a character cut by the field width?); fix the source text", batch.rows[broken])
+            text = _text_bytes(values)
+            if any(c.encode() in text for c in BIG5_GAP_LITERALS):
+                gaps = pc.fill_null(pc.match_substring_regex(values, BIG5_GAP_CHARS), False).to_numpy(
+                    zero_copy_only=False)
+                quality.note("warning", f"field {f.name!r}: placeholder for a character missing from Big5 "
+                                        "(■ or ?); fix the source text", batch.rows[gaps])
+            if UNDECODABLE.encode() in text:
+                broken = pc.fill_null(pc.match_substring(values, UNDECODABLE), False).to_numpy(zero_copy_only=False)
+                quality.note("warning", f"field {f.name!r} (column {src_name}): bytes that are not valid "
+                                        f"{src.encoding.label if src.encoding else 'text'}, loaded as {UNDECODABLE} "
+                                        "(a character cut by the field width?); fix the source text",
+                             batch.rows[broken])
         out[f.name] = values
     return out
+
+
+def _text_bytes(values: pa.Array) -> bytes:
+    """The bytes of a text column's values, all in one (and perhaps some beyond them): a character
+    absent from these is in no value, so the search value by value can be skipped."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    return b"".join(c.buffers()[2].to_pybytes() for c in chunks if c.buffers()[2] is not None)
 
 
 def _twd97_bounds(bounds: np.ndarray, layer: Layer) -> np.ndarray:
@@ -217,8 +229,9 @@ def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rule
 
     raw_bounds = shapely.bounds(geoms[live])
     geoms = geoms.copy()
-    geoms[live] = reproject.geometries(geoms[live])
-    bounds = _twd97_bounds(shapely.bounds(geoms[live]), layer)
+    if reproject.steps:
+        geoms[live] = reproject.geometries(geoms[live])
+    bounds = _twd97_bounds(shapely.bounds(geoms[live]) if reproject.steps else raw_bounds, layer)
     for corner in ((0, 1), (2, 3)):
         problem = extent_problem(raw_bounds[:, corner[0]], raw_bounds[:, corner[1]],
                                  bounds[:, corner[0]], bounds[:, corner[1]], src.crs, rules.extent)
@@ -296,6 +309,56 @@ def prepare(batch: Batch, output: Output, fmap: FieldMap, layer: Layer, reprojec
     out["geom"] = _geometry_column(batch, geoms, rewritten, keep, layer)
     quality.loaded[layer.id] += int(keep.sum())
     return pa.table(out), batch.rows[keep]
+
+
+def route(batch: Batch, pipeline: Pipeline, quality: Quality):
+    """(layer, sub-batch) pairs: the whole batch, or its parts by feature code."""
+    if not pipeline.split:
+        yield pipeline.outputs[0].layer, batch
+        return
+    codes = batch.columns.get(pipeline.split.field)
+    if codes is None:
+        raise InputError(f"split field {pipeline.split.field!r} not found in layer {batch.source_layer!r}",
+                         fix="fix split.field in the pipeline file")
+    codes = np.array([None if c is None else str(c) for c in codes.to_pylist()], dtype=object)
+    targets = np.array([pipeline.split.codes.get(c) for c in codes], dtype=object)
+    unknown = targets == None  # noqa: E711 - elementwise
+    for code in set(codes[unknown]):
+        n = int((codes[unknown] == code).sum())
+        quality.skipped_codes[str(code)] += n
+        quality.note("warning", f"feature code {code} is not in the pipeline's code table; skipped",
+                     batch.rows[unknown & (codes == code)])
+    for lid in dict.fromkeys(t for t in targets if t is not None):
+        mask = targets == lid
+        pm = pa.array(mask)
+        yield lid, Batch({k: v.filter(pm) for k, v in batch.columns.items()}, batch.geometry[mask], None,
+                         batch.rows[mask], batch.source_layer,
+                         None if batch.unreadable is None else batch.unreadable[mask],
+                         None if batch.wkb is None else batch.wkb.filter(pm))
+
+
+@dataclass(frozen=True)
+class BatchPreparer:
+    """Prepares one batch of a run: reads it, routes it to its layers and prepares each part. It holds
+    everything that takes, and pickles, so that it can run on a worker thread or in a worker process;
+    the reprojection is built from the CRSs' WKT once per process."""
+
+    pipeline: Pipeline
+    src: OpenedSource
+    layers: dict[str, Layer]
+    fmaps: dict[str, FieldMap]
+    source_wkt: str
+    target_wkts: dict[str, str]  # layer id -> its CRS
+
+    def __call__(self, read: Callable[[], Batch]) -> tuple[Quality, list[tuple[str, pa.Table, np.ndarray]]]:
+        """The batch's own quality report and, for each layer it feeds, its prepared table and rows."""
+        batch, own = read(), Quality()
+        own.read = len(batch.rows)
+        outputs = {o.layer: o for o in self.pipeline.outputs}
+        return own, [(lid, *prepare(part, outputs[lid], self.fmaps[lid], self.layers[lid],
+                                    reprojection(self.source_wkt, self.target_wkts[lid]), self.pipeline.rules,
+                                    self.src, own))
+                     for lid, part in route(batch, self.pipeline, own)]
 
 
 def drop_duplicate_keys(table: pa.Table, rows: np.ndarray, layer: Layer, rules: Rules, quality: Quality,

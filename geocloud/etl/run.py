@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import psycopg
-import pyarrow as pa
 from psycopg import sql
 from pyproj import CRS
 
@@ -32,15 +30,18 @@ from geocloud.etl.crs import check_proj_database, reprojection
 from geocloud.etl.guard import Limits, review
 from geocloud.etl.limits import check_source
 from geocloud.etl.pipeline import Pipeline, load_pipeline
-from geocloud.etl.parallel import in_order
-from geocloud.etl.prepare import check_geometry_type, drop_duplicate_keys, prepare, resolve_fields
+from geocloud.etl.parallel import in_order, start_processes
+from geocloud.etl.prepare import BatchPreparer, check_geometry_type, drop_duplicate_keys, resolve_fields
 from geocloud.etl.publish import Staged, live_version, publish, raster_diff, rollback
 from geocloud.etl.quality import Quality
-from geocloud.etl.sources import Batch, open_source, read_batches, sha256
+from geocloud.etl.sources import open_source, read_batches, sha256, source_files
 from geocloud.etl.transforms import TRANSFORMS
 
 
 PAUSE_ENV = "GEOCLOUD_ETL_PAUSE_AT"
+# A vector source of this many bytes or more (about 280,000 buildings as a Shapefile) has its batches
+# prepared in worker processes rather than threads: below it, starting them costs more than they save.
+PROCESSES_FROM = 128 << 20
 
 
 def checkpoint(name: str) -> None:
@@ -117,6 +118,10 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
             check_source(path, pipeline.source.format)
             # hashlib releases the GIL: the source is hashed beside the read rather than before it
             checksum = hashing.submit(sha256, path)
+            processes = not pipeline.raster_layer and \
+                sum(f.stat().st_size for f in source_files(path)) >= PROCESSES_FROM
+            if processes:  # the fork server imports the ETL's modules while this run opens the source
+                start_processes()
             stage.lock_layers(conn, pipeline.layer_ids)
             stage.clear_leftovers(conn, pipeline.layer_ids, run_id)
             if pipeline.raster_layer:
@@ -126,7 +131,7 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
                 _raster_run(conn, pipeline, path, report, force, _Timer(report, progress), checksum)
             else:
                 _vector_run(conn, pipeline, path, report, quality, force, _Timer(report, progress), progress,
-                            checksum)
+                            checksum, processes)
         except BaseException as exc:  # noqa: BLE001 - record every failure, then let it propagate
             report.status = "refused" if isinstance(exc, GuardRefused) else "failed"
             report.error = str(exc) or type(exc).__name__
@@ -166,7 +171,7 @@ def _transform_for(pipeline: Pipeline, output) -> callable:
 
 
 def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Quality, force: bool,
-                timed: _Timer, progress: Progress, checksum: Future) -> None:
+                timed: _Timer, progress: Progress, checksum: Future, processes: bool) -> None:
     catalog = get_catalog().loadable()
     src = open_source(path, pipeline.source)
     pipeline.check_columns(src.columns)
@@ -178,15 +183,10 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
         check_geometry_type(src, layers[pipeline.outputs[0].layer], split=False)
     fmaps = {lid: resolve_fields(o, layers[lid], src, quality, _transform_for(pipeline, o)) for lid, o in outputs.items()}
     checkpoint("read")
-    reproject = {lid: reprojection(src.crs.to_wkt(), CRS.from_user_input(layer.crs).to_wkt())
-                 for lid, layer in layers.items()}
-    report.transformation = "; ".join(sorted({r.description for r in reproject.values()}))
-
-    def prepared(read) -> tuple[Quality, list]:  # one batch, on a worker thread
-        batch, own = read(), Quality()
-        own.read = len(batch.rows)
-        return own, [(lid, *prepare(sub, outputs[lid], fmaps[lid], layers[lid], reproject[lid], pipeline.rules,
-                                    src, own)) for lid, sub in _route(batch, pipeline, own)]
+    targets = {lid: CRS.from_user_input(layer.crs).to_wkt() for lid, layer in layers.items()}
+    report.transformation = "; ".join(sorted({reprojection(src.crs.to_wkt(), wkt).description
+                                              for wkt in targets.values()}))
+    prepared = BatchPreparer(pipeline, src, layers, fmaps, src.crs.to_wkt(), targets)
 
     seen = {lid: set() for lid in layers}
     tables: dict[str, str] = {}
@@ -196,7 +196,7 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
         with timed("read, validate and copy", src.feature_count):
             writer = stage.CopyWriter(conn)
             try:
-                for number, (own, parts) in enumerate(in_order(prepared, read_batches(src))):
+                for number, (own, parts) in enumerate(in_order(prepared, read_batches(src), processes)):
                     quality.merge(own)
                     for lid, table, rows in parts:
                         table = drop_duplicate_keys(table, rows, layers[lid], pipeline.rules, quality, seen[lid])
@@ -270,32 +270,6 @@ def _go_live(conn, report: Report, staged: list[Staged], pipeline: Pipeline, for
         report.status = "published"
         return
     discard()
-
-
-def _route(batch, pipeline: Pipeline, quality: Quality):
-    """(layer, sub-batch) pairs: the whole batch, or its parts by feature code."""
-    if not pipeline.split:
-        yield pipeline.outputs[0].layer, batch
-        return
-    codes = batch.columns.get(pipeline.split.field)
-    if codes is None:
-        raise InputError(f"split field {pipeline.split.field!r} not found in layer {batch.source_layer!r}",
-                         fix="fix split.field in the pipeline file")
-    codes = np.array([None if c is None else str(c) for c in codes.to_pylist()], dtype=object)
-    targets = np.array([pipeline.split.codes.get(c) for c in codes], dtype=object)
-    unknown = targets == None  # noqa: E711 - elementwise
-    for code in set(codes[unknown]):
-        n = int((codes[unknown] == code).sum())
-        quality.skipped_codes[str(code)] += n
-        quality.note("warning", f"feature code {code} is not in the pipeline's code table; skipped",
-                     batch.rows[unknown & (codes == code)])
-    for lid in dict.fromkeys(t for t in targets if t is not None):
-        mask = targets == lid
-        pm = pa.array(mask)
-        yield lid, Batch({k: v.filter(pm) for k, v in batch.columns.items()}, batch.geometry[mask], None,
-                         batch.rows[mask], batch.source_layer,
-                         None if batch.unreadable is None else batch.unreadable[mask],
-                         None if batch.wkb is None else batch.wkb.filter(pm))
 
 
 def _check_quality(quality: Quality, pipeline: Pipeline, path: Path) -> None:

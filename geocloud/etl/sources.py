@@ -31,6 +31,7 @@ from geocloud.etl.encoding import (PASSTHROUGH, Encoding, decode_name, decode_pa
                                    text_encoding)
 from geocloud.etl.limits import check_path, check_vertices
 from geocloud.etl.pipeline import Source
+from geocloud.config import get_settings
 from geocloud.errors import InputError
 
 BATCH = 65_536
@@ -61,15 +62,23 @@ class OpenedSource:
     geometry_types: dict[str | None, str] = field(default_factory=dict)
     layer_features: dict[str | None, int] = field(default_factory=dict)  # as the file declares them
     xy: tuple[str, str] | None = None
+    # taken when the source is opened, and read from here by batches that may run in worker processes
+    # (forked from a server started earlier, whose settings and module constants may be older)
+    batch_size: int = field(default_factory=lambda: BATCH)
+    max_vertices: int = field(default_factory=lambda: get_settings().etl_max_vertices)
+
+
+def source_files(path: Path) -> list[Path]:
+    """The files of a source, in name order: every file of a shapefile or a folder."""
+    return sorted(path.iterdir()) if path.is_dir() else (
+        sorted(p for p in path.parent.glob(path.stem + ".*") if p.suffix.lower() in
+               {".shp", ".shx", ".dbf", ".prj", ".cpg"}) if path.suffix.lower() == ".shp" else [path])
 
 
 def sha256(path: Path) -> str:
-    """Checksum of a source: every file of a shapefile or a folder, in name order."""
+    """Checksum of a source: its files in name order."""
     digest = hashlib.sha256()
-    files = sorted(path.iterdir()) if path.is_dir() else (
-        sorted(p for p in path.parent.glob(path.stem + ".*") if p.suffix.lower() in
-               {".shp", ".shx", ".dbf", ".prj", ".cpg"}) if path.suffix.lower() == ".shp" else [path])
-    for f in files:
+    for f in source_files(path):
         with f.open("rb") as fh:
             while chunk := fh.read(1 << 22):
                 digest.update(chunk)
@@ -230,7 +239,7 @@ def read_batches(src: OpenedSource) -> Iterator[Callable[[], Batch]]:
     feature (the .shx indexes them), so batches are read, decoded and parsed side by side. Other
     formats stream in order on a thread of their own, and the calls parse what it read."""
     if src.format == "shapefile":
-        for start in range(0, src.feature_count, BATCH):
+        for start in range(0, src.feature_count, src.batch_size):
             yield partial(_shapefile_batch, src, start)
         return
     parse = _csv_batch if src.format == "csv" else _gdal_batch
@@ -302,7 +311,7 @@ def _gdal_encoding(src: OpenedSource) -> str | None:
 def _gdal_records(src: OpenedSource) -> Iterator[_Records]:
     for layer in src.layers:
         offset = 0
-        with _gdal_errors(src.path), pyogrio.open_arrow(src.path, layer=layer, batch_size=BATCH, use_pyarrow=True,
+        with _gdal_errors(src.path), pyogrio.open_arrow(src.path, layer=layer, batch_size=src.batch_size, use_pyarrow=True,
                                                         encoding=_gdal_encoding(src)) as (meta, reader):
             geometry = meta["geometry_name"] or "wkb_geometry"
             while (rb := _read_intact(reader, src, offset, geometry, layer)) is not None:
@@ -311,7 +320,7 @@ def _gdal_records(src: OpenedSource) -> Iterator[_Records]:
 
 
 def _shapefile_batch(src: OpenedSource, start: int) -> Batch:
-    with _gdal_errors(src.path), pyogrio.open_arrow(src.path, layer=src.layers[0], batch_size=BATCH,
+    with _gdal_errors(src.path), pyogrio.open_arrow(src.path, layer=src.layers[0], batch_size=src.batch_size,
                                                     use_pyarrow=True, skip_features=start,
                                                     encoding=_gdal_encoding(src)) as (meta, reader):
         geometry = meta["geometry_name"] or "wkb_geometry"
@@ -330,7 +339,7 @@ def _read_intact(reader: pa.RecordBatchReader, src: OpenedSource, offset: int, g
     delivered = batch.num_rows if batch is not None else 0
     # the stream gave up, or ended short of the features the file declares (a damaged GeoPackage page)
     stopped = isinstance(failure, OSError) or offset + delivered < src.layer_features.get(layer, -1) and \
-        delivered < BATCH
+        delivered < src.batch_size
     if failure is not None and not stopped:
         raise failure
     if said or stopped:
@@ -378,7 +387,7 @@ def _gdal_batch(src: OpenedSource, raw: _Records) -> Batch:
     broken = shapely.is_missing(geoms) & wkb_arrow.is_valid().to_numpy(zero_copy_only=False)
     if broken.any():  # e.g. unclosed rings, common in hand-simplified files: close them
         geoms[broken] = shapely.from_wkb(wkb[broken], on_invalid="fix")
-    check_vertices(geoms, rows, raw.layer, src.path)  # before the repairs whose cost grows with it
+    check_vertices(geoms, rows, raw.layer, src.path, src.max_vertices)  # before the repairs whose cost grows with it
     return Batch(cols, geoms, None, rows, raw.layer, unreadable=broken, wkb=wkb_arrow)
 
 

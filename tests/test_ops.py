@@ -5,6 +5,7 @@ mistakes that are not logged as server errors (issue #14). Real servers, their r
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -161,6 +162,20 @@ def test_an_answer_leaves_the_server_in_one_write(served, tmp_path):
     assert len(heads) == 3, heads
     assert all("conformsTo" in line for line in (heads[0], heads[2])), heads  # the body in the head's write
     assert sum("conformsTo" in line for line in log.read_text().splitlines()) == 2  # and in no other
+
+
+def test_a_client_that_half_closes_after_its_request_gets_the_answer(served):
+    """A client may shut its side down once the request is sent (nc -N, HTTP/1.0 tools): the server
+    sees the end of input in the turn it writes the answer, and what it held must still go out."""
+    host, port = served.url.removeprefix("http://").split(":")
+    for _ in range(5):
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(b"GET /conformance HTTP/1.1\r\nHost: geocloud\r\n\r\n")
+            sock.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200") and b"conformsTo" in answer, answer[:200]
 
 
 def test_an_unknown_item_is_one_info_line_without_a_traceback(keyed):

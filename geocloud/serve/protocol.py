@@ -8,19 +8,26 @@ about a tenth of the server's CPU (py-spy over HTTP, bench/tiles.py ``--parts wa
 head and body together. Here the connection's transport holds what is written until the event
 loop's next turn (or until 64 KiB are held) and hands it on in one ``write``: an answer sent without
 a pause in between, as any answer whose body is at hand is, leaves in one segment. Nothing else
-changes: closing writes what is held first, flow control and every other call are the transport's.
+changes: closing, a half-close by the client and write_eof send what is held first; flow control
+and every other call are the transport's.
 """
 
 import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-HOLD = 64 << 10  # bytes held at most: a larger answer goes on at once, in as many writes as before
+HOLD = 64 << 10  # bytes held at most: past that, what is held goes on at once
 
 
 class OneWrite(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(_Held(transport, self.loop))
+
+    def eof_received(self):
+        # the client half-closed: the real transport closes itself when this returns (not through
+        # _Held.close), so what this turn wrote must go first
+        self.transport.flush()
+        return super().eof_received()
 
 
 class _Held:
@@ -33,6 +40,8 @@ class _Held:
         self._size = 0
 
     def write(self, data: bytes) -> None:
+        if type(data) is not bytes:  # a bytearray or memoryview may change after send() returns
+            data = bytes(data)
         self._held.append(data)
         self._size += len(data)
         if self._size >= HOLD:
@@ -41,15 +50,23 @@ class _Held:
             self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        if self._held:
-            data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
-            self._held, self._size = [], 0
-            if not self._transport.is_closing():
-                self._transport.write(data)
+        held, self._held, self._size = self._held, [], 0
+        if held and not self._transport.is_closing():
+            self._transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._transport.close()
+
+    def write_eof(self) -> None:
         self.flush()
-        self._transport.close()
+        self._transport.write_eof()
+
+    def writelines(self, lines) -> None:
+        for data in lines:
+            self.write(data)
 
     def __getattr__(self, name):  # is_closing, get_extra_info, pause_reading, set_protocol...
         return getattr(self._transport, name)

@@ -515,6 +515,14 @@ def test_a_tile_is_one_round_trip_of_the_versions_the_request_saw(served, monkey
             rollback(conn, catalog.layers["landmarks"], None, "tester")  # the request's version is history now
         again, trips = round_trips(lambda: vectortiles.render(layers, WEB, tile))
         assert (again, trips) == (before, 2)  # read where the version was, then where it is
+        with psycopg.connect(served.db_url, autocommit=True) as conn:  # the version now live predates a field
+            conn.execute("ALTER TABLE live.landmarks RENAME COLUMN category TO category_later")
+        try:  # the statement naming that field in live.landmarks fails: ask where the versions are, read there
+            again, trips = round_trips(lambda: vectortiles.render(layers, WEB, tile))
+        finally:
+            with psycopg.connect(served.db_url, autocommit=True) as conn:
+                conn.execute("ALTER TABLE live.landmarks RENAME COLUMN category_later TO category")
+        assert (again, trips) == (before, 3)
         state.unpin(pinned)
         state._current = None
         after, trips = round_trips(lambda: vectortiles.render(layers, WEB, tile))

@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import morecantile
-from psycopg import sql
+from psycopg import errors, sql
 
 from geocloud.catalog import Layer
 from geocloud.catalog.models import WEB_MERCATOR_GEOM
@@ -148,8 +148,18 @@ def render(layers: list[Layer], tms: morecantile.TileMatrixSet, tile: morecantil
         for _ in range(3):
             tables = found
             shapes, parameters = zip(*(layer_sql(layer, tables[layer.id], tms, tile) for layer in layers))
-            located_now, data = conn.execute(_statement(shapes), [*version_parameters(ids),
-                                                                  *(p for part in parameters for p in part)]).fetchone()
+            try:
+                located_now, data = conn.execute(_statement(shapes), [*version_parameters(ids),
+                                                                      *(p for part in parameters for p in part)]).fetchone()
+            except (errors.UndefinedColumn, errors.UndefinedTable):
+                # a switch since the snapshot put a version without these fields in live.<layer> (a
+                # rollback), or retired the table named: the statement fails before it can say where the
+                # versions are now, so ask alone, and fail as before only if nothing moved
+                found = located(ids, conn.execute(f"SELECT {versions_located(len(ids))}",
+                                                  version_parameters(ids)).fetchone()[0])
+                if found == tables:
+                    raise
+                continue
             found = located(ids, located_now)
             if found == tables:
                 return bytes(data)

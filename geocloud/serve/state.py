@@ -10,9 +10,10 @@ such as cached tiles and the conformance page, keeps answering through an outage
 
 One view per response. The snapshot is read where reads go (the read replica, when there is one),
 so the versions it names are versions that database has. A request keeps the snapshot it first
-saw (``pin``), and its queries read the rows of exactly those versions (``tables``): in one
-REPEATABLE READ transaction, from ``live.<layer>``, or from the version's history table when a
-publish or rollback came in since the snapshot was read. Metadata, items, tiles and ETags of one
+saw (``pin``), and its queries read the rows of exactly those versions: in one REPEATABLE READ
+transaction (``tables``), or in one statement that also says where the versions are
+(``versions_located``, a vector tile), from ``live.<layer>``, or from the version's history table
+when a publish or rollback came in since the snapshot was read. Metadata, items, tiles and ETags of one
 response thus always belong to the same layer versions, and a node follows a switch on the primary
 within the replica's lag plus REFRESH seconds."""
 

@@ -66,8 +66,8 @@ TILE = _tile_function()
 def _plain(scope) -> tuple | None:
     """(layer, matrix set, tile, last path part, format or None) of a plain tile request the caller
     may read; else None."""
-    found = tiler.TileCache.cacheable(scope)
-    if found is None:
+    found = None if scope["path"].endswith("/") else tiler.TileCache.cacheable(scope)
+    if found is None:  # (a trailing slash: the router's redirect, as before)
         return None
     layer_id, tms_id, tile, y_fmt = found
     y, dot, fmt = y_fmt.partition(".")

@@ -419,9 +419,13 @@ class TileCache:
 
 @lru_cache(maxsize=128)
 def _matrix_size(tms_id: str, z: int) -> tuple[int, int] | None:
-    """(columns, rows) of a matrix set's matrix ``z`` (morecantile looks it up by name each time)."""
+    """(columns, rows) of a matrix set's matrix ``z`` (morecantile looks it up by name each time);
+    None beyond the set's zooms, where morecantile would build matrices up to ``z`` to refuse it."""
+    tms = SERVED[tms_id]
+    if not tms.minzoom <= z <= tms.maxzoom:
+        return None
     try:
-        matrix = SERVED[tms_id].matrix(z)
+        matrix = tms.matrix(z)
     except Exception:  # noqa: BLE001 - out-of-matrix tiles are titiler's to refuse
         return None
     return matrix.matrixWidth, matrix.matrixHeight

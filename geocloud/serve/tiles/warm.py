@@ -162,7 +162,12 @@ class WarmTiles:
         if scope["method"] not in ("GET", "HEAD") or not scope["path"].startswith(PREFIXES):
             return None
         https = believe_forwarded(scope, self.proxies)
-        found = _cached_answer(scope, https)
+        # as the anonymous caller: a pipelined request's task inherits the context of the request before
+        token = guard.current.set(guard.ANONYMOUS)
+        try:
+            found = _cached_answer(scope, https)
+        finally:
+            guard.current.reset(token)
         if found is None:
             return None
         try:

@@ -1,6 +1,8 @@
 """Loading the sample city through the real ETL: counts, normalization, diffs, versions, rollback."""
 
+import gc
 import json
+import operator
 import os
 import shutil
 import zipfile
@@ -17,6 +19,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from geocloud.errors import Conflict, InputError, NotFound
 from geocloud.etl import rollback_layer, run_pipeline
+from geocloud.etl.parallel import WORKERS, in_order
 from geocloud.etl.publish import KEEP_VERSIONS
 
 from conftest import MANIFEST_PIPELINES, geocloud_cli, live_state, source_of
@@ -328,6 +331,14 @@ def test_small_batches_on_several_threads_or_processes_load_the_same_in_source_o
                     assert _same_rows(conn, layer, table.format(layer), f"history.{layer}__v1"), layer
     rows = first["zoning"].quality["issues"][0]["rows"]
     assert max(rows) - min(rows) > 97  # the report's first rows come from several batches
+
+
+def test_the_fork_server_freezes_what_it_imported():
+    """The fork server of the worker processes ends with the loader and holds its stdout: it leaves
+    the objects of its imports to the operating system (frozen), rather than freeing them one by one
+    while a caller reading the loader's output waits. Its workers inherit them frozen."""
+    counts = list(in_order(operator.call, [gc.get_freeze_count] * 2 * WORKERS, processes=True))
+    assert all(n > 10_000 for n in counts[WORKERS:]), counts  # the first items go to threads
 
 
 def test_a_worker_process_refusing_a_batch_names_the_file_and_row(database, city, tmp_path, monkeypatch):

@@ -327,3 +327,12 @@ def test_the_cli_starts_without_the_server_stack():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
                          check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_the_cli_leaves_its_imports_to_the_operating_system_at_exit():
+    """Freeing, at exit, the objects an ETL run's imports made took 0.2-0.4 s: the CLI freezes them
+    before the interpreter ends, and atexit handlers (here one that reports) still run."""
+    probe = ("import atexit, gc, sys\natexit.register(lambda: print('frozen', gc.get_freeze_count()))\n"
+             "from geocloud.cli import main\nsys.argv = ['geocloud', '--help']\nmain()")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert int(out.stdout.split("frozen")[-1]) > 10_000, out.stdout

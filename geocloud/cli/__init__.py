@@ -9,6 +9,7 @@ cannot be loaded as it is; 6 unknown layer, pipeline, run or version; 7 another 
 11 a backup is damaged or incomplete (`geocloud backup verify` names each file).
 """
 
+import gc
 import importlib
 import sys
 
@@ -76,3 +77,9 @@ def main() -> None:
         err_console.print("[bold red]error:[/] ", end="")
         err_console.print(str(exc), markup=False, highlight=False)
         sys.exit(exc.exit_code)
+    finally:
+        # The process ends here: the interpreter would otherwise free, collection by collection, the
+        # hundred thousand objects its imports made (0.2-0.4 s for an ETL run's numpy, Arrow, GDAL,
+        # PROJ and psycopg); frozen, they are left to the operating system. atexit handlers, flushes
+        # and the finalizers of everything not in a reference cycle still run.
+        gc.freeze()

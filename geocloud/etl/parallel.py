@@ -28,7 +28,7 @@ R = TypeVar("R")
 
 # the cores this process may run on (a container's cpuset, not the host's count), at most four
 WORKERS = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4))
-PRELOAD = ["geocloud.etl.prepare"]  # what every worker process needs, imported once by the fork server
+PRELOAD = ["geocloud.etl.preload"]  # what every worker process needs, imported once by the fork server
 
 
 def start_processes() -> None:

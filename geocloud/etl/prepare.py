@@ -7,6 +7,7 @@ extent. Everything is vectorized over the batch (shapely 2, pyarrow compute).
 """
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,8 +34,8 @@ SHAPELY_IDS = {0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "M
                5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
 # base kind (1 point, 2 line, 3 polygon) of each shapely type id, shifted by one for "missing" (-1)
 BASE_OF_TYPE_ID = np.array([0, 1, 2, 0, 3, 1, 2, 3, 0])
-BIG5_GAP_CHARS = r"[■□∮]|\?"
-BIG5_GAP_LITERALS = ("■", "□", "∮", "?")  # the characters BIG5_GAP_CHARS matches
+BIG5_GAP_LITERALS = ("■", "□", "∮", "?")
+BIG5_GAP_CHARS = "|".join(map(re.escape, BIG5_GAP_LITERALS))  # a pattern of them, for Arrow's regex match
 NONFINITE = ("a coordinate is NaN or infinite (not a place); row rejected: correct or remove the point or "
              "vertex in the source and export it again")
 UNDECODABLE = "\ufffd"  # what a decoder puts where the bytes were not text in the source's encoding
@@ -227,11 +228,12 @@ def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rule
         reject |= nonfinite
         live = ~(reject | drop)
 
-    raw_bounds = shapely.bounds(geoms[live])
+    raw_bounds = bounds = shapely.bounds(geoms[live])
     geoms = geoms.copy()
     if reproject.steps:
         geoms[live] = reproject.geometries(geoms[live])
-    bounds = _twd97_bounds(shapely.bounds(geoms[live]) if reproject.steps else raw_bounds, layer)
+        bounds = shapely.bounds(geoms[live])
+    bounds = _twd97_bounds(bounds, layer)
     for corner in ((0, 1), (2, 3)):
         problem = extent_problem(raw_bounds[:, corner[0]], raw_bounds[:, corner[1]],
                                  bounds[:, corner[0]], bounds[:, corner[1]], src.crs, rules.extent)

@@ -184,9 +184,9 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
     fmaps = {lid: resolve_fields(o, layers[lid], src, quality, _transform_for(pipeline, o)) for lid, o in outputs.items()}
     checkpoint("read")
     targets = {lid: CRS.from_user_input(layer.crs).to_wkt() for lid, layer in layers.items()}
-    report.transformation = "; ".join(sorted({reprojection(src.crs.to_wkt(), wkt).description
-                                              for wkt in targets.values()}))
-    prepared = BatchPreparer(pipeline, src, layers, fmaps, src.crs.to_wkt(), targets)
+    source_wkt = src.crs.to_wkt()
+    report.transformation = "; ".join(sorted({reprojection(source_wkt, wkt).description for wkt in targets.values()}))
+    prepared = BatchPreparer(pipeline, src, layers, fmaps, source_wkt, targets)
 
     seen = {lid: set() for lid in layers}
     tables: dict[str, str] = {}

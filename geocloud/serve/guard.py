@@ -253,6 +253,7 @@ def refusal(exc: HTTPError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
 
 
 async def refuse(send, exc: HTTPError) -> None:
+    """Answer a request refused before any route ran, with ``refusal``'s answer."""
     status, headers, body = refusal(exc)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -37,7 +37,7 @@ def create_app():
 
 
 class Observed:
-    def __init__(self, inner, warm: WarmTiles | None = None):
+    def __init__(self, inner, warm: WarmTiles):
         self.app = inner
         self.warm = warm
         self.proxies = TrustedProxies(get_settings().proxy_networks)
@@ -62,7 +62,7 @@ class Observed:
         # escaped the application is written in this task, after this call, and names the request too
         logs.current.set(request)
         try:
-            found = await self.warm.answer(scope) if self.warm is not None else None
+            found = await self.warm.answer(scope)
         except Exception:  # the application then answers, and says what went wrong
             LOG.exception("the warm tile path failed on %s; the application answers", request.path)
             found = None

@@ -32,10 +32,12 @@ from geocloud.serve.portal.signin import (
 )
 
 
-def _listed(principal) -> dict:
+def _listed(principal) -> tuple[dict, dict]:
+    """The caller's requests and those it decides on, and the titles of the layers they name."""
     catalog = get_catalog()  # before the connection: reading the registry takes one of the pool's own
     with write_pool().connection() as conn:  # the primary: the request just sent is listed
-        return access_requests.listing(conn, principal, catalog)
+        listed = access_requests.listing(conn, principal, catalog)
+    return listed, titles(principal, catalog, listed)
 
 
 def titles(principal, catalog, listed: dict) -> dict:
@@ -55,9 +57,9 @@ async def requests_page(request: Request, error: str | None = None, status: int 
     principal = guard.current.get()
     if principal.anonymous:
         return _signin_first(request)
-    listed = await run_in_threadpool(_listed, principal)
+    listed, named = await run_in_threadpool(_listed, principal)
     return render(request, "requests.html", status=status, headers=PERSONAL, mine=listed["mine"],
-                  to_decide=listed["to_decide"], titles=titles(principal, get_catalog(), listed),
+                  to_decide=listed["to_decide"], titles=named,
                   csrf=session.csrf_token(request), error=error,
                   done=request.query_params.get("done"))
 

@@ -18,7 +18,14 @@ SERVED = {"WebMercatorQuad": TMS.get("WebMercatorQuad"), "TWD97TM2Quad": TWD97}
 
 
 def srid(tms: morecantile.TileMatrixSet) -> int:
-    return tms.rasterio_crs.to_epsg()
+    """The EPSG code of ``tms``, looked up once per matrix set (pyproj's look-up is slow enough to
+    matter on every tile)."""
+    if (code := _EPSG.get(tms.id)) is None:
+        code = _EPSG[tms.id] = tms.rasterio_crs.to_epsg()
+    return code
+
+
+_EPSG: dict[str, int] = {}
 
 
 def zoom_range(zooms, tms: morecantile.TileMatrixSet) -> tuple[int, int]:

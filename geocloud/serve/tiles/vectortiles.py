@@ -41,7 +41,7 @@ class _Shape(NamedTuple):
     key: str
     layer_srid: int
     fields: tuple[str, ...]
-    columns: frozenset[str] | None  # of the live table, when the snapshot lists them (see provider.column)
+    columns: frozenset[str] | None  # of the live table, when the snapshot lists them (see state.live_column)
     table: str
     tms_srid: int
     stored: bool                    # the stored Web Mercator column is read: no per-feature transform
@@ -54,7 +54,7 @@ def layer_sql(layer: Layer, table: str, tms: morecantile.TileMatrixSet,
               tile: morecantile.Tile) -> tuple[_Shape, list]:
     """The shape of ``layer``'s part of a tile read from ``table`` (schema.name), and its parameters."""
     box = tms.xy_bounds(tile)
-    tms_srid = _srid(tms)
+    tms_srid = srid(tms)
     pixel = (box.right - box.left) / 256.0
     margin = (box.right - box.left) * BUFFER / EXTENT
     live = snapshot().layers.get(layer.id)
@@ -124,16 +124,6 @@ def _part(shape: _Shape) -> str:
         name=sql.Literal(shape.layer_id), extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER), thin=thin,
         geom=geom, env=env, attrs=attrs, table=sql.Identifier(*shape.table.split(".", 1)), query_env=query_env,
         size_filter=size_filter, order=order).as_string()
-
-
-_SRIDS: dict[str, int] = {}
-
-
-def _srid(tms: morecantile.TileMatrixSet) -> int:
-    """The EPSG code of ``tms`` (pyproj's look-up is slow enough to matter on every tile)."""
-    if tms.id not in _SRIDS:
-        _SRIDS[tms.id] = srid(tms)
-    return _SRIDS[tms.id]
 
 
 def render(layers: list[Layer], tms: morecantile.TileMatrixSet, tile: morecantile.Tile) -> bytes:

@@ -539,3 +539,108 @@ def test_odd_raster_tile_numbers_are_a_client_error(served, last):
     for _ in range(2):  # the second time through the warm path too
         r = served.get(f"/rasters/satellite/tiles/WebMercatorQuad/12/3420/{last}")
         assert 400 <= r.status_code < 500, (r.status_code, r.text[:200])
+
+
+@pytest.fixture
+def own_server(served, in_process):
+    """``geocloud serve``'s application and protocol (serve/protocol.py) in a thread of this process,
+    over the served city, with a keep-alive time of 1 s: yields (host, port, the paths each asyncio
+    task was started for). Counting tasks shows which requests the protocol answered itself."""
+    import asyncio
+    import socket
+    import threading
+
+    import uvicorn
+
+    from geocloud.serve.observe import create_app
+    from geocloud.serve.protocol import OneWrite
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, http=OneWrite, proxy_headers=False,
+                            server_header=False, access_log=False, log_level="warning", timeout_keep_alive=1)
+    server = uvicorn.Server(config)
+    tasks = []
+
+    def run():
+        loop = asyncio.new_event_loop()
+
+        def factory(loop, coro, **kwargs):
+            if coro.__qualname__ == "RequestResponseCycle.run_asgi":  # a request's task: its path
+                tasks.append(coro.cr_frame.f_locals["self"].scope["path"])
+            return asyncio.Task(coro, loop=loop, **kwargs)
+        loop.set_task_factory(factory)
+        loop.run_until_complete(server.serve())
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the in-process server did not start"
+        time.sleep(0.05)
+    yield "127.0.0.1", port, tasks
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_the_protocol_answers_warm_tiles_itself_and_the_rest_in_tasks(served, own_server):
+    """serve/protocol.py writes a warm tile's answer as the request is read, without the application's
+    task (its creation and the ASGI messages were half of a warm tile's CPU). Its answer is the
+    application's, header for header; everything else still runs as a task, in the order asked."""
+    import socket
+
+    host, port, tasks = own_server
+    inside = WEB.tile(*HALL, 14)
+    tile = f"/collections/landmarks/tiles/WebMercatorQuad/{inside.z}/{inside.y}/{inside.x}"
+    base = f"http://{host}:{port}"
+    assert httpx.get(base + tile, timeout=30).status_code == 200  # in the tile cache now
+    tasks.clear()
+    warm = httpx.get(base + tile, timeout=30)
+    assert warm.headers["x-tile-cache"] == "hit" and tasks == []  # no task for it
+    keyed = httpx.get(base + tile, headers={"X-API-Key": served.keys["fire"]}, timeout=30)
+    assert _answer(warm) == _answer(keyed) and tasks == [tile]  # a caller with a key: the app
+    crossed = httpx.get(base + tile, headers={"Origin": "https://map.example"}, timeout=30)
+    assert crossed.headers["access-control-allow-origin"] == "*" and crossed.content == warm.content
+    assert tasks == [tile] * 2  # CORS is the ASGI middleware's, in a task
+    unchanged = httpx.get(base + tile, headers={"If-None-Match": warm.headers["etag"]}, timeout=30)
+    assert unchanged.status_code == 304 and unchanged.content == b"" and len(tasks) == 2
+    # pipelined on one connection: a task's answer, then three the protocol writes (a HEAD, and the
+    # last asking to close), in order
+    get = f"GET {{}} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    raw = (get.format("/conformance") + get.format(tile) + get.format(tile).replace("GET", "HEAD", 1)
+           + get.format(tile).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")).encode()
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(raw)
+        got = b""
+        while chunk := sock.recv(65536):
+            got += chunk
+    heads = [part.split(b"\r\n", 1)[0] for part in got.split(b"HTTP/1.1 ")[1:]]
+    assert heads == [b"200 OK"] * 4 and got.index(b"conformsTo") < got.index(warm.content)
+    assert got.count(warm.content) == 2 and tasks[2:] == ["/conformance"], tasks
+    # HTTP/1.0: the answer, then the connection closes
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(f"GET {tile} HTTP/1.0\r\n\r\n".encode())
+        old = b""
+        while chunk := sock.recv(65536):
+            old += chunk
+    assert old.startswith(b"HTTP/1.1 200 OK") and b"connection: close\r\n" in old and old.endswith(warm.content)
+    assert len(tasks) == 3
+
+
+def test_keep_alive_closes_an_idle_connection_and_keeps_a_busy_one(own_server):
+    """The protocol keeps one keep-alive timer per connection instead of one per request: a connection
+    idle for the keep-alive time (1 s here) is still closed, one asking every 0.4 s is not."""
+    import socket
+
+    host, port, _ = own_server
+    inside = WEB.tile(*HALL, 14)
+    request = f"GET /collections/landmarks/tiles/WebMercatorQuad/{inside.z}/{inside.y}/{inside.x} HTTP/1.1\r\n" \
+              f"Host: {host}\r\n\r\n".encode()
+    with socket.create_connection((host, port), timeout=30) as sock:
+        for _ in range(6):  # 2.4 s in all, more than twice the keep-alive time
+            sock.sendall(request)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 "), "the busy connection was closed"
+            time.sleep(0.4)
+        started = time.monotonic()
+        assert sock.recv(65536) == b""  # then idle: closed by the server
+        assert 0.4 <= time.monotonic() - started < 2.5

@@ -10,18 +10,91 @@ loop's next turn (or until 64 KiB are held) and hands it on in one ``write``: an
 a pause in between, as any answer whose body is at hand is, leaves in one segment. Nothing else
 changes: closing, a half-close by the client and write_eof send what is held first; flow control
 and every other call are the transport's.
+
+An application that can answer a request without awaiting anything (serve/observe.py's
+``answer_now``: the warm tile path) is asked first, when uvicorn would start the request's task; its
+answer is written at once, encoded as uvicorn encodes an ASGI answer, and uvicorn goes on as when a
+task completes an answer (keep-alive, pipelined requests, closing). Creating and running the task, the
+ASGI messages and their encoding were about half of the server's CPU on a warm tile.
 """
 
 import asyncio
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 HOLD = 64 << 10  # bytes held at most: past that, what is held goes on at once
 
 
 class OneWrite(HttpToolsProtocol):
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app) -> None:
+        now = getattr(app, "answer_now", None)  # not on uvicorn's 503 for too many connections
+        found = now(cycle.scope) if now is not None and not self.transport.is_closing() else None
+        if found is None:
+            return super()._start_asgi_task(cycle, app)
+        status, headers, body = found
+        content = [STATUS_LINE[status]]
+        for name, value in (*self.server_state.default_headers, *headers):
+            content += (name, b": ", value, b"\r\n")
+        if not cycle.keep_alive:
+            content.append(b"connection: close\r\n")
+        content.append(b"\r\n")
+        if cycle.scope["method"] != "HEAD":
+            content.append(body)
+        self.transport.write(b"".join(content))
+        cycle.response_started = cycle.response_complete = True  # the request's body, if any, is ignored
+        if not cycle.keep_alive:
+            self.transport.close()
+        self.on_response_complete()
+
+    # uvicorn makes a keep-alive timer after each answer and cancels it when the next request's first
+    # bytes come: a timer made and unmade per request. Here a connection keeps its one timer: when it
+    # goes off it closes the connection if it has been idle for the whole keep-alive time since its
+    # last answer, and is set again for what is left otherwise.
+    _idle_since: float | None = None  # the event loop's time of the last answer, None while a request is under way
+
+    def _unset_keepalive_if_required(self) -> None:  # uvicorn calls it when bytes arrive
+        self._idle_since = None
+
+    def on_response_complete(self) -> None:  # uvicorn's, with the keep-alive timer kept
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            self._start_asgi_task(*self.pipeline.pop())
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def timeout_keep_alive_handler(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self._idle_since is None:
+            return  # a request is under way: its answer sets the timer again
+        left = self._idle_since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self.timeout_keep_alive_handler)
+        else:
+            super().timeout_keep_alive_handler()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(_Held(transport, self.loop))
+
+    def data_received(self, data: bytes) -> None:
+        # what is answered while the request is parsed (the warm path's answers) leaves when the
+        # parsing ends, without a turn of the event loop of its own
+        self.transport.holding = True
+        try:
+            super().data_received(data)
+        finally:
+            self.transport.holding = False
+            self.transport.flush()
 
     def eof_received(self):
         # the client half-closed: the real transport closes itself when this returns (not through
@@ -38,6 +111,7 @@ class _Held:
         self._loop = loop
         self._held: list[bytes] = []
         self._size = 0
+        self.holding = False  # True: the caller flushes when it is done (OneWrite.data_received)
 
     def write(self, data: bytes) -> None:
         if type(data) is not bytes:  # a bytearray or memoryview may change after send() returns
@@ -46,7 +120,7 @@ class _Held:
         self._size += len(data)
         if self._size >= HOLD:
             self.flush()
-        elif len(self._held) == 1:
+        elif len(self._held) == 1 and not self.holding:
             self._loop.call_soon(self.flush)
 
     def flush(self) -> None:

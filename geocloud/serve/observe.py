@@ -4,7 +4,8 @@ It wraps the whole Starlette application, outside Starlette's last-resort 500, s
 error's answer too carries ``X-Request-Id`` and is logged and counted with its status. Before the
 application, it asks the warm tile path (tiles/warm.py) for a whole answer: an anonymous cached tile
 is then sent as it stands, with its request id, and logged and counted the same way, without the
-middlewares' and Starlette's layers around it (they cost about what the tile does).
+middlewares' and Starlette's layers around it (they cost about what the tile does). ``answer_now`` is
+the same for serve/protocol.py, which asks it before starting the request's task at all.
 
 The request id is the ``X-Request-Id`` a trusted reverse proxy sent (GEOCLOUD_TRUSTED_PROXIES; 1-128
 characters of letters, digits and ``._~:=+/-``), else a new random one (128 bits from the process's

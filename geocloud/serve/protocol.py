@@ -128,6 +128,9 @@ class _Held:
         if held and not self._transport.is_closing():
             self._transport.write(held[0] if len(held) == 1 else b"".join(held))
 
+    def is_closing(self) -> bool:  # uvicorn asks on every answer: not through __getattr__
+        return self._transport.is_closing()
+
     def close(self) -> None:
         try:
             self.flush()
@@ -142,5 +145,5 @@ class _Held:
         for data in lines:
             self.write(data)
 
-    def __getattr__(self, name):  # is_closing, get_extra_info, pause_reading, set_protocol...
+    def __getattr__(self, name):  # get_extra_info, pause_reading, set_protocol...
         return getattr(self._transport, name)

@@ -169,9 +169,7 @@ class WarmTiles:
 
     def _decided(self, scope) -> tuple[tuple, bool] | None:
         """(the answer as _cached_answer gives it, or the rate limit's refusal; over HTTPS or not),
-        or None to leave the request to the application."""
-        if not self._may_take(scope):
-            return None
+        or None to leave the request to the application; for a GET or HEAD of a tile's path."""
         https = believe_forwarded(scope, self.proxies)
         # as the anonymous caller: a pipelined request's task inherits the context of the request before
         token = guard.current.set(guard.ANONYMOUS)
@@ -188,13 +186,13 @@ class WarmTiles:
         return found, https
 
     def answer_now(self, scope) -> tuple[int, list, bytes] | None:
-        """``answer`` when it needs no await: not for a cross-origin request (CORS runs as the ASGI
+        """``answer`` without an await, for a request ``takes_now`` took (CORS runs as the ASGI
         middleware it is, in ``answer``). For serve/protocol.py, through serve/observe.py."""
-        decided = self._decided(scope) if not self._cross_origin(scope) else None
+        decided = self._decided(scope)
         return None if decided is None else _whole(*decided)
 
     async def answer(self, scope) -> tuple[int, list, bytes] | None:
-        decided = self._decided(scope)
+        decided = self._decided(scope) if self._may_take(scope) else None
         if decided is None:
             return None
         if self._cross_origin(scope):

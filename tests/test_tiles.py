@@ -578,7 +578,7 @@ def own_server(served, in_process):
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "the in-process server did not start"
         time.sleep(0.05)
-    yield "127.0.0.1", port, tasks
+    yield "127.0.0.1", port, tasks, server
     server.should_exit = True
     thread.join(timeout=30)
 
@@ -589,7 +589,7 @@ def test_the_protocol_answers_warm_tiles_itself_and_the_rest_in_tasks(served, ow
     application's, header for header; everything else still runs as a task, in the order asked."""
     import socket
 
-    host, port, tasks = own_server
+    host, port, tasks, _ = own_server
     inside = WEB.tile(*HALL, 14)
     tile = f"/collections/landmarks/tiles/WebMercatorQuad/{inside.z}/{inside.y}/{inside.x}"
     base = f"http://{host}:{port}"
@@ -617,6 +617,17 @@ def test_the_protocol_answers_warm_tiles_itself_and_the_rest_in_tasks(served, ow
     heads = [part.split(b"\r\n", 1)[0] for part in got.split(b"HTTP/1.1 ")[1:]]
     assert heads == [b"200 OK"] * 4 and got.index(b"conformsTo") < got.index(warm.content)
     assert got.count(warm.content) == 2 and tasks[2:] == ["/conformance"], tasks
+    # a pipeline of thousands of warm tiles queued behind a task is answered whole, in order
+    many = 3000
+    raw = (get.format("/conformance") + get.format(tile) * many
+           + get.format(tile).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")).encode()
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(raw)
+        got = b""
+        while chunk := sock.recv(1 << 20):
+            got += chunk
+    assert got.count(b"HTTP/1.1 200 OK") == many + 2 and got.count(warm.content) == many + 1
+    assert got.index(b"conformsTo") < got.index(warm.content)
     # HTTP/1.0: the answer, then the connection closes
     with socket.create_connection((host, port), timeout=30) as sock:
         sock.sendall(f"GET {tile} HTTP/1.0\r\n\r\n".encode())
@@ -624,7 +635,7 @@ def test_the_protocol_answers_warm_tiles_itself_and_the_rest_in_tasks(served, ow
         while chunk := sock.recv(65536):
             old += chunk
     assert old.startswith(b"HTTP/1.1 200 OK") and b"connection: close\r\n" in old and old.endswith(warm.content)
-    assert len(tasks) == 3
+    assert len(tasks) == 4
 
 
 def test_keep_alive_closes_an_idle_connection_and_keeps_a_busy_one(own_server):
@@ -632,7 +643,7 @@ def test_keep_alive_closes_an_idle_connection_and_keeps_a_busy_one(own_server):
     idle for the keep-alive time (1 s here) is still closed, one asking every 0.4 s is not."""
     import socket
 
-    host, port, _ = own_server
+    host, port, _, _ = own_server
     inside = WEB.tile(*HALL, 14)
     request = f"GET /collections/landmarks/tiles/WebMercatorQuad/{inside.z}/{inside.y}/{inside.x} HTTP/1.1\r\n" \
               f"Host: {host}\r\n\r\n".encode()
@@ -644,3 +655,34 @@ def test_keep_alive_closes_an_idle_connection_and_keeps_a_busy_one(own_server):
         started = time.monotonic()
         assert sock.recv(65536) == b""  # then idle: closed by the server
         assert 0.4 <= time.monotonic() - started < 2.5
+
+
+def test_a_client_that_sends_without_reading_cannot_make_the_server_hold_answers(own_server):
+    """Warm answers written as requests are read must not pile up for a client that pipelines
+    requests and reads nothing (about 20 bytes of answer for each byte asked): once the socket's
+    buffers are full the protocol leaves the next request to a task, which waits for the client,
+    and uvicorn stops reading behind it."""
+    import socket
+    import threading
+
+    host, port, tasks, server = own_server
+    inside = WEB.tile(*HALL, 14)
+    tile = f"/collections/landmarks/tiles/WebMercatorQuad/{inside.z}/{inside.y}/{inside.x}"
+    get = f"GET {tile} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    assert httpx.get(f"http://{host}:{port}{tile}", timeout=30).status_code == 200  # cached
+    many = 40000
+    raw = (get * many + get.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")).encode()
+    tasks.clear()
+    with socket.create_connection((host, port), timeout=60) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        sender = threading.Thread(target=sock.sendall, args=(raw,), daemon=True)
+        sender.start()
+        time.sleep(2)
+        held = [p.transport.get_write_buffer_size() + p.transport._size for p in server.server_state.connections]
+        assert held and max(held) < 2 << 20, held  # a few buffers' worth, not the 30 MB asked
+        assert tasks, "no request was left to a task while the client was not reading"
+        got = 0
+        while chunk := sock.recv(1 << 20):
+            got += chunk.count(b"HTTP/1.1 200 OK")
+        sender.join(timeout=30)
+    assert got == many + 1

@@ -27,10 +27,26 @@ HOLD = 64 << 10  # bytes held at most: past that, what is held goes on at once
 
 class OneWrite(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app) -> None:
+        if self._answered_now(cycle, app):
+            self.on_response_complete()
+        else:
+            self._task(cycle, app)
+
+    def _task(self, cycle: RequestResponseCycle, app) -> None:
+        self._idle_since = None  # busy until the task's answer: the keep-alive timer must not close it
+        super()._start_asgi_task(cycle, app)
+
+    def _answered_now(self, cycle: RequestResponseCycle, app) -> bool:
+        """Write the application's ``answer_now`` to the request, if it has one. Not while the client
+        is not reading what it was sent (writing paused): a task then waits for it, and the requests
+        after it wait in uvicorn's pipeline with reading paused, so a client that only sends cannot
+        make the server hold its answers without bound."""
         now = getattr(app, "answer_now", None)  # not on uvicorn's 503 for too many connections
-        found = now(cycle.scope) if now is not None and not self.transport.is_closing() else None
+        if now is None or self.flow.write_paused or self.transport.is_closing():
+            return False
+        found = now(cycle.scope)
         if found is None:
-            return super()._start_asgi_task(cycle, app)
+            return False
         status, headers, body = found
         content = [STATUS_LINE[status]]
         for name, value in (*self.server_state.default_headers, *headers):
@@ -44,7 +60,7 @@ class OneWrite(HttpToolsProtocol):
         cycle.response_started = cycle.response_complete = True  # the request's body, if any, is ignored
         if not cycle.keep_alive:
             self.transport.close()
-        self.on_response_complete()
+        return True
 
     # uvicorn makes a keep-alive timer after each answer and cancels it when the next request's first
     # bytes come: a timer made and unmade per request. Here a connection keeps its one timer: when it
@@ -55,14 +71,19 @@ class OneWrite(HttpToolsProtocol):
     def _unset_keepalive_if_required(self) -> None:  # uvicorn calls it when bytes arrive
         self._idle_since = None
 
-    def on_response_complete(self) -> None:  # uvicorn's, with the keep-alive timer kept
-        self.server_state.total_requests += 1
-        if self.transport.is_closing():
-            return
-        self.flow.resume_reading()
-        if self.pipeline:
-            self._start_asgi_task(*self.pipeline.pop())
-            return
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the keep-alive timer kept, and the pipelined requests answered now answered
+        in a loop (one after the other in a call each, thousands queued behind a task overflowed the stack)."""
+        while True:
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self.flow.resume_reading()
+            if not self.pipeline:
+                break
+            cycle, app = self.pipeline.pop()
+            if not self._answered_now(cycle, app):
+                return self._task(cycle, app)
         self._idle_since = self.loop.time()
         if self.timeout_keep_alive_task is None:
             self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)

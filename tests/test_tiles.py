@@ -545,7 +545,8 @@ def test_odd_raster_tile_numbers_are_a_client_error(served, last):
 def own_server(served, in_process):
     """``geocloud serve``'s application and protocol (serve/protocol.py) in a thread of this process,
     over the served city, with a keep-alive time of 1 s: yields (host, port, the paths each asyncio
-    task was started for). Counting tasks shows which requests the protocol answered itself."""
+    task was started for, the uvicorn Server). Counting tasks shows which requests the protocol
+    answered itself."""
     import asyncio
     import socket
     import threading
@@ -617,7 +618,11 @@ def test_the_protocol_answers_warm_tiles_itself_and_the_rest_in_tasks(served, ow
     heads = [part.split(b"\r\n", 1)[0] for part in got.split(b"HTTP/1.1 ")[1:]]
     assert heads == [b"200 OK"] * 4 and got.index(b"conformsTo") < got.index(warm.content)
     assert got.count(warm.content) == 2 and tasks[2:] == ["/conformance"], tasks
-    # a pipeline of thousands of warm tiles queued behind a task is answered whole, in order
+    # a pipeline of thousands of warm tiles queued behind a task is answered whole, in order, and
+    # every PER_TURN answers one is a task, so that other connections get their turns meanwhile
+    from geocloud.serve.protocol import PER_TURN
+
+    tasks.clear()
     many = 3000
     raw = (get.format("/conformance") + get.format(tile) * many
            + get.format(tile).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")).encode()
@@ -628,6 +633,9 @@ def test_the_protocol_answers_warm_tiles_itself_and_the_rest_in_tasks(served, ow
             got += chunk
     assert got.count(b"HTTP/1.1 200 OK") == many + 2 and got.count(warm.content) == many + 1
     assert got.index(b"conformsTo") < got.index(warm.content)
+    assert tasks[0] == "/conformance" and set(tasks[1:]) == {tile}
+    assert many // (PER_TURN + 1) <= len(tasks) - 1 <= many // 2, len(tasks)
+    tasks.clear()
     # HTTP/1.0: the answer, then the connection closes
     with socket.create_connection((host, port), timeout=30) as sock:
         sock.sendall(f"GET {tile} HTTP/1.0\r\n\r\n".encode())
@@ -635,7 +643,7 @@ def test_the_protocol_answers_warm_tiles_itself_and_the_rest_in_tasks(served, ow
         while chunk := sock.recv(65536):
             old += chunk
     assert old.startswith(b"HTTP/1.1 200 OK") and b"connection: close\r\n" in old and old.endswith(warm.content)
-    assert len(tasks) == 4
+    assert tasks == []
 
 
 def test_keep_alive_closes_an_idle_connection_and_keeps_a_busy_one(own_server):
@@ -678,11 +686,47 @@ def test_a_client_that_sends_without_reading_cannot_make_the_server_hold_answers
         sender = threading.Thread(target=sock.sendall, args=(raw,), daemon=True)
         sender.start()
         time.sleep(2)
-        held = [p.transport.get_write_buffer_size() + p.transport._size for p in server.server_state.connections]
+        # what the server holds for its connections: the transport's buffer, and what _Held keeps
+        held = [p.transport.get_write_buffer_size() + p.transport._size for p in list(server.server_state.connections)]
         assert held and max(held) < 2 << 20, held  # a few buffers' worth, not the 30 MB asked
         assert tasks, "no request was left to a task while the client was not reading"
-        got = 0
+        got = bytearray()
         while chunk := sock.recv(1 << 20):
-            got += chunk.count(b"HTTP/1.1 200 OK")
+            got += chunk
         sender.join(timeout=30)
-    assert got == many + 1
+    assert got.count(b"HTTP/1.1 200 OK") == many + 1
+
+
+def test_a_rate_limited_warm_tile_gets_a_framed_429_on_a_kept_connection(own_server, monkeypatch):
+    """The anonymous rate limit's 429, written by the protocol as the request is read, says its
+    length (uvicorn would have sent it chunked): a client on the same connection reads it whole and
+    goes on."""
+    import socket
+
+    from geocloud.config import get_settings
+
+    host, port, tasks, _ = own_server
+    inside = WEB.tile(*HALL, 14)
+    tile = f"/collections/landmarks/tiles/WebMercatorQuad/{inside.z}/{inside.y}/{inside.x}"
+    assert httpx.get(f"http://{host}:{port}{tile}", timeout=30).status_code == 200  # cached
+    monkeypatch.setenv("GEOCLOUD_RATE_LIMIT_ANONYMOUS", "1")  # this address is over it already
+    get_settings.cache_clear()
+    tasks.clear()
+    get = f"GET {tile} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall((get + get.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")).encode())
+        got = b""
+        while chunk := sock.recv(65536):
+            got += chunk
+    assert tasks == []  # both written by the protocol
+    for _ in range(2):
+        head, _, rest = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 429 "), got[:300]
+        length = int(next(line for line in head.split(b"\r\n") if line.startswith(b"content-length:")).split(b":")[1])
+        body, got = rest[:length], rest[length:]
+        assert b"more than 1 requests" in body and body.endswith(b"}")
+    assert got == b""
+    with httpx.Client(base_url=f"http://{host}:{port}", timeout=3) as client:  # one connection, no wait
+        started = time.monotonic()
+        assert [client.get(tile).status_code for _ in range(3)] == [429] * 3
+        assert time.monotonic() - started < 1.5

@@ -27,7 +27,7 @@ from geocloud.serve.tiles.warm import WarmTiles
 
 ACCESS = logging.getLogger("geocloud.access")
 LOG = logging.getLogger("geocloud.serve")
-WARM_ASKED = "geocloud.warm_asked"  # scope key: answer_now asked the warm path, which left the request on
+WARM_ASKED = "geocloud.warm_asked"  # scope key (internal): answer_now asked the warm path, which left the request on
 INCOMING_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._~:=+/-]{0,127}")
 
 

@@ -539,3 +539,194 @@ def test_odd_raster_tile_numbers_are_a_client_error(served, last):
     for _ in range(2):  # the second time through the warm path too
         r = served.get(f"/rasters/satellite/tiles/WebMercatorQuad/12/3420/{last}")
         assert 400 <= r.status_code < 500, (r.status_code, r.text[:200])
+
+
+@pytest.fixture
+def own_server(served, in_process):
+    """``geocloud serve``'s application and protocol (serve/protocol.py) in a thread of this process,
+    over the served city, with a keep-alive time of 1 s: yields (host, port, the paths each asyncio
+    task was started for, the uvicorn Server). Counting tasks shows which requests the protocol
+    answered itself."""
+    import asyncio
+    import socket
+    import threading
+
+    import uvicorn
+
+    from geocloud.serve.observe import create_app
+    from geocloud.serve.protocol import OneWrite
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, http=OneWrite, proxy_headers=False,
+                            server_header=False, access_log=False, log_level="warning", timeout_keep_alive=1)
+    server = uvicorn.Server(config)
+    tasks = []
+
+    def run():
+        loop = asyncio.new_event_loop()
+
+        def factory(loop, coro, **kwargs):
+            if coro.__qualname__ == "RequestResponseCycle.run_asgi":  # a request's task: its path
+                tasks.append(coro.cr_frame.f_locals["self"].scope["path"])
+            return asyncio.Task(coro, loop=loop, **kwargs)
+        loop.set_task_factory(factory)
+        loop.run_until_complete(server.serve())
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the in-process server did not start"
+        time.sleep(0.05)
+    yield "127.0.0.1", port, tasks, server
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_the_protocol_answers_warm_tiles_itself_and_the_rest_in_tasks(served, own_server):
+    """serve/protocol.py writes a warm tile's answer as the request is read, without the application's
+    task (its creation and the ASGI messages were half of a warm tile's CPU). Its answer is the
+    application's, header for header; everything else still runs as a task, in the order asked."""
+    import socket
+
+    host, port, tasks, _ = own_server
+    inside = WEB.tile(*HALL, 14)
+    tile = f"/collections/landmarks/tiles/WebMercatorQuad/{inside.z}/{inside.y}/{inside.x}"
+    base = f"http://{host}:{port}"
+    assert httpx.get(base + tile, timeout=30).status_code == 200  # in the tile cache now
+    tasks.clear()
+    warm = httpx.get(base + tile, timeout=30)
+    assert warm.headers["x-tile-cache"] == "hit" and tasks == []  # no task for it
+    keyed = httpx.get(base + tile, headers={"X-API-Key": served.keys["fire"]}, timeout=30)
+    assert _answer(warm) == _answer(keyed) and tasks == [tile]  # a caller with a key: the app
+    crossed = httpx.get(base + tile, headers={"Origin": "https://map.example"}, timeout=30)
+    assert crossed.headers["access-control-allow-origin"] == "*" and crossed.content == warm.content
+    assert tasks == [tile] * 2  # CORS is the ASGI middleware's, in a task
+    unchanged = httpx.get(base + tile, headers={"If-None-Match": warm.headers["etag"]}, timeout=30)
+    assert unchanged.status_code == 304 and unchanged.content == b"" and len(tasks) == 2
+    # pipelined on one connection: a task's answer, then three the protocol writes (a HEAD, and the
+    # last asking to close), in order
+    get = f"GET {{}} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    raw = (get.format("/conformance") + get.format(tile) + get.format(tile).replace("GET", "HEAD", 1)
+           + get.format(tile).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")).encode()
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(raw)
+        got = b""
+        while chunk := sock.recv(65536):
+            got += chunk
+    heads = [part.split(b"\r\n", 1)[0] for part in got.split(b"HTTP/1.1 ")[1:]]
+    assert heads == [b"200 OK"] * 4 and got.index(b"conformsTo") < got.index(warm.content)
+    assert got.count(warm.content) == 2 and tasks[2:] == ["/conformance"], tasks
+    # a pipeline of thousands of warm tiles queued behind a task is answered whole, in order, and
+    # every PER_TURN answers one is a task, so that other connections get their turns meanwhile
+    from geocloud.serve.protocol import PER_TURN
+
+    tasks.clear()
+    many = 3000
+    raw = (get.format("/conformance") + get.format(tile) * many
+           + get.format(tile).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")).encode()
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(raw)
+        got = b""
+        while chunk := sock.recv(1 << 20):
+            got += chunk
+    assert got.count(b"HTTP/1.1 200 OK") == many + 2 and got.count(warm.content) == many + 1
+    assert got.index(b"conformsTo") < got.index(warm.content)
+    assert tasks[0] == "/conformance" and set(tasks[1:]) == {tile}
+    assert many // (PER_TURN + 1) <= len(tasks) - 1 <= many // 2, len(tasks)
+    tasks.clear()
+    # HTTP/1.0: the answer, then the connection closes
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(f"GET {tile} HTTP/1.0\r\n\r\n".encode())
+        old = b""
+        while chunk := sock.recv(65536):
+            old += chunk
+    assert old.startswith(b"HTTP/1.1 200 OK") and b"connection: close\r\n" in old and old.endswith(warm.content)
+    assert tasks == []
+
+
+def test_keep_alive_closes_an_idle_connection_and_keeps_a_busy_one(own_server):
+    """The protocol keeps one keep-alive timer per connection instead of one per request: a connection
+    idle for the keep-alive time (1 s here) is still closed, one asking every 0.4 s is not."""
+    import socket
+
+    host, port, _, _ = own_server
+    inside = WEB.tile(*HALL, 14)
+    request = f"GET /collections/landmarks/tiles/WebMercatorQuad/{inside.z}/{inside.y}/{inside.x} HTTP/1.1\r\n" \
+              f"Host: {host}\r\n\r\n".encode()
+    with socket.create_connection((host, port), timeout=30) as sock:
+        for _ in range(6):  # 2.4 s in all, more than twice the keep-alive time
+            sock.sendall(request)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 "), "the busy connection was closed"
+            time.sleep(0.4)
+        started = time.monotonic()
+        assert sock.recv(65536) == b""  # then idle: closed by the server
+        assert 0.4 <= time.monotonic() - started < 2.5
+
+
+def test_a_client_that_sends_without_reading_cannot_make_the_server_hold_answers(own_server):
+    """Warm answers written as requests are read must not pile up for a client that pipelines
+    requests and reads nothing (about 20 bytes of answer for each byte asked): once the socket's
+    buffers are full the protocol leaves the next request to a task, which waits for the client,
+    and uvicorn stops reading behind it."""
+    import socket
+    import threading
+
+    host, port, tasks, server = own_server
+    inside = WEB.tile(*HALL, 14)
+    tile = f"/collections/landmarks/tiles/WebMercatorQuad/{inside.z}/{inside.y}/{inside.x}"
+    get = f"GET {tile} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    assert httpx.get(f"http://{host}:{port}{tile}", timeout=30).status_code == 200  # cached
+    many = 40000
+    raw = (get * many + get.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")).encode()
+    tasks.clear()
+    with socket.create_connection((host, port), timeout=60) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        sender = threading.Thread(target=sock.sendall, args=(raw,), daemon=True)
+        sender.start()
+        time.sleep(2)
+        # what the server holds for its connections: the transport's buffer, and what _Held keeps
+        held = [p.transport.get_write_buffer_size() + p.transport._size for p in list(server.server_state.connections)]
+        assert held and max(held) < 2 << 20, held  # a few buffers' worth, not the 30 MB asked
+        assert tasks, "no request was left to a task while the client was not reading"
+        got = bytearray()
+        while chunk := sock.recv(1 << 20):
+            got += chunk
+        sender.join(timeout=30)
+    assert got.count(b"HTTP/1.1 200 OK") == many + 1
+
+
+def test_a_rate_limited_warm_tile_gets_a_framed_429_on_a_kept_connection(own_server, monkeypatch):
+    """The anonymous rate limit's 429, written by the protocol as the request is read, says its
+    length (uvicorn would have sent it chunked): a client on the same connection reads it whole and
+    goes on."""
+    import socket
+
+    from geocloud.config import get_settings
+
+    host, port, tasks, _ = own_server
+    inside = WEB.tile(*HALL, 14)
+    tile = f"/collections/landmarks/tiles/WebMercatorQuad/{inside.z}/{inside.y}/{inside.x}"
+    assert httpx.get(f"http://{host}:{port}{tile}", timeout=30).status_code == 200  # cached
+    monkeypatch.setenv("GEOCLOUD_RATE_LIMIT_ANONYMOUS", "1")  # this address is over it already
+    get_settings.cache_clear()
+    tasks.clear()
+    get = f"GET {tile} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall((get + get.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")).encode())
+        got = b""
+        while chunk := sock.recv(65536):
+            got += chunk
+    assert tasks == []  # both written by the protocol
+    for _ in range(2):
+        head, _, rest = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 429 "), got[:300]
+        length = int(next(line for line in head.split(b"\r\n") if line.startswith(b"content-length:")).split(b":")[1])
+        body, got = rest[:length], rest[length:]
+        assert b"more than 1 requests" in body and body.endswith(b"}")
+    assert got == b""
+    with httpx.Client(base_url=f"http://{host}:{port}", timeout=3) as client:  # one connection, no wait
+        started = time.monotonic()
+        assert [client.get(tile).status_code for _ in range(3)] == [429] * 3
+        assert time.monotonic() - started < 1.5

@@ -247,7 +247,8 @@ def refusal(exc: HTTPError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """The status, headers and body refusing a request before any route ran (bad credentials, over
     the rate limit, no database); also the warm tile path's 429 (tiles/warm.py)."""
     body = json.dumps({"code": exc.code, "description": exc.description}).encode()
-    headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")] + \
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"cache-control", b"no-store")] + \
         [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
     return exc.status, headers, body
 

@@ -4,7 +4,8 @@ It wraps the whole Starlette application, outside Starlette's last-resort 500, s
 error's answer too carries ``X-Request-Id`` and is logged and counted with its status. Before the
 application, it asks the warm tile path (tiles/warm.py) for a whole answer: an anonymous cached tile
 is then sent as it stands, with its request id, and logged and counted the same way, without the
-middlewares' and Starlette's layers around it (they cost about what the tile does).
+middlewares' and Starlette's layers around it (they cost about what the tile does). ``answer_now`` is
+the same for serve/protocol.py, which asks it before starting the request's task at all.
 
 The request id is the ``X-Request-Id`` a trusted reverse proxy sent (GEOCLOUD_TRUSTED_PROXIES; 1-128
 characters of letters, digits and ``._~:=+/-``), else a new random one (128 bits from the process's
@@ -26,6 +27,7 @@ from geocloud.serve.tiles.warm import WarmTiles
 
 ACCESS = logging.getLogger("geocloud.access")
 LOG = logging.getLogger("geocloud.serve")
+WARM_ASKED = "geocloud.warm_asked"  # scope key (internal): answer_now asked the warm path, which left the request on
 INCOMING_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._~:=+/-]{0,127}")
 
 
@@ -51,20 +53,54 @@ class Observed:
                     return value
         return b"%032x" % random.getrandbits(128)
 
+    def _begin(self, scope) -> tuple[bytes, logs.RequestContext]:
+        rid = self._request_id(scope)
+        return rid, logs.RequestContext(rid.decode(), scope["method"], scope["path"],
+                                        scope.get("query_string", b"").decode("latin-1"))
+
+    @staticmethod
+    def _warm_failed(request: logs.RequestContext) -> None:
+        LOG.exception("the warm tile path failed on %s; the application answers", request.path)
+
+    def answer_now(self, scope) -> tuple[int, list, bytes] | None:
+        """The warm path's whole answer with its request id, logged and counted, when it needs no
+        await: serve/protocol.py then writes it without starting the application's task (a task, the
+        ASGI messages and uvicorn's encoding of them were half of a warm tile's CPU). None: the
+        request goes to ``__call__``, as any other, and the warm path is not asked twice."""
+        if not self.warm.takes_now(scope):
+            return None
+        scope[WARM_ASKED] = True
+        started = time.perf_counter()
+        rid, request = self._begin(scope)
+        token = logs.current.set(request)  # reset: this runs in the connection's callback, not a task of its own
+        try:
+            try:
+                found = self.warm.answer_now(scope)
+            except Exception:  # the application then answers, and says what went wrong
+                self._warm_failed(request)
+                return None
+            if found is None:
+                return None
+            status, headers, body = found
+            logs.answered(request, status)
+            headers = [*headers, (b"x-request-id", rid)]
+            self._done(scope, request, status, started, headers)
+            return status, headers, body
+        finally:
+            logs.current.reset(token)
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
-        rid = self._request_id(scope)
-        request = logs.RequestContext(rid.decode(), scope["method"], scope["path"],
-                                      scope.get("query_string", b"").decode("latin-1"))
+        rid, request = self._begin(scope)
         # not reset: each request is a task of its own, and uvicorn's line about an exception that
         # escaped the application is written in this task, after this call, and names the request too
         logs.current.set(request)
         try:
-            found = await self.warm.answer(scope)
+            found = None if scope.get(WARM_ASKED) else await self.warm.answer(scope)
         except Exception:  # the application then answers, and says what went wrong
-            LOG.exception("the warm tile path failed on %s; the application answers", request.path)
+            self._warm_failed(request)
             found = None
         if found is not None:
             status, headers, body = found

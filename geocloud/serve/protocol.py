@@ -7,21 +7,143 @@ sockets set TCP_NODELAY), for an answer of a few kilobytes. On a warm tile that 
 about a tenth of the server's CPU (py-spy over HTTP, bench/tiles.py ``--parts warm``); nginx sends
 head and body together. Here the connection's transport holds what is written until the event
 loop's next turn (or until 64 KiB are held) and hands it on in one ``write``: an answer sent without
-a pause in between, as any answer whose body is at hand is, leaves in one segment. Nothing else
-changes: closing, a half-close by the client and write_eof send what is held first; flow control
-and every other call are the transport's.
+a pause in between, as any answer whose body is at hand is, leaves in one segment. Closing, a
+half-close by the client and write_eof send what is held first; flow control and every other call
+are the transport's.
+
+An application that can answer a request without awaiting anything (serve/observe.py's
+``answer_now``: the warm tile path) is asked first, when uvicorn would start the request's task; its
+answer is written at once, encoded as uvicorn encodes an ASGI answer, and uvicorn goes on as when a
+task completes an answer (keep-alive, pipelined requests, closing). Creating and running the task, the
+ASGI messages and their encoding were about half of the server's CPU on a warm tile. A connection
+keeps one keep-alive timer, where uvicorn made one per request.
 """
 
 import asyncio
+import logging
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 HOLD = 64 << 10  # bytes held at most: past that, what is held goes on at once
+PER_TURN = 32  # answers written as read, at most, before the connection lets the event loop go on
+LOG = logging.getLogger("geocloud.serve")
 
 
 class OneWrite(HttpToolsProtocol):
+    _turn = 0  # answers written now since the event loop last gave this connection a turn
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app) -> None:  # uvicorn's, as a request is read
+        if self._answered_now(cycle, app):
+            self._next()
+        else:
+            self._task(cycle, app)
+
+    def _task(self, cycle: RequestResponseCycle, app) -> None:
+        self._idle_since = None  # busy until the task's answer: the keep-alive timer must not close it
+        super()._start_asgi_task(cycle, app)
+
+    def _answered_now(self, cycle: RequestResponseCycle, app) -> bool:
+        """Write the application's ``answer_now`` to the request, if it has one (``app`` is the
+        application itself: uvicorn's proxy-headers middleware, off in ``geocloud serve``, would hide it).
+
+        Not while the client is not reading what it was sent (writing paused): a task then waits for
+        it, and the requests after it wait in uvicorn's pipeline with reading paused, so a client that
+        only sends cannot make the server hold its answers without bound. Not more than PER_TURN in one
+        turn of the event loop: the next one is a task, so a connection pipelining thousands of
+        requests lets the others take their turns. A failure is logged, and the task answers."""
+        now = getattr(app, "answer_now", None)  # not on uvicorn's 503 for too many connections
+        if now is None or self._turn >= PER_TURN or self.flow.write_paused or self.transport.is_closing():
+            return False
+        try:
+            found = now(cycle.scope)
+        except Exception:
+            LOG.exception("answering %s as it was read failed; the application answers", cycle.scope["path"])
+            return False
+        if found is None:
+            return False
+        self._turn += 1
+        status, headers, body = found
+        content = [STATUS_LINE[status]]
+        framed = status in (204, 304)
+        for name, value in (*self.server_state.default_headers, *headers):
+            content += (name, b": ", value, b"\r\n")
+            framed = framed or name == b"content-length"
+        if not framed:  # uvicorn would send it chunked; its length is known
+            content.append(b"content-length: %d\r\n" % len(body))
+        if not cycle.keep_alive:
+            content.append(b"connection: close\r\n")
+        content.append(b"\r\n")
+        if cycle.scope["method"] != "HEAD":
+            content.append(body)
+        self.transport.write(b"".join(content))
+        cycle.response_started = cycle.response_complete = True  # the request's body, if any, is ignored
+        if not cycle.keep_alive:
+            self.transport.close()
+        return True
+
+    def on_response_complete(self) -> None:  # uvicorn's cycle calls it when a task's answer is complete
+        self._turn = 0
+        self._next()
+
+    def _next(self) -> None:
+        """uvicorn's on_response_complete, with the keep-alive timer kept (below), and the pipelined
+        requests that are answered now answered in a loop (one call inside another, thousands queued
+        behind a task overflowed the stack)."""
+        while True:
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self.flow.resume_reading()
+            if not self.pipeline:
+                break
+            cycle, app = self.pipeline.pop()
+            if not self._answered_now(cycle, app):
+                self._task(cycle, app)
+                return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    # uvicorn makes a keep-alive timer after each answer and cancels it when the next request's first
+    # bytes come: a timer made and unmade per request. Here a connection keeps its one timer: when it
+    # goes off it closes the connection if it has been idle for the whole keep-alive time since its
+    # last answer, and is set again for what is left otherwise. (As in uvicorn, a request that is
+    # under way, or only half sent, is not timed; unlike it, bytes ending in the middle of a request
+    # after an answer leave the connection counted as idle since that answer.)
+    _idle_since: float | None = None  # the event loop's time of the last answer, None while a request is under way
+
+    def _unset_keepalive_if_required(self) -> None:  # uvicorn calls it when bytes arrive
+        self._idle_since = None
+
+    def timeout_keep_alive_handler(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self._idle_since is None:
+            return  # a request is under way: its answer sets the timer again
+        left = self._idle_since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self.timeout_keep_alive_handler)
+        else:
+            super().timeout_keep_alive_handler()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(_Held(transport, self.loop))
+
+    def data_received(self, data: bytes) -> None:
+        # what is answered while the request is parsed (the warm path's answers) leaves when the
+        # parsing ends, without a turn of the event loop of its own
+        self._turn = 0
+        self.transport.holding = True
+        try:
+            super().data_received(data)
+        finally:
+            self.transport.holding = False
+            self.transport.flush()
 
     def eof_received(self):
         # the client half-closed: the real transport closes itself when this returns (not through
@@ -38,6 +160,7 @@ class _Held:
         self._loop = loop
         self._held: list[bytes] = []
         self._size = 0
+        self.holding = False  # True: the caller flushes when it is done (OneWrite.data_received)
 
     def write(self, data: bytes) -> None:
         if type(data) is not bytes:  # a bytearray or memoryview may change after send() returns
@@ -46,13 +169,16 @@ class _Held:
         self._size += len(data)
         if self._size >= HOLD:
             self.flush()
-        elif len(self._held) == 1:
+        elif len(self._held) == 1 and not self.holding:
             self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         held, self._held, self._size = self._held, [], 0
         if held and not self._transport.is_closing():
             self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def is_closing(self) -> bool:  # uvicorn asks on every answer: not through __getattr__
+        return self._transport.is_closing()
 
     def close(self) -> None:
         try:
@@ -68,5 +194,5 @@ class _Held:
         for data in lines:
             self.write(data)
 
-    def __getattr__(self, name):  # is_closing, get_extra_info, pause_reading, set_protocol...
+    def __getattr__(self, name):  # get_extra_info, pause_reading, set_protocol...
         return getattr(self._transport, name)

@@ -152,15 +152,24 @@ ANSWER = "geocloud.warm_answer"  # scope key: the answer _stored sends, for CORS
 
 class WarmTiles:
     """The warm path as serve/observe.py asks it: ``await answer(scope)`` is the whole answer (status,
-    headers with the shared ones, body) of a request it takes, or None to leave it to the application."""
+    headers with the shared ones, body) of a request it takes, or None to leave it to the application;
+    ``answer_now(scope)`` the same without an await, for all but cross-origin requests."""
 
     def __init__(self):
         self.cors = cors(_stored)
         self.proxies = TrustedProxies(get_settings().proxy_networks)
 
-    async def answer(self, scope) -> tuple[int, list, bytes] | None:
-        if scope["method"] not in ("GET", "HEAD") or not scope["path"].startswith(PREFIXES):
-            return None
+    @staticmethod
+    def _may_take(scope) -> bool:
+        return scope["method"] in ("GET", "HEAD") and scope["path"].startswith(PREFIXES)
+
+    def takes_now(self, scope) -> bool:
+        """Whether ``answer_now`` decides this request (else only ``answer`` may take it)."""
+        return self._may_take(scope) and not self._cross_origin(scope)
+
+    def _decided(self, scope) -> tuple[tuple, bool] | None:
+        """(the answer as _cached_answer gives it, or the rate limit's refusal; over HTTPS or not),
+        or None to leave the request to the application; for a GET or HEAD of a tile's path."""
         https = believe_forwarded(scope, self.proxies)
         # as the anonymous caller: a pipelined request's task inherits the context of the request before
         token = guard.current.set(guard.ANONYMOUS)
@@ -174,11 +183,24 @@ class WarmTiles:
             guard.admit(guard.ANONYMOUS, scope)
         except HTTPError as exc:
             found = (guard.refusal(exc), None)
-        if self.cors is not None and any(name == b"origin" for name, _ in scope["headers"]):
-            return await self._with_cors(scope, found[0], https)
-        if found[1] is None:
-            return found[0][0], complete(found[0][1], https), found[0][2]
-        return found[1]
+        return found, https
+
+    def answer_now(self, scope) -> tuple[int, list, bytes] | None:
+        """``answer`` without an await, for a request ``takes_now`` took (CORS runs as the ASGI
+        middleware it is, in ``answer``). For serve/protocol.py, through serve/observe.py."""
+        decided = self._decided(scope)
+        return None if decided is None else _whole(*decided)
+
+    async def answer(self, scope) -> tuple[int, list, bytes] | None:
+        decided = self._decided(scope) if self._may_take(scope) else None
+        if decided is None:
+            return None
+        if self._cross_origin(scope):
+            return await self._with_cors(scope, decided[0][0], decided[1])
+        return _whole(*decided)
+
+    def _cross_origin(self, scope) -> bool:
+        return self.cors is not None and any(name == b"origin" for name, _ in scope["headers"])
 
     async def _with_cors(self, scope, answer: tuple, https: bool) -> tuple[int, list, bytes]:
         """``answer`` through CORSMiddleware, then the shared headers: in SharedHeaders' order."""
@@ -189,6 +211,12 @@ class WarmTiles:
         scope[ANSWER] = answer
         await self.cors(scope, None, keep)
         return sent[0]["status"], complete(list(sent[0]["headers"]), https), answer[2]
+
+
+def _whole(found: tuple, https: bool) -> tuple[int, list, bytes]:
+    if found[1] is None:
+        return found[0][0], complete(found[0][1], https), found[0][2]
+    return found[1]
 
 
 async def _stored(scope, receive, send):

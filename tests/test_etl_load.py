@@ -17,8 +17,9 @@ import rasterio
 import shapely
 from rio_cogeo.cogeo import cog_validate
 
+from geocloud.catalog import get_catalog
 from geocloud.errors import Conflict, InputError, NotFound
-from geocloud.etl import rollback_layer, run_pipeline
+from geocloud.etl import rollback_layer, run_pipeline, stage
 from geocloud.etl.parallel import WORKERS, in_order
 from geocloud.etl.publish import KEEP_VERSIONS
 
@@ -339,6 +340,23 @@ def test_the_fork_server_freezes_what_it_imported():
     while a caller reading the loader's output waits. Its workers inherit them frozen."""
     counts = list(in_order(operator.call, [gc.get_freeze_count] * 2 * WORKERS, processes=True))
     assert all(n > 10_000 for n in counts[WORKERS:]), counts  # the first items go to threads
+
+
+def test_the_work_beside_the_spatial_index_has_no_parallel_workers(database):
+    """PostgreSQL builds a GiST on one core, the longest of the index stage's jobs: the key index and
+    the diff that run beside it on the run's connection get no parallel workers to take CPU from it,
+    and the connection has its own settings back afterwards."""
+    layer = get_catalog().loadable().layers["buildings"]
+    settings = ("SELECT current_setting('max_parallel_maintenance_workers'), "
+                "current_setting('max_parallel_workers_per_gather')")
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("SET max_parallel_maintenance_workers = 3")
+        conn.execute("SET max_parallel_workers_per_gather = 3")
+        table = stage.create_staging(conn, layer, 1)
+        assert stage.build_indexes(conn, layer, table, lambda: conn.execute(settings).fetchone()) == ("0", "0")
+        assert conn.execute(settings).fetchone() == ("3", "3")
+        assert {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", (table,))} == \
+            {f"{table}_key", f"{table}_geom"}
 
 
 def test_a_worker_process_refusing_a_batch_names_the_file_and_row(database, city, tmp_path, monkeypatch):

@@ -361,7 +361,8 @@ import geocloud.etl.parallel as parallel
 parallel.PROCESSES_FROM = 1
 start, seen = parallel.start_processes, []
 def noted():
-    seen.append(sorted(m for m in ("numpy", "pyarrow", "pyogrio", "psycopg", "geocloud.etl.run") if m in sys.modules))
+    heavy = ("numpy", "pyarrow", "pyogrio", "psycopg", "geocloud.etl.run")
+    seen.append(sorted(m for m in heavy if m in sys.modules))
     start()
 parallel.start_processes = noted
 sys.argv = ["geocloud", "etl", "run", "buildings", sys.argv[1]]
@@ -395,10 +396,11 @@ def test_the_work_beside_the_spatial_index_has_no_parallel_workers(database):
         conn.execute("SET max_parallel_maintenance_workers = 3")
         conn.execute("SET max_parallel_workers_per_gather = 3")
         table = stage.create_staging(conn, layer, 1)
-        assert stage.build_indexes(conn, layer, table, lambda: conn.execute(settings).fetchone()) == ("0", "0")
+        beside = stage.build_indexes(conn, layer, table, lambda: conn.execute(settings).fetchone())
+        assert beside == ("0", "0")
         assert conn.execute(settings).fetchone() == ("3", "3")
-        assert {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", (table,))} == \
-            {f"{table}_key", f"{table}_geom"}
+        indexes = conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", (table,)).fetchall()
+        assert {r[0] for r in indexes} == {f"{table}_key", f"{table}_geom"}
 
 
 def test_a_worker_process_refusing_a_batch_names_the_file_and_row(database, city, tmp_path, monkeypatch):

@@ -70,7 +70,7 @@ class Processes:
         threading.Thread(target=self._fork, args=(workers,), name="geocloud-fork", daemon=True).start()
 
     def _fork(self, workers: int) -> None:
-        try:  # each task waits for the fork server (its imports) and then forks a worker
+        try:  # each submission waits for the fork server (its imports) to fork a worker
             for started in [self.pool.submit(os.getpid) for _ in range(workers)]:
                 started.result()
         finally:  # a broken pool raises where the run submits its next batch

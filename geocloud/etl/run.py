@@ -115,8 +115,8 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
             check_source(path, pipeline.source.format)
             # hashlib releases the GIL: the source is hashed beside the read rather than before it
             checksum = hashing.submit(sha256, path)
-            if not pipeline.raster_layer and big(source_files(path)):  # forked while this run opens the source
-                processes = Processes()
+            if not pipeline.raster_layer and big(source_files(path)):
+                processes = Processes()  # forked while this run opens the source
             stage.lock_layers(conn, pipeline.layer_ids)
             stage.clear_leftovers(conn, pipeline.layer_ids, run_id)
             if pipeline.raster_layer:

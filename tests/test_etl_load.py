@@ -5,6 +5,8 @@ import json
 import operator
 import os
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -17,9 +19,10 @@ import rasterio
 import shapely
 from rio_cogeo.cogeo import cog_validate
 
+from geocloud.catalog import get_catalog
 from geocloud.errors import Conflict, InputError, NotFound
-from geocloud.etl import rollback_layer, run_pipeline
-from geocloud.etl.parallel import WORKERS, in_order
+from geocloud.etl import rollback_layer, run_pipeline, stage
+from geocloud.etl.parallel import WORKERS, Processes, in_order
 from geocloud.etl.publish import KEEP_VERSIONS
 
 from conftest import MANIFEST_PIPELINES, geocloud_cli, live_state, source_of
@@ -318,7 +321,7 @@ def test_small_batches_on_several_threads_or_processes_load_the_same_in_source_o
     first = {p: run_pipeline(p, source_of(city, p)) for p in pipelines}
     monkeypatch.setattr("geocloud.etl.sources.BATCH", 97)
     threads = {p: run_pipeline(p, source_of(city, p), force=True) for p in pipelines}
-    monkeypatch.setattr("geocloud.etl.run.PROCESSES_FROM", 1)
+    monkeypatch.setattr("geocloud.etl.parallel.PROCESSES_FROM", 1)
     processes = {p: run_pipeline(p, source_of(city, p), force=True) for p in pipelines if p != "roads"}  # as buildings
     assert _fork_server_running()
     with psycopg.connect(database) as conn:
@@ -333,12 +336,71 @@ def test_small_batches_on_several_threads_or_processes_load_the_same_in_source_o
     assert max(rows) - min(rows) > 97  # the report's first rows come from several batches
 
 
-def test_the_fork_server_freezes_what_it_imported():
-    """The fork server of the worker processes ends with the loader and holds its stdout: it leaves
-    the objects of its imports to the operating system (frozen), rather than freeing them one by one
-    while a caller reading the loader's output waits. Its workers inherit them frozen."""
-    counts = list(in_order(operator.call, [gc.get_freeze_count] * 2 * WORKERS, processes=True))
-    assert all(n > 10_000 for n in counts[WORKERS:]), counts  # the first items go to threads
+def test_ready_worker_processes_get_every_item_and_hold_the_fork_servers_imports_frozen():
+    """A run's worker processes are forked in the background from the moment it knows it wants
+    them; once they are ready, every item goes to them, the first ones too (threads of the loader
+    take the first items only while the processes are not ready). The fork server ends with the
+    loader and holds its stdout: it leaves the objects of its imports to the operating system
+    (frozen), rather than freeing them one by one while a caller reading the loader's output waits.
+    Its workers inherit them frozen."""
+    def on_ready_processes(call):
+        processes = Processes()
+        assert processes.ready.wait(60)
+        return list(in_order(operator.call, [call] * 2 * WORKERS, processes))
+
+    assert os.getpid() not in on_ready_processes(os.getpid)
+    counts = on_ready_processes(gc.get_freeze_count)
+    assert all(n > 10_000 for n in counts), counts
+
+
+# `geocloud etl run` with every source counted as big, noting which heavy modules the process had
+# imported when it first started the fork server of the worker processes
+_FIRST_START = """
+import json, sys
+import geocloud.etl.parallel as parallel
+parallel.PROCESSES_FROM = 1
+start, seen = parallel.start_processes, []
+def noted():
+    heavy = ("numpy", "pyarrow", "pyogrio", "psycopg", "geocloud.etl.run")
+    seen.append(sorted(m for m in heavy if m in sys.modules))
+    start()
+parallel.start_processes = noted
+sys.argv = ["geocloud", "etl", "run", "buildings", sys.argv[1]]
+from geocloud.cli import main
+try:
+    main()
+finally:
+    print(json.dumps(seen), file=sys.stderr)
+"""
+
+
+def test_the_cli_starts_a_big_sources_worker_processes_before_it_imports_the_etl(database, city):
+    """The fork server imports the ETL's modules for the worker processes (about a second): `geocloud
+    etl run` on a big source starts it before importing them itself, so that both processes import
+    at once, on two cores, rather than one after the other."""
+    done = subprocess.run([sys.executable, "-c", _FIRST_START, str(source_of(city, "buildings"))],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "buildings is now version 1" in done.stdout, done.stderr
+    seen = json.loads(done.stderr.strip().splitlines()[-1])
+    assert seen and seen[0] == [], seen  # then the run itself finds it running
+
+
+def test_the_work_beside_the_spatial_index_has_no_parallel_workers(database):
+    """PostgreSQL builds a GiST on one core, the longest of the index stage's jobs: the key index and
+    the diff that run beside it on the run's connection get no parallel workers to take CPU from it,
+    and the connection has its own settings back afterwards."""
+    layer = get_catalog().loadable().layers["buildings"]
+    settings = ("SELECT current_setting('max_parallel_maintenance_workers'), "
+                "current_setting('max_parallel_workers_per_gather')")
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("SET max_parallel_maintenance_workers = 3")
+        conn.execute("SET max_parallel_workers_per_gather = 3")
+        table = stage.create_staging(conn, layer, 1)
+        beside = stage.build_indexes(conn, layer, table, lambda: conn.execute(settings).fetchone())
+        assert beside == ("0", "0")
+        assert conn.execute(settings).fetchone() == ("3", "3")
+        indexes = conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", (table,)).fetchall()
+        assert {r[0] for r in indexes} == {f"{table}_key", f"{table}_geom"}
 
 
 def test_a_worker_process_refusing_a_batch_names_the_file_and_row(database, city, tmp_path, monkeypatch):
@@ -354,7 +416,7 @@ def test_a_worker_process_refusing_a_batch_names_the_file_and_row(database, city
 
     _rewrite_buildings(source_of(city, "buildings"), dst, edit)
     monkeypatch.setattr("geocloud.etl.sources.BATCH", 97)
-    monkeypatch.setattr("geocloud.etl.run.PROCESSES_FROM", 1)
+    monkeypatch.setattr("geocloud.etl.parallel.PROCESSES_FROM", 1)
     with pytest.raises(InputError) as refused:
         run_pipeline("buildings", dst)
     assert refused.value.where == str(dst) and "1 feature(s) lie outside Taichung City" in refused.value.what

@@ -1,21 +1,26 @@
-"""``geocloud etl``: run pipelines, inspect history, roll back."""
+"""``geocloud etl``: run pipelines, inspect history, roll back.
 
+Each command imports the ETL when it runs (numpy, Arrow, GDAL, PROJ, psycopg: about a second): a
+big source's ``run`` first starts the fork server of its worker processes, which imports the same
+modules meanwhile, on the core this process leaves idle while it imports."""
+
+import contextlib
+import glob
 from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from geocloud import db
 from geocloud.cli.output import console, err_console, print_json
-from geocloud.etl import Progress as RunProgress
-from geocloud.etl import rollback_layer, run_pipeline, runs
 
 app = typer.Typer(help="Load base maps into PostGIS: read, validate, stage, diff, publish, roll back.",
                   no_args_is_help=True)
 
 
-class RichProgress(RunProgress):
+class RichProgress:
+    """What a run reports while it works (``geocloud.etl.Progress``), as rich progress bars."""
+
     def __init__(self, bar: Progress):
         self.bar, self.task = bar, None
 
@@ -40,6 +45,9 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the run report as JSON"),
 ):
     """Load PATH through PIPELINE and publish it as the layer's new live version."""
+    _start_processes_early(path)
+    from geocloud.etl import run_pipeline
+
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=err_console, disable=as_json)
     with bar:
@@ -66,11 +74,26 @@ def run(
     console.print(f"  quality report: {report.report_path}")
 
 
+def _start_processes_early(path: Path) -> None:
+    """Start the fork server of a big source's worker processes before this process imports the ETL.
+    Only a head start, judged by what the path's files weigh (a file with its same-named companions,
+    such as a shapefile's .dbf, or a folder's files): the run decides for itself whether it uses
+    worker processes, and starts the server then if it is not running yet."""
+    from geocloud.etl.parallel import big, start_processes
+
+    with contextlib.suppress(OSError):  # the run names what is wrong with the path
+        files = path.iterdir() if path.is_dir() else path.parent.glob(glob.escape(path.stem) + ".*")
+        if big(f for f in files if f.is_file()):
+            start_processes()
+
+
 @app.command()
 def history(layer: str = typer.Argument(..., help="Layer id"),
             as_json: bool = typer.Option(False, "--json")):
     """Versions, runs and rollbacks of a layer."""
+    from geocloud import db
     from geocloud.catalog import get_catalog
+    from geocloud.etl import runs
 
     catalog = get_catalog()
     if layer not in catalog.registered:  # a retired agency layer keeps its history
@@ -101,6 +124,9 @@ def history(layer: str = typer.Argument(..., help="Layer id"),
 @app.command()
 def show(run_id: int = typer.Argument(..., help="Run id (see `geocloud etl history`)")):
     """Everything recorded about one run."""
+    from geocloud import db
+    from geocloud.etl import runs
+
     with db.connect() as conn:
         print_json(runs.get(conn, run_id))
 
@@ -109,6 +135,8 @@ def show(run_id: int = typer.Argument(..., help="Run id (see `geocloud etl histo
 def rollback(layer: str = typer.Argument(..., help="Layer id"),
              to: int = typer.Option(None, "--to", help="Version to make live (default: the previous one)")):
     """Make a kept earlier version of LAYER live again, atomically."""
+    from geocloud.etl import rollback_layer
+
     result = rollback_layer(layer, to)
     console.print(f"[green]{layer}: version {result['to_version']} is live again[/] "
                   f"(was {result['from_version']}; changed area {result['diff']['bbox_crs84']})")

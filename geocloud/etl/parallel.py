@@ -11,16 +11,19 @@ Worker processes come from a fork server (``multiprocessing``'s ``forkserver``) 
 ETL's modules once: forking the loader itself would copy locks other threads hold (the server runs
 the ETL beside its request threads), and spawning each worker afresh would import numpy, Arrow,
 GDAL and shapely in each. The fork server lives as long as the loader, so a server's later runs
-start their workers at once.
+start their workers at once. A run's workers are forked in the background as soon as it knows it
+wants them (``Processes``), and get every batch once they are ready.
 """
 
 import gc
 import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import forkserver
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -29,6 +32,14 @@ R = TypeVar("R")
 # the cores this process may run on (a container's cpuset, not the host's count), at most four
 WORKERS = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4))
 PRELOAD = ["geocloud.etl.preload"]  # what every worker process needs, imported once by the fork server
+# A vector source of this many bytes or more (about 280,000 buildings as a Shapefile) has its batches
+# prepared in worker processes rather than threads: below it, starting them costs more than they save.
+PROCESSES_FROM = 128 << 20
+
+
+def big(files: Iterable[Path]) -> bool:
+    """Whether a source of these files is worth worker processes."""
+    return sum(f.stat().st_size for f in files) >= PROCESSES_FROM
 
 
 def start_processes() -> None:
@@ -46,28 +57,49 @@ def _worker_started() -> None:
     gc.disable()
 
 
-def in_order(fn: Callable[[T], R], items: Iterable[T], processes: bool = False,
+class Processes:
+    """A run's worker processes, forked in the background from the moment the run knows it wants them
+    (``ready`` is set once they are), so that ``in_order`` hands them every batch it can. Closed by
+    ``in_order`` when it ends, or by ``close`` if the run ends before."""
+
+    def __init__(self, workers: int = WORKERS):
+        start_processes()
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
+                                        initializer=_worker_started)
+        self.ready = threading.Event()
+        threading.Thread(target=self._fork, args=(workers,), name="geocloud-fork", daemon=True).start()
+
+    def _fork(self, workers: int) -> None:
+        try:  # each submission waits for the fork server (its imports) to fork a worker
+            for started in [self.pool.submit(os.getpid) for _ in range(workers)]:
+                started.result()
+        finally:  # a broken pool raises where the run submits its next batch
+            self.ready.set()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def in_order(fn: Callable[[T], R], items: Iterable[T], processes: Processes | None = None,
              workers: int = WORKERS) -> Iterator[R]:
-    """``map(fn, items)`` on ``workers`` threads, or worker processes (then ``fn``, the items and the
+    """``map(fn, items)`` on ``workers`` threads, or on ``processes`` (then ``fn``, the items and the
     results must pickle), at most two items per worker in flight (bounded memory). An exception is
     raised where its item comes in order; the items after it are dropped.
 
-    With processes, the first ``workers`` items still go to threads: the processes are ready only
-    once the fork server has imported the ETL's modules and forked them (a second or more, while
-    this process would wait for its first result)."""
+    With processes, the first ``workers`` items still go to threads if the processes are not ready
+    yet: they are only once the fork server has imported the ETL's modules and forked them (a second
+    or more, while this process would wait for its first result)."""
     pending: deque[Future] = deque()
     threads = ThreadPoolExecutor(workers, thread_name_prefix="geocloud-prepare")
-    if processes:
-        start_processes()
-    others = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
-                                 initializer=_worker_started) if processes else threads
     try:
         for number, item in enumerate(items):
-            pending.append((threads if number < workers else others).submit(fn, item))
+            early = processes is None or (number < workers and not processes.ready.is_set())
+            pending.append((threads if early else processes.pool).submit(fn, item))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
     finally:
-        for executor in {threads, others}:
-            executor.shutdown(wait=True, cancel_futures=True)
+        threads.shutdown(wait=True, cancel_futures=True)
+        if processes is not None:
+            processes.close()

@@ -30,7 +30,7 @@ from geocloud.etl.crs import check_proj_database, reprojection
 from geocloud.etl.guard import Limits, review
 from geocloud.etl.limits import check_source
 from geocloud.etl.pipeline import Pipeline, load_pipeline
-from geocloud.etl.parallel import in_order, start_processes
+from geocloud.etl.parallel import Processes, big, in_order
 from geocloud.etl.prepare import BatchPreparer, check_geometry_type, drop_duplicate_keys, resolve_fields
 from geocloud.etl.publish import Staged, live_version, publish, raster_diff, rollback
 from geocloud.etl.quality import Quality
@@ -39,9 +39,6 @@ from geocloud.etl.transforms import TRANSFORMS
 
 
 PAUSE_ENV = "GEOCLOUD_ETL_PAUSE_AT"
-# A vector source of this many bytes or more (about 280,000 buildings as a Shapefile) has its batches
-# prepared in worker processes rather than threads: below it, starting them costs more than they save.
-PROCESSES_FROM = 128 << 20
 
 
 def checkpoint(name: str) -> None:
@@ -112,16 +109,14 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
         report = Report(run_id, pipeline.pipeline, str(path), dry_run, operator=operator())
         quality = Quality()
         hashing = ThreadPoolExecutor(1, thread_name_prefix="geocloud-checksum")
-        checksum = None
+        checksum, processes = None, None
         try:
             # a hostile source (a 10 GB GeoJSON, a zip bomb...) is refused before it is hashed or read
             check_source(path, pipeline.source.format)
             # hashlib releases the GIL: the source is hashed beside the read rather than before it
             checksum = hashing.submit(sha256, path)
-            processes = not pipeline.raster_layer and \
-                sum(f.stat().st_size for f in source_files(path)) >= PROCESSES_FROM
-            if processes:  # the fork server imports the ETL's modules while this run opens the source
-                start_processes()
+            if not pipeline.raster_layer and big(source_files(path)):
+                processes = Processes()  # forked while this run opens the source
             stage.lock_layers(conn, pipeline.layer_ids)
             stage.clear_leftovers(conn, pipeline.layer_ids, run_id)
             if pipeline.raster_layer:
@@ -143,6 +138,8 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
             _finish(conn, report, settings.data_path, quality, checksum)
         finally:  # after the run's record says how it ended, so a next run never sees it 'running'
             hashing.shutdown(wait=False)
+            if processes is not None:  # a run that failed before its read stage
+                processes.close()
             progress.close()
             if not conn.closed:
                 with contextlib.suppress(psycopg.Error):
@@ -171,7 +168,7 @@ def _transform_for(pipeline: Pipeline, output) -> callable:
 
 
 def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Quality, force: bool,
-                timed: _Timer, progress: Progress, checksum: Future, processes: bool) -> None:
+                timed: _Timer, progress: Progress, checksum: Future, processes: Processes | None) -> None:
     catalog = get_catalog().loadable()
     src = open_source(path, pipeline.source)
     pipeline.check_columns(src.columns)

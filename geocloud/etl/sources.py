@@ -5,6 +5,7 @@ by GDAL), KML, all through pyogrio's Arrow stream; CSV with X/Y columns through 
 streaming CSV reader. Memory stays bounded by the batch size whatever the file size.
 """
 
+import ctypes
 import difflib
 import hashlib
 import queue
@@ -13,7 +14,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -301,6 +302,23 @@ def _gdal_errors(path: Path):
         raise
 
 
+M_MXFAST = 1  # mallopt's parameter: the largest block size kept in fastbins
+
+
+@cache
+def _without_fastbins() -> None:
+    """GDAL reads feature by feature, and frees small blocks by the hundred thousand into glibc's
+    fastbins; the next free of a block of 64 KiB or more (the shapefile's index when it is closed,
+    a buffer outgrown) walks them all to merge them (``malloc_consolidate``): 55-60 ms when a
+    65,536-building batch's shapefile is closed alone. With fastbins off (``mallopt(M_MXFAST, 0)``,
+    as glibc documents; its per-thread caches still serve small blocks first) blocks are merged as
+    they are freed: the batch costs ~10% less CPU. Once per process, before its first read; nothing
+    where the C library has no ``mallopt``."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(M_MXFAST, 0)
+
+
 def _raw_text(src: OpenedSource) -> bool:
     """Whether GDAL hands over the text as the file's bytes, to be decoded here: a Big5 shapefile's."""
     return src.format == "shapefile" and src.encoding is not None and src.encoding.codec == "cp950"
@@ -314,6 +332,7 @@ def _encoding_options(src: OpenedSource) -> dict:
 
 
 def _gdal_records(src: OpenedSource) -> Iterator[_Records]:
+    _without_fastbins()
     for layer in src.layers:
         offset = 0
         with _gdal_errors(src.path), pyogrio.open_arrow(src.path, layer=layer, batch_size=src.batch_size, use_pyarrow=True,
@@ -325,6 +344,7 @@ def _gdal_records(src: OpenedSource) -> Iterator[_Records]:
 
 
 def _shapefile_batch(src: OpenedSource, start: int) -> Batch:
+    _without_fastbins()
     with _gdal_errors(src.path), pyogrio.open_arrow(src.path, layer=src.layers[0], batch_size=src.batch_size,
                                                     use_pyarrow=True, skip_features=start,
                                                     **_encoding_options(src)) as (meta, reader):

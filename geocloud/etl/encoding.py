@@ -162,8 +162,8 @@ def _first_bad_line(path: Path, codec: str) -> tuple[int, bytes] | None:
 
 
 # GDAL recodes DBF text one string at a time: through iconv, opening a converter for each call, for
-# Big5 (about 0.5 s per text column per million rows), and even from ISO-8859-1 it spends about
-# 1.3 s per million buildings (a lookup of the encodings' names and a new string for each value).
+# Big5 (about 0.5 s per text column per million rows), and even from ISO-8859-1 it spends 1.1-1.3 s
+# per million buildings read on their own (a lookup of the encodings' names, a new string a value).
 # With the Shapefile driver's ENCODING open option empty it recodes nothing: the DBF's bytes reach
 # the Arrow batch as they are (typed as text, though they are not UTF-8) and are decoded here, one
 # call per column. pyogrio then reads field names as ISO-8859-1, which keeps every byte.

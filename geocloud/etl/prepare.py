@@ -220,10 +220,17 @@ def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rule
                               f"({layer.geometry}); row rejected", batch.rows[wrong & (type_ids == tid)])
     reject |= wrong
     live = ~(reject | drop)
-    if not np.isfinite(shapely.get_coordinates(geoms[live])).all():  # which rows: only when some are bad
-        coords, owner = shapely.get_coordinates(geoms[live], return_index=True)
+    # GEOS finds a polygon with a NaN or infinite coordinate invalid: where the polygons stay in the
+    # source's CRS, their validity is taken once, here, and only the invalid ones are searched
+    valid = None
+    if wanted == 3 and not reproject.steps:
+        valid = np.zeros(len(geoms), dtype=bool)
+        valid[live] = shapely.is_valid(geoms[live])
+    suspect = live if valid is None else live & ~valid
+    if not np.isfinite(shapely.get_coordinates(geoms[suspect])).all():  # which rows: only when some are bad
+        coords, owner = shapely.get_coordinates(geoms[suspect], return_index=True)
         nonfinite = np.zeros(len(geoms), dtype=bool)
-        nonfinite[np.flatnonzero(live)[np.unique(owner[~np.isfinite(coords).all(axis=1)])]] = True
+        nonfinite[np.flatnonzero(suspect)[np.unique(owner[~np.isfinite(coords).all(axis=1)])]] = True
         quality.note("error", f"geometry: {NONFINITE}", batch.rows[nonfinite])
         reject |= nonfinite
         live = ~(reject | drop)
@@ -244,7 +251,7 @@ def _geometries(batch: Batch, layer: Layer, reproject: Reprojection, rules: Rule
                              where=str(src.path), fix="declare the right CRS in the source or in the pipeline")
 
     if wanted == 3:
-        invalid = live & ~shapely.is_valid(geoms)
+        invalid = live & ~(shapely.is_valid(geoms) if valid is None else valid)
         if invalid.any():
             if rules.on_invalid_geometry == "reject":
                 quality.note("error", "invalid geometry; row rejected", batch.rows[invalid])

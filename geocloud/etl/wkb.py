@@ -35,8 +35,9 @@ def as_layer_type(wkb: pa.BinaryArray, types: np.ndarray, target_type: int) -> p
     wrapped into a one-part Multi geometry; other values must not be passed."""
     wkb = wkb.cast(pa.binary())
     single = next((k for k, v in MULTI_OF.items() if v == target_type), None)
-    if single is None or not (types == single).any():
+    wrap = types == single
+    if single is None or not wrap.any():
         return wkb
     prefix = b"\x01" + target_type.to_bytes(4, "little") + (1).to_bytes(4, "little")
     wrapped = pc.binary_join_element_wise(pa.scalar(prefix, pa.binary()), wkb, b"")
-    return pc.if_else(pa.array(types == single), wrapped, wkb)
+    return wrapped if wrap.all() else pc.if_else(pa.array(wrap), wrapped, wkb)  # if_else copies every value

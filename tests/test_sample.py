@@ -116,5 +116,8 @@ def test_the_demo_registers_the_bike_stations_over_http_as_the_bureau_would(city
     hall = next(f for f in r.json()["features"] if f["properties"]["station_id"] == "500601001")
     assert hall["properties"]["name"] == "YouBike2.0_臺中市政府" and len(r.json()["features"]) == 120
     assert abs(hall["geometry"]["coordinates"][0] - 120.647297) < 1e-6
+    with demo_agency.brief_server(demo_agency.free_port(), tmp_path / "again.log") as base:  # the demo run again
+        again = demo_agency.register(base, city, manifest, editor, admin)
+    assert [(request, outcome) for _, request, outcome in again][-2:] == [("POST 200", "live"), ("-", "not needed (live)")]
     lines = demo_agency.curl_lines("http://127.0.0.1:8000", city, manifest, editor, admin)
     assert editor in lines and admin in lines and f"--data-binary @{city / spec['source']}" in lines

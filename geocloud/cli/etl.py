@@ -5,7 +5,6 @@ big source's ``run`` first starts the fork server of its worker processes, which
 modules meanwhile, on the core this process leaves idle while it imports."""
 
 import contextlib
-import glob
 from pathlib import Path
 
 import typer
@@ -76,14 +75,13 @@ def run(
 
 def _start_processes_early(path: Path) -> None:
     """Start the fork server of a big source's worker processes before this process imports the ETL.
-    Only a head start, judged by what the path's files weigh (a file with its same-named companions,
-    such as a shapefile's .dbf, or a folder's files): the run decides for itself whether it uses
+    Only a head start, judged by what the source's files weigh (``parallel.big``, as the run judges
+    it, before knowing whether the pipeline loads a raster): the run decides for itself whether it uses
     worker processes, and starts the server then if it is not running yet."""
     from geocloud.etl.parallel import big, start_processes
 
     with contextlib.suppress(OSError):  # the run names what is wrong with the path
-        files = path.iterdir() if path.is_dir() else path.parent.glob(glob.escape(path.stem) + ".*")
-        if big(f for f in files if f.is_file()):
+        if big(path):
             start_processes()
 
 

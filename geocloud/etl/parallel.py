@@ -26,6 +26,8 @@ from multiprocessing import forkserver
 from pathlib import Path
 from typing import TypeVar
 
+from geocloud.etl.files import source_files
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -37,9 +39,9 @@ PRELOAD = ["geocloud.etl.preload"]  # what every worker process needs, imported 
 PROCESSES_FROM = 128 << 20
 
 
-def big(files: Iterable[Path]) -> bool:
-    """Whether a source of these files is worth worker processes."""
-    return sum(f.stat().st_size for f in files) >= PROCESSES_FROM
+def big(path: Path) -> bool:
+    """Whether the vector source at ``path`` is worth worker processes."""
+    return sum(f.stat().st_size for f in source_files(path)) >= PROCESSES_FROM
 
 
 def start_processes() -> None:

@@ -34,7 +34,7 @@ from geocloud.etl.parallel import Processes, big, in_order
 from geocloud.etl.prepare import BatchPreparer, check_geometry_type, drop_duplicate_keys, resolve_fields
 from geocloud.etl.publish import Staged, live_version, publish, raster_diff, rollback
 from geocloud.etl.quality import Quality
-from geocloud.etl.sources import open_source, read_batches, sha256, source_files
+from geocloud.etl.sources import open_source, read_batches, sha256
 from geocloud.etl.transforms import TRANSFORMS
 
 
@@ -115,7 +115,7 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
             check_source(path, pipeline.source.format)
             # hashlib releases the GIL: the source is hashed beside the read rather than before it
             checksum = hashing.submit(sha256, path)
-            if not pipeline.raster_layer and big(source_files(path)):
+            if not pipeline.raster_layer and big(path):
                 processes = Processes()  # forked while this run opens the source
             stage.lock_layers(conn, pipeline.layer_ids)
             stage.clear_leftovers(conn, pipeline.layer_ids, run_id)

@@ -29,6 +29,7 @@ from pyproj import CRS
 from geocloud.etl import gdalread
 from geocloud.etl.crs import identify
 from geocloud.etl.encoding import RAW_TEXT, Encoding, decode_name, decode_raw, shapefile_encoding, text_encoding
+from geocloud.etl.files import source_files
 from geocloud.etl.limits import check_path, check_vertices
 from geocloud.etl.pipeline import Source
 from geocloud.config import get_settings
@@ -66,13 +67,6 @@ class OpenedSource:
     # (forked from a server started earlier, whose settings and module constants may be older)
     batch_size: int = field(default_factory=lambda: BATCH)
     max_vertices: int = field(default_factory=lambda: get_settings().etl_max_vertices)
-
-
-def source_files(path: Path) -> list[Path]:
-    """The files of a source, in name order: every file of a shapefile or a folder."""
-    return sorted(path.iterdir()) if path.is_dir() else (
-        sorted(p for p in path.parent.glob(path.stem + ".*") if p.suffix.lower() in
-               {".shp", ".shx", ".dbf", ".prj", ".cpg"}) if path.suffix.lower() == ".shp" else [path])
 
 
 def sha256(path: Path) -> str:

@@ -17,7 +17,10 @@ Warm (``--parts warm``): geocloud's tile cache against the physical limit, nginx
 nginx``, one worker process as geocloud has one) serving the very bytes geocloud served as static
 files, and against the floor of any Python server (bench/static_asgi.py: uvicorn answering with the
 same files and nothing else; and, when granian is installed (the bench extra), the same application
-under granian, one worker, uvloop, its floor printed beside uvicorn's); same client and concurrency, 5 seconds a pass from wrk when it is
+under granian, one worker, uvloop, its floor printed beside uvicorn's), and against the floor of
+geocloud's own HTTP layer (the same script under serve/protocol.py, answering from memory as each
+request is read: what any warm answer of geocloud costs before its access check, rate limit, request
+id and log); same client and concurrency, 5 seconds a pass from wrk when it is
 installed (``apt-get install wrk``), else from the Python load generator; passes alternated three
 times and the median pair kept. Each side's CPU time per tile is printed too: on a loaded machine
 the rate follows the CPU share a server is given, its CPU per tile much less. tipg has no cache, so
@@ -135,6 +138,12 @@ def warm(base: str, paths: list[str], label: str, results: dict, per_tile: dict)
             load(static, paths, 40)
             ours, limit = median_pair(lambda: sustained_cpu(base, paths), lambda: sustained_cpu(static, paths))
             ours_again, python = median_pair(lambda: sustained_cpu(base, paths), lambda: sustained_cpu(floor, paths))
+            port = free_port()
+            with server([sys.executable, str(ROOT / "bench" / "static_asgi.py"), str(port)], port, paths[0],
+                        env={"BENCH_STATIC_ROOT": tmp}, log_name="static-asgi-protocol") as protocol:
+                load(protocol, paths, 40)
+                results[("vector", label, "geocloud (vs protocol)", "warm")], results[("vector", label, "protocol floor", "warm")] = \
+                    median_pair(lambda: sustained_cpu(base, paths), lambda: sustained_cpu(protocol, paths))
             if shutil.which("granian", path=str(Path(sys.executable).parent)):
                 port = free_port()
                 with server([str(Path(sys.executable).parent / "granian"), "--interface", "asgi", "--loop", "uvloop",
@@ -347,6 +356,11 @@ def report(results: dict, per_tile: dict, vector_sets: dict) -> None:
             print(f"vector {label:<15} warm: geocloud/uvicorn floor (bench/static_asgi.py) {again['rps'] / floor['rps']:.2f}x "
                   f"({again['rps']:.0f} vs {floor['rps']:.0f} tiles/s); CPU per tile {again['cpu_us']:.0f} vs "
                   f"{floor['cpu_us']:.0f} us; the floor is {floor['rps'] / limit['rps']:.2f}x nginx")
+            ours3, floor = results[("vector", label, "geocloud (vs protocol)", "warm")], results[("vector", label, "protocol floor", "warm")]
+            print(f"vector {label:<15} warm: geocloud/protocol floor (bench/static_asgi.py under serve/protocol.py, from memory) "
+                  f"{ours3['rps'] / floor['rps']:.2f}x ({ours3['rps']:.0f} vs {floor['rps']:.0f} tiles/s); CPU per tile "
+                  f"{ours3['cpu_us']:.0f} vs {floor['cpu_us']:.0f} us; the floor is {floor['rps'] / limit['rps']:.2f}x nginx "
+                  f"by rate, {limit['cpu_us'] / floor['cpu_us']:.2f}x by CPU per tile")
             if ("vector", label, "granian floor", "warm") in results:
                 granian, floor = results[("vector", label, "granian floor", "warm")], results[("vector", label, "uvicorn floor 2", "warm")]
                 print(f"vector {label:<15} warm: granian floor / uvicorn floor (bench/static_asgi.py under each) "

@@ -734,3 +734,22 @@ def test_a_rate_limited_warm_tile_gets_a_framed_429_on_a_kept_connection(own_ser
         started = time.monotonic()
         assert [client.get(tile).status_code for _ in range(3)] == [429] * 3
         assert time.monotonic() - started < 1.5
+
+
+def test_the_protocol_encodes_an_answers_header_tuple_once():
+    """serve/protocol.py keeps the encoding of headers given as a tuple (a cached tile's answer, handed
+    again for every request) and reuses it while the same tuple comes again; a list is encoded each
+    time; what is kept is bounded."""
+    from geocloud.serve import protocol
+
+    protocol._encoded_heads.clear()
+    headers = ((b"etag", b'"a"'), (b"content-length", b"3"))
+    first = protocol._encoded(headers)
+    assert first == (b'etag: "a"\r\ncontent-length: 3\r\n', True)
+    assert protocol._encoded(headers)[0] is first[0]  # the kept encoding, not a new one
+    listed = [(b"etag", b'"a"')]
+    assert protocol._encoded(listed) == (b'etag: "a"\r\n', False)
+    assert protocol._encoded(listed)[0] is not protocol._encoded(listed)[0]  # a list may change: made anew
+    for i in range(protocol.ENCODED + 10):
+        protocol._encoded(((b"etag", b"%d" % i),))
+    assert 0 < len(protocol._encoded_heads) <= protocol.ENCODED

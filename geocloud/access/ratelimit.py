@@ -27,19 +27,24 @@ def limit_for(client: str) -> int:
 def hit(client: str) -> int | None:
     """Count one request; return seconds to wait if the client is over its limit, else None."""
     now = time.time()
-    minute = int(now // 60)
-    key = (client, minute)
-    _start()
+    key = (client, int(now // 60))
+    if not _flushing:
+        _start()
     with _lock:
-        _pending[key] = _pending.get(key, 0) + 1
-        seen = _totals.get(key, 0) + _pending[key]
+        _pending[key] = pending = _pending.get(key, 0) + 1
+        seen = _totals.get(key, 0) + pending
     if seen > limit_for(client):
         return max(1, int(60 - now % 60))
     return None
 
 
+_flushing = False  # the flusher runs (once a process: asked on every request, so kept at hand)
+
+
 def _start() -> None:
+    global _flushing
     background.ensure("geocloud-ratelimit", _flusher)
+    _flushing = True
 
 
 def _flusher() -> None:

@@ -43,11 +43,12 @@ class Observed:
         self.app = inner
         self.warm = warm
         self.proxies = TrustedProxies(get_settings().proxy_networks)
+        self.trusting = bool(self.proxies)
         self.count = metrics.enabled()
 
     def _request_id(self, scope) -> bytes:
         client = scope.get("client")
-        if self.proxies and client and self.proxies.named(client[0]):
+        if self.trusting and client and self.proxies.named(client[0]):
             for name, value in scope["headers"]:
                 if name == b"x-request-id" and INCOMING_ID.fullmatch(value):
                     return value
@@ -62,11 +63,12 @@ class Observed:
     def _warm_failed(request: logs.RequestContext) -> None:
         LOG.exception("the warm tile path failed on %s; the application answers", request.path)
 
-    def answer_now(self, scope) -> tuple[int, list, bytes] | None:
-        """The warm path's whole answer with its request id, logged and counted, when it needs no
-        await: serve/protocol.py then writes it without starting the application's task (a task, the
-        ASGI messages and uvicorn's encoding of them were half of a warm tile's CPU). None: the
-        request goes to ``__call__``, as any other, and the warm path is not asked twice."""
+    def answer_now(self, scope) -> tuple[int, tuple | list, bytes, list] | None:
+        """The warm path's whole answer, logged and counted, when it needs no await: (status, its
+        headers, body, this request's own headers: the request id). serve/protocol.py then writes it
+        without starting the application's task (a task, the ASGI messages and uvicorn's encoding of
+        them were half of a warm tile's CPU). None: the request goes to ``__call__``, as any other,
+        and the warm path is not asked twice."""
         if not self.warm.takes_now(scope):
             return None
         scope[WARM_ASKED] = True
@@ -83,9 +85,8 @@ class Observed:
                 return None
             status, headers, body = found
             logs.answered(request, status)
-            headers = [*headers, (b"x-request-id", rid)]
             self._done(scope, request, status, started, headers)
-            return status, headers, body
+            return status, headers, body, [(b"x-request-id", rid)]
         finally:
             logs.current.reset(token)
 

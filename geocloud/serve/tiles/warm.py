@@ -106,10 +106,17 @@ def _cached_answer(scope, https: bool) -> tuple[tuple, tuple] | None:
         known = _memo.get((path, query, https))
         if known is None:  # (a path is parsed only once per live state: a remembered one was a tile's)
             target = None if raster else _target(path)
-            known = _raster_answers(scope) if raster else _vector_answers(target) if target else None
+            # as the anonymous caller: a pipelined request's task inherits the context of the request before
+            token = guard.current.set(guard.ANONYMOUS)
+            try:
+                known = _raster_answers(scope) if raster else _vector_answers(target) if target else None
+            finally:
+                guard.current.reset(token)
             if known is None:
                 return None
-            known = (known[0], *((answer, (answer[0], complete(list(answer[1]), https), answer[2])) for answer in known[1:]))
+            # the whole answer's headers as a tuple: serve/protocol.py encodes a tuple once and reuses it
+            known = (known[0], *((answer, (answer[0], tuple(complete(list(answer[1]), https)), answer[2]))
+                                 for answer in known[1:]))
             _memo[(path, query, https)] = known
             _memo_bytes += _size(known)
     except (HTTPError, GeocloudError, OSError, ValueError):  # the route gives its own answer (4xx, 503...)
@@ -171,12 +178,7 @@ class WarmTiles:
         """(the answer as _cached_answer gives it, or the rate limit's refusal; over HTTPS or not),
         or None to leave the request to the application; for a GET or HEAD of a tile's path."""
         https = believe_forwarded(scope, self.proxies)
-        # as the anonymous caller: a pipelined request's task inherits the context of the request before
-        token = guard.current.set(guard.ANONYMOUS)
-        try:
-            found = _cached_answer(scope, https)
-        finally:
-            guard.current.reset(token)
+        found = _cached_answer(scope, https)
         if found is None:
             return None
         try:
@@ -185,13 +187,14 @@ class WarmTiles:
             found = (guard.refusal(exc), None)
         return found, https
 
-    def answer_now(self, scope) -> tuple[int, list, bytes] | None:
+    def answer_now(self, scope) -> tuple[int, tuple | list, bytes] | None:
         """``answer`` without an await, for a request ``takes_now`` took (CORS runs as the ASGI
-        middleware it is, in ``answer``). For serve/protocol.py, through serve/observe.py."""
+        middleware it is, in ``answer``). For serve/protocol.py, through serve/observe.py: a cached
+        tile's headers are the same tuple each time, which the protocol encodes once."""
         decided = self._decided(scope)
         return None if decided is None else _whole(*decided)
 
-    async def answer(self, scope) -> tuple[int, list, bytes] | None:
+    async def answer(self, scope) -> tuple[int, tuple | list, bytes] | None:
         decided = self._decided(scope) if self._may_take(scope) else None
         if decided is None:
             return None
@@ -200,7 +203,11 @@ class WarmTiles:
         return _whole(*decided)
 
     def _cross_origin(self, scope) -> bool:
-        return self.cors is not None and any(name == b"origin" for name, _ in scope["headers"])
+        if self.cors is not None:
+            for name, _ in scope["headers"]:  # (asked of every warm tile: a loop is faster than any())
+                if name == b"origin":
+                    return True
+        return False
 
     async def _with_cors(self, scope, answer: tuple, https: bool) -> tuple[int, list, bytes]:
         """``answer`` through CORSMiddleware, then the shared headers: in SharedHeaders' order."""
@@ -213,7 +220,7 @@ class WarmTiles:
         return sent[0]["status"], complete(list(sent[0]["headers"]), https), answer[2]
 
 
-def _whole(found: tuple, https: bool) -> tuple[int, list, bytes]:
+def _whole(found: tuple, https: bool) -> tuple[int, tuple | list, bytes]:
     if found[1] is None:
         return found[0][0], complete(found[0][1], https), found[0][2]
     return found[1]

@@ -32,7 +32,7 @@ def _read(path: str) -> bytes:
 
 class Static:
     def __init__(self):
-        self.kept: dict[str, tuple[int, list, bytes]] = {}
+        self.kept: dict[str, tuple[int, tuple, bytes, tuple]] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -47,15 +47,16 @@ class Static:
                     "headers": [TYPE, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
-    def answer_now(self, scope) -> tuple[int, list, bytes] | None:
-        """For serve/protocol.py: the whole answer, from memory after the first time (None: a task)."""
+    def answer_now(self, scope) -> tuple[int, tuple, bytes, tuple] | None:
+        """For serve/protocol.py: the whole answer, from memory after the first time (None: a task);
+        its headers a tuple, which the protocol encodes once, and no header of the request's own."""
         found = self.kept.get(scope["path"])
         if found is None:
             try:
                 body = _read(scope["path"])
             except OSError:
                 return None
-            found = self.kept[scope["path"]] = (200, [TYPE, (b"content-length", str(len(body)).encode())], body)
+            found = self.kept[scope["path"]] = (200, (TYPE, (b"content-length", str(len(body)).encode())), body, ())
         return found
 
 

@@ -25,7 +25,7 @@ from geocloud.access.redact import redact, redact_query
 CLIENT_ERRORS = logging.getLogger("geocloud.clienterrors")
 
 
-@dataclass
+@dataclass(slots=True)  # one a request: slots make it quicker to make
 class RequestContext:
     id: str
     method: str

@@ -208,13 +208,25 @@ def replica() -> Replica | None:
     return _once(_replicas, url, lambda u: Replica(_once(_pools, u, Pool), write_pool)) if url else None
 
 
+_primary_only: tuple = (None, None)  # (settings that name no replica, the primary's pool for them)
+
+
 def get_pool() -> Pool:
     """The pool reads go to: the replica while it is reachable and within GEOCLOUD_REPLICA_MAX_LAG of
-    its primary, else the primary (whose outage then answers reads 503 with Retry-After)."""
+    its primary, else the primary (whose outage then answers reads 503 with Retry-After). Without a
+    replica, the primary's pool is kept for the settings it was found for (every request asks, some
+    twice; pools are never let go)."""
+    global _primary_only
+    settings = get_settings()
+    if _primary_only[0] is settings:
+        return _primary_only[1]
     watched = replica()
     if watched is not None and watched.usable():
         return watched.pool
-    return write_pool()
+    pool = write_pool()
+    if watched is None:
+        _primary_only = (settings, pool)
+    return pool
 
 
 def open_pools() -> list[tuple[str, Pool]]:

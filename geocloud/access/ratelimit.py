@@ -17,6 +17,7 @@ FLUSH = 0.5
 _lock = threading.Lock()
 _pending: dict[tuple[str, int], int] = {}
 _totals: dict[tuple[str, int], int] = {}
+_flushing = False  # the flusher runs (once a process: asked on every request, so kept at hand)
 
 
 def limit_for(client: str) -> int:
@@ -36,9 +37,6 @@ def hit(client: str) -> int | None:
     if seen > limit_for(client):
         return max(1, int(60 - now % 60))
     return None
-
-
-_flushing = False  # the flusher runs (once a process: asked on every request, so kept at hand)
 
 
 def _start() -> None:

@@ -51,7 +51,8 @@ class Cluster:
                   "--locale=C.UTF-8")
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.data}'\n"
-                       "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+                       "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                       "max_prepared_transactions = 2\n")  # for hold_locks
         self.start()
         with psycopg.connect(self.url("postgres", "postgres"), autocommit=True) as conn:
             conn.execute("CREATE ROLE geocloud LOGIN SUPERUSER PASSWORD 'geocloud'")
@@ -78,6 +79,25 @@ class Cluster:
         except subprocess.CalledProcessError:
             pass  # already stopped
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+HELD = "geocloud-outage-test"
+
+
+def hold_locks(url: str, tables: str) -> None:
+    """Lock ``tables`` in a prepared transaction, which outlives its session and the cluster's stop.
+    A session's lock is let go when fast shutdown ends that session, and a statement waiting for it
+    could then finish before its own session was ended (a request "in flight" answered 200, in two
+    clean-clone runs in a row). ``let_go`` ends it once the cluster is back."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("BEGIN")
+        conn.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
+        conn.execute(f"PREPARE TRANSACTION '{HELD}'")
+
+
+def let_go(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"ROLLBACK PREPARED '{HELD}'")
 
 
 @pytest.fixture(scope="module")
@@ -202,9 +222,7 @@ def test_a_database_restart_under_load(city_on_own_cluster):
         warmed = time.monotonic()
 
         # a request in flight when the server goes: it waits for a lock the test holds
-        blocker = psycopg.connect(url, autocommit=True)
-        blocker.execute("BEGIN")
-        blocker.execute("LOCK TABLE live.zoning IN ACCESS EXCLUSIVE MODE")
+        hold_locks(url, "live.zoning")
         in_flight: list = []
         waiting = threading.Thread(target=lambda: in_flight.append(
             httpx.get(base + "/collections/zoning/items?limit=1&zone_code=x", timeout=30)), daemon=True)
@@ -225,7 +243,7 @@ def test_a_database_restart_under_load(city_on_own_cluster):
         load.stopped.set()
         load.join(timeout=60)
         waiting.join(timeout=30)
-        blocker.close()
+        let_go(url)
         time.sleep(REFRESH + 0.5)  # idle, with a live state to re-read: no request in flight will notice the stop
         cluster.stop()
         idle = {path: _timed(base + path) for path in ("/conformance", "/collections/roads/items?limit=1")}
@@ -301,16 +319,14 @@ def test_manage_and_request_routes_answer_503_through_an_outage(city_on_own_clus
     try:
         for method, path, headers, _ in routes[::2]:  # the key verified and cached, the pages answering
             assert httpx.request(method, base + path, headers=headers, timeout=30).status_code == 200, path
-        blocker = psycopg.connect(url, autocommit=True)
-        blocker.execute("BEGIN")
-        blocker.execute("LOCK TABLE geocloud.etl_runs, geocloud.access_requests IN ACCESS EXCLUSIVE MODE")
+        hold_locks(url, "geocloud.etl_runs, geocloud.access_requests")
         in_flight: dict = {}
         threads = [threading.Thread(target=lambda r=r: in_flight.update({r[:2]: send(*r)}), daemon=True)
                    for r in routes]
         for t in threads:
             t.start()
         deadline = time.monotonic() + 10
-        with psycopg.connect(url, autocommit=True) as watch:  # (the blocker's transaction sees one snapshot of it)
+        with psycopg.connect(url, autocommit=True) as watch:  # a session of its own: each check sees the waiters anew
             while watch.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchone()[0] \
                     < len(routes):
                 assert time.monotonic() < deadline, ("not every request waits for the lock", in_flight)
@@ -320,10 +336,10 @@ def test_manage_and_request_routes_answer_503_through_an_outage(city_on_own_clus
         try:
             for t in threads:
                 t.join(timeout=30)
-            blocker.close()
             down = {r[:2]: send(*r) for r in routes}
         finally:
             cluster.start()
+            let_go(url)
         back = time.monotonic()
         while any(httpx.request(m, base + p, headers=h, timeout=30).status_code != 200 for m, p, h, _ in routes[::2]):
             assert time.monotonic() < back + 10, "the routes did not answer again once the database was back"

@@ -17,7 +17,6 @@ FLUSH = 0.5
 _lock = threading.Lock()
 _pending: dict[tuple[str, int], int] = {}
 _totals: dict[tuple[str, int], int] = {}
-_flushing = False  # the flusher runs (once a process: asked on every request, so kept at hand)
 
 
 def limit_for(client: str) -> int:
@@ -29,8 +28,7 @@ def hit(client: str) -> int | None:
     """Count one request; return seconds to wait if the client is over its limit, else None."""
     now = time.time()
     key = (client, int(now // 60))
-    if not _flushing:
-        _start()
+    _start()
     with _lock:
         _pending[key] = pending = _pending.get(key, 0) + 1
         seen = _totals.get(key, 0) + pending
@@ -40,9 +38,7 @@ def hit(client: str) -> int | None:
 
 
 def _start() -> None:
-    global _flushing
     background.ensure("geocloud-ratelimit", _flusher)
-    _flushing = True
 
 
 def _flusher() -> None:

@@ -66,12 +66,7 @@ class OneWrite(HttpToolsProtocol):
         self._turn += 1
         status, headers, body, own = found
         head, framed = _encoded(headers)
-        content = [STATUS_LINE[status]]
-        for name, value in self.server_state.default_headers:
-            content += (name, b": ", value, b"\r\n")
-        content.append(head)
-        for name, value in own:
-            content += (name, b": ", value, b"\r\n")
+        content = [STATUS_LINE[status], _lines(self.server_state.default_headers), head, _lines(own)]
         if not framed and status not in (204, 304):  # uvicorn would send it chunked; its length is known
             content.append(b"content-length: %d\r\n" % len(body))
         if not cycle.keep_alive:
@@ -167,13 +162,17 @@ def _encoded(headers: tuple | list) -> tuple[bytes, bool]:
     kept = _encoded_heads.get(id(headers))
     if kept is not None and kept[0] is headers:  # the entry holds the tuple: its id is not reused
         return kept[1], kept[2]
-    head = b"".join(b"%s: %s\r\n" % pair for pair in headers)
+    head = _lines(headers)
     framed = any(name == b"content-length" for name, _ in headers)
     if type(headers) is tuple:
         if len(_encoded_heads) >= ENCODED:
             _encoded_heads.clear()
         _encoded_heads[id(headers)] = (headers, head, framed)
     return head, framed
+
+
+def _lines(headers) -> bytes:
+    return b"".join(b"%s: %s\r\n" % pair for pair in headers)
 
 
 class _Held:

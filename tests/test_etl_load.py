@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from rio_cogeo.cogeo import cog_validate
 from geocloud.catalog import get_catalog
 from geocloud.errors import Conflict, InputError, NotFound
 from geocloud.etl import rollback_layer, run_pipeline, stage
-from geocloud.etl.parallel import WORKERS, Processes, in_order
+from geocloud.etl.parallel import WORKER_NICENESS, WORKERS, Processes, in_order
 from geocloud.etl.publish import KEEP_VERSIONS
 
 from conftest import MANIFEST_PIPELINES, geocloud_cli, live_state, source_of
@@ -361,20 +362,20 @@ def test_small_batches_on_several_threads_or_processes_load_the_same_in_source_o
     assert max(rows) - min(rows) > 97  # the report's first rows come from several batches
 
 
-def test_ready_worker_processes_get_every_item_and_hold_the_fork_servers_imports_frozen():
-    """A run's worker processes are forked in the background from the moment it knows it wants
-    them; once they are ready, every item goes to them, the first ones too (threads of the loader
-    take the first items only while the processes are not ready). The fork server ends with the
-    loader and holds its stdout: it leaves the objects of its imports to the operating system
-    (frozen), rather than freeing them one by one while a caller reading the loader's output waits.
-    Its workers inherit them frozen."""
-    def on_ready_processes(call):
-        processes = Processes()
-        assert processes.ready.wait(60)
-        return list(in_order(operator.call, [call] * 2 * WORKERS, processes))
+def test_worker_processes_get_every_item_run_below_the_loader_and_hold_the_fork_servers_imports_frozen():
+    """A run's worker processes get every item, the first ones too, even while the fork server is
+    still being started: none is prepared on the loader's own threads. They run at a lower priority
+    than the loader (``WORKER_NICENESS``), so that the COPY the loader feeds, and a server's request
+    threads, come first. The fork server ends with the loader and holds its stdout: it leaves the
+    objects of its imports to the operating system (frozen), rather than freeing them one by one
+    while a caller reading the loader's output waits. Its workers inherit them frozen."""
+    def on_processes(call):
+        return list(in_order(operator.call, [call] * 2 * WORKERS, Processes()))
 
-    assert os.getpid() not in on_ready_processes(os.getpid)
-    counts = on_ready_processes(gc.get_freeze_count)
+    assert os.getpid() not in on_processes(os.getpid)
+    loader = os.getpriority(os.PRIO_PROCESS, 0)
+    assert set(on_processes(partial(os.getpriority, os.PRIO_PROCESS, 0))) == {min(19, loader + WORKER_NICENESS)}
+    counts = on_processes(gc.get_freeze_count)
     assert all(n > 10_000 for n in counts), counts
 
 

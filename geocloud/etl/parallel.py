@@ -12,8 +12,15 @@ ETL's modules once: forking the loader itself would copy locks other threads hol
 the ETL beside its request threads), and spawning each worker afresh would import numpy, Arrow,
 GDAL and shapely in each. The fork server lives as long as the loader, so a server's later runs
 start their workers at once. A run's workers are forked in the background as soon as it knows it
-wants them (``Processes``), and get every batch once they are ready.
+wants them (``Processes``), and get every batch, the first ones too: while the fork server still
+imports, the loader preparing batches on its own threads would only take the core it needs (two
+batches side by side on the loader's threads took a second; a worker takes 0.3 s for one).
+Workers run at a lower priority than the loader and the database (``WORKER_NICENESS``): the COPY
+into PostgreSQL, which the loader feeds, is what a run waits for at its end, and a server running
+an upload keeps answering requests first.
 """
+
+import contextlib
 
 import gc
 import multiprocessing
@@ -37,6 +44,7 @@ PRELOAD = ["geocloud.etl.preload"]  # what every worker process needs, imported 
 # A vector source of this many bytes or more (about 280,000 buildings as a Shapefile) has its batches
 # prepared in worker processes rather than threads: below it, starting them costs more than they save.
 PROCESSES_FROM = 128 << 20
+WORKER_NICENESS = 10
 
 
 def big(path: Path) -> bool:
@@ -55,28 +63,28 @@ def _worker_started() -> None:
     """A worker process collects no reference cycles: a batch's objects (a Python object per
     geometry, Arrow and numpy arrays) are freed by their reference counts, and the cycle collector,
     set off by every 700 new objects, spent a tenth of a worker's time walking the live geometries.
-    A worker lives for one run."""
+    A worker lives for one run, at ``WORKER_NICENESS``."""
     gc.disable()
+    os.nice(WORKER_NICENESS)
 
 
 class Processes:
-    """A run's worker processes, forked in the background from the moment the run knows it wants them
-    (``ready`` is set once they are), so that ``in_order`` hands them every batch it can. Closed by
-    ``in_order`` when it ends, or by ``close`` if the run ends before."""
+    """A run's worker processes, forked in the background from the moment the run knows it wants them,
+    while it opens its source. Closed by ``in_order`` when it ends, or by ``close`` if the run ends
+    before."""
 
     def __init__(self, workers: int = WORKERS):
         start_processes()
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
                                         initializer=_worker_started)
-        self.ready = threading.Event()
         threading.Thread(target=self._fork, args=(workers,), name="geocloud-fork", daemon=True).start()
 
     def _fork(self, workers: int) -> None:
-        try:  # each submission waits for the fork server (its imports) to fork a worker
-            for started in [self.pool.submit(os.getpid) for _ in range(workers)]:
-                started.result()
-        finally:  # a broken pool raises where the run submits its next batch
-            self.ready.set()
+        # each submission waits for the fork server (its imports) to fork a worker; a pool that broke,
+        # or that a run ending early closed, says so where the run submits its next batch, if any
+        with contextlib.suppress(RuntimeError):
+            for _ in range(workers):
+                self.pool.submit(os.getpid)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -86,22 +94,16 @@ def in_order(fn: Callable[[T], R], items: Iterable[T], processes: Processes | No
              workers: int = WORKERS) -> Iterator[R]:
     """``map(fn, items)`` on ``workers`` threads, or on ``processes`` (then ``fn``, the items and the
     results must pickle), at most two items per worker in flight (bounded memory). An exception is
-    raised where its item comes in order; the items after it are dropped.
-
-    With processes, the first ``workers`` items still go to threads if the processes are not ready
-    yet: they are only once the fork server has imported the ETL's modules and forked them (a second
-    or more, while this process would wait for its first result)."""
+    raised where its item comes in order; the items after it are dropped."""
     pending: deque[Future] = deque()
-    threads = ThreadPoolExecutor(workers, thread_name_prefix="geocloud-prepare")
+    executor = ThreadPoolExecutor(workers, thread_name_prefix="geocloud-prepare") if processes is None \
+        else processes.pool
     try:
-        for number, item in enumerate(items):
-            early = processes is None or (number < workers and not processes.ready.is_set())
-            pending.append((threads if early else processes.pool).submit(fn, item))
+        for item in items:
+            pending.append(executor.submit(fn, item))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
     finally:
-        threads.shutdown(wait=True, cancel_futures=True)
-        if processes is not None:
-            processes.close()
+        executor.shutdown(wait=True, cancel_futures=True)

@@ -68,6 +68,10 @@ def test_the_whole_sample_city_loads(database, city):
         for idx in ("buildings", "addresses"):
             indexes = {r[0] for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname='live' AND tablename=%s", (idx,))}
             assert any("gist" in i for i in indexes) and any("UNIQUE" in i for i in indexes)
+        # analyzed for the planner, but for the Web Mercator copy of the geometry, which no query selects by
+        analyzed = {r[0] for r in conn.execute(
+            "SELECT attname FROM pg_stats WHERE schemaname = 'live' AND tablename = 'buildings'")}
+        assert {"building_id", "structure", "geom"} <= analyzed and "geom_3857" not in analyzed
     topo = reports["topo"]
     assert topo.quality["skipped_feature_codes"] == {"99999": 3}
     roads = reports["roads"]
@@ -427,6 +431,21 @@ def test_the_work_beside_the_spatial_index_has_no_parallel_workers(database):
         assert conn.execute(settings).fetchone() == ("3", "3")
         indexes = conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", (table,)).fetchall()
         assert {r[0] for r in indexes} == {f"{table}_key", f"{table}_geom"}
+
+
+def test_the_staging_copy_has_its_table_written_back_as_it_goes(database):
+    """A staging table is new in its transaction, so the commit syncs it to disk: while the COPY
+    writes it, the server writes it back too (``backend_flush_after``), within that transaction only,
+    and the commit finds little left to wait for."""
+    layer = get_catalog().loadable().layers["buildings"]
+    flush = "SELECT current_setting('backend_flush_after')"
+    with psycopg.connect(database, autocommit=True) as conn:
+        before = conn.execute(flush).fetchone()[0]
+        with conn.transaction():
+            stage.create_staging(conn, layer, 1)
+            stage.CopyWriter(conn).close()
+            assert conn.execute(flush).fetchone()[0] == "2MB"
+        assert conn.execute(flush).fetchone()[0] == before != "2MB"
 
 
 def test_a_worker_process_refusing_a_batch_names_the_file_and_row(database, city, tmp_path, monkeypatch):

@@ -72,10 +72,15 @@ def create_staging(conn: psycopg.Connection, layer: Layer, run_id: int) -> str:
     name = staging_name(layer.id, run_id)
     columns = [sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(SQL_TYPES[f.type])) for f in layer.fields]
     columns.append(sql.SQL("geom geometry({}, {}) NOT NULL").format(sql.SQL(layer.geometry), sql.Literal(layer.srid)))
-    if layer.srid != 3857:  # projected once here rather than once per feature in every Web Mercator tile
+    mercator = layer.srid != 3857  # projected once here rather than once per feature in every Web Mercator tile
+    if mercator:
         columns.append(sql.SQL("{} geometry({}, 3857) GENERATED ALWAYS AS (ST_Transform(geom, 3857)) STORED").format(
             sql.Identifier(WEB_MERCATOR_GEOM), sql.SQL(layer.geometry)))
     conn.execute(sql.SQL("CREATE TABLE staging.{} ({})").format(sql.Identifier(name), sql.SQL(", ").join(columns)))
+    if mercator:  # no query selects by it (tiles find features by geom): ANALYZE, ours and autovacuum's,
+        # skips it rather than spend 0.2 s a million rows on its statistics
+        conn.execute(sql.SQL("ALTER TABLE staging.{} ALTER COLUMN {} SET STATISTICS 0").format(
+            sql.Identifier(name), sql.Identifier(WEB_MERCATOR_GEOM)))
     return name
 
 
@@ -90,11 +95,17 @@ class CopyWriter:
     PostgreSQL parses and stores one batch while the next is read and validated (two cores both
     busy). Binary COPY spares both sides the text round trip: no hex WKB, no number formatting and
     parsing. Tables are written one after the other on the one connection, keeping everything in
-    the caller's staging transaction."""
+    the caller's staging transaction. One table waits while another is written: the database is
+    the slower side, and whatever waits when the last batch is ready, it then copies alone, on one
+    core (three waiting tables made that tail ~0.3 s longer on 1,000,000 buildings)."""
 
     def __init__(self, conn: psycopg.Connection):
+        # The transaction's new table is synced to disk at its commit (wal_level=minimal writes it no
+        # WAL): written back as it is copied, it leaves the commit almost nothing to wait for, where
+        # one core would idle (1,000,000 buildings: 0.19 -> 0.02 s, the copy no slower).
+        conn.execute("SET LOCAL backend_flush_after = '2MB'")
         self.conn, self.error = conn, None
-        self.queue: queue.Queue = queue.Queue(maxsize=3)
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
         self.thread = threading.Thread(target=self._run, name="geocloud-copy", daemon=True)
         self.thread.start()
 

@@ -11,7 +11,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -108,13 +107,11 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
         progress = runs.Recorder(run_id, progress)
         report = Report(run_id, pipeline.pipeline, str(path), dry_run, operator=operator())
         quality = Quality()
-        hashing = ThreadPoolExecutor(1, thread_name_prefix="geocloud-checksum")
-        checksum, processes = None, None
+        checked, processes = None, None
         try:
             # a hostile source (a 10 GB GeoJSON, a zip bomb...) is refused before it is hashed or read
             check_source(path, pipeline.source.format)
-            # hashlib releases the GIL: the source is hashed beside the read rather than before it
-            checksum = hashing.submit(sha256, path)
+            checked = path
             if not pipeline.raster_layer and big(path):
                 processes = Processes()  # forked while this run opens the source
             stage.lock_layers(conn, pipeline.layer_ids)
@@ -123,21 +120,20 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
                 from geocloud.etl import raster  # rasterio takes ~1 s to import: only for raster runs
 
                 raster.clear_leftovers(settings.data_path, pipeline.raster_layer)
-                _raster_run(conn, pipeline, path, report, force, _Timer(report, progress), checksum)
+                _raster_run(conn, pipeline, path, report, force, _Timer(report, progress))
             else:
                 _vector_run(conn, pipeline, path, report, quality, force, _Timer(report, progress), progress,
-                            checksum, processes)
+                            processes)
         except BaseException as exc:  # noqa: BLE001 - record every failure, then let it propagate
             report.status = "refused" if isinstance(exc, GuardRefused) else "failed"
             report.error = str(exc) or type(exc).__name__
             report.quality = quality.as_dict()
-            _finish(conn, report, settings.data_path, quality, checksum)
+            _finish(conn, report, settings.data_path, quality, checked)
             raise
         else:
             report.quality = quality.as_dict()
-            _finish(conn, report, settings.data_path, quality, checksum)
+            _finish(conn, report, settings.data_path, quality, checked)
         finally:  # after the run's record says how it ended, so a next run never sees it 'running'
-            hashing.shutdown(wait=False)
             if processes is not None:  # a run that failed before its read stage
                 processes.close()
             progress.close()
@@ -148,12 +144,14 @@ def run_pipeline(name: str, path: Path, *, dry_run: bool = False, force: bool = 
 
 
 def _finish(conn: psycopg.Connection, report: Report, data_dir: Path, quality: Quality,
-            checksum: Future | None) -> None:
+            checked: Path | None) -> None:
+    """Record how the run ended, with the checksum of its source (``checked``: None for a source
+    refused unread, which is never hashed; one that cannot be read has none either)."""
     if conn.closed:
         return
-    # a source refused before it was hashed, or that cannot be read, has none
-    if report.sha256 is None and checksum is not None and checksum.exception() is None:
-        report.sha256 = checksum.result()
+    if report.sha256 is None and checked is not None:
+        with contextlib.suppress(OSError):
+            report.sha256 = sha256(checked)
     report.report_path = str(runs.write_report(data_dir, report.run_id, report.as_dict()))
     runs.finish(conn, report.run_id, report.status, sha256=report.sha256, counts=report.counts,
                 timings=report.timings, warnings=[vars(i) for i in quality.warnings], diff=report.diff,
@@ -168,7 +166,7 @@ def _transform_for(pipeline: Pipeline, output) -> callable:
 
 
 def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Quality, force: bool,
-                timed: _Timer, progress: Progress, checksum: Future, processes: Processes | None) -> None:
+                timed: _Timer, progress: Progress, processes: Processes | None) -> None:
     catalog = get_catalog().loadable()
     src = open_source(path, pipeline.source)
     pipeline.check_columns(src.columns)
@@ -206,10 +204,6 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
             finally:
                 writer.close()
         _check_quality(quality, pipeline, src.path)
-    # hashed beside the read, long done for a big file; recorded now, so that a run killed later
-    # (indexing, publishing) still says what it was loading
-    report.sha256 = checksum.result()
-    runs.set_checksum(conn, report.run_id, report.sha256)
     # Committed: the tables are in the staging schema, invisible to readers, and dropped as leftovers
     # by the next run if this one dies; indexes can now be built on two connections at once.
     report.counts = {"read": quality.read, "loaded": dict(quality.loaded), "rejected": quality.rejected,
@@ -221,6 +215,11 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
         live = live_version(conn, lid)
         change = stage.diff(conn, layers[lid], f"live.{lid}" if live else None, f"staging.{tables[lid]}")
         report.timings["diff"] = round(report.timings.get("diff", 0) + time.perf_counter() - t0, 3)
+        if report.sha256 is None:  # then the source's checksum (hashlib releases the GIL), on the core
+            # the spatial index leaves idle rather than beside the read; recorded now, so that a run
+            # killed later (indexing, publishing) still says what it was loading
+            report.sha256 = sha256(path)
+            runs.set_checksum(conn, report.run_id, report.sha256)
         return change
 
     def discard():
@@ -281,8 +280,7 @@ def _check_quality(quality: Quality, pipeline: Pipeline, path: Path) -> None:
         raise InputError("no feature could be loaded", where=str(path), fix="see the quality report")
 
 
-def _raster_run(conn, pipeline: Pipeline, path: Path, report: Report, force: bool, timed: _Timer,
-                checksum: Future) -> None:
+def _raster_run(conn, pipeline: Pipeline, path: Path, report: Report, force: bool, timed: _Timer) -> None:
     from geocloud.etl import raster
 
     settings, layer = get_settings(), get_catalog().loadable().layers[pipeline.raster_layer]
@@ -291,7 +289,7 @@ def _raster_run(conn, pipeline: Pipeline, path: Path, report: Report, force: boo
     report.crs = info.crs
     report.counts = {"files": len(info.files), "bands": info.bands, "dtype": info.dtype}
     live = live_version(conn, layer.id)
-    report.sha256 = checksum.result()
+    report.sha256 = sha256(path)
     if live and not force and not report.dry_run:
         live_sha = conn.execute("SELECT r.source_sha256 FROM geocloud.layer_versions v JOIN geocloud.etl_runs r "
                                 "ON r.id = v.run_id WHERE v.layer = %s AND v.state = 'live'", (layer.id,)).fetchone()

@@ -21,7 +21,6 @@ an upload keeps answering requests first.
 """
 
 import contextlib
-
 import gc
 import multiprocessing
 import os

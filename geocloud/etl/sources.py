@@ -233,7 +233,7 @@ def read_batches(src: OpenedSource) -> Iterator[Callable[[], Batch]]:
     feature (the .shx indexes them), so batches are read, decoded and parsed side by side. Other
     formats stream in order on a thread of their own, and the calls parse what it read."""
     if src.format == "shapefile":
-        for start, size in spans(src.feature_count, src.batch_size):
+        for start, size in _spans(src.feature_count, src.batch_size):
             yield partial(_shapefile_batch, src, start, size)
         return
     parse = _csv_batch if src.format == "csv" else _gdal_batch
@@ -241,7 +241,7 @@ def read_batches(src: OpenedSource) -> Iterator[Callable[[], Batch]]:
         yield partial(parse, src, raw)
 
 
-def spans(count: int, size: int) -> Iterator[tuple[int, int]]:
+def _spans(count: int, size: int) -> Iterator[tuple[int, int]]:
     """(first feature, features) of each batch of a source read at random: ``size`` features, but
     for the last ones, each a quarter of what is left (no fewer than a quarter of ``size``). The
     batches prepared side by side end together, and PostgreSQL then copies what they delivered

@@ -210,14 +210,19 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
                      "repaired": quality.repaired, "dropped_empty": quality.dropped_empty,
                      "duplicates": quality.duplicates}
 
-    def diff_with_live(lid: str) -> stage.Diff:  # while the spatial index builds
+    def diff_with_live(lid: str) -> stage.Diff:
         t0 = time.perf_counter()
         live = live_version(conn, lid)
         change = stage.diff(conn, layers[lid], f"live.{lid}" if live else None, f"staging.{tables[lid]}")
         report.timings["diff"] = round(report.timings.get("diff", 0) + time.perf_counter() - t0, 3)
-        if report.sha256 is None:  # then the source's checksum (hashlib releases the GIL), on the core
-            # the spatial index leaves idle rather than beside the read; recorded now, so that a run
-            # killed later (indexing, publishing) still says what it was loading
+        return change
+
+    def beside_the_spatial_index(lid: str) -> stage.Diff:
+        """The diff, then (once a run) the source's checksum: hashlib releases the GIL, and the core the
+        GiST build leaves idle takes it rather than the busy read; recorded now, so that a run killed
+        later (indexing, publishing) still says what it was loading."""
+        change = diff_with_live(lid)
+        if report.sha256 is None:
             report.sha256 = sha256(path)
             runs.set_checksum(conn, report.run_id, report.sha256)
         return change
@@ -230,7 +235,7 @@ def _vector_run(conn, pipeline: Pipeline, path: Path, report: Report, quality: Q
     try:
         with timed("index"):
             for lid, layer in layers.items():
-                change = stage.build_indexes(conn, layer, tables[lid], partial(diff_with_live, lid))
+                change = stage.build_indexes(conn, layer, tables[lid], partial(beside_the_spatial_index, lid))
                 report.diff[lid] = change.as_dict()
                 staged.append(Staged(layer, tables[lid], quality.loaded[lid], change))
             checkpoint("index")

@@ -42,13 +42,12 @@ class Observed:
     def __init__(self, inner, warm: WarmTiles):
         self.app = inner
         self.warm = warm
-        self.proxies = TrustedProxies(get_settings().proxy_networks)
-        self.trusting = bool(self.proxies)
+        self.proxies = TrustedProxies(get_settings().proxy_networks) or None  # None: none trusted (asked each request)
         self.count = metrics.enabled()
 
     def _request_id(self, scope) -> bytes:
         client = scope.get("client")
-        if self.trusting and client and self.proxies.named(client[0]):
+        if self.proxies is not None and client and self.proxies.named(client[0]):
             for name, value in scope["headers"]:
                 if name == b"x-request-id" and INCOMING_ID.fullmatch(value):
                     return value

@@ -26,7 +26,7 @@ from geocloud.errors import Conflict, InputError, NotFound
 from geocloud.etl import rollback_layer, run_pipeline, stage
 from geocloud.etl.parallel import WORKER_NICENESS, WORKERS, Processes, in_order
 from geocloud.etl.publish import KEEP_VERSIONS
-from geocloud.etl.sources import _spans
+from geocloud.etl.sources import HEAD_BATCHES, _spans
 
 from conftest import MANIFEST_PIPELINES, geocloud_cli, live_state, source_of
 
@@ -368,15 +368,17 @@ def test_small_batches_on_several_threads_or_processes_load_the_same_in_source_o
     assert max(rows) - min(rows) > 97  # the report's first rows come from several batches
 
 
-def test_a_shapefiles_last_batches_get_smaller():
-    """A shapefile is read in batches of BATCH features, but its last batches shrink (a quarter of
-    what is left, at least a quarter batch), so that the batches prepared side by side at the end
-    leave PostgreSQL little to copy alone; every feature is read once, in order."""
+def test_a_shapefiles_first_and_last_batches_are_smaller():
+    """A shapefile is read in batches of BATCH features, but its first HEAD_BATCHES are a quarter
+    batch, so that PostgreSQL starts copying sooner, and its last batches shrink (a quarter of what
+    is left, at least a quarter batch), so that the batches prepared side by side at the end leave
+    PostgreSQL little to copy alone; every feature is read once, in order."""
     spans = list(_spans(1_000_000, 65_536))
     assert [start for start, _ in spans] == list(itertools.accumulate([0] + [n for _, n in spans[:-1]]))
     assert sum(n for _, n in spans) == 1_000_000
     sizes = [n for _, n in spans]
-    assert sizes[:11] == [65_536] * 11 and sizes[-4:-1] == [16_384] * 3 and sizes == sorted(sizes, reverse=True)
+    assert HEAD_BATCHES == 2 and sizes[:2] == [16_384] * 2 and sizes[2:13] == [65_536] * 11
+    assert sizes[-4:-1] == [16_384] * 3 and sizes[2:] == sorted(sizes[2:], reverse=True)
     assert list(_spans(5, 97)) == [(0, 5)]
 
 

@@ -12,8 +12,8 @@ than wall time.
 geocloud runs from its own virtual environment, as a city installs it (``pip install geocloud``: its
 dependencies and nothing else), not from the bench's: that one also holds the peers of the other
 benches and their extras, and pyogrio imports pandas (there only through titiler.application's
-xarray) whenever it is installed, on both of the loader's first imports. ``--in-bench-venv`` loads
-from the bench's environment instead, for comparison.
+xarray) whenever it is installed, in the run's process and in its fork server. ``--in-bench-venv``
+loads from the bench's environment instead, for comparison.
 
     .venv/bin/python bench/etl.py [--scale 500] [--rounds 3] [--in-bench-venv]
 """

@@ -251,9 +251,10 @@ def _spans(count: int, size: int) -> Iterator[tuple[int, int]]:
     prepared, and the batches prepared side by side at the end end together, leaving it to copy what
     they delivered alone, on one core: at 65,536 buildings a batch, it started copying ~0.5 s after
     the workers did, and the last two batches had it work alone ~0.5 s."""
-    start, number = 0, 0
+    quarter, start, number = size // 4, 0, 0
     while start < count:
-        step = min(size // 4 if number < HEAD_BATCHES else size, max(size // 4, (count - start) // 4), count - start)
+        full = quarter if number < HEAD_BATCHES else size
+        step = min(full, max(quarter, (count - start) // 4), count - start)
         yield start, step
         start, number = start + step, number + 1
 

@@ -76,7 +76,7 @@ def believe_forwarded(scope, proxies: "TrustedProxies") -> bool:
     """Take the client, scheme, host and prefix from a trusted proxy's headers into the scope (when
     the client is one of ``proxies``); whether the request came over HTTPS. Idempotent: the warm
     tile path (tiles/warm.py) asks it before SharedHeaders does, for the requests it leaves to them."""
-    if proxies and scope.get("client") and proxies.named(scope["client"][0]):
+    if proxies.trusts(scope.get("client")):
         _forwarded(scope, proxies)
     return scope.get("scheme") == "https"
 
@@ -114,8 +114,10 @@ class TrustedProxies:
         self.networks = networks
         self._known: dict[str, bool] = {}
 
-    def __bool__(self) -> bool:
-        return bool(self.networks)
+    def trusts(self, client: tuple | None) -> bool:
+        """Whether the connection's peer (an ASGI scope's ``client``, absent over a Unix socket) is
+        a trusted proxy."""
+        return bool(self.networks) and client is not None and self.named(client[0])
 
     def named(self, address: str) -> bool:
         known = self._known.get(address)

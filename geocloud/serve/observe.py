@@ -42,12 +42,11 @@ class Observed:
     def __init__(self, inner, warm: WarmTiles):
         self.app = inner
         self.warm = warm
-        self.proxies = TrustedProxies(get_settings().proxy_networks) or None  # None: none trusted (asked each request)
+        self.proxies = TrustedProxies(get_settings().proxy_networks)
         self.count = metrics.enabled()
 
     def _request_id(self, scope) -> bytes:
-        client = scope.get("client")
-        if self.proxies is not None and client and self.proxies.named(client[0]):
+        if self.proxies.trusts(scope.get("client")):
             for name, value in scope["headers"]:
                 if name == b"x-request-id" and INCOMING_ID.fullmatch(value):
                     return value

@@ -263,7 +263,7 @@ def test_every_page_renders_under_the_one_strict_policy_from_geocloud_alone(serv
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page()
         page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
-        page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+        page.on("requestfailed", lambda r: problems.append(f"failed ({r.failure}): {r.url}"))
         page.on("request", lambda r: None if r.url.startswith((served.url, "blob:", "data:"))
                 else problems.append(f"outside: {r.url}"))
         for path in ["/?f=html", "/collections?f=html", "/collections/roads?f=html", "/conformance?f=html",
@@ -275,7 +275,9 @@ def test_every_page_renders_under_the_one_strict_policy_from_geocloud_alone(serv
             csp = response.headers["content-security-policy"]
             assert "http" not in csp and "unsafe" not in csp and "script-src 'self';" in csp, (path, csp)
             assert page.locator("body").inner_text(), path
-            page.wait_for_timeout(300)  # the pages' scripts fetch what they draw
+            # the pages' scripts fetch what they draw: let every request end before the next page, or
+            # the navigation aborts a tile still in flight (net::ERR_ABORTED) on a busy machine
+            page.wait_for_load_state("networkidle")
         browser.close()
     assert not problems, problems
 

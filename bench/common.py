@@ -157,12 +157,15 @@ def server(cmd: list[str], port: int, ready_path: str, env: dict | None = None, 
         log.close()
 
 
+def geocloud_prefix(patches: str = "", python: str = sys.executable) -> list[str]:
+    """The ``geocloud`` command, before its sub-command; ``patches`` (comma-separated, see
+    bench/patched.py) changes a constant in-process for a what-if run, never geocloud's code on disk."""
+    return [python, "-m", "geocloud"] if not patches else [python, str(ROOT / "bench" / "patched.py"), patches]
+
+
 def geocloud_cmd(port: int, patches: str = "") -> list[str]:
-    """``geocloud serve`` on ``port``, one process; ``patches`` (comma-separated, see bench/patched.py)
-    changes a constant in-process for a what-if run, never geocloud's code on disk."""
-    if not patches:
-        return [sys.executable, "-m", "geocloud", "serve", "--port", str(port)]
-    return [sys.executable, str(ROOT / "bench" / "patched.py"), patches, "--port", str(port)]
+    """``geocloud serve`` on ``port``, one process (``patches``: see ``geocloud_prefix``)."""
+    return [*geocloud_prefix(patches), "serve", "--port", str(port)]
 
 
 def median_pair(measure_a, measure_b, pairs: int = 3, key=lambda a, b: a["rps"] / b["rps"]) -> tuple:
@@ -361,11 +364,12 @@ def page_all(base: str, first_path: str, headers: dict | None = None) -> tuple[f
     return time.perf_counter() - t0, count
 
 
-def load_city(url: str, city: Path, pipelines: list[str]) -> None:
+def load_city(url: str, city: Path, pipelines: list[str], patches: str = "") -> None:
+    """Load ``pipelines`` of the sample city through geocloud's ETL (``patches``: see ``geocloud_prefix``)."""
     env = {"GEOCLOUD_DATABASE_URL": url, "GEOCLOUD_DATA_DIR": str(ROOT / ".geocloud" / "bench" / "data")}
     for name in pipelines:
         rel = json.loads((city / "manifest.json").read_text())["pipelines"][name]
-        subprocess.run([sys.executable, "-m", "geocloud", "etl", "run", name, str(city / rel)], check=True,
+        subprocess.run([*geocloud_prefix(patches), "etl", "run", name, str(city / rel)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
 
 

@@ -15,7 +15,10 @@ benches and their extras, and pyogrio imports pandas (there only through titiler
 xarray) whenever it is installed, in the run's process and in its fork server. ``--in-bench-venv``
 loads from the bench's environment instead, for comparison.
 
-    .venv/bin/python bench/etl.py [--scale 500] [--rounds 3] [--in-bench-venv]
+``--what-if no_web_mercator_copy`` loads without the stored Web Mercator geometry (bench/patched.py):
+what the ETL would gain, at the cost bench/tiles.py shows with the same option.
+
+    .venv/bin/python bench/etl.py [--scale 500] [--rounds 3] [--in-bench-venv] [--what-if PATCHES]
 """
 
 import argparse
@@ -33,7 +36,7 @@ from pathlib import Path
 
 import psycopg
 
-from common import ROOT, cpu_seconds, process_tree, sample_city, scratch_database, timed, url_for
+from common import ROOT, cpu_seconds, geocloud_prefix, process_tree, sample_city, scratch_database, timed, url_for
 
 from geocloud import db
 
@@ -163,6 +166,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternated geocloud/ogr2ogr pairs (median printed)")
     ap.add_argument("--in-bench-venv", action="store_true",
                     help="run geocloud from the bench's environment (with the peers' packages), not its own")
+    ap.add_argument("--what-if", default="", metavar="PATCHES",
+                    help="run geocloud with bench/patched.py's PATCHES (e.g. no_web_mercator_copy)")
     args = ap.parse_args()
     ogr2ogr = shutil.which("ogr2ogr")
     if not ogr2ogr:
@@ -181,7 +186,7 @@ def main() -> None:
             assert conn.execute("SELECT count(*) FROM buildings").fetchone()[0] == n
 
     python = sys.executable if args.in_bench_venv else str(shipped_python())
-    ours_cmd = [python, "-m", "geocloud", "etl", "run", "buildings", str(shp), "--json"]
+    ours_cmd = [*geocloud_prefix(args.what_if, python), "etl", "run", "buildings", str(shp), "--json"]
     peer_cmd = [ogr2ogr, "-f", "PostgreSQL", "PG:{url}", str(shp), "-nln", "buildings", "-t_srs", "EPSG:3826",
                 "-nlt", "PROMOTE_TO_MULTI", "-lco", "GEOMETRY_NAME=geom", "-lco", "SPATIAL_INDEX=GIST",
                 "--config", "PG_USE_COPY", "YES"]
@@ -198,13 +203,15 @@ def main() -> None:
 
     print(f"\nbuildings: {n:,} features, Shapefile (Big5 DBF), EPSG:3826 -> PostGIS EPSG:3826 with GiST index")
     print(f"median of {args.rounds} alternated pairs; geocloud from {Path(python).parents[1]} "
-          f"(pandas {'installed' if has_pandas(python) else 'not installed'})")
+          f"(pandas {'installed' if has_pandas(python) else 'not installed'})"
+          + (f", what-if {args.what_if} (bench/patched.py)" if args.what_if else ""))
     print(f"{'tool':<28}{'seconds':>10}{'features/s':>14}{'peak memory':>14}{'own CPU s':>12}{'server CPU s':>15}")
     for tool, (wall, rss, spent, _, own) in (("geocloud etl run", ours), (f"ogr2ogr (GDAL {gdal})", peer)):
         cpu = f"{spent:>15.1f}" if spent is not None else f"{'n/a':>15}"
         print(f"{tool:<28}{wall:>10.1f}{n / wall:>14,.0f}{rss / 2**20:>11,.0f} MB{own:>12.1f}{cpu}")
-    print(f"\ngeocloud / ogr2ogr throughput: {peer[0] / ours[0]:.2f}x   (geocloud includes validation, a stored "
-          "Web Mercator geometry, the unique-key index, diff and publish)")
+    copy = "" if "no_web_mercator_copy" in args.what_if else "a stored Web Mercator geometry, "
+    print(f"\ngeocloud / ogr2ogr throughput: {peer[0] / ours[0]:.2f}x   (geocloud includes validation, {copy}"
+          "the unique-key index, diff and publish)")
     print(f"geocloud stage timings (s): {json.loads(ours[3])['timings']}")
 
 

@@ -26,7 +26,10 @@ times and the median pair kept. Each side's CPU time per tile is printed too: on
 the rate follows the CPU share a server is given, its CPU per tile much less. tipg has no cache, so
 it has no warm pass.
 
-    .venv/bin/python bench/tiles.py [--scale 50] [--parts vector,warm,raster,auth] [--sets "roads z14,roads z16"]
+``--what-if no_web_mercator_copy`` loads the city without the stored Web Mercator geometry (see
+bench/patched.py), so that every Web Mercator tile projects its features with ST_Transform.
+
+    .venv/bin/python bench/tiles.py [--scale 50] [--parts vector,warm,raster,auth] [--sets "roads z14,roads z16"] [--what-if PATCHES]
 """
 
 import argparse
@@ -164,6 +167,8 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=50.0)
     ap.add_argument("--parts", default="vector,warm,raster,auth", help="which comparisons to run")
     ap.add_argument("--sets", default="", help="vector tile sets to run, comma-separated (e.g. 'roads z16'); default all")
+    ap.add_argument("--what-if", default="", metavar="PATCHES",
+                    help="load the city with bench/patched.py's PATCHES (e.g. no_web_mercator_copy)")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     per_tile: dict = {}   # (label, server) -> features per tile
@@ -177,7 +182,7 @@ def main() -> None:
     results: dict = {}
     with scratch_database() as url:
         db.upgrade(url)
-        load_city(url, city, ["roads", "buildings", "satellite"])
+        load_city(url, city, ["roads", "buildings", "satellite"], args.what_if)
         with psycopg.connect(url) as conn:
             storage = conn.execute("SELECT storage FROM geocloud.layer_versions WHERE layer = 'satellite' "
                                    "AND state = 'live'").fetchone()[0]

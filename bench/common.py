@@ -160,7 +160,13 @@ def server(cmd: list[str], port: int, ready_path: str, env: dict | None = None, 
 def geocloud_prefix(patches: str = "", python: str = sys.executable) -> list[str]:
     """The ``geocloud`` command, before its sub-command; ``patches`` (comma-separated, see
     bench/patched.py) changes a constant in-process for a what-if run, never geocloud's code on disk."""
-    return [python, "-m", "geocloud"] if not patches else [python, str(ROOT / "bench" / "patched.py"), patches]
+    if not patches:
+        return [python, "-m", "geocloud"]
+    from patched import PATCHES
+
+    if unknown := [name for name in patches.split(",") if name not in PATCHES]:
+        sys.exit(f"unknown what-if {', '.join(unknown)}; use any of {', '.join(PATCHES)} (bench/patched.py)")
+    return [python, str(ROOT / "bench" / "patched.py"), patches]
 
 
 def geocloud_cmd(port: int, patches: str = "") -> list[str]:

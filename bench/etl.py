@@ -209,7 +209,7 @@ def main() -> None:
     for tool, (wall, rss, spent, _, own) in (("geocloud etl run", ours), (f"ogr2ogr (GDAL {gdal})", peer)):
         cpu = f"{spent:>15.1f}" if spent is not None else f"{'n/a':>15}"
         print(f"{tool:<28}{wall:>10.1f}{n / wall:>14,.0f}{rss / 2**20:>11,.0f} MB{own:>12.1f}{cpu}")
-    copy = "" if "no_web_mercator_copy" in args.what_if else "a stored Web Mercator geometry, "
+    copy = "" if "no_web_mercator_copy" in args.what_if.split(",") else "a stored Web Mercator geometry, "
     print(f"\ngeocloud / ogr2ogr throughput: {peer[0] / ours[0]:.2f}x   (geocloud includes validation, {copy}"
           "the unique-key index, diff and publish)")
     print(f"geocloud stage timings (s): {json.loads(ours[3])['timings']}")
